@@ -1,0 +1,278 @@
+"""edge — serve · check · routes · demo · schema · token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from .config import Config, ConfigError, json_schemas, load_config
+
+DEFAULT_CONFIG = "config"
+DEMO_SECRET = "edge-demo-secret-not-for-production"
+
+
+def _install_uvloop() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def _load_or_exit(config_dir: str) -> Config:
+    try:
+        return load_config(config_dir)
+    except ConfigError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        print(f"{len(e.problems)} problem(s) in {config_dir}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = False,
+                 before: Callable[[], Awaitable[object]] | None = None,
+                 announce: Callable[[str], None] | None = None) -> None:
+    from aiohttp import web
+
+    from .app import STATE, build_app, setup_logging
+
+    setup_logging()
+    log = logging.getLogger("edge")
+    app = build_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           shutdown_timeout=config.edge.drain_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=2048,
+                       shutdown_timeout=config.edge.drain_timeout)
+    await site.start()
+    url = f"http://{host}:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    log.info("edge %d listening on %s (%d routes)", os.getpid(), url, len(config.routes))
+    if announce:
+        announce(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: app[STATE].reloader.trigger())
+    try:
+        await stop.wait()
+    finally:
+        log.info("edge %d draining (up to %gs)", os.getpid(), config.edge.drain_timeout)
+        await runner.cleanup()
+
+
+def _worker(config_dir: str, host: str, port: int) -> None:
+    _install_uvloop()
+    config = _load_or_exit(config_dir)
+    asyncio.run(_serve(config, host, port, reuse_port=True))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load_or_exit(args.config)
+    host = args.host or config.edge.listen.host
+    port = config.edge.listen.port if args.port is None else args.port
+    if args.workers <= 1:
+        _install_uvloop()
+        asyncio.run(_serve(config, host, port))
+        return 0
+    if port == 0:
+        print("--workers needs a fixed port", file=sys.stderr)
+        return 2
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(args.config, host, port), daemon=False)
+             for _ in range(args.workers)]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.pid and p.is_alive():
+                os.kill(p.pid, signum)
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, forward)
+    code = 0
+    for p in procs:
+        p.join()
+        code = code or (p.exitcode or 0)
+    return code
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        for p in e.problems:
+            print(p)
+        print(f"{len(e.problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{args.config}: ok ({len(config.edge.services)} services, "
+          f"{len(config.routes)} routes)")
+    return 0
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    config = _load_or_exit(args.config)
+    rows = [("ROUTE", "SOURCE", "AUTH", "QUERY", "FILE")]
+    for r in sorted(config.routes, key=lambda r: (r.template.text, r.method)):
+        m = r.model
+        auth = m.auth.jwt + (f" allow:{len(m.auth.allow)}" if m.auth.allow else "")
+        if m.auth.forward_token:
+            auth += " +token"
+        q = m.query.pass_
+        query = q if isinstance(q, str) else ",".join(q)
+        if m.query.rename or m.query.set:
+            query += " (mapped)"
+        timeout = f" ({m.source.timeout:g}s)" if m.source.timeout else ""
+        rows.append((r.name, f"{m.source.service}:{m.source.path}{timeout}", auth, query,
+                     f"{os.path.relpath(r.file)}:{r.line}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, schema in json_schemas().items():
+        (out / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        print(out / name)
+    return 0
+
+
+def make_token(secret: str, sub: str, roles: list[str], ttl: float) -> str:
+    import jwt
+
+    now = int(time.time())
+    claims = {"sub": sub, "roles": roles, "iat": now, "exp": now + int(ttl)}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    config = _load_or_exit(args.config)
+    jwt_cfg = config.edge.auth.jwt
+    if jwt_cfg is None or not jwt_cfg.secret_env:
+        print("auth.jwt.secret_env is not configured", file=sys.stderr)
+        return 2
+    secret = os.environ.get(jwt_cfg.secret_env) or (DEMO_SECRET if args.demo else None)
+    if not secret:
+        print(f"set {jwt_cfg.secret_env} (or pass --demo for the demo's secret)",
+              file=sys.stderr)
+        return 2
+    print(make_token(secret, args.sub, args.roles.split(",") if args.roles else [],
+                     args.ttl))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo.services import SERVICES
+    from .demo.upstreams import start_upstreams, stop_upstreams
+
+    config = _load_or_exit(args.config)
+    jwt_cfg = config.edge.auth.jwt
+    env_name = jwt_cfg.secret_env if jwt_cfg and jwt_cfg.secret_env else None
+    if env_name and not os.environ.get(env_name):
+        os.environ[env_name] = DEMO_SECRET
+        config = _load_or_exit(args.config)
+    ports: dict[str, int] = {}
+    for name, svc in config.edge.services.items():
+        if name in SERVICES:
+            from yarl import URL
+
+            ports[name] = URL(svc.url).port or 80
+    host = args.host or config.edge.listen.host
+    port = config.edge.listen.port if args.port is None else args.port
+    secret = os.environ.get(env_name, "") if env_name else ""
+
+    def announce(url: str) -> None:
+        member = make_token(secret, "1001", ["member"], 86400) if secret else ""
+        admin = make_token(secret, "ops-1", ["admin"], 86400) if secret else ""
+        print(f"""
+edge demo is up: {url}
+  upstreams: {", ".join(f"{n}=:{p}" for n, p in ports.items())}
+
+Try:
+  curl -i {url}/api/v1/providers?city=Jakarta
+  export TOKEN={member}
+  curl -i -H "Authorization: Bearer $TOKEN" {url}/api/v1/members/1001
+  curl -i -H "Authorization: Bearer $TOKEN" {url}/api/v1/members/1002      # 403
+  curl -i {url}/api/v1/members/1001                                        # 401
+  curl -i -H "X-Device-Type: phone" {url}/demo/echo
+  curl -s {url}/demo/big?mb=200 -o /dev/null -w '%{{size_download}} bytes\\n'
+  curl -N {url}/demo/drip?chunks=5&interval=500
+  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' {url}/demo/flaky; done
+  curl -s {url}/metrics | grep edge_requests
+  admin token (any member): {admin}
+Edit config/routes/*.yaml while it runs: valid edits apply within a second,
+broken ones are reported and the last good config keeps serving.
+""", flush=True)
+
+    async def main() -> None:
+        started = await start_upstreams(ports, host="127.0.0.1")
+        try:
+            await _serve(config, host, port, announce=announce)
+        finally:
+            await stop_upstreams(started)
+
+    _install_uvloop()
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="edge", description="Edge reverse proxy / backend-for-frontend driven by YAML.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve the routes in a config dir")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="config dir (default: config)")
+    p.add_argument("--host", help="override listen.host")
+    p.add_argument("--port", type=int, help="override listen.port")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the port with SO_REUSEPORT (default 1)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="validate a config dir; exit 1 with file:line:col errors")
+    p.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("routes", help="table of routes, their sources and policies")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.set_defaults(func=cmd_routes)
+
+    p = sub.add_parser("demo", help="run the bundled demo upstreams and the edge on them")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("schema", help="write the JSON Schemas for editors")
+    p.add_argument("--out", default=os.path.join(DEFAULT_CONFIG, "schema"))
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("token", help="sign a test JWT with the configured HS secret")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--sub", required=True)
+    p.add_argument("--roles", default="", help="comma-separated")
+    p.add_argument("--ttl", type=float, default=3600, help="seconds")
+    p.add_argument("--demo", action="store_true", help="use the demo secret if unset")
+    p.set_defaults(func=cmd_token)
+
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,589 @@
+"""Everything a platform engineer writes in YAML, declared once as typed models.
+
+The models' docstrings and field descriptions are the user documentation: the JSON Schema
+in ``config/schema/`` is generated from them (``edge schema``), and the loader turns every
+validation error into ``file:line:col: error: path: message``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import yamlpos
+from .routing import METHODS, PathBuilder, Template, TemplateError, parse_template
+from .units import Duration, Size
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+EnvName = Annotated[str, Field(pattern=_ENV_NAME.pattern)]
+
+# --------------------------------------------------------------------------- edge.yaml
+
+
+class Listen(Model):
+    host: str = "127.0.0.1"
+    """Address to listen on. Use 0.0.0.0 in a container."""
+    port: int = Field(8080, ge=0, le=65535)
+    """TCP port; 0 picks a free one."""
+
+
+class Timeouts(Model):
+    connect: Duration = 2.0
+    """Time to open a TCP connection to the service."""
+    response: Duration = 10.0
+    """Time from sending the request to receiving the response headers."""
+    idle: Duration = 30.0
+    """Longest pause allowed between two reads of a response body (streams may be long)."""
+
+
+class Pool(Model):
+    size: int = Field(100, ge=1, le=10000)
+    """Most connections open to this service at once (per edge process)."""
+    keepalive: Duration = 30.0
+    """How long an idle keep-alive connection stays in the pool."""
+
+
+class Retries(Model):
+    attempts: int = Field(2, ge=1, le=5)
+    """Tries in total (1 = no retry). Only idempotent requests without a body are retried."""
+    backoff: Duration = 0.05
+    """First pause before a retry; doubles each time, with full jitter."""
+    max_backoff: Duration = 1.0
+    """Longest pause before a retry."""
+    budget: float = Field(0.2, ge=0, le=1)
+    """Retries allowed as a fraction of requests (plus `min_per_second`), so a failing
+    service is not hit with a retry storm."""
+    min_per_second: float = Field(5.0, ge=0)
+    """Retries always allowed per second whatever the budget says."""
+    on_status: list[int] = [502, 503, 504]
+    """Upstream statuses that are retried (connection errors always are)."""
+
+
+class CircuitBreaker(Model):
+    failure_threshold: int = Field(5, ge=1)
+    """Consecutive failures (connection error, timeout, or a 5xx in `failure_statuses`)
+    that open the circuit."""
+    open_for: Duration = 30.0
+    """How long the circuit stays open before letting trial requests through."""
+    half_open_requests: int = Field(1, ge=1)
+    """Trial requests let through while half-open; all must succeed to close it."""
+    failure_statuses: list[int] = [502, 503, 504]
+    """Upstream statuses counted as failures."""
+
+
+class Service(Model):
+    """An upstream service: one pooled HTTP client per edge process."""
+
+    url: str
+    """Base URL, e.g. http://members.internal:8080 (a path prefix is allowed)."""
+    timeouts: Timeouts = Timeouts()
+    pool: Pool = Pool()
+    retries: Retries = Retries()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", v):
+            raise ValueError(f"expected an http(s) base URL without query, got {v!r}")
+        return v.rstrip("/")
+
+
+class Jwt(Model):
+    """How bearer tokens are verified. Keys come from env vars or files, never inline."""
+
+    algorithms: list[Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
+                             "ES256", "ES384", "ES512", "PS256", "PS384", "PS512",
+                             "EdDSA"]] = ["HS256"]
+    """Accepted algorithms (allowlist); 'none' can never be accepted."""
+    secret_env: EnvName | None = None
+    """Env var holding the shared secret for HS* algorithms."""
+    public_key_files: list[str] = []
+    """PEM public keys for RS*/ES*/PS*/EdDSA (paths relative to the config dir)."""
+    jwks_file: str | None = None
+    """A JWKS document with public keys, matched by `kid`."""
+    issuer: str | None = None
+    """Required `iss` when set."""
+    audience: str | None = None
+    """Required `aud` when set."""
+    leeway: Duration = 30.0
+    """Clock skew tolerated on exp/nbf/iat."""
+    required_claims: list[str] = ["exp", "sub"]
+    """Claims every token must carry."""
+    cookie: str | None = None
+    """Also read the token from this cookie (for EventSource clients)."""
+
+
+class Auth(Model):
+    jwt: Jwt | None = None
+    identity_headers: dict[str, str] = {"X-Edge-Subject": "sub"}
+    """Request headers set on upstream calls from verified claims (header: claim).
+    Incoming copies of these headers are always removed, so clients can't forge them."""
+
+    @field_validator("identity_headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+        return v
+
+
+class UserAgentRule(Model):
+    pattern: str
+    """Regular expression searched in User-Agent (case-insensitive)."""
+    device: str
+    """Device class given when it matches."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"invalid regular expression: {e}") from None
+        return v
+
+
+class Devices(Model):
+    """Device and network classes. Keep them few: each one is a cache variant."""
+
+    classes: list[str] = ["phone", "tablet", "desktop", "watch"]
+    default: str = "desktop"
+    """Class when nothing else says."""
+    header: str = "X-Device-Type"
+    """Header a client may use to name its class directly (must be one of `classes`)."""
+    user_agent: list[UserAgentRule] = [
+        UserAgentRule(pattern=r"watch|wear ?os", device="watch"),
+        UserAgentRule(pattern=r"ipad|tablet|kindle|silk", device="tablet"),
+        UserAgentRule(pattern=r"mobile|iphone|android|okhttp|cfnetwork|dart", device="phone"),
+    ]
+    """First matching rule wins."""
+
+
+class Limits(Model):
+    max_request_body: Size = 10 * 1024 * 1024
+    """Largest request body accepted (413 beyond)."""
+    max_header_size: Size = 8192
+    """Largest single request header line."""
+    max_path_length: int = Field(2048, ge=64)
+    """Longest request path + query accepted (414 beyond)."""
+
+
+class Admin(Model):
+    metrics_path: str = "/metrics"
+    health_path: str = "/health"
+    ready_path: str = "/ready"
+    metrics_allow: list[Network] = [
+        ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"),
+        ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("172.16.0.0/12"),
+        ipaddress.ip_network("192.168.0.0/16"),
+    ]
+    """Peers allowed to read /metrics (others get 403)."""
+
+
+class Backend(Model):
+    redis_url_env: EnvName | None = "EDGE_REDIS_URL"
+    """Env var holding a Redis URL. When it is set, shared state lives in Redis; otherwise
+    everything is in memory (one instance)."""
+
+
+class Reload(Model):
+    watch: bool = True
+    """Reload when a file under the config dir changes (SIGHUP always reloads)."""
+    interval: Duration = 1.0
+    """How often the config dir is checked for changes."""
+
+
+class Observability(Model):
+    access_log: bool = True
+    """One JSON line per request on stdout."""
+    request_id_header: str = "X-Request-ID"
+
+
+class EdgeFile(Model):
+    """config/edge.yaml: the process-wide settings."""
+
+    listen: Listen = Listen()
+    trusted_proxies: list[Network] = []
+    """CIDRs of load balancers / CDNs whose X-Forwarded-* headers are believed."""
+    services: dict[str, Service] = {}
+    auth: Auth = Auth()
+    devices: Devices = Devices()
+    limits: Limits = Limits()
+    admin: Admin = Admin()
+    backend: Backend = Backend()
+    reload: Reload = Reload()
+    observability: Observability = Observability()
+    drain_timeout: Duration = 30.0
+    """On shutdown or reload, how long in-flight requests may take to finish."""
+    problem_type_base: str = "urn:edge:problem:"
+    """Prefix of the `type` of every problem+json answer."""
+
+
+# ----------------------------------------------------------------------- routes/*.yaml
+
+
+class QueryPolicy(Model):
+    """Which client query parameters reach the upstream."""
+
+    pass_: Literal["all", "none"] | list[str] = Field("all", alias="pass")
+    """'all', 'none', or a list of parameter names to forward."""
+    rename: dict[str, str] = {}
+    """Client name → upstream name."""
+    set: dict[str, str] = {}
+    """Parameters always sent (override the client's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              use_attribute_docstrings=True)
+
+
+class Source(Model):
+    service: str
+    """Name of a service in edge.yaml."""
+    path: str
+    """Upstream path template; may use the route's parameters, e.g. /members/{member_id}."""
+    timeout: Duration | None = None
+    """Overrides the service's response timeout for this route."""
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"expected a path starting with '/', got {v!r}")
+        return v
+
+
+class AllowRule(Model):
+    """One way to be allowed in: compare a claim with a constant or a path parameter."""
+
+    claim: str
+    equals: str | None = None
+    """The claim equals this (may be a path parameter like '{member_id}')."""
+    contains: str | None = None
+    """The claim (a list, or a space-separated string like `scope`) contains this."""
+
+
+class RouteAuth(Model):
+    jwt: Literal["required", "optional", "off"] = "optional"
+    """required: 401 without a valid token; optional: a token, if sent, must be valid;
+    off: tokens are ignored."""
+    allow: list[AllowRule] = []
+    """If any rule is given, at least one must hold (403 otherwise)."""
+    forward_token: bool = False
+    """Pass the client's Authorization header to the upstream."""
+
+
+class Route(Model):
+    """One route: `METHOD /path/template` → an upstream source, plus its policies."""
+
+    route: str
+    """'GET /api/v1/members/{member_id}'. HEAD is served by GET routes."""
+    source: Source
+    query: QueryPolicy = QueryPolicy()
+    auth: RouteAuth = RouteAuth()
+    max_request_body: Size | None = None
+    """Overrides limits.max_request_body for this route."""
+    description: str = ""
+
+
+class RoutesFile(Model):
+    routes: list[Route]
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+class ConfigError(Exception):
+    """All problems found in a config directory, each as `file:line:col: error: ...`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """A validated route with everything derived from it at load time."""
+
+    model: Route
+    method: str
+    template: Template
+    upstream_path: PathBuilder
+    file: str
+    line: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.template.text}"
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    edge: EdgeFile
+    routes: tuple[RouteSpec, ...]
+    env: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def redis_url(self) -> str | None:
+        name = self.edge.backend.redis_url_env
+        return (self.env.get(name) or None) if name else None
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "missing required key"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    if err["type"] in ("literal_error", "enum") or "input" not in err:
+        return f"{msg}, got {err.get('input')!r}" if "input" in err else msg
+    if err["type"].endswith("_type") or err["type"].endswith("_parsing"):
+        return f"{msg}, got {err['input']!r}"
+    return msg
+
+
+def _validation_problems(e: ValidationError, pos: yamlpos.Positions,
+                         prefix: tuple[Any, ...] = ()) -> list[str]:
+    problems = []
+    for err in e.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        loc = tuple("pass" if p == "pass_" else p for p in loc)
+        path = prefix + loc
+        where = pos.where(path, key=err["type"] == "extra_forbidden")
+        problems.append(f"{where}: error: {_format_loc(loc)}: {_message(err)}")
+    return problems
+
+
+def _read(path: Path, problems: list[str]) -> tuple[Any, yamlpos.Positions] | None:
+    try:
+        return yamlpos.load(path.read_text(encoding="utf-8"), str(path))
+    except yamlpos.YamlError as e:
+        problems.append(f"{e.file}:{e.line}:{e.col}: error: {e.message}")
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(f"{path}:1:1: error: cannot read: {e}")
+    return None
+
+
+def load_config(root: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
+    """Load and check ``root/edge.yaml`` and ``root/routes/*.yaml``; raises ConfigError."""
+    root = Path(root)
+    env = dict(os.environ if env is None else env)
+    problems: list[str] = []
+    edge_path = root / "edge.yaml"
+    edge = EdgeFile()
+    edge_ok = True
+    if edge_path.exists():
+        loaded = _read(edge_path, problems)
+        if loaded is not None:
+            data, pos = loaded
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                problems.append(f"{pos.where(())}: error: expected a mapping at the top level")
+            else:
+                try:
+                    edge = EdgeFile.model_validate(data)
+                except ValidationError as e:
+                    problems.extend(_validation_problems(e, pos))
+                    edge_ok = False
+                else:
+                    problems.extend(_check_edge(edge, pos, root))
+        else:
+            edge_ok = False
+    elif not (root / "routes").is_dir():
+        raise ConfigError([f"{root}:1:1: error: no edge.yaml or routes/ directory here"])
+
+    routes: list[RouteSpec] = []
+    route_files = sorted((root / "routes").glob("*.yaml")) + sorted(
+        (root / "routes").glob("*.yml"))
+    for path in route_files:
+        loaded = _read(path, problems)
+        if loaded is None:
+            continue
+        data, pos = loaded
+        if data is None:
+            continue
+        if isinstance(data, dict) and "routes" in data:
+            try:
+                models = RoutesFile.model_validate(data).routes
+            except ValidationError as e:
+                problems.extend(_validation_problems(e, pos))
+                continue
+            paths: list[tuple[Any, ...]] = [("routes", i) for i in range(len(models))]
+        elif isinstance(data, dict):
+            try:
+                models = [Route.model_validate(data)]
+            except ValidationError as e:
+                problems.extend(_validation_problems(e, pos))
+                continue
+            paths = [()]
+        else:
+            problems.append(f"{pos.where(())}: error: expected a route mapping "
+                            "(with 'route:') or a 'routes:' list")
+            continue
+        for model, p in zip(models, paths, strict=True):
+            spec = _compile_route(model, p, pos, edge if edge_ok else None, problems)
+            if spec is not None:
+                routes.append(spec)
+    problems.extend(_check_collisions(routes))
+    if problems:
+        raise ConfigError(problems)
+    return Config(root=root, edge=edge, routes=tuple(routes), env=env)
+
+
+def _check_edge(edge: EdgeFile, pos: yamlpos.Positions, root: Path) -> list[str]:
+    problems = []
+    if edge.devices.default not in edge.devices.classes:
+        problems.append(f"{pos.where(('devices', 'default'))}: error: devices.default: "
+                        f"'{edge.devices.default}' is not one of devices.classes")
+    for i, rule in enumerate(edge.devices.user_agent):
+        if rule.device not in edge.devices.classes:
+            problems.append(
+                f"{pos.where(('devices', 'user_agent', i, 'device'))}: error: "
+                f"devices.user_agent[{i}].device: '{rule.device}' is not one of "
+                "devices.classes")
+    jwt = edge.auth.jwt
+    if jwt is not None:
+        needs_secret = any(a.startswith("HS") for a in jwt.algorithms)
+        needs_keys = any(not a.startswith("HS") for a in jwt.algorithms)
+        if needs_secret and not jwt.secret_env:
+            problems.append(f"{pos.where(('auth', 'jwt', 'algorithms'))}: error: "
+                            "auth.jwt: HS* algorithms need `secret_env` (an env var name)")
+        if needs_keys and not (jwt.public_key_files or jwt.jwks_file):
+            problems.append(f"{pos.where(('auth', 'jwt', 'algorithms'))}: error: auth.jwt: "
+                            "RS*/ES*/PS*/EdDSA need `public_key_files` or `jwks_file`")
+        files = [(("auth", "jwt", "public_key_files", i), f)
+                 for i, f in enumerate(jwt.public_key_files)]
+        if jwt.jwks_file:
+            files.append((("auth", "jwt", "jwks_file"), jwt.jwks_file))
+        for p, f in files:
+            if not (root / f).is_file():
+                problems.append(f"{pos.where(p)}: error: {_format_loc(p)}: no such file {f!r}")
+    return problems
+
+
+def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
+                   edge: EdgeFile | None, problems: list[str]) -> RouteSpec | None:
+    """Check a route against itself and edge.yaml (skipped if edge.yaml itself failed)."""
+    label = _format_loc(p)
+    label = f"{label}." if label else ""
+    where = pos.where((*p, "route"))
+    method, _, path = model.route.strip().partition(" ")
+    method, path = method.upper(), path.strip()
+    if method not in METHODS or not path:
+        problems.append(f"{where}: error: {label}route: expected 'METHOD /path' with METHOD "
+                        f"one of {', '.join(METHODS)}, got {model.route!r}")
+        return None
+    try:
+        template = parse_template(path)
+    except TemplateError as e:
+        problems.append(f"{where}: error: {label}route: {e}")
+        return None
+    name = f"{method} {template.text}"
+    ok = True
+    src = model.source
+    if edge is not None and src.service not in edge.services:
+        known = ", ".join(sorted(edge.services)) or "none defined"
+        problems.append(f"{pos.where((*p, 'source', 'service'))}: error: {name}: "
+                        f"source.service: unknown service '{src.service}' (services: {known})")
+        ok = False
+    builder = PathBuilder.compile(src.path)
+    for param in builder.params:
+        if param not in template.params:
+            problems.append(f"{pos.where((*p, 'source', 'path'))}: error: {name}: source.path "
+                            f"uses '{{{param}}}' but the route has no such parameter")
+            ok = False
+    for raw in ("{", "}"):
+        stripped = re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*(\.\.\.)?\}", "", src.path)
+        if raw in stripped:
+            problems.append(f"{pos.where((*p, 'source', 'path'))}: error: {name}: source.path "
+                            f"has an unbalanced '{raw}'")
+            ok = False
+            break
+    if edge is not None and model.auth.jwt != "off" and edge.auth.jwt is None:
+        if model.auth.jwt == "required" or model.auth.allow:
+            problems.append(f"{pos.where((*p, 'auth', 'jwt'))}: error: {name}: auth needs "
+                            "`auth.jwt` in edge.yaml")
+            ok = False
+    for i, rule in enumerate(model.auth.allow):
+        rp = (*p, "auth", "allow", i)
+        if (rule.equals is None) == (rule.contains is None):
+            problems.append(f"{pos.where(rp)}: error: {name}: auth.allow[{i}]: give exactly "
+                            "one of `equals` or `contains`")
+            ok = False
+        for value in (rule.equals, rule.contains):
+            for m in re.finditer(r"\{([^}]*)\}", value or ""):
+                if m.group(1) not in template.params:
+                    problems.append(f"{pos.where(rp)}: error: {name}: auth.allow[{i}]: "
+                                    f"'{{{m.group(1)}}}' is not a parameter of the route")
+                    ok = False
+    if model.auth.allow and model.auth.jwt != "required":
+        problems.append(f"{pos.where((*p, 'auth', 'allow'))}: error: {name}: auth.allow "
+                        "needs `jwt: required`")
+        ok = False
+    if not ok:
+        return None
+    line = pos.of((*p, "route"))[0]
+    return RouteSpec(model, method, template, builder, pos.file, line)
+
+
+def _check_collisions(routes: list[RouteSpec]) -> list[str]:
+    problems = []
+    seen: dict[tuple[str, Any], RouteSpec] = {}
+    for spec in routes:
+        key = (spec.method, spec.template.shape)
+        first = seen.get(key)
+        if first is not None:
+            problems.append(
+                f"{spec.file}:{spec.line}:1: error: route '{spec.name}' collides with "
+                f"'{first.name}' defined at {first.file}:{first.line}")
+        else:
+            seen[key] = spec
+    return problems
+
+
+# ------------------------------------------------------------------------- JSON Schema
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The editor schemas, keyed by file name under config/schema/."""
+    route = Route.model_json_schema(by_alias=True)
+    routes = RoutesFile.model_json_schema(by_alias=True)
+    route_file = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "edge route file",
+        "description": "A single route (with `route:`) or a `routes:` list.",
+        "anyOf": [{"$ref": "#/$defs/Route"}, {"$ref": "#/$defs/RoutesFile"}],
+        "$defs": {**route.pop("$defs", {}), **routes.pop("$defs", {}),
+                  "Route": route, "RoutesFile": routes},
+    }
+    edge = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            **EdgeFile.model_json_schema(by_alias=True)}
+    return {"edge.schema.json": edge, "route.schema.json": route_file}

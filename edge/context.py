@@ -1,0 +1,147 @@
+"""Who and what is asking: the device profile, the client address, the request context."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from .config import Devices
+
+NETWORK_CLASSES = ("slow", "medium", "fast", "unknown")
+_ECT = {"slow-2g": "slow", "2g": "slow", "3g": "medium", "4g": "fast"}
+_NETWORK_TYPE = {"2g": "slow", "edge": "slow", "gprs": "slow", "3g": "medium",
+                 "4g": "fast", "lte": "fast", "5g": "fast", "wifi": "fast",
+                 "ethernet": "fast", "cellular": "medium"}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceProfile:
+    """A small, named description of the client; classes become cache variants."""
+
+    device: str
+    network: str
+    dpr: float | None = None  # quantised to 1, 1.5, 2, 3
+    viewport_width: int | None = None
+    width: int | None = None
+    save_data: bool = False
+    used_headers: tuple[str, ...] = ()  # request headers that decided the profile (for Vary)
+
+
+def _quantise_dpr(raw: str) -> float | None:
+    try:
+        v = float(raw)
+    except ValueError:
+        return None
+    if not 0 < v < 10:
+        return None
+    return min((1.0, 1.5, 2.0, 3.0), key=lambda q: abs(q - v))
+
+
+def _int(raw: str | None, cap: int = 10000) -> int | None:
+    if raw is None or not raw.isdigit() or len(raw) > 6:
+        return None
+    return min(int(raw), cap)
+
+
+class DeviceClassifier:
+    """Built once per config from `devices`; `profile(headers)` is cheap per request."""
+
+    def __init__(self, cfg: Devices) -> None:
+        self.classes = frozenset(cfg.classes)
+        self.default = cfg.default
+        self.header = cfg.header
+        self.rules = [(re.compile(r.pattern, re.IGNORECASE), r.device) for r in cfg.user_agent]
+        self._by_ua = lru_cache(maxsize=4096)(self._classify_ua)
+
+    def _classify_ua(self, ua: str) -> str:
+        for pattern, device in self.rules:
+            if pattern.search(ua):
+                return device
+        return self.default
+
+    def profile(self, headers: Mapping[str, str]) -> DeviceProfile:
+        used: list[str] = []
+        named = headers.get(self.header)
+        if named is not None and named.lower() in self.classes:
+            device = named.lower()
+            used.append(self.header)
+        else:
+            ua = headers.get("User-Agent", "")
+            device = self._by_ua(ua[:512]) if ua else self.default
+            if ua:
+                used.append("User-Agent")
+        save_data = headers.get("Save-Data", "").strip().lower() == "on"
+        network = "unknown"
+        if save_data:
+            network = "slow"
+            used.append("Save-Data")
+        else:
+            ect = headers.get("ECT")
+            if ect is not None and ect.lower() in _ECT:
+                network = _ECT[ect.lower()]
+                used.append("ECT")
+            else:
+                nt = headers.get("X-Network-Type")
+                if nt is not None and nt.lower() in _NETWORK_TYPE:
+                    network = _NETWORK_TYPE[nt.lower()]
+                    used.append("X-Network-Type")
+        dpr_raw = headers.get("Sec-CH-DPR") or headers.get("DPR")
+        return DeviceProfile(
+            device=device, network=network,
+            dpr=_quantise_dpr(dpr_raw) if dpr_raw else None,
+            viewport_width=_int(headers.get("Sec-CH-Viewport-Width")
+                                or headers.get("Viewport-Width")),
+            width=_int(headers.get("Sec-CH-Width") or headers.get("Width")),
+            save_data=save_data, used_headers=tuple(used))
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ClientAddress:
+    """Works out the real client IP, believing X-Forwarded-For only from trusted proxies."""
+
+    def __init__(self, trusted: Sequence[Network]) -> None:
+        self.trusted = tuple(trusted)
+        self._cache = lru_cache(maxsize=1024)(self._is_trusted)
+
+    def _is_trusted(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.trusted)
+
+    def is_trusted(self, ip: str | None) -> bool:
+        return bool(self.trusted) and ip is not None and self._cache(ip)
+
+    def client_ip(self, peer: str | None, xff: str | None) -> str:
+        """The rightmost address in the chain that is not a trusted proxy."""
+        if peer is None:
+            return "unknown"
+        if not xff or not self.is_trusted(peer):
+            return peer
+        hops = [h.strip() for h in xff.split(",")]
+        for hop in reversed(hops):
+            if not hop:
+                continue
+            if not self.is_trusted(hop):
+                return hop
+        return hops[0] or peer
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What every stage of one request may read."""
+
+    request_id: str
+    route_name: str
+    params: dict[str, str]
+    device: DeviceProfile
+    client_ip: str
+    identity: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)

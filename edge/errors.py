@@ -1,0 +1,58 @@
+"""RFC 9457 problem details: one exception type, one stable `type` per kind of error."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+PROBLEM_JSON = "application/problem+json"
+
+# kind → (status, title). The kind is the stable tail of the problem `type` URI.
+KINDS: dict[str, tuple[int, str]] = {
+    "bad-request": (400, "Bad request"),
+    "bad-path": (400, "Path not allowed"),
+    "unauthorized": (401, "Authentication required"),
+    "invalid-token": (401, "Invalid token"),
+    "forbidden": (403, "Forbidden"),
+    "not-found": (404, "No route matches this path"),
+    "method-not-allowed": (405, "Method not allowed"),
+    "payload-too-large": (413, "Request body too large"),
+    "uri-too-long": (414, "Request path too long"),
+    "upstream-unreachable": (502, "Upstream service unreachable"),
+    "upstream-bad-response": (502, "Upstream service sent a bad response"),
+    "circuit-open": (503, "Upstream service temporarily unavailable"),
+    "upstream-timeout": (504, "Upstream service timed out"),
+    "internal": (500, "Internal error"),
+}
+
+
+class Problem(Exception):
+    """Raise anywhere in a request; the edge answers it as problem+json."""
+
+    def __init__(self, kind: str, detail: str | None = None, *,
+                 headers: dict[str, str] | None = None, **extra: object) -> None:
+        super().__init__(detail or kind)
+        self.kind = kind
+        self.status, self.title = KINDS[kind]
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(problem: Problem, *, type_base: str, request_id: str,
+                     instance: str | None = None) -> web.Response:
+    body: dict[str, object] = {
+        "type": type_base + problem.kind,
+        "title": problem.title,
+        "status": problem.status,
+    }
+    if problem.detail:
+        body["detail"] = problem.detail
+    if instance:
+        body["instance"] = instance
+    body["request_id"] = request_id
+    body.update(problem.extra)
+    resp = web.Response(body=orjson.dumps(body), status=problem.status,
+                        content_type=PROBLEM_JSON, headers=problem.headers)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp

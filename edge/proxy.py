@@ -1,0 +1,148 @@
+"""Streaming pass-through: one route, one upstream, bodies never held whole in memory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .config import QueryPolicy
+from .context import RequestContext
+from .errors import Problem
+
+# RFC 9110 §7.6.1 connection-specific fields, plus the de-facto ones.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+    "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
+})
+# Set by the edge itself on the way up; never copied from the client.
+_REQUEST_DROP = HOP_BY_HOP | {"host", "expect", "x-forwarded-for", "x-forwarded-proto",
+                              "x-forwarded-host", "forwarded", "content-length"}
+_RESPONSE_DROP = HOP_BY_HOP | {"content-length", "server", "date"}
+# Bodies up to this size (with a known Content-Length) are read at once: one write to the
+# client instead of a chunk loop. Still bounded, so memory stays flat.
+SMALL_BODY = 64 * 1024
+CHUNK = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
+    value = headers.get("Connection")
+    if not value:
+        return frozenset()
+    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
+
+
+def filter_headers(headers: Mapping[str, str], drop: frozenset[str]) -> CIMultiDict[str]:
+    extra = _connection_tokens(headers)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        low = name.lower()
+        if low not in drop and low not in extra:
+            out.add(name, value)
+    return out
+
+
+class QueryMapper:
+    """A route's `query` block, compiled. `map(request)` → the upstream query string."""
+
+    def __init__(self, cfg: QueryPolicy) -> None:
+        self.passthrough = cfg.pass_ == "all" and not cfg.rename and not cfg.set
+        self.allow = None if cfg.pass_ == "all" else (
+            frozenset() if cfg.pass_ == "none" else frozenset(cfg.pass_))
+        self.rename = dict(cfg.rename)
+        self.set = dict(cfg.set)
+
+    def map(self, request: web.BaseRequest) -> str:
+        if self.passthrough:
+            return request.rel_url.raw_query_string
+        pairs = [(self.rename.get(k, k), v) for k, v in request.query.items()
+                 if (self.allow is None or k in self.allow) and self.rename.get(k, k)
+                 not in self.set]
+        pairs.extend(self.set.items())
+        return urlencode(pairs)
+
+
+def join_query(path: str, query: str) -> str:
+    if not query:
+        return path
+    return f"{path}&{query}" if "?" in path else f"{path}?{query}"
+
+
+async def _stream_body(content: aiohttp.StreamReader, limit: int,
+                       counter: list[int]) -> AsyncIterator[bytes]:
+    async for chunk in content.iter_chunked(CHUNK):
+        counter[0] += len(chunk)
+        if counter[0] > limit:
+            raise BodyTooLarge
+        yield chunk
+
+
+def request_body(request: web.BaseRequest, limit: int,
+                 counter: list[int]) -> AsyncIterator[bytes] | None:
+    """The client's body as a stream for the upstream, or None when there is none."""
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise Problem("payload-too-large",
+                          f"request body is {length} bytes; this route accepts {limit}")
+        if length == 0:
+            return None
+    elif not request.body_exists:
+        return None
+    return _stream_body(request.content, limit, counter)
+
+
+async def send_upstream_response(request: web.BaseRequest, resp: aiohttp.ClientResponse,
+                                 ctx: RequestContext, extra_headers: Mapping[str, str]
+                                 ) -> tuple[web.StreamResponse, int]:
+    """Relay status, headers and body; returns the response and the body bytes sent."""
+    headers = filter_headers(resp.headers, _RESPONSE_DROP)
+    headers.update(extra_headers)
+    status = resp.status
+    if request.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        out = web.Response(status=status, headers=headers)
+        if resp.content_length is not None and request.method == "HEAD":
+            headers["Content-Length"] = str(resp.content_length)
+        return out, 0
+    length = resp.content_length
+    if length is not None and length <= SMALL_BODY:
+        try:
+            body = await resp.read()
+        except (aiohttp.ClientError, TimeoutError):
+            raise Problem("upstream-bad-response", "the upstream response was cut short")\
+                from None
+        return web.Response(status=status, headers=headers, body=body), len(body)
+    stream = web.StreamResponse(status=status, headers=headers)
+    if length is not None:
+        stream.content_length = length
+    await stream.prepare(request)
+    sent = 0
+    try:
+        async for chunk in resp.content.iter_any():
+            await stream.write(chunk)
+            sent += len(chunk)
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
+        # Headers are gone already: the only honest signal left is a broken connection,
+        # so the client can't mistake a truncated body for a whole one.
+        ctx.timings["aborted"] = 1
+        if request.transport is not None:
+            request.transport.abort()
+        return stream, sent
+    await stream.write_eof()
+    return stream, sent
+
+
+def timing_header(upstream_seconds: float) -> str:
+    return f"upstream;dur={upstream_seconds * 1000:.1f}"
+
+
+def now() -> float:
+    return time.perf_counter()

@@ -1,0 +1,270 @@
+"""Path templates and the route table.
+
+A template is a list of ``/``-separated segments. A segment is a literal (``claims``), a
+parameter (``{member_id}``), a parameter with a literal prefix/suffix (``{photo}.jpg``), or,
+as the last segment only, a tail (``{rest...}``) that matches one or more segments.
+
+Matching prefers, at every depth, literal over affixed over plain parameter over tail, so
+the most specific template wins. Values are percent-decoded exactly once, then checked:
+no ``/`` (an encoded ``%2F`` included), no ``.``/``..``, no control characters. That is
+what keeps a client from steering the edge to an upstream path outside the template.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote, unquote
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}")
+_BAD_VALUE = re.compile(r"[\x00-\x1f\x7f/\\]")
+MAX_PARAM_LENGTH = 256
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+T = TypeVar("T")
+
+
+class TemplateError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    kind: str  # "lit" | "param" | "affix" | "tail"
+    text: str = ""  # literal text
+    name: str = ""  # parameter name
+    prefix: str = ""
+    suffix: str = ""
+
+    @property
+    def shape(self) -> tuple[str, str, str, str]:
+        """What two templates must share to be the same match (param names don't count)."""
+        return (self.kind, self.text, self.prefix, self.suffix)
+
+
+@dataclass(frozen=True)
+class Template:
+    text: str
+    segments: tuple[Segment, ...]
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.segments if s.kind != "lit")
+
+    @property
+    def shape(self) -> tuple[tuple[str, str, str, str], ...]:
+        return tuple(s.shape for s in self.segments)
+
+
+def parse_template(text: str) -> Template:
+    if not text.startswith("/"):
+        raise TemplateError(f"path template must start with '/', got {text!r}")
+    if "?" in text or "#" in text:
+        raise TemplateError("path template must not contain a query or fragment")
+    parts = text[1:].split("/") if text != "/" else []
+    segments: list[Segment] = []
+    seen: set[str] = set()
+    for i, part in enumerate(parts):
+        if part == "" and i != len(parts) - 1:
+            raise TemplateError(f"empty segment in path template {text!r}")
+        params = list(_PARAM.finditer(part))
+        if not params:
+            if "{" in part or "}" in part:
+                raise TemplateError(
+                    f"bad parameter in segment {part!r}: expected '{{name}}' with name "
+                    "made of letters, digits and '_'"
+                )
+            if part in (".", ".."):
+                raise TemplateError("path template must not contain '.' or '..' segments")
+            segments.append(Segment("lit", text=part))
+            continue
+        if len(params) > 1:
+            raise TemplateError(f"segment {part!r} has more than one parameter")
+        m = params[0]
+        name, tail = m.group(1), bool(m.group(2))
+        if name in seen:
+            raise TemplateError(f"parameter '{name}' appears twice in {text!r}")
+        seen.add(name)
+        prefix, suffix = part[: m.start()], part[m.end():]
+        if "{" in prefix + suffix or "}" in prefix + suffix:
+            raise TemplateError(f"bad parameter in segment {part!r}")
+        if tail:
+            if prefix or suffix or i != len(parts) - 1:
+                raise TemplateError(f"'{{{name}...}}' must be a whole, last segment")
+            segments.append(Segment("tail", name=name))
+        elif prefix or suffix:
+            segments.append(Segment("affix", name=name, prefix=prefix, suffix=suffix))
+        else:
+            segments.append(Segment("param", name=name))
+    return Template(text, tuple(segments))
+
+
+class BadPath(ValueError):
+    """The request path can't be safely matched (bad encoding, traversal, too long)."""
+
+
+def split_path(raw_path: str) -> list[str]:
+    """Raw (still percent-encoded) path → decoded segments, refusing what is unsafe."""
+    if not raw_path.startswith("/"):
+        raise BadPath("path must start with '/'")
+    raw = raw_path[1:].split("/") if raw_path != "/" else []
+    out = []
+    for seg in raw:
+        value = unquote(seg, errors="strict") if "%" in seg else seg
+        if value in (".", "..") or _BAD_VALUE.search(value):
+            raise BadPath(f"path segment {seg!r} is not allowed")
+        out.append(value)
+    return out
+
+
+@dataclass
+class _Node(Generic[T]):
+    lit: dict[str, _Node[T]] = field(default_factory=dict)
+    affix: list[tuple[Segment, _Node[T]]] = field(default_factory=list)
+    param: _Node[T] | None = None
+    param_name: str = ""
+    tail: dict[str, T] = field(default_factory=dict)
+    tail_name: str = ""
+    routes: dict[str, T] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Match(Generic[T]):
+    route: T | None
+    params: dict[str, str]
+    allowed: tuple[str, ...] = ()  # set when the path matched but not the method
+
+
+class RouteTable(Generic[T]):
+    """Method + template → value. ``add`` raises on a collision; ``match`` never raises."""
+
+    def __init__(self) -> None:
+        self._root: _Node[T] = _Node()
+        self._owners: dict[tuple[str, Any], T] = {}
+
+    def find(self, method: str, template: Template) -> T | None:
+        return self._owners.get((method, template.shape))
+
+    def add(self, method: str, template: Template, value: T) -> None:
+        key = (method, template.shape)
+        if key in self._owners:
+            raise KeyError(key)
+        self._owners[key] = value
+        node = self._root
+        for seg in template.segments:
+            if seg.kind == "lit":
+                node = node.lit.setdefault(seg.text, _Node())
+            elif seg.kind == "affix":
+                for other, child in node.affix:
+                    if other.shape == seg.shape:
+                        node = child
+                        break
+                else:
+                    child = _Node()
+                    node.affix.append((seg, child))
+                    # longer affixes first: "{id}.thumb.jpg" before "{id}.jpg"
+                    node.affix.sort(key=lambda a: -len(a[0].prefix + a[0].suffix))
+                    node = child
+            elif seg.kind == "param":
+                if node.param is None:
+                    node.param = _Node()
+                node.param_name = seg.name
+                node = node.param
+            else:
+                node.tail[method] = value
+                node.tail_name = seg.name
+                return
+        node.routes[method] = value
+
+    def match(self, method: str, segments: list[str]) -> Match[T]:
+        params: dict[str, str] = {}
+        allowed: set[str] = set()
+        lookup = "GET" if method == "HEAD" else method
+        found = self._walk(self._root, segments, 0, method, lookup, params, allowed)
+        if found is not None:
+            return Match(found, params)
+        return Match(None, {}, tuple(sorted(allowed)))
+
+    def _walk(self, node: _Node[T], segs: list[str], i: int, method: str, lookup: str,
+              params: dict[str, str], allowed: set[str]) -> T | None:
+        if i == len(segs):
+            route = node.routes.get(method) or node.routes.get(lookup)
+            if route is None and node.routes:
+                allowed.update(node.routes)
+            return route
+        seg = segs[i]
+        if len(seg) > MAX_PARAM_LENGTH:
+            return None
+        child = node.lit.get(seg)
+        if child is not None:
+            found = self._walk(child, segs, i + 1, method, lookup, params, allowed)
+            if found is not None:
+                return found
+        for aff, child in node.affix:
+            if (len(seg) > len(aff.prefix) + len(aff.suffix) and seg.startswith(aff.prefix)
+                    and seg.endswith(aff.suffix)):
+                params[aff.name] = seg[len(aff.prefix): len(seg) - len(aff.suffix)]
+                found = self._walk(child, segs, i + 1, method, lookup, params, allowed)
+                if found is not None:
+                    return found
+                del params[aff.name]
+        if node.param is not None and seg:
+            params[node.param_name] = seg
+            found = self._walk(node.param, segs, i + 1, method, lookup, params, allowed)
+            if found is not None:
+                return found
+            del params[node.param_name]
+        if node.tail and all(segs[i:]):
+            route = node.tail.get(method) or node.tail.get(lookup)
+            if route is not None:
+                params[node.tail_name] = "/".join(segs[i:])
+                return route
+            allowed.update(node.tail)
+        return None
+
+
+# Characters left as they are in an upstream path segment (RFC 3986 pchar minus '%').
+_PCHAR_SAFE = "-._~!$&'()*+,;=:@"
+_QUERY_SAFE = "-._~!$'()*,;:@/"  # never '&', '=', '+', '#', '%' inside a value
+
+
+@dataclass(frozen=True)
+class PathBuilder:
+    """A source path template (``/claims?member_id={member_id}``) compiled once."""
+
+    parts: tuple[tuple[bool, str, bool], ...]  # (is_param, text_or_name, in_query)
+
+    @classmethod
+    def compile(cls, text: str) -> PathBuilder:
+        parts: list[tuple[bool, str, bool]] = []
+        pos = 0
+        qmark = text.find("?")
+        for m in _PARAM.finditer(text):
+            if m.start() > pos:
+                parts.append((False, text[pos: m.start()], False))
+            in_query = qmark != -1 and m.start() > qmark
+            parts.append((True, m.group(1) + ("..." if m.group(2) else ""), in_query))
+            pos = m.end()
+        if pos < len(text):
+            parts.append((False, text[pos:], False))
+        return cls(tuple(parts))
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return tuple(p[1].removesuffix("...") for p in self.parts if p[0])
+
+    def build(self, params: dict[str, str]) -> str:
+        out = []
+        for is_param, text, in_query in self.parts:
+            if not is_param:
+                out.append(text)
+            elif in_query:
+                out.append(quote(params[text.removesuffix("...")], safe=_QUERY_SAFE))
+            elif text.endswith("..."):
+                # a tail keeps its '/' separators; each segment was checked by split_path
+                value = params[text[:-3]]
+                out.append("/".join(quote(s, safe=_PCHAR_SAFE) for s in value.split("/")))
+            else:
+                out.append(quote(params[text], safe=_PCHAR_SAFE))
+        return "".join(out)

@@ -1,0 +1,90 @@
+"""YAML → plain Python data, remembering where every key and value came from.
+
+PyYAML's composer gives us nodes with marks; we build dicts/lists ourselves so that
+duplicate keys are errors (PyYAML silently keeps the last one) and so that a validator's
+error path (``("routes", 0, "source", "service")``) can be turned back into
+``file:line:col``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path = tuple[str | int, ...]
+
+
+class YamlError(Exception):
+    """A syntax or structure problem at a position in a file."""
+
+    def __init__(self, file: str, line: int, col: int, message: str) -> None:
+        super().__init__(f"{file}:{line}:{col}: {message}")
+        self.file, self.line, self.col, self.message = file, line, col, message
+
+
+@dataclass
+class Positions:
+    """Where each value (and each mapping key) of a loaded document sits in its file."""
+
+    file: str
+    values: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def of(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        """Best position for ``path``: the exact node, else its nearest ancestor."""
+        table = self.keys if key else self.values
+        p = tuple(path)
+        while p:
+            if p in table:
+                return table[p]
+            if not key and p in self.keys:
+                return self.keys[p]
+            p = p[:-1]
+        return self.values.get((), (1, 1))
+
+    def where(self, path: Path, *, key: bool = False) -> str:
+        line, col = self.of(path, key=key)
+        return f"{self.file}:{line}:{col}"
+
+
+def load(text: str, file: str) -> tuple[Any, Positions]:
+    """Parse one YAML document; returns (data, positions). Raises YamlError."""
+    pos = Positions(file)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise YamlError(file, line, col, f"invalid YAML: {e.problem or e}") from None
+    finally:
+        loader.dispose()
+    if node is None:
+        return None, pos
+    return _build(node, (), pos, loader), pos
+
+
+def _build(node: yaml.Node, path: Path, pos: Positions, loader: yaml.SafeLoader) -> Any:
+    pos.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise YamlError(pos.file, *where, "mapping keys must be plain strings")
+            key = str(loader.construct_object(key_node))
+            if key in out:
+                first = pos.keys[(*path, key)]
+                raise YamlError(
+                    pos.file, *where,
+                    f"duplicate key '{key}' (first defined at line {first[0]})",
+                )
+            pos.keys[(*path, key)] = where
+            out[key] = _build(value_node, (*path, key), pos, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*path, i), pos, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)

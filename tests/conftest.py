@@ -1,0 +1,67 @@
+"""Shared fixtures: real upstream servers on loopback and an edge built from YAML text."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from edge.app import build_app
+from edge.config import Config, load_config
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
+
+
+def write_config(root: Path, edge_yaml: str, routes: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "edge.yaml").write_text(textwrap.dedent(edge_yaml))
+    (root / "routes").mkdir(exist_ok=True)
+    for name, text in routes.items():
+        (root / "routes" / name).write_text(textwrap.dedent(text))
+    return root
+
+
+def services_yaml(services: dict[str, str], extra: str = "") -> str:
+    """edge.yaml with the given services (name → base URL) and optional extra YAML."""
+    lines = ["services:"]
+    for name, url in services.items():
+        lines.append(f"  {name}:")
+        lines.append(f"    url: {url}")
+    return "\n".join(lines) + "\n" + textwrap.dedent(extra)
+
+
+EdgeFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def make_edge(tmp_path: Path, aiohttp_client: Any) -> EdgeFactory:
+    """Build an edge from YAML text and return a test client talking to it over HTTP."""
+
+    async def factory(edge_yaml: str, routes: dict[str, str], *, env: dict[str, str] | None
+                      = None, watch: bool = False, root: Path | None = None,
+                      **client_kw: Any) -> TestClient[Any, Any]:
+        root = write_config(root or tmp_path / "config", edge_yaml, routes)
+        env = {"EDGE_JWT_SECRET": JWT_SECRET, **(env or {})}
+        config: Config = load_config(root, env)
+        app = build_app(config, env=env, watch=watch)
+        return await aiohttp_client(app, **client_kw)
+
+    return factory
+
+
+@pytest.fixture
+def upstream(aiohttp_server: Any) -> Callable[[web.Application], Awaitable[str]]:
+    """Start an aiohttp app as a real upstream on loopback; returns its base URL."""
+
+    async def start(app: web.Application) -> str:
+        server = await aiohttp_server(app)
+        return str(server.make_url("")).rstrip("/")
+
+    return start
