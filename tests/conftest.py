@@ -16,7 +16,7 @@ from edge.app import build_app
 from edge.config import Config, load_config
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
+JWT_SECRET = "test-secret-" + "0123456789abcdef" * 4
 
 
 def write_config(root: Path, edge_yaml: str, routes: dict[str, str]) -> Path:

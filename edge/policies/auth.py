@@ -44,6 +44,9 @@ class Verifier:
             value = env.get(cfg.secret_env)
             if not value:
                 raise ValueError(f"auth.jwt.secret_env: env var {cfg.secret_env} is not set")
+            if len(value.encode()) < 32:
+                raise ValueError(f"auth.jwt.secret_env: {cfg.secret_env} holds fewer than 32 "
+                                 "bytes; HMAC secrets must be at least as long as the hash")
             self.secret = value.encode()
         self.keys: list[Any] = []
         self.by_kid: dict[str, Any] = {}

@@ -1,0 +1,123 @@
+"""Run the demo upstream services, each on its own port.
+
+    python -m edge.demo.upstreams [--host 127.0.0.1] [--port-base 9100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from edge.demo.data import get_dataset
+from edge.demo.services import SERVICES
+
+DEFAULT_PORTS: dict[str, int] = {
+    "members": 9101,
+    "claims": 9102,
+    "providers": 9103,
+    "benefits": 9104,
+    "policies": 9105,
+    "notifications": 9106,
+    "chaos": 9109,
+}
+_DEFAULT_BASE = 9100
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A started service: its name, base URL (``http://127.0.0.1:9101``) and runner."""
+
+    name: str
+    url: str
+    runner: web.AppRunner
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    raise RuntimeError("service is not listening on a TCP port")
+
+
+async def start_upstreams(
+    ports: Mapping[str, int] | None = None, host: str = "127.0.0.1"
+) -> list[Upstream]:
+    """Start the services named in ``ports`` (default: all, on ``DEFAULT_PORTS``).
+
+    Port 0 picks a free port; the returned ``Upstream.url`` has the bound one.
+    """
+    ports = DEFAULT_PORTS if ports is None else ports
+    unknown = sorted(set(ports) - set(SERVICES))
+    if unknown:
+        known = ", ".join(SERVICES)
+        raise ValueError(f"unknown demo services: {', '.join(unknown)}; known: {known}")
+    await asyncio.to_thread(get_dataset)
+    url_host = f"[{host}]" if ":" in host else host
+    started: list[Upstream] = []
+    try:
+        for name, port in ports.items():
+            runner = web.AppRunner(SERVICES[name](), access_log=None)
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, host, port).start()
+            except BaseException:
+                await runner.cleanup()
+                raise
+            started.append(Upstream(name, f"http://{url_host}:{_bound_port(runner)}", runner))
+    except BaseException:
+        await stop_upstreams(started)
+        raise
+    return started
+
+
+async def stop_upstreams(upstreams: Iterable[Upstream]) -> None:
+    """Stop services started by ``start_upstreams``."""
+    for upstream in upstreams:
+        await upstream.runner.cleanup()
+
+
+async def _serve(host: str, ports: Mapping[str, int]) -> None:
+    upstreams = await start_upstreams(ports, host)
+    try:
+        width = max(len(upstream.name) for upstream in upstreams)
+        for upstream in upstreams:
+            print(f"{upstream.name:<{width}}  {upstream.url}", flush=True)
+        print("demo upstreams running; Ctrl-C to stop", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # not on Windows
+                loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await stop_upstreams(upstreams)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point: start every service and serve until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.demo.upstreams", description="Run the edge demo upstream services."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=_DEFAULT_BASE,
+        help="members listens on base+1, claims on base+2, ..., chaos on base+9 "
+        f"(default {_DEFAULT_BASE})",
+    )
+    args = parser.parse_args(argv)
+    offset = args.port_base - _DEFAULT_BASE
+    ports = {name: port + offset for name, port in DEFAULT_PORTS.items()}
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.host, ports))
+
+
+if __name__ == "__main__":
+    main()
