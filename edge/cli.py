@@ -64,6 +64,7 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: app[STATE].reloader.trigger())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
     try:
         await stop.wait()
     finally:
@@ -71,7 +72,12 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
         await runner.cleanup()
 
 
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
 def _worker(config_dir: str, host: str, port: int) -> None:
+    # A signal that arrives while the worker starts waits until its handlers are in place.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     _install_uvloop()
     config = _load_or_exit(config_dir)
     asyncio.run(_serve(config, host, port, reuse_port=True))
@@ -91,16 +97,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(args.config, host, port), daemon=False)
              for _ in range(args.workers)]
-    for p in procs:
-        p.start()
 
     def forward(signum: int, _frame: object) -> None:
         for p in procs:
             if p.pid and p.is_alive():
                 os.kill(p.pid, signum)
 
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for s in _SIGNALS:
         signal.signal(s, forward)
+    for p in procs:
+        p.start()
     code = 0
     for p in procs:
         p.join()

@@ -354,7 +354,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Any) -> str:
     msg = str(err["msg"])
     if err["type"] == "extra_forbidden":
         return "unknown key"
@@ -479,7 +479,7 @@ def _check_edge(edge: EdgeFile, pos: yamlpos.Positions, root: Path) -> list[str]
         if needs_keys and not (jwt.public_key_files or jwt.jwks_file):
             problems.append(f"{pos.where(('auth', 'jwt', 'algorithms'))}: error: auth.jwt: "
                             "RS*/ES*/PS*/EdDSA need `public_key_files` or `jwks_file`")
-        files = [(("auth", "jwt", "public_key_files", i), f)
+        files: list[tuple[tuple[Any, ...], str]] = [(("auth", "jwt", "public_key_files", i), f)
                  for i, f in enumerate(jwt.public_key_files)]
         if jwt.jwks_file:
             files.append((("auth", "jwt", "jwks_file"), jwt.jwks_file))

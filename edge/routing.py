@@ -120,13 +120,13 @@ def split_path(raw_path: str) -> list[str]:
 
 @dataclass
 class _Node(Generic[T]):
+    # Parameter *names* live with each route, not in the tree: two routes may share a
+    # node under different names (`/o/{order_id}` and `/o/{id}/items`).
     lit: dict[str, _Node[T]] = field(default_factory=dict)
     affix: list[tuple[Segment, _Node[T]]] = field(default_factory=list)
     param: _Node[T] | None = None
-    param_name: str = ""
-    tail: dict[str, T] = field(default_factory=dict)
-    tail_name: str = ""
-    routes: dict[str, T] = field(default_factory=dict)
+    tail: dict[str, tuple[T, tuple[str, ...]]] = field(default_factory=dict)
+    routes: dict[str, tuple[T, tuple[str, ...]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -134,6 +134,10 @@ class Match(Generic[T]):
     route: T | None
     params: dict[str, str]
     allowed: tuple[str, ...] = ()  # set when the path matched but not the method
+
+
+def _safe_value(value: str) -> bool:
+    return value not in ("", ".", "..")
 
 
 class RouteTable(Generic[T]):
@@ -151,6 +155,7 @@ class RouteTable(Generic[T]):
         if key in self._owners:
             raise KeyError(key)
         self._owners[key] = value
+        entry = (value, template.params)
         node = self._root
         for seg in template.segments:
             if seg.kind == "lit":
@@ -169,57 +174,59 @@ class RouteTable(Generic[T]):
             elif seg.kind == "param":
                 if node.param is None:
                     node.param = _Node()
-                node.param_name = seg.name
                 node = node.param
             else:
-                node.tail[method] = value
-                node.tail_name = seg.name
+                node.tail[method] = entry
                 return
-        node.routes[method] = value
+        node.routes[method] = entry
 
     def match(self, method: str, segments: list[str]) -> Match[T]:
-        params: dict[str, str] = {}
+        values: list[str] = []
         allowed: set[str] = set()
         lookup = "GET" if method == "HEAD" else method
-        found = self._walk(self._root, segments, 0, method, lookup, params, allowed)
+        found = self._walk(self._root, segments, 0, method, lookup, values, allowed)
         if found is not None:
-            return Match(found, params)
+            route, names = found
+            return Match(route, dict(zip(names, values, strict=True)))
         return Match(None, {}, tuple(sorted(allowed)))
 
     def _walk(self, node: _Node[T], segs: list[str], i: int, method: str, lookup: str,
-              params: dict[str, str], allowed: set[str]) -> T | None:
+              values: list[str], allowed: set[str]) -> tuple[T, tuple[str, ...]] | None:
         if i == len(segs):
-            route = node.routes.get(method) or node.routes.get(lookup)
-            if route is None and node.routes:
+            entry = node.routes.get(method) or node.routes.get(lookup)
+            if entry is None and node.routes:
                 allowed.update(node.routes)
-            return route
+            return entry
         seg = segs[i]
         if len(seg) > MAX_PARAM_LENGTH:
             return None
         child = node.lit.get(seg)
         if child is not None:
-            found = self._walk(child, segs, i + 1, method, lookup, params, allowed)
+            found = self._walk(child, segs, i + 1, method, lookup, values, allowed)
             if found is not None:
                 return found
         for aff, child in node.affix:
             if (len(seg) > len(aff.prefix) + len(aff.suffix) and seg.startswith(aff.prefix)
                     and seg.endswith(aff.suffix)):
-                params[aff.name] = seg[len(aff.prefix): len(seg) - len(aff.suffix)]
-                found = self._walk(child, segs, i + 1, method, lookup, params, allowed)
+                value = seg[len(aff.prefix): len(seg) - len(aff.suffix)]
+                if not _safe_value(value):
+                    continue
+                values.append(value)
+                found = self._walk(child, segs, i + 1, method, lookup, values, allowed)
                 if found is not None:
                     return found
-                del params[aff.name]
+                values.pop()
         if node.param is not None and seg:
-            params[node.param_name] = seg
-            found = self._walk(node.param, segs, i + 1, method, lookup, params, allowed)
+            values.append(seg)
+            found = self._walk(node.param, segs, i + 1, method, lookup, values, allowed)
             if found is not None:
                 return found
-            del params[node.param_name]
+            values.pop()
         if node.tail and all(segs[i:]):
-            route = node.tail.get(method) or node.tail.get(lookup)
-            if route is not None:
-                params[node.tail_name] = "/".join(segs[i:])
-                return route
+            entry = node.tail.get(method) or node.tail.get(lookup)
+            if entry is not None:
+                values.append("/".join(segs[i:]))
+                return entry
             allowed.update(node.tail)
         return None
 

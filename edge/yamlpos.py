@@ -8,12 +8,27 @@ error path (``("routes", 0, "source", "service")``) can be turned back into
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 Path = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false. In YAML 1.1 `off`, `no`, `on`
+    and `yes` are booleans too, which would turn `jwt: off` or `country: no` into False."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"))
 
 
 class YamlError(Exception):
@@ -52,7 +67,7 @@ class Positions:
 def load(text: str, file: str) -> tuple[Any, Positions]:
     """Parse one YAML document; returns (data, positions). Raises YamlError."""
     pos = Positions(file)
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
@@ -66,22 +81,29 @@ def load(text: str, file: str) -> tuple[Any, Positions]:
     return _build(node, (), pos, loader), pos
 
 
-def _build(node: yaml.Node, path: Path, pos: Positions, loader: yaml.SafeLoader) -> Any:
+def _build(node: yaml.Node, path: Path, pos: Positions, loader: _Loader) -> Any:
     pos.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+        loader.flatten_mapping(node)  # resolves YAML merge keys (<<), putting them first
+        merged = len(node.value) - explicit
         out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        from_merge: set[str] = set()
+        for i, (key_node, value_node) in enumerate(node.value):
             where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if not isinstance(key_node, yaml.ScalarNode):
                 raise YamlError(pos.file, *where, "mapping keys must be plain strings")
             key = str(loader.construct_object(key_node))
-            if key in out:
+            if key in out and key not in from_merge:
                 first = pos.keys[(*path, key)]
                 raise YamlError(
                     pos.file, *where,
                     f"duplicate key '{key}' (first defined at line {first[0]})",
                 )
+            if i < merged:
+                from_merge.add(key)  # an explicit key may override it
+            else:
+                from_merge.discard(key)
             pos.keys[(*path, key)] = where
             out[key] = _build(value_node, (*path, key), pos, loader)
         return out

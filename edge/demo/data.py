@@ -23,7 +23,7 @@ __all__ = [
 SEED = 20260314
 
 
-@dataclass(frozen=True, eq=True)
+@dataclass(frozen=True)
 class Dataset:
     """All demo records plus the indexes the services look them up by.
 

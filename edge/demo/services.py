@@ -65,6 +65,7 @@ def _provider(request: web.Request) -> Json:
 
 
 async def list_providers(request: web.Request) -> web.Response:
+    """Providers filtered by ``type`` and ``city`` (case-insensitive part: "jakarta")."""
     city = request.query.get("city", "").casefold()
     kind = request.query.get("type", "")
     if kind and kind not in vocab.SPECIALTIES:
@@ -72,7 +73,7 @@ async def list_providers(request: web.Request) -> web.Response:
     found = [
         provider
         for provider in get_dataset().providers.values()
-        if (not city or provider["address"]["city"].casefold() == city)
+        if city in provider["address"]["city"].casefold()
         and (not kind or provider["type"] == kind)
     ]
     return json_response(paginate(request, found))
