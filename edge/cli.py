@@ -209,15 +209,17 @@ edge demo is up: {url}
   upstreams: {", ".join(f"{n}=:{p}" for n, p in ports.items())}
 
 Try:
-  curl -i {url}/api/v1/providers?city=Jakarta
+  curl -i "{url}/api/v1/providers?city=Jakarta&size=2"
   export TOKEN={member}
   curl -i -H "Authorization: Bearer $TOKEN" {url}/api/v1/members/1001
   curl -i -H "Authorization: Bearer $TOKEN" {url}/api/v1/members/1002      # 403
   curl -i {url}/api/v1/members/1001                                        # 401
   curl -i -H "X-Device-Type: phone" {url}/demo/echo
-  curl -s {url}/demo/big?mb=200 -o /dev/null -w '%{{size_download}} bytes\\n'
-  curl -N {url}/demo/drip?chunks=5&interval=500
-  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' {url}/demo/flaky; done
+  curl -s "{url}/demo/big?mb=200" -o /dev/null -w '%{{size_download}} bytes\\n'
+  curl -N "{url}/demo/drip?chunks=5&interval=500"
+  curl -i {url}/demo/flaky                     # fails every other call; the retry hides it
+  for i in 1 2 3 4; do curl -s {url}/demo/status/503; echo; done   # circuit opens
+  curl -i "{url}/demo/slow?seconds=5"          # 504 after the 2s response timeout
   curl -s {url}/metrics | grep edge_requests
   admin token (any member): {admin}
 Edit config/routes/*.yaml while it runs: valid edits apply within a second,
