@@ -165,7 +165,8 @@ class Edge:
                                             instance=request.path)
                 sent = len(response.body)  # type: ignore[arg-type]
             except Exception:
-                log.exception("unhandled error", extra={"request_id": rid})
+                log.exception("unhandled error in request %s (%s %s)", rid, request.method,
+                              request.path)
                 response = problem_response(Problem("internal"), type_base=rt.type_base,
                                             request_id=rid)
                 sent = len(response.body)  # type: ignore[arg-type]

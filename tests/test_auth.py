@@ -239,3 +239,12 @@ async def test_token_from_cookie(make_edge: Any, upstream: Any) -> None:
     t = token(iss=None, aud=None)
     resp = await client.get("/members/1001", cookies={"edge_token": t})
     assert resp.status == 200
+
+
+async def test_claims_cannot_inject_header_lines(edge: Any) -> None:
+    t = token(sub="1001\r\nX-Evil: 1", roles=["admin"])
+    resp = await edge.get("/optional", headers=bearer(t))
+    assert resp.status == 200
+    h = (await resp.json())["headers"]
+    assert "X-Edge-Subject" not in h and "X-Evil" not in h
+    assert h["X-Edge-Roles"] == "admin"

@@ -25,6 +25,7 @@ from ..errors import Problem
 _BEARER = re.compile(r"^Bearer\s+([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)\s*$",
                      re.IGNORECASE)
 MAX_TOKEN_LENGTH = 8192
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _invalid(detail: str) -> Problem:
@@ -178,7 +179,10 @@ class RouteAuthPolicy:
                 continue
             if isinstance(value, list):
                 value = ",".join(str(v) for v in value)
-            out[header] = str(value)
+            text = str(value)
+            if _CONTROL.search(text):  # never let a claim smuggle a header line
+                continue
+            out[header] = text
         return out
 
 
