@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import multiprocessing
@@ -44,17 +45,25 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
                  announce: Callable[[str], None] | None = None) -> None:
     from aiohttp import web
 
-    from .app import STATE, build_app, setup_logging
+    from .app import EdgeApp, setup_logging
 
     setup_logging()
     log = logging.getLogger("edge")
-    app = build_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=config.edge.drain_timeout)
+    edge = EdgeApp(config)
+    await edge.start()
+    runner = web.ServerRunner(edge.make_server(), handle_signals=False,
+                              shutdown_timeout=config.edge.drain_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=2048,
                        shutdown_timeout=config.edge.drain_timeout)
     await site.start()
+    # Everything loaded so far (config models, libraries) lives as long as the process:
+    # keep it out of the cyclic GC's scans, and collect young objects less often. The
+    # request path allocates heavily but rarely makes cycles, so this is cheap in memory
+    # and worth ~10% of throughput.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     url = f"http://{host}:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
     log.info("edge %d listening on %s (%d routes)", os.getpid(), url, len(config.routes))
     if announce:
@@ -63,13 +72,14 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: app[STATE].reloader.trigger())
+    loop.add_signal_handler(signal.SIGHUP, edge.state.reloader.trigger)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
     try:
         await stop.wait()
     finally:
         log.info("edge %d draining (up to %gs)", os.getpid(), config.edge.drain_timeout)
         await runner.cleanup()
+        await edge.close()
 
 
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}

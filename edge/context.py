@@ -56,6 +56,7 @@ class DeviceClassifier:
         self.header = cfg.header
         self.rules = [(re.compile(r.pattern, re.IGNORECASE), r.device) for r in cfg.user_agent]
         self._by_ua = lru_cache(maxsize=4096)(self._classify_ua)
+        self._profiles: dict[tuple[str | None, ...], DeviceProfile] = {}
 
     def _classify_ua(self, ua: str) -> str:
         for pattern, device in self.rules:
@@ -64,39 +65,45 @@ class DeviceClassifier:
         return self.default
 
     def profile(self, headers: Mapping[str, str]) -> DeviceProfile:
+        # Few distinct header combinations exist in a fleet: classify each once.
+        get = headers.get
+        key = (get(self.header), get("User-Agent"), get("Save-Data"), get("ECT"),
+               get("X-Network-Type"), get("Sec-CH-DPR") or get("DPR"),
+               get("Sec-CH-Viewport-Width") or get("Viewport-Width"),
+               get("Sec-CH-Width") or get("Width"))
+        found = self._profiles.get(key)
+        if found is None:
+            if len(self._profiles) >= 4096:
+                self._profiles.clear()
+            found = self._profiles[key] = self._classify(*key)
+        return found
+
+    def _classify(self, named: str | None, ua: str | None, save: str | None, ect: str | None,
+                  network_type: str | None, dpr: str | None, viewport: str | None,
+                  width: str | None) -> DeviceProfile:
         used: list[str] = []
-        named = headers.get(self.header)
         if named is not None and named.lower() in self.classes:
             device = named.lower()
             used.append(self.header)
         else:
-            ua = headers.get("User-Agent", "")
             device = self._by_ua(ua[:512]) if ua else self.default
             if ua:
                 used.append("User-Agent")
-        save_data = headers.get("Save-Data", "").strip().lower() == "on"
+        save_data = (save or "").strip().lower() == "on"
         network = "unknown"
         if save_data:
             network = "slow"
             used.append("Save-Data")
-        else:
-            ect = headers.get("ECT")
-            if ect is not None and ect.lower() in _ECT:
-                network = _ECT[ect.lower()]
-                used.append("ECT")
-            else:
-                nt = headers.get("X-Network-Type")
-                if nt is not None and nt.lower() in _NETWORK_TYPE:
-                    network = _NETWORK_TYPE[nt.lower()]
-                    used.append("X-Network-Type")
-        dpr_raw = headers.get("Sec-CH-DPR") or headers.get("DPR")
+        elif ect is not None and ect.lower() in _ECT:
+            network = _ECT[ect.lower()]
+            used.append("ECT")
+        elif network_type is not None and network_type.lower() in _NETWORK_TYPE:
+            network = _NETWORK_TYPE[network_type.lower()]
+            used.append("X-Network-Type")
         return DeviceProfile(
-            device=device, network=network,
-            dpr=_quantise_dpr(dpr_raw) if dpr_raw else None,
-            viewport_width=_int(headers.get("Sec-CH-Viewport-Width")
-                                or headers.get("Viewport-Width")),
-            width=_int(headers.get("Sec-CH-Width") or headers.get("Width")),
-            save_data=save_data, used_headers=tuple(used))
+            device=device, network=network, dpr=_quantise_dpr(dpr) if dpr else None,
+            viewport_width=_int(viewport), width=_int(width), save_data=save_data,
+            used_headers=tuple(used))
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -110,6 +110,23 @@ class RetryBudget:
         return False
 
 
+class _Deadline:
+    """Cancels the current task when called; a lighter `asyncio.timeout` for the hot path
+    (one timer handle and no context manager per upstream call)."""
+
+    __slots__ = ("task", "fired")
+
+    def __init__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
 class UpstreamMetrics:
     """What the upstream client reports; app.py wires it to Prometheus."""
 
@@ -125,15 +142,17 @@ class Upstream:
     def __init__(self, name: str, cfg: Service, metrics: UpstreamMetrics | None = None) -> None:
         self.name, self.cfg = name, cfg
         self.base = cfg.url
+        self._loop = asyncio.get_running_loop()
         self.metrics = metrics or UpstreamMetrics()
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=cfg.pool.size, limit_per_host=0,
                                            keepalive_timeout=cfg.pool.keepalive,
                                            ttl_dns_cache=60),
-            timeout=aiohttp.ClientTimeout(total=None, connect=cfg.timeouts.connect,
+            # `response` (to headers, pool wait included) is enforced per request below;
+            # sock_read bounds every pause while a body streams.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=cfg.timeouts.connect,
                                           sock_read=cfg.timeouts.idle),
             auto_decompress=False,  # bodies pass through as the upstream encoded them
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
             cookie_jar=aiohttp.DummyCookieJar(),
             raise_for_status=False,
         )
@@ -166,11 +185,15 @@ class Upstream:
             self.breaker.before()
             started = time.perf_counter()
             problem: Problem | None = None
+            deadline = _Deadline()
+            handle = self._loop.call_later(response_timeout, deadline)
             try:
-                async with asyncio.timeout(response_timeout):
-                    resp = await self.session.request(method, url, headers=headers, data=body,
-                                                      allow_redirects=False)
-            except TimeoutError:
+                resp = await self.session.request(method, url, headers=headers, data=body,
+                                                  allow_redirects=False)
+            except asyncio.CancelledError:
+                if not deadline.fired:
+                    raise
+                deadline.task.uncancel()
                 problem = Problem("upstream-timeout",
                                   f"'{self.name}' did not answer within {response_timeout:g}s")
                 kind = "timeout"
@@ -181,6 +204,8 @@ class Upstream:
                 problem = Problem("upstream-bad-response",
                                   f"'{self.name}' sent a malformed response")
                 kind = "protocol"
+            finally:
+                handle.cancel()
             self.metrics.observe(self.name, time.perf_counter() - started)
             if problem is None:
                 failed = resp.status in self.failure_statuses

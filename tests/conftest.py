@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import RawTestServer, TestClient
 
-from edge.app import build_app
+from edge.app import EdgeApp
 from edge.config import Config, load_config
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -41,8 +41,12 @@ EdgeFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture
-def make_edge(tmp_path: Path, aiohttp_client: Any) -> EdgeFactory:
-    """Build an edge from YAML text and return a test client talking to it over HTTP."""
+async def make_edge(tmp_path: Path, aiohttp_client: Any) -> Any:
+    """Build an edge from YAML text and return a test client talking to it over HTTP.
+
+    The client's `.edge` is the EdgeApp (its state, metrics and reloader).
+    """
+    started: list[EdgeApp] = []
 
     async def factory(edge_yaml: str, routes: dict[str, str], *, env: dict[str, str] | None
                       = None, watch: bool = False, root: Path | None = None,
@@ -50,10 +54,17 @@ def make_edge(tmp_path: Path, aiohttp_client: Any) -> EdgeFactory:
         root = write_config(root or tmp_path / "config", edge_yaml, routes)
         env = {"EDGE_JWT_SECRET": JWT_SECRET, **(env or {})}
         config: Config = load_config(root, env)
-        app = build_app(config, env=env, watch=watch)
-        return await aiohttp_client(app, **client_kw)
+        edge = EdgeApp(config, env=env, watch=watch)
+        await edge.start()
+        started.append(edge)
+        client = await aiohttp_client(RawTestServer(edge.handler.handle, **edge.server_kwargs),
+                                      **client_kw)
+        client.edge = edge
+        return client
 
-    return factory
+    yield factory
+    for edge in started:
+        await edge.close()
 
 
 @pytest.fixture

@@ -266,3 +266,11 @@ async def test_slow_chunks_arrive_one_by_one(make_edge: Any, upstream: Any) -> N
     assert [line for _, line in arrivals] == [b"chunk-%d\n" % i for i in range(4)]
     # the first chunk reached us well before the upstream finished (~1.2 s)
     assert arrivals[-1][0] - arrivals[0][0] > 0.6
+
+
+async def test_expect_100_continue_upload(edge: Any) -> None:
+    payload = b"q" * 200_000
+    resp = await edge.post("/api/items", data=payload, expect100=True)
+    body = await resp.json()
+    assert body["body_len"] == len(payload)
+    assert "Expect" not in body["headers"]  # the edge answered it; the upstream never sees it

@@ -8,8 +8,6 @@ from typing import Any
 
 from aiohttp import web
 
-from edge.app import STATE
-
 from .conftest import services_yaml
 
 
@@ -88,7 +86,7 @@ async def test_in_flight_requests_finish_on_the_old_config(make_edge: Any, upstr
     url = await upstream(app_with_slow())
     routes = {"r.yaml": "route: GET /slow\nsource: {service: svc, path: /slow}\n"}
     client = await make_edge(services_yaml({"svc": url}), routes)
-    state = client.app[STATE]
+    state = client.edge.state
     slow = asyncio.ensure_future(client.get("/slow"))
     await asyncio.sleep(0.1)
     # the new config renames the service: the old pool must stay open until /slow is done
@@ -107,7 +105,7 @@ async def test_unchanged_services_keep_their_pool(make_edge: Any, upstream: Any,
                                                   tmp_path: Path) -> None:
     url = await upstream(app_with_slow())
     client = await make_edge(services_yaml({"svc": url}), {"r.yaml": ONE})
-    state = client.app[STATE]
+    state = client.edge.state
     before = state.runtime.upstreams["svc"]
     (tmp_path / "config" / "routes" / "r.yaml").write_text(TWO)
     assert await state.reloader.reload()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from aiohttp import web
 from jwt import PyJWK, PyJWKSet
 
 from ..config import Auth, Jwt, RouteAuth
@@ -152,12 +153,18 @@ class RouteAuthPolicy:
             return cookies[self.cookie]
         return None
 
-    def check(self, headers: Mapping[str, str], cookies: Mapping[str, str],
+    def check(self, request: web.BaseRequest,
               path_params: Mapping[str, str]) -> dict[str, Any] | None:
         """Returns the verified claims (or None); raises Problem 401/403."""
         if self.mode == "off":
             return None
-        token = self.token(headers, cookies)
+        headers = request.headers
+        if "Authorization" not in headers and not (self.cookie and "Cookie" in headers):
+            if self.mode == "required":
+                raise Problem("unauthorized", "this route needs a bearer token",
+                              headers={"WWW-Authenticate": "Bearer"})
+            return None
+        token = self.token(headers, request.cookies)
         if token is None:
             if self.mode == "required":
                 raise Problem("unauthorized", "this route needs a bearer token",

@@ -1,0 +1,387 @@
+"""Pass-through overhead of the edge, measured side by side with a minimal aiohttp proxy.
+
+    .venv/bin/python bench/proxy.py [--rounds 3] [--duration 5] [--connections 64]
+                                    [--quick] [--json]
+
+Starts, each in its own process on 127.0.0.1: a tiny upstream (bench/_upstream.py), the
+minimal aiohttp proxy (bench/_minimal_proxy.py), the edge in pass-through with the access
+log off, and again with it on (the default). wrk loads each in turn, rotating the order every
+round, and the table shows medians over the rounds. Ratios are computed per round (targets
+measured minutes apart on a noisy machine are not compared) and their median is reported.
+
+Targets (issue): edge req/s >= 85% of the minimal proxy's at 64 connections; added p99 vs the
+upstream alone < 2 ms at moderate load (8 connections; wrk2's fixed rate is not available).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MODERATE_CONNECTIONS = 8
+TARGET_RATIO = 0.85
+TARGET_ADDED_P99_MS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    key: str
+    label: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # socket errors + non-2xx/3xx responses
+
+
+@dataclass(slots=True)
+class Series:
+    """All rounds of one target under one load."""
+
+    results: list[WrkResult] = field(default_factory=list)
+
+    def median(self, attr: str) -> float:
+        return float(statistics.median(getattr(r, attr) for r in self.results))
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.results)
+
+
+# ------------------------------------------------------------------------------- wrk
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"unexpected wrk duration {text!r}")
+    return float(m[1]) * _UNITS_MS[m[2]]
+
+
+def parse_wrk(out: str) -> WrkResult:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    if not (rps and p50 and p99):
+        raise RuntimeError(f"could not parse wrk output:\n{out}")
+    errors = 0
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        errors += sum(int(g) for g in sock.groups())
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        errors += int(non2xx[1])
+    return WrkResult(float(rps[1]), _ms(p50[1]), _ms(p99[1]), errors)
+
+
+def pacing_script(path: Path, connections: int, rate: float) -> Path:
+    """A wrk script that pauses each connection between requests for ~`rate` req/s in all.
+
+    wrk's delay() is in whole milliseconds and starts the latency clock after the pause, so
+    this paces the load (roughly: the achieved rate is shown) without counting the pause.
+    The pause is random (uniform, same mean) so the connections don't fire in lockstep.
+    """
+    mean_ms = max(1, round(connections * 1000 / rate))
+    path.write_text(f"function delay()\n  return math.random(0, {2 * mean_ms})\nend\n")
+    return path
+
+
+def run_wrk(url: str, connections: int, duration: float,
+            script: Path | None = None) -> WrkResult:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+           "--timeout", "5s", *(["-s", str(script)] if script else []), url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30,
+                          check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    return parse_wrk(proc.stdout)
+
+
+# ------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *_proxy env
+
+
+def fetch(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    with _HTTP.open(url, timeout=timeout) as r:
+        status: int = r.status
+        return status, r.read()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 20.0) -> bytes:
+    """Poll `url` until it answers 200; returns the body. Fails if the process dies."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} while starting")
+        try:
+            status, body = fetch(url, timeout=2)
+            if status == 200:
+                return body
+        except OSError as e:
+            last = e
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready after {timeout:g}s ({last})")
+
+
+@contextmanager
+def server(cmd: Sequence[str], ready_url: str, log: Path) -> Iterator[bytes]:
+    """Run one server process (own session, so Ctrl-C reaches only us); always stop it.
+
+    stdout (the edge's access log) goes to /dev/null, stderr to `log`, shown on failure.
+    """
+    with log.open("wb") as err:
+        proc = subprocess.Popen(list(cmd), cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        try:
+            yield wait_ready(proc, ready_url)
+        except RuntimeError:
+            sys.stderr.write(log.read_text(errors="replace")[-3000:])
+            raise
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def edge_config(root: Path, upstream: str, *, access_log: bool) -> Path:
+    root.mkdir(parents=True)
+    (root / "routes").mkdir()
+    (root / "edge.yaml").write_text(
+        f"services:\n  svc:\n    url: {upstream}\n"
+        f"observability:\n  access_log: {'true' if access_log else 'false'}\n"
+        "drain_timeout: 1s\n")
+    (root / "routes" / "r.yaml").write_text(
+        "routes:\n  - route: GET /api/items/{item_id}\n"
+        '    source: {service: svc, path: "/items/{item_id}"}\n')
+    return root
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def fmt_row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    first, *rest = cells
+    return "  ".join([first.ljust(widths[0]),
+                      *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))]).rstrip()
+
+
+def table(title: str, targets: Sequence[Target], series: dict[str, Series],
+          extra_cols: Sequence[str], extra: dict[str, Sequence[str]]) -> list[str]:
+    head = ["target", "req/s", "spread", "p50 ms", "p99 ms", "errors", *extra_cols]
+    rows = [head]
+    for t in targets:
+        s = series[t.key]
+        rps = [r.rps for r in s.results]
+        med = statistics.median(rps)
+        spread = f"±{(max(rps) - min(rps)) / 2 / med * 100:.0f}%" if med else "-"
+        rows.append([t.label, f"{med:,.0f}", spread, f"{s.median('p50_ms'):.2f}",
+                     f"{s.median('p99_ms'):.2f}", str(s.errors),
+                     *extra.get(t.key, [""] * len(extra_cols))])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [title, fmt_row(head, widths), fmt_row(["-" * w for w in widths], widths)]
+    lines += [fmt_row(r, widths) for r in rows[1:]]
+    return lines
+
+
+def per_round(a: Series, b: Series, attr: str, op: str) -> float:
+    """Median over rounds of a/b (op 'ratio') or a-b (op 'diff'), same-round pairs."""
+    vals = []
+    for ra, rb in zip(a.results, b.results, strict=True):
+        x, y = getattr(ra, attr), getattr(rb, attr)
+        vals.append(x / y if op == "ratio" else x - y)
+    return float(statistics.median(vals))
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def _sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    ap.add_argument("--duration", type=float, default=5.0,
+                    help="seconds per wrk run (default 5)")
+    ap.add_argument("--connections", type=int, default=64, help="high-load connections (64)")
+    ap.add_argument("--moderate-rate", type=float, default=2000,
+                    help=f"total req/s of the moderate-load pass ({MODERATE_CONNECTIONS} "
+                    "connections, paced with wrk's delay()); 0 = unpaced (default 2000)")
+    ap.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s")
+    ap.add_argument("--no-access-log-variant", action="store_true",
+                    help="skip the edge with its access log on")
+    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration, args.warmup = 1, 2.0, 1.0
+    if args.rounds < 1 or args.duration < 1:
+        ap.error("--rounds and --duration must be at least 1")
+
+    if shutil.which("wrk") is None:
+        print("bench/proxy.py needs the wrk load generator: `apt-get install wrk` "
+              "(or `brew install wrk`)", file=sys.stderr)
+        return 2
+    edge_bin = Path(sys.executable).parent / "edge"
+    if not edge_bin.exists():
+        print(f"{edge_bin} not found: install the project (`pip install -e .`)",
+              file=sys.stderr)
+        return 2
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    py = sys.executable
+    ports = {k: free_port() for k in ("up", "min", "edge", "edge_log")}
+    up = f"http://127.0.0.1:{ports['up']}"
+    targets = [
+        Target("upstream", "upstream alone", f"{up}/items/42"),
+        Target("minimal", "minimal aiohttp proxy", f"http://127.0.0.1:{ports['min']}/items/42"),
+        Target("edge", "edge (access log off)",
+               f"http://127.0.0.1:{ports['edge']}/api/items/42"),
+        Target("edge_log", "edge (access log on)",
+               f"http://127.0.0.1:{ports['edge_log']}/api/items/42"),
+    ]
+    if args.no_access_log_variant:
+        targets.pop()
+    loads = [args.connections, MODERATE_CONNECTIONS]
+    results: dict[int, dict[str, Series]] = {c: {t.key: Series() for t in targets}
+                                             for c in loads}
+    started = time.monotonic()
+    try:
+        with ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-bench-")))
+            body = stack.enter_context(server(
+                [py, str(HERE / "_upstream.py"), str(ports["up"])], targets[0].url,
+                tmp / "upstream.err"))
+            stack.enter_context(server(
+                [py, str(HERE / "_minimal_proxy.py"), str(ports["min"]), up], targets[1].url,
+                tmp / "minimal.err"))
+            for key, log in (("edge", False), ("edge_log", True)):
+                if key not in {t.key for t in targets}:
+                    continue
+                cfg = edge_config(tmp / key, up, access_log=log)
+                port = ports[key]
+                stack.enter_context(server(
+                    [str(edge_bin), "serve", "--config", str(cfg), "--host", "127.0.0.1",
+                     "--port", str(port)], f"http://127.0.0.1:{port}/health", tmp / f"{key}.err"))
+            for t in targets:  # same body everywhere, or the comparison is meaningless
+                status, got = fetch(t.url)
+                if status != 200 or got != body:
+                    raise RuntimeError(f"{t.label}: {status}, {len(got)} bytes "
+                                       f"(expected 200, {len(body)} bytes)")
+
+            print(f"edge pass-through benchmark: {len(body)} B JSON body, wrk -t1, "
+                  f"{args.rounds} round(s) x {args.duration:g}s per target and load, "
+                  f"{os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
+            paced = (pacing_script(tmp / "pace.lua", MODERATE_CONNECTIONS, args.moderate_rate)
+                     if args.moderate_rate > 0 else None)
+            for t in targets:
+                run_wrk(t.url, args.connections, args.warmup)
+            for c in loads:
+                script = paced if c == MODERATE_CONNECTIONS else None
+                for rnd in range(args.rounds):
+                    order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
+                    for t in order:
+                        res = run_wrk(t.url, c, args.duration, script)
+                        results[c][t.key].results.append(res)
+                        print(f"  c={c:<3} round {rnd + 1}/{args.rounds}  {t.label:<22} "
+                              f"{res.rps:>9,.0f} req/s  p50 {res.p50_ms:6.2f} ms  "
+                              f"p99 {res.p99_ms:6.2f} ms", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
+
+    hi, mod = results[args.connections], results[MODERATE_CONNECTIONS]
+    edge_keys = [t.key for t in targets if t.key.startswith("edge")]
+    ratio = {k: per_round(hi[k], hi["minimal"], "rps", "ratio") for k in edge_keys}
+    ratio["minimal"] = 1.0
+    add_hi = {k: per_round(hi[k], hi["upstream"], "p99_ms", "diff")
+              for k in ("minimal", *edge_keys)}
+    add50 = {k: per_round(mod[k], mod["upstream"], "p50_ms", "diff")
+             for k in ("minimal", *edge_keys)}
+    add99 = {k: per_round(mod[k], mod["upstream"], "p99_ms", "diff")
+             for k in ("minimal", *edge_keys)}
+
+    lines = [""]
+    lines += table(f"high load: {args.connections} connections (medians)", targets, hi,
+                   ["vs minimal", "+p99 vs upstream"],
+                   {k: [f"{ratio[k] * 100:.1f}%", f"{add_hi[k]:+.2f} ms"] for k in add_hi})
+    lines.append("")
+    pace = f", paced to ~{args.moderate_rate:,.0f} req/s" if args.moderate_rate > 0 else ""
+    lines += table(f"moderate load: {MODERATE_CONNECTIONS} connections{pace} (medians)",
+                   targets, mod,
+                   ["+p50 vs upstream", "+p99 vs upstream"],
+                   {k: [f"{add50[k]:+.2f} ms", f"{add99[k]:+.2f} ms"] for k in add99})
+    ok_ratio = ratio["edge"] >= TARGET_RATIO
+    ok_p99 = add99["edge"] < TARGET_ADDED_P99_MS
+    lines += [
+        "",
+        f"edge req/s vs minimal proxy: {ratio['edge'] * 100:.1f}% "
+        f"(target >= {TARGET_RATIO * 100:.0f}%): {'PASS' if ok_ratio else 'FAIL'}",
+        f"edge added p99 at {MODERATE_CONNECTIONS} connections: {add99['edge']:+.2f} ms "
+        f"(target < {TARGET_ADDED_P99_MS:g} ms): {'PASS' if ok_p99 else 'FAIL'}; "
+        f"the minimal proxy adds {add99['minimal']:+.2f} ms",
+        "ratios and added latencies are medians of same-round pairs; spread = half the "
+        "min-max range of req/s",
+        f"total {time.monotonic() - started:.0f}s",
+    ]
+    print("\n".join(lines))
+    errors = sum(s.errors for by in results.values() for s in by.values())
+    if errors:
+        print(f"WARNING: {errors} socket errors / non-2xx responses (see 'errors')")
+    if args.json:
+        print(json.dumps({
+            "rounds": args.rounds, "duration_s": args.duration, "body_bytes": len(body),
+            "moderate_rate": args.moderate_rate,
+            "loads": {str(c): {k: {"rps": s.median("rps"), "p50_ms": s.median("p50_ms"),
+                                   "p99_ms": s.median("p99_ms"), "errors": s.errors}
+                               for k, s in by.items()} for c, by in results.items()},
+            "edge_rps_ratio_vs_minimal": {k: ratio[k] for k in edge_keys},
+            "added_p99_ms_moderate": add99, "added_p50_ms_moderate": add50,
+            "pass": {"rps_ratio": ok_ratio, "added_p99": ok_p99},
+        }))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
