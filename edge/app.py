@@ -11,11 +11,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
+from .accesslog import AccessLog
 from .backends import Backend, open_backend
 from .config import Config, ConfigError, RouteSpec, load_config
 from .context import ClientAddress, DeviceClassifier, RequestContext
@@ -36,7 +38,6 @@ from .routing import BadPath, RouteTable, split_path
 from .upstream import Upstream
 
 log = logging.getLogger("edge")
-access_log = logging.getLogger("edge.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
 
 
@@ -49,7 +50,7 @@ class CompiledRoute:
     upstream: Upstream
     query: QueryMapper
     auth: RouteAuthPolicy
-    timeout: float | None
+    timeout: aiohttp.ClientTimeout
     max_body: int
     strip_headers: frozenset[str]
 
@@ -83,7 +84,7 @@ class Runtime:
                 spec=spec, name=spec.name, upstream=upstreams[m.source.service],
                 query=QueryMapper(m.query),
                 auth=RouteAuthPolicy(m.auth, self.verifier, cookie, identity),
-                timeout=m.source.timeout,
+                timeout=upstreams[m.source.service].timeout(m.source.timeout),
                 max_body=m.max_request_body or edge.limits.max_request_body,
                 strip_headers=strip if m.auth.forward_token else strip | {"authorization"},
             )
@@ -136,9 +137,10 @@ class State:
 class Edge:
     """The request handler: admin endpoints, routing, policies, the proxy, the log line."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, access_log: AccessLog) -> None:
         self.state = state
         self.metrics = state.metrics
+        self.access_log = access_log
         self.inflight = 0
         self.metrics.inflight.set_function(lambda: self.inflight)
         # Request ids: a random per-process prefix and a counter; unique, and far cheaper
@@ -205,14 +207,14 @@ class Edge:
             line["sub"] = str(ctx.identity["sub"])
         if ctx.timings.get("aborted"):
             line["aborted"] = True
-        access_log.info(orjson.dumps(line).decode())
+        self.access_log.write(line)
 
     async def _dispatch(self, request: web.BaseRequest, rt: Runtime, ctx: RequestContext,
                         bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
         raw_path = request.raw_path
         if len(raw_path) > rt.max_path:
             raise Problem("uri-too-long", f"paths are limited to {rt.max_path} characters")
-        path, _, _ = raw_path.partition("?")
+        path, _, query = raw_path.partition("?")
         admin = rt.admin.get(path)
         if admin is not None and request.method in ("GET", "HEAD"):
             ctx.route_name = "admin"
@@ -234,10 +236,11 @@ class Edge:
         ctx.route_name = route.name
         ctx.params = match.params
         ctx.identity = route.auth.check(request, match.params)
-        return await self._proxy(request, rt, route, ctx, bytes_in)
+        return await self._proxy(request, rt, route, ctx, bytes_in, query)
 
     async def _proxy(self, request: web.BaseRequest, rt: Runtime, route: CompiledRoute,
-                     ctx: RequestContext, bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
+                     ctx: RequestContext, bytes_in: list[int],
+                     raw_query: str) -> tuple[web.StreamResponse, int]:
         headers = filter_headers(request.headers, route.strip_headers)
         peer = request.remote
         incoming_xff = request.headers.get("X-Forwarded-For")
@@ -249,7 +252,7 @@ class Edge:
         proto = request.headers.get("X-Forwarded-Proto") if trusted else None
         headers["X-Forwarded-Proto"] = proto or request.scheme
         host = request.headers.get("X-Forwarded-Host") if trusted else None
-        host = host or request.host
+        host = host or request.headers.get("Host")
         if host:
             headers["X-Forwarded-Host"] = host
         headers[rt.rid_header] = ctx.request_id
@@ -265,7 +268,8 @@ class Edge:
             expect = request.headers.get("Expect")
             if expect is not None:
                 await _continue(request, expect)
-        path = join_query(route.spec.upstream_path.build(ctx.params), route.query.map(request))
+        path = join_query(route.spec.upstream_path.build(ctx.params),
+                          route.query.map(request, raw_query))
         t0 = time.perf_counter()
         try:
             resp = await route.upstream.request(request.method, path, headers, body,
@@ -416,11 +420,12 @@ class EdgeApp:
     """
 
     def __init__(self, config: Config, *, env: dict[str, str] | None = None,
-                 watch: bool = True) -> None:
+                 watch: bool = True, access_log: IO[bytes] | None = None) -> None:
         self.config, self.env, self.watch = config, env, watch
         self.metrics = Metrics()
         self.state = State(self.metrics)
-        self.handler = Edge(self.state)
+        self.access_log = AccessLog(access_log)
+        self.handler = Edge(self.state, self.access_log)
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -452,10 +457,11 @@ class EdgeApp:
         for up in self.state.runtime.upstreams.values():
             await up.close()
         await self.state.backend.close()
+        self.access_log.close()
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Access lines are bare JSON on stdout; everything else goes to stderr."""
+    """Operational logs go to stderr; stdout carries only the JSON access lines."""
     root = logging.getLogger("edge")
     if root.handlers:
         return
@@ -463,7 +469,3 @@ def setup_logging(level: int = logging.INFO) -> None:
     err = logging.StreamHandler(sys.stderr)
     err.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(err)
-    out = logging.StreamHandler(sys.stdout)
-    out.setFormatter(logging.Formatter("%(message)s"))
-    access_log.addHandler(out)
-    access_log.propagate = False

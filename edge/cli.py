@@ -229,7 +229,7 @@ Try:
   curl -N "{url}/demo/drip?chunks=5&interval=500"
   curl -i {url}/demo/flaky                     # fails every other call; the retry hides it
   for i in 1 2 3 4; do curl -s {url}/demo/status/503; echo; done   # circuit opens
-  curl -i "{url}/demo/slow?seconds=5"          # 504 after the 2s response timeout
+  curl -i "{url}/demo/slow?seconds=5"          # 504 after the 2s read timeout
   curl -s {url}/metrics | grep edge_requests
   admin token (any member): {admin}
 Edit config/routes/*.yaml while it runs: valid edits apply within a second,

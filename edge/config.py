@@ -43,11 +43,11 @@ class Listen(Model):
 
 class Timeouts(Model):
     connect: Duration = 2.0
-    """Time to open a TCP connection to the service."""
-    response: Duration = 10.0
-    """Time from sending the request to receiving the response headers."""
-    idle: Duration = 30.0
-    """Longest pause allowed between two reads of a response body (streams may be long)."""
+    """Time to get a connection: a free one from the pool, or a new TCP connection."""
+    read: Duration = 10.0
+    """Longest wait for the next bytes from the service: first the response headers, then
+    each part of the body (like nginx's proxy_read_timeout), so a long download that
+    keeps flowing is never cut, and a stalled one is."""
 
 
 class Pool(Model):
@@ -258,7 +258,7 @@ class Source(Model):
     path: str
     """Upstream path template; may use the route's parameters, e.g. /members/{member_id}."""
     timeout: Duration | None = None
-    """Overrides the service's response timeout for this route."""
+    """Overrides the service's `timeouts.read` for this route."""
 
     @field_validator("path")
     @classmethod

@@ -60,9 +60,9 @@ class QueryMapper:
         self.rename = dict(cfg.rename)
         self.set = dict(cfg.set)
 
-    def map(self, request: web.BaseRequest) -> str:
+    def map(self, request: web.BaseRequest, raw_query: str) -> str:
         if self.passthrough:
-            return request.rel_url.raw_query_string
+            return raw_query
         pairs = [(self.rename.get(k, k), v) for k, v in request.query.items()
                  if (self.allow is None or k in self.allow) and self.rename.get(k, k)
                  not in self.set]

@@ -110,23 +110,6 @@ class RetryBudget:
         return False
 
 
-class _Deadline:
-    """Cancels the current task when called; a lighter `asyncio.timeout` for the hot path
-    (one timer handle and no context manager per upstream call)."""
-
-    __slots__ = ("task", "fired")
-
-    def __init__(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.task = task
-        self.fired = False
-
-    def __call__(self) -> None:
-        self.fired = True
-        self.task.cancel()
-
-
 class UpstreamMetrics:
     """What the upstream client reports; app.py wires it to Prometheus."""
 
@@ -142,16 +125,12 @@ class Upstream:
     def __init__(self, name: str, cfg: Service, metrics: UpstreamMetrics | None = None) -> None:
         self.name, self.cfg = name, cfg
         self.base = cfg.url
-        self._loop = asyncio.get_running_loop()
         self.metrics = metrics or UpstreamMetrics()
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=cfg.pool.size, limit_per_host=0,
                                            keepalive_timeout=cfg.pool.keepalive,
                                            ttl_dns_cache=60),
-            # `response` (to headers, pool wait included) is enforced per request below;
-            # sock_read bounds every pause while a body streams.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=cfg.timeouts.connect,
-                                          sock_read=cfg.timeouts.idle),
+            timeout=self.timeout(None),
             auto_decompress=False,  # bodies pass through as the upstream encoded them
             cookie_jar=aiohttp.DummyCookieJar(),
             raise_for_status=False,
@@ -164,18 +143,24 @@ class Upstream:
         self.retry_statuses = frozenset(cfg.retries.on_status)
         self.metrics.circuit(name, CLOSED)
 
+    def timeout(self, read: float | None) -> aiohttp.ClientTimeout:
+        """`connect` covers the wait for a pooled connection too; `read` is the longest
+        silence from the upstream (headers, then each body read). Built once per route."""
+        t = self.cfg.timeouts
+        return aiohttp.ClientTimeout(total=None, connect=t.connect, sock_read=read or t.read)
+
     async def close(self) -> None:
         await self.session.close()
 
     async def request(self, method: str, path: str, headers: Mapping[str, str],
                       body: AsyncIterable[bytes] | bytes | None = None,
-                      timeout: float | None = None) -> aiohttp.ClientResponse:
+                      timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientResponse:
         """Send one request (retrying when safe); the caller must release the response.
 
         Raises Problem for circuit-open (503), unreachable (502) and timeout (504).
         """
         url = URL(self.base + path, encoded=True)
-        response_timeout = timeout or self.cfg.timeouts.response
+        timeout = timeout or self.session.timeout
         retry = self.cfg.retries
         attempts = retry.attempts if (method in IDEMPOTENT and not body) else 1
         self.budget.deposit()
@@ -185,17 +170,12 @@ class Upstream:
             self.breaker.before()
             started = time.perf_counter()
             problem: Problem | None = None
-            deadline = _Deadline()
-            handle = self._loop.call_later(response_timeout, deadline)
             try:
                 resp = await self.session.request(method, url, headers=headers, data=body,
-                                                  allow_redirects=False)
-            except asyncio.CancelledError:
-                if not deadline.fired:
-                    raise
-                deadline.task.uncancel()
+                                                  allow_redirects=False, timeout=timeout)
+            except TimeoutError:  # aiohttp's read/connect timeouts are TimeoutErrors too
                 problem = Problem("upstream-timeout",
-                                  f"'{self.name}' did not answer within {response_timeout:g}s")
+                                  f"'{self.name}' did not answer in time")
                 kind = "timeout"
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as e:
                 problem = Problem("upstream-unreachable", f"could not reach '{self.name}'")
@@ -204,8 +184,6 @@ class Upstream:
                 problem = Problem("upstream-bad-response",
                                   f"'{self.name}' sent a malformed response")
                 kind = "protocol"
-            finally:
-                handle.cancel()
             self.metrics.observe(self.name, time.perf_counter() - started)
             if problem is None:
                 failed = resp.status in self.failure_statuses

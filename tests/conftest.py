@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import textwrap
 from collections.abc import Awaitable, Callable
@@ -54,7 +55,7 @@ async def make_edge(tmp_path: Path, aiohttp_client: Any) -> Any:
         root = write_config(root or tmp_path / "config", edge_yaml, routes)
         env = {"EDGE_JWT_SECRET": JWT_SECRET, **(env or {})}
         config: Config = load_config(root, env)
-        edge = EdgeApp(config, env=env, watch=watch)
+        edge = EdgeApp(config, env=env, watch=watch, access_log=io.BytesIO())
         await edge.start()
         started.append(edge)
         client = await aiohttp_client(RawTestServer(edge.handler.handle, **edge.server_kwargs),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import logging
 import socket
 from typing import Any
 
@@ -94,11 +94,12 @@ async def test_request_id_kept_when_valid_and_forwarded(edge: Any) -> None:
     assert (await resp.json())["headers"]["X-Request-ID"] == rid
 
 
-async def test_access_log_is_one_json_line(edge: Any, caplog: Any) -> None:
-    with caplog.at_level(logging.INFO, logger="edge.access"):
-        await edge.get("/members/7?x=1", headers={"X-Request-ID": "r-1",
-                                                  "X-Device-Type": "watch"})
-    lines = [json.loads(r.message) for r in caplog.records if r.name == "edge.access"]
+async def test_access_log_is_one_json_line(edge: Any) -> None:
+    await edge.get("/members/7?x=1", headers={"X-Request-ID": "r-1", "X-Device-Type": "watch"})
+    stream = edge.edge.access_log.stream
+    assert stream.getvalue() == b""  # batched: written within `interval`, not per request
+    await asyncio.sleep(0.3)
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
     assert len(lines) == 1
     line = lines[0]
     assert line["request_id"] == "r-1"
@@ -131,6 +132,20 @@ def test_client_hints_are_parsed_and_bounded() -> None:
                                              "Width": "99999999"})
     assert p.dpr == 3.0 and p.viewport_width == 412 and p.width is None
     assert DeviceClassifier(Devices()).profile({"DPR": "abc"}).dpr is None
+
+
+async def test_access_log_flushes_when_the_buffer_fills() -> None:
+    import io
+
+    from edge.accesslog import AccessLog
+
+    log = AccessLog(io.BytesIO(), interval=60, max_bytes=200)
+    for i in range(10):
+        log.write({"i": i, "pad": "x" * 30})
+    written = log.stream.getvalue()  # type: ignore[attr-defined]
+    assert written.count(b"\n") >= 4  # flushed without waiting for the timer
+    log.close()
+    assert [json.loads(x)["i"] for x in log.stream.getvalue().splitlines()] == list(range(10))
 
 
 def test_client_ip_believes_only_trusted_proxies() -> None:

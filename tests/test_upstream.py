@@ -69,7 +69,7 @@ routes:
 """}
 
 SERVICE = """
-    timeouts: {{connect: 500ms, response: 2s}}
+    timeouts: {{connect: 500ms, read: 2s}}
     retries: {{attempts: {attempts}, backoff: 10ms}}
     circuit_breaker: {{failure_threshold: {threshold}, open_for: {open_for}}}
 """
