@@ -1,4 +1,4 @@
-"""The edge server: its request handler, its state, and config swaps while it serves."""
+"""The edge server: the request handler (admin, routing, policies, proxy) and its lifecycle."""
 
 from __future__ import annotations
 
@@ -9,129 +9,31 @@ import re
 import secrets
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
 from .accesslog import AccessLog
-from .backends import Backend, open_backend
-from .config import Config, ConfigError, RouteSpec, load_config
-from .context import ClientAddress, DeviceClassifier, RequestContext
+from .backends import open_backend
+from .config import Config
+from .context import RequestContext
 from .errors import Problem, problem_response
 from .metrics import Metrics
-from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
 from .proxy import (
-    _REQUEST_DROP,
     BodyTooLarge,
-    QueryMapper,
     filter_headers,
     join_query,
     request_body,
     send_upstream_response,
     timing_header,
 )
-from .routing import BadPath, RouteTable, split_path
-from .upstream import Upstream
+from .reload import Reloader
+from .routing import BadPath, split_path
+from .runtime import CompiledRoute, Runtime, State, build_runtime
 
 log = logging.getLogger("edge")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
-
-
-@dataclass(eq=False, slots=True)
-class CompiledRoute:
-    """A route with everything it needs per request prepared at load time."""
-
-    spec: RouteSpec
-    name: str
-    upstream: Upstream
-    query: QueryMapper
-    auth: RouteAuthPolicy
-    timeout: aiohttp.ClientTimeout
-    max_body: int
-    strip_headers: frozenset[str]
-
-
-class Runtime:
-    """One generation of config, ready to serve. Swapped whole on reload."""
-
-    def __init__(self, config: Config, upstreams: dict[str, Upstream], generation: int) -> None:
-        self.config = config
-        self.generation = generation
-        edge = config.edge
-        self.upstreams = upstreams
-        self.devices = DeviceClassifier(edge.devices)
-        self.clients = ClientAddress(edge.trusted_proxies)
-        self.type_base = edge.problem_type_base
-        self.rid_header = edge.observability.request_id_header
-        self.access_log = edge.observability.access_log
-        self.max_path = edge.limits.max_path_length
-        self.admin = {edge.admin.metrics_path: "metrics", edge.admin.health_path: "health",
-                      edge.admin.ready_path: "ready"}
-        self.metrics_allow = ClientAddress(edge.admin.metrics_allow)
-        self.verifier: Verifier | None = build_verifier(edge.auth, config.root, config.env)
-        identity = edge.auth.identity_headers
-        strip = _REQUEST_DROP | {h.lower() for h in identity}
-        cookie = edge.auth.jwt.cookie if edge.auth.jwt else None
-        self.table: RouteTable[CompiledRoute] = RouteTable()
-        self.routes: list[CompiledRoute] = []
-        for spec in config.routes:
-            m = spec.model
-            route = CompiledRoute(
-                spec=spec, name=spec.name, upstream=upstreams[m.source.service],
-                query=QueryMapper(m.query),
-                auth=RouteAuthPolicy(m.auth, self.verifier, cookie, identity),
-                timeout=upstreams[m.source.service].timeout(m.source.timeout),
-                max_body=m.max_request_body or edge.limits.max_request_body,
-                strip_headers=strip if m.auth.forward_token else strip | {"authorization"},
-            )
-            self.table.add(spec.method, spec.template, route)
-            self.routes.append(route)
-        self.inflight = 0
-        self.drained: asyncio.Future[None] | None = None  # set while a reload retires us
-
-    async def wait_idle(self) -> None:
-        if self.inflight:
-            self.drained = asyncio.get_running_loop().create_future()
-            await self.drained
-
-
-def build_runtime(config: Config, previous: Runtime | None, metrics: Metrics,
-                  generation: int) -> tuple[Runtime, list[Upstream]]:
-    """A new Runtime, keeping the previous pools (and breaker state) of unchanged services.
-
-    Returns the runtime and the upstreams it no longer uses (to close after a drain).
-    """
-    old = previous.upstreams if previous else {}
-    upstreams: dict[str, Upstream] = {}
-    for name, svc in config.edge.services.items():
-        kept = old.get(name)
-        upstreams[name] = kept if kept is not None and kept.cfg == svc else Upstream(
-            name, svc, metrics)
-    try:
-        runtime = Runtime(config, upstreams, generation)
-    except Exception:
-        for name, up in upstreams.items():
-            if old.get(name) is not up:
-                asyncio.get_running_loop().create_task(up.close())
-        raise
-    kept_ids = {id(u) for u in upstreams.values()}
-    retired = [u for u in old.values() if id(u) not in kept_ids]
-    return runtime, retired
-
-
-class State:
-    """The mutable parts: a reload swaps `runtime`; a handler reads it once per request."""
-
-    runtime: Runtime
-    backend: Backend
-    reloader: Reloader
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
 
 
 class Edge:
@@ -323,92 +225,6 @@ async def _continue(request: web.BaseRequest, expect: str) -> None:
         raise Problem("bad-request", f"unsupported Expect: {expect[:40]!r}")
     if request.version >= (1, 1):
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-
-class Reloader:
-    """Re-reads the config dir on demand (SIGHUP) or when its files change.
-
-    A config that fails to load is reported (log + metric) and the running one stays.
-    """
-
-    def __init__(self, state: State, root: Path, env: dict[str, str] | None) -> None:
-        self.state, self.root, self.env = state, root, env
-        self.last_error: str | None = None
-        self._wake = asyncio.Event()
-        self._snapshot = self._scan()
-        self._closing: set[asyncio.Task[None]] = set()
-
-    def _scan(self) -> tuple[tuple[str, int, int], ...]:
-        out = []
-        for p in sorted(self.root.rglob("*")):
-            if p.suffix in (".yaml", ".yml", ".pem", ".json") and p.is_file():
-                st = p.stat()
-                out.append((str(p), st.st_mtime_ns, st.st_size))
-        return tuple(out)
-
-    def trigger(self) -> None:
-        self._wake.set()
-
-    async def reload(self) -> bool:
-        state = self.state
-        metrics = state.metrics
-        old = state.runtime
-        try:
-            config = await asyncio.to_thread(load_config, self.root, self.env)
-            runtime, retired = build_runtime(config, old, metrics, old.generation + 1)
-        except (ConfigError, ValueError, OSError) as e:
-            self.last_error = str(e)
-            metrics.reloads.labels("error").inc()
-            metrics.config_last_error.set(1)
-            log.error("config reload rejected; still serving generation %d:\n%s",
-                      old.generation, e)
-            return False
-        state.runtime = runtime
-        self.last_error = None
-        metrics.reloads.labels("ok").inc()
-        metrics.config_last_error.set(0)
-        metrics.config_generation.set(runtime.generation)
-        log.info("config generation %d loaded: %d routes", runtime.generation,
-                 len(runtime.routes))
-        if retired:
-            task = asyncio.get_running_loop().create_task(self._retire(old, retired))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-        return True
-
-    async def _retire(self, old: Runtime, upstreams: list[Upstream]) -> None:
-        """Close pools the new config dropped once the old generation's requests finish."""
-        try:
-            async with asyncio.timeout(old.config.edge.drain_timeout):
-                await old.wait_idle()
-        except TimeoutError:
-            pass
-        for up in upstreams:
-            await up.close()
-
-    async def run(self) -> None:
-        edge = self.state.runtime.config.edge
-        interval = edge.reload.interval
-        while True:
-            try:
-                async with asyncio.timeout(interval if edge.reload.watch else None):
-                    await self._wake.wait()
-            except TimeoutError:
-                snap = await asyncio.to_thread(self._scan)
-                if snap == self._snapshot:
-                    continue
-                self._snapshot = snap
-            else:
-                self._wake.clear()
-                self._snapshot = await asyncio.to_thread(self._scan)
-            await self.reload()
-            edge = self.state.runtime.config.edge
-            interval = edge.reload.interval
-
-    async def close(self) -> None:
-        for task in list(self._closing):
-            task.cancel()
-        await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 class EdgeApp:

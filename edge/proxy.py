@@ -20,9 +20,9 @@ HOP_BY_HOP = frozenset({
     "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
 })
 # Set by the edge itself on the way up; never copied from the client.
-_REQUEST_DROP = HOP_BY_HOP | {"host", "expect", "x-forwarded-for", "x-forwarded-proto",
+REQUEST_DROP = HOP_BY_HOP | {"host", "expect", "x-forwarded-for", "x-forwarded-proto",
                               "x-forwarded-host", "forwarded", "content-length"}
-_RESPONSE_DROP = HOP_BY_HOP | {"content-length", "server", "date"}
+RESPONSE_DROP = HOP_BY_HOP | {"content-length", "server", "date"}
 # Bodies up to this size (with a known Content-Length) are read at once: one write to the
 # client instead of a chunk loop. Still bounded, so memory stays flat.
 SMALL_BODY = 64 * 1024
@@ -104,7 +104,7 @@ async def send_upstream_response(request: web.BaseRequest, resp: aiohttp.ClientR
                                  ctx: RequestContext, extra_headers: Mapping[str, str]
                                  ) -> tuple[web.StreamResponse, int]:
     """Relay status, headers and body; returns the response and the body bytes sent."""
-    headers = filter_headers(resp.headers, _RESPONSE_DROP)
+    headers = filter_headers(resp.headers, RESPONSE_DROP)
     headers.update(extra_headers)
     status = resp.status
     if request.method == "HEAD" or status in (204, 304) or 100 <= status < 200:

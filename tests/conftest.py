@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -36,6 +37,30 @@ def services_yaml(services: dict[str, str], extra: str = "") -> str:
         lines.append(f"  {name}:")
         lines.append(f"    url: {url}")
     return "\n".join(lines) + "\n" + textwrap.dedent(extra)
+
+
+def free_port() -> int:
+    """A port nothing listens on (for 'upstream down' and for servers a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def catch_all(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+              ) -> web.Application:
+    """An upstream app answering every method and path with `handler`."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
+
+
+def headers_echo_app() -> web.Application:
+    """An upstream that answers with the request headers it received."""
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"headers": dict(request.headers)})
+
+    return catch_all(echo)
 
 
 EdgeFactory = Callable[..., Awaitable[TestClient[Any, Any]]]

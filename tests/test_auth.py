@@ -12,21 +12,10 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .conftest import JWT_SECRET, services_yaml
-
-
-def echo_app() -> web.Application:
-    async def echo(request: web.Request) -> web.Response:
-        return web.json_response({"headers": dict(request.headers)})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    return app
-
+from .conftest import JWT_SECRET, headers_echo_app, services_yaml
 
 AUTH = """
 auth:
@@ -78,7 +67,7 @@ def bearer(t: str) -> dict[str, str]:
 
 @pytest.fixture
 async def edge(make_edge: Any, upstream: Any) -> Any:
-    url = await upstream(echo_app())
+    url = await upstream(headers_echo_app())
     return await make_edge(services_yaml({"svc": url}, AUTH), ROUTES)
 
 
@@ -183,7 +172,7 @@ async def test_rs256_and_algorithm_confusion(make_edge: Any, upstream: Any,
     root = tmp_path / "config"
     root.mkdir()
     key, pub_pem = rsa_pair(root, "pub.pem")
-    url = await upstream(echo_app())
+    url = await upstream(headers_echo_app())
     client = await make_edge(services_yaml({"svc": url}, """
         auth:
           jwt:
@@ -215,7 +204,7 @@ async def test_jwks_file_by_kid(make_edge: Any, upstream: Any, tmp_path: Path) -
         jwk.update(kid=kid, alg="RS256", use="sig")
         jwks["keys"].append(jwk)
     (root / "jwks.json").write_text(json.dumps(jwks))
-    url = await upstream(echo_app())
+    url = await upstream(headers_echo_app())
     client = await make_edge(services_yaml({"svc": url}, """
         auth:
           jwt: {algorithms: [RS256], jwks_file: jwks.json}
@@ -231,7 +220,7 @@ async def test_jwks_file_by_kid(make_edge: Any, upstream: Any, tmp_path: Path) -
 
 
 async def test_token_from_cookie(make_edge: Any, upstream: Any) -> None:
-    url = await upstream(echo_app())
+    url = await upstream(headers_echo_app())
     client = await make_edge(services_yaml({"svc": url}, """
         auth:
           jwt: {algorithms: [HS256], secret_env: EDGE_JWT_SECRET, cookie: edge_token}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from .conftest import JWT_SECRET, services_yaml, write_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .conftest import JWT_SECRET, catch_all, free_port, services_yaml, write_config
 
 
 def slow_app() -> web.Application:
@@ -30,9 +23,7 @@ def slow_app() -> web.Application:
             await asyncio.sleep(1.0)
         return web.json_response({"path": request.path, "pid": os.getpid()})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app
+    return catch_all(handle)
 
 
 ROUTES = {"r.yaml": """

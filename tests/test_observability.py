@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from edge.config import Devices
 from edge.context import ClientAddress, DeviceClassifier
 
-from .conftest import REDIS_URL, services_yaml
+from .conftest import REDIS_URL, free_port, headers_echo_app, services_yaml
 
 ROUTES = {"r.yaml": """
 routes:
@@ -22,18 +20,9 @@ routes:
 """}
 
 
-def echo_app() -> web.Application:
-    async def echo(request: web.Request) -> web.Response:
-        return web.json_response({"headers": dict(request.headers)})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    return app
-
-
 @pytest.fixture
 async def edge(make_edge: Any, upstream: Any) -> Any:
-    return await make_edge(services_yaml({"svc": await upstream(echo_app())}), ROUTES)
+    return await make_edge(services_yaml({"svc": await upstream(headers_echo_app())}), ROUTES)
 
 
 async def test_metrics_count_by_route_template_and_device(edge: Any) -> None:
@@ -53,7 +42,7 @@ async def test_metrics_count_by_route_template_and_device(edge: Any) -> None:
 
 
 async def test_metrics_only_for_allowed_networks(make_edge: Any, upstream: Any) -> None:
-    client = await make_edge(services_yaml({"svc": await upstream(echo_app())},
+    client = await make_edge(services_yaml({"svc": await upstream(headers_echo_app())},
                                            "admin: {metrics_allow: [10.0.0.0/8]}\n"), ROUTES)
     resp = await client.get("/metrics")
     assert resp.status == 403
@@ -69,14 +58,12 @@ async def test_health_and_ready_on_memory(edge: Any) -> None:
 
 
 async def test_ready_checks_redis(make_edge: Any, upstream: Any, tmp_path: Any) -> None:
-    url = await upstream(echo_app())
+    url = await upstream(headers_echo_app())
     client = await make_edge(services_yaml({"svc": url}), ROUTES,
                              env={"EDGE_REDIS_URL": REDIS_URL})
     body = await (await client.get("/ready")).json()
     assert body["backend"] == {"kind": "redis", "reachable": True}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"
     client = await make_edge(services_yaml({"svc": url}), ROUTES, env={"EDGE_REDIS_URL": dead},
                              root=tmp_path / "other")
     resp = await client.get("/ready")

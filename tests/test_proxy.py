@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from .conftest import services_yaml
+from .conftest import catch_all, services_yaml
 
 
 def echo_app() -> web.Application:
@@ -27,9 +27,7 @@ def echo_app() -> web.Application:
         }, headers={"Connection": "close, X-Upstream-Secret", "X-Upstream-Secret": "s",
                     "Keep-Alive": "timeout=5", "X-Kept": "yes"})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    return app
+    return catch_all(echo)
 
 
 ROUTES = {"r.yaml": """

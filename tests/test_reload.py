@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .conftest import services_yaml
+from .conftest import catch_all, services_yaml
 
 
 def app_with_slow() -> web.Application:
@@ -17,9 +17,7 @@ def app_with_slow() -> web.Application:
             await asyncio.sleep(0.5)
         return web.json_response({"path": request.path})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app
+    return catch_all(handle)
 
 
 ONE = """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import aiohttp
@@ -13,7 +12,7 @@ from aiohttp import web
 from edge.errors import Problem
 from edge.upstream import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, RetryBudget
 
-from .conftest import services_yaml
+from .conftest import catch_all, free_port, services_yaml
 
 
 class Chaos:
@@ -49,9 +48,7 @@ class Chaos:
                 return web.Response()
             return web.json_response({"ok": True, "n": self.calls}, status=self.status)
 
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        return app
+        return catch_all(handle)
 
 
 ROUTES = {"r.yaml": """
@@ -78,12 +75,6 @@ SERVICE = """
 def edge_yaml(url: str, attempts: int = 2, threshold: int = 3, open_for: str = "300ms") -> str:
     return f"services:\n  svc:\n    url: {url}" + SERVICE.format(
         attempts=attempts, threshold=threshold, open_for=open_for)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_unreachable_upstream_is_502(make_edge: Any) -> None:

@@ -1,0 +1,99 @@
+"""Config hot reload: on SIGHUP or when a file under the config dir changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from .config import ConfigError, load_config
+from .runtime import Runtime, State, build_runtime
+from .upstream import Upstream
+
+log = logging.getLogger("edge")
+
+
+class Reloader:
+    """Re-reads the config dir on demand (SIGHUP) or when its files change.
+
+    A config that fails to load is reported (log + metric) and the running one stays.
+    """
+
+    def __init__(self, state: State, root: Path, env: dict[str, str] | None) -> None:
+        self.state, self.root, self.env = state, root, env
+        self.last_error: str | None = None
+        self._wake = asyncio.Event()
+        self._snapshot = self._scan()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _scan(self) -> tuple[tuple[str, int, int], ...]:
+        out = []
+        for p in sorted(self.root.rglob("*")):
+            if p.suffix in (".yaml", ".yml", ".pem", ".json") and p.is_file():
+                st = p.stat()
+                out.append((str(p), st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def reload(self) -> bool:
+        state = self.state
+        metrics = state.metrics
+        old = state.runtime
+        try:
+            config = await asyncio.to_thread(load_config, self.root, self.env)
+            runtime, retired = build_runtime(config, old, metrics, old.generation + 1)
+        except (ConfigError, ValueError, OSError) as e:
+            self.last_error = str(e)
+            metrics.reloads.labels("error").inc()
+            metrics.config_last_error.set(1)
+            log.error("config reload rejected; still serving generation %d:\n%s",
+                      old.generation, e)
+            return False
+        state.runtime = runtime
+        self.last_error = None
+        metrics.reloads.labels("ok").inc()
+        metrics.config_last_error.set(0)
+        metrics.config_generation.set(runtime.generation)
+        log.info("config generation %d loaded: %d routes", runtime.generation,
+                 len(runtime.routes))
+        if retired:
+            task = asyncio.get_running_loop().create_task(self._retire(old, retired))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        return True
+
+    async def _retire(self, old: Runtime, upstreams: list[Upstream]) -> None:
+        """Close pools the new config dropped once the old generation's requests finish."""
+        try:
+            async with asyncio.timeout(old.config.edge.drain_timeout):
+                await old.wait_idle()
+        except TimeoutError:
+            pass
+        for up in upstreams:
+            await up.close()
+
+    async def run(self) -> None:
+        edge = self.state.runtime.config.edge
+        interval = edge.reload.interval
+        while True:
+            try:
+                async with asyncio.timeout(interval if edge.reload.watch else None):
+                    await self._wake.wait()
+            except TimeoutError:
+                snap = await asyncio.to_thread(self._scan)
+                if snap == self._snapshot:
+                    continue
+                self._snapshot = snap
+            else:
+                self._wake.clear()
+                self._snapshot = await asyncio.to_thread(self._scan)
+            await self.reload()
+            edge = self.state.runtime.config.edge
+            interval = edge.reload.interval
+
+    async def close(self) -> None:
+        for task in list(self._closing):
+            task.cancel()
+        await asyncio.gather(*self._closing, return_exceptions=True)

@@ -1,0 +1,114 @@
+"""One generation of config, compiled for serving, and the holder a reload swaps it in."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from .backends import Backend
+from .config import Config, RouteSpec
+from .context import ClientAddress, DeviceClassifier
+from .metrics import Metrics
+from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
+from .proxy import REQUEST_DROP, QueryMapper
+from .routing import RouteTable
+from .upstream import Upstream
+
+if TYPE_CHECKING:
+    from .reload import Reloader
+
+
+@dataclass(eq=False, slots=True)
+class CompiledRoute:
+    """A route with everything it needs per request prepared at load time."""
+
+    spec: RouteSpec
+    name: str
+    upstream: Upstream
+    query: QueryMapper
+    auth: RouteAuthPolicy
+    timeout: aiohttp.ClientTimeout
+    max_body: int
+    strip_headers: frozenset[str]
+
+
+class Runtime:
+    """One generation of config, ready to serve. Swapped whole on reload."""
+
+    def __init__(self, config: Config, upstreams: dict[str, Upstream], generation: int) -> None:
+        self.config = config
+        self.generation = generation
+        edge = config.edge
+        self.upstreams = upstreams
+        self.devices = DeviceClassifier(edge.devices)
+        self.clients = ClientAddress(edge.trusted_proxies)
+        self.type_base = edge.problem_type_base
+        self.rid_header = edge.observability.request_id_header
+        self.access_log = edge.observability.access_log
+        self.max_path = edge.limits.max_path_length
+        self.admin = {edge.admin.metrics_path: "metrics", edge.admin.health_path: "health",
+                      edge.admin.ready_path: "ready"}
+        self.metrics_allow = ClientAddress(edge.admin.metrics_allow)
+        self.verifier: Verifier | None = build_verifier(edge.auth, config.root, config.env)
+        identity = edge.auth.identity_headers
+        strip = REQUEST_DROP | {h.lower() for h in identity}
+        cookie = edge.auth.jwt.cookie if edge.auth.jwt else None
+        self.table: RouteTable[CompiledRoute] = RouteTable()
+        self.routes: list[CompiledRoute] = []
+        for spec in config.routes:
+            m = spec.model
+            route = CompiledRoute(
+                spec=spec, name=spec.name, upstream=upstreams[m.source.service],
+                query=QueryMapper(m.query),
+                auth=RouteAuthPolicy(m.auth, self.verifier, cookie, identity),
+                timeout=upstreams[m.source.service].timeout(m.source.timeout),
+                max_body=m.max_request_body or edge.limits.max_request_body,
+                strip_headers=strip if m.auth.forward_token else strip | {"authorization"},
+            )
+            self.table.add(spec.method, spec.template, route)
+            self.routes.append(route)
+        self.inflight = 0
+        self.drained: asyncio.Future[None] | None = None  # set while a reload retires us
+
+    async def wait_idle(self) -> None:
+        if self.inflight:
+            self.drained = asyncio.get_running_loop().create_future()
+            await self.drained
+
+
+def build_runtime(config: Config, previous: Runtime | None, metrics: Metrics,
+                  generation: int) -> tuple[Runtime, list[Upstream]]:
+    """A new Runtime, keeping the previous pools (and breaker state) of unchanged services.
+
+    Returns the runtime and the upstreams it no longer uses (to close after a drain).
+    """
+    old = previous.upstreams if previous else {}
+    upstreams: dict[str, Upstream] = {}
+    for name, svc in config.edge.services.items():
+        kept = old.get(name)
+        upstreams[name] = kept if kept is not None and kept.cfg == svc else Upstream(
+            name, svc, metrics)
+    try:
+        runtime = Runtime(config, upstreams, generation)
+    except Exception:
+        for name, up in upstreams.items():
+            if old.get(name) is not up:
+                asyncio.get_running_loop().create_task(up.close())
+        raise
+    kept_ids = {id(u) for u in upstreams.values()}
+    retired = [u for u in old.values() if id(u) not in kept_ids]
+    return runtime, retired
+
+
+class State:
+    """The mutable parts: a reload swaps `runtime`; a handler reads it once per request."""
+
+    runtime: Runtime
+    backend: Backend
+    reloader: Reloader
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
