@@ -98,7 +98,7 @@ class Edge:
              bytes_in: int, sent: int) -> None:
         line: dict[str, Any] = {
             "ts": round(time.time(), 3), "request_id": ctx.request_id,
-            "method": request.method, "path": request.path, "route": ctx.route_name,
+            "method": request.method, "path": ctx.path, "route": ctx.route_name,
             "status": status, "duration_ms": round(elapsed * 1000, 2),
             "bytes_in": bytes_in, "bytes_out": sent, "client_ip": ctx.client_ip,
             "device": ctx.device.device, "network": ctx.device.network,
@@ -117,6 +117,7 @@ class Edge:
         if len(raw_path) > rt.max_path:
             raise Problem("uri-too-long", f"paths are limited to {rt.max_path} characters")
         path, _, query = raw_path.partition("?")
+        ctx.path = path
         admin = rt.admin.get(path)
         if admin is not None and request.method in ("GET", "HEAD"):
             ctx.route_name = "admin"

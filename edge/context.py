@@ -151,4 +151,5 @@ class RequestContext:
     device: DeviceProfile
     client_ip: str
     identity: dict[str, Any] | None = None
+    path: str = ""  # the raw (still percent-encoded) path, without the query
     timings: dict[str, float] = field(default_factory=dict)

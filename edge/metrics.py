@@ -1,15 +1,80 @@
-"""Prometheus metrics, one registry per application (so tests can build many apps)."""
+"""Prometheus metrics, one registry per EdgeApp (so tests can build many).
+
+The per-request series (requests, latency, bytes, upstream latency) are plain counters in
+dicts, turned into Prometheus families only when /metrics is scraped: the edge serves
+from one thread, so prometheus_client's per-update locks would be pure cost on every
+request. Rare events (errors, retries, reloads, circuit changes) use the library directly.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from .upstream import UpstreamMetrics
 
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class _Histogram:
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip((*map(str, BUCKETS), "+Inf"), self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
+
+
+class _RequestSeries(Collector):
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int, str], list[int]] = {}
+        self.latency: dict[tuple[str, str], _Histogram] = {}
+        self.upstream: dict[str, _Histogram] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("edge_requests", "Requests answered by the edge",
+                                       labels=["route", "method", "status_class", "device"])
+        bytes_in = CounterMetricFamily("edge_request_body_bytes", "Request body bytes received",
+                                       labels=["route"])
+        bytes_out = CounterMetricFamily("edge_response_body_bytes", "Response body bytes sent",
+                                        labels=["route"])
+        by_route_in: dict[str, int] = {}
+        by_route_out: dict[str, int] = {}
+        for (route, method, status, device), (n, b_in, b_out) in list(self.requests.items()):
+            requests.add_metric([route, method, f"{status}xx", device], n)
+            by_route_in[route] = by_route_in.get(route, 0) + b_in
+            by_route_out[route] = by_route_out.get(route, 0) + b_out
+        for route, n in by_route_in.items():
+            bytes_in.add_metric([route], n)
+        for route, n in by_route_out.items():
+            bytes_out.add_metric([route], n)
+        latency = HistogramMetricFamily(
+            "edge_request_duration_seconds",
+            "Time from request to the last byte of the response", labels=["route", "method"])
+        for (route, method), h in list(self.latency.items()):
+            latency.add_metric([route, method], h.buckets(), h.total)
+        upstream = HistogramMetricFamily("edge_upstream_duration_seconds",
+                                         "Time to upstream response headers",
+                                         labels=["service"])
+        for service, h in list(self.upstream.items()):
+            upstream.add_metric([service], h.buckets(), h.total)
+        yield from (requests, latency, bytes_in, bytes_out, upstream)
 
 
 class Metrics(UpstreamMetrics):
@@ -17,19 +82,9 @@ class Metrics(UpstreamMetrics):
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        self.requests = Counter("edge_requests", "Requests answered by the edge",
-                                ["route", "method", "status_class", "device"], registry=r)
-        self.latency = Histogram("edge_request_duration_seconds",
-                                 "Time from request to the last byte of the response",
-                                 ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.bytes_in = Counter("edge_request_body_bytes", "Request body bytes received",
-                                ["route"], registry=r)
-        self.bytes_out = Counter("edge_response_body_bytes", "Response body bytes sent",
-                                 ["route"], registry=r)
+        self._series = _RequestSeries()
+        r.register(self._series)
         self.inflight = Gauge("edge_inflight_requests", "Requests being served", registry=r)
-        self.upstream_latency = Histogram(
-            "edge_upstream_duration_seconds", "Time to upstream response headers",
-            ["service"], buckets=_LATENCY_BUCKETS, registry=r)
         self.upstream_errors = Counter("edge_upstream_errors", "Failed upstream calls",
                                        ["service", "kind"], registry=r)
         self.upstream_retries = Counter("edge_upstream_retries", "Upstream calls retried",
@@ -43,32 +98,28 @@ class Metrics(UpstreamMetrics):
                                        "Generation of the config being served", registry=r)
         self.config_last_error = Gauge("edge_config_last_reload_failed",
                                        "1 if the last reload attempt was rejected", registry=r)
-        # labels() costs a lock and a dict lookup; the request path reuses children.
-        self._children: dict[tuple[Any, ...], Any] = {}
 
     def request_done(self, route: str, method: str, status: int, device: str,
                      seconds: float, bytes_in: int, bytes_out: int) -> None:
+        series = self._series
         key = (route, method, status // 100, device)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = (
-                self.requests.labels(route, method, f"{status // 100}xx", device),
-                self.latency.labels(route, method),
-                self.bytes_in.labels(route), self.bytes_out.labels(route))
-        child[0].inc()
-        child[1].observe(seconds)
-        if bytes_in:
-            child[2].inc(bytes_in)
-        if bytes_out:
-            child[3].inc(bytes_out)
+        counts = series.requests.get(key)
+        if counts is None:
+            counts = series.requests[key] = [0, 0, 0]
+        counts[0] += 1
+        counts[1] += bytes_in
+        counts[2] += bytes_out
+        hist = series.latency.get((route, method))
+        if hist is None:
+            hist = series.latency[(route, method)] = _Histogram()
+        hist.observe(seconds)
 
     # UpstreamMetrics
     def observe(self, service: str, seconds: float) -> None:
-        key = ("up", service)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.upstream_latency.labels(service)
-        child.observe(seconds)
+        hist = self._series.upstream.get(service)
+        if hist is None:
+            hist = self._series.upstream[service] = _Histogram()
+        hist.observe(seconds)
 
     def error(self, service: str, kind: str) -> None:
         self.upstream_errors.labels(service, kind).inc()

@@ -36,7 +36,9 @@ async def test_metrics_count_by_route_template_and_device(edge: Any) -> None:
     assert 'device="tablet"' in text
     assert 'route="unmatched",status_class="4xx"' in text
     assert 'edge_upstream_duration_seconds_count{service="svc"} 4.0' in text
-    assert "edge_request_duration_seconds_bucket" in text
+    route = 'route="GET /members/{member_id}"'
+    assert f'edge_request_duration_seconds_bucket{{le="+Inf",method="GET",{route}}} 4.0' in text
+    assert f'edge_request_duration_seconds_count{{method="GET",{route}}} 4.0' in text
     assert 'edge_response_body_bytes_total{route="GET /members/{member_id}"}' in text
     assert "edge_config_generation 1.0" in text
 
