@@ -31,8 +31,10 @@ from .proxy import (
 from .reload import Reloader
 from .routing import BadPath, split_path
 from .runtime import CompiledRoute, Runtime, State, build_runtime
+from .shaping import keymap_document, send_shaped
 
 log = logging.getLogger("edge")
+KEYMAPS_PREFIX = "/_edge/keymaps/"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
 
 
@@ -122,6 +124,9 @@ class Edge:
         if admin is not None and request.method in ("GET", "HEAD"):
             ctx.route_name = "admin"
             return await self._admin(admin, request, rt)
+        if path.startswith(KEYMAPS_PREFIX) and request.method in ("GET", "HEAD"):
+            ctx.route_name = "keymaps"
+            return self._keymap(path[len(KEYMAPS_PREFIX):], rt)
         try:
             segments = split_path(path)
         except (BadPath, UnicodeDecodeError) as e:
@@ -164,6 +169,15 @@ class Edge:
             headers["Accept-Encoding"] = "identity"
         if ctx.identity:
             headers.update(route.auth.upstream_identity(ctx.identity))
+        shaped = route.shape
+        fmt, coding = "json", None
+        if shaped is not None:
+            fmt, coding = shaped.negotiate(request.headers)
+            query_params = request.query
+            ctx.fields_param = query_params.get("fields")
+            ctx.keymap_off = (query_params.get("keymap") == "none"
+                              or request.headers.get("X-Edge-Keymap") == "none")
+            headers["Accept-Encoding"] = "identity"  # cheaper on a LAN; decoded if ignored
         body = request_body(request, route.max_body, bytes_in)
         if body is not None:
             if request.content_length is not None:
@@ -189,9 +203,20 @@ class Edge:
         ctx.timings["upstream"] = upstream_time
         extra = {rt.rid_header: ctx.request_id, "Server-Timing": timing_header(upstream_time)}
         try:
+            if shaped is not None:
+                return await send_shaped(request, resp, ctx, shaped, fmt, coding, extra)
             return await send_upstream_response(request, resp, ctx, extra)
         finally:
             resp.release()
+
+    def _keymap(self, name: str, rt: Runtime) -> tuple[web.StreamResponse, int]:
+        table = rt.keymaps.get(name)
+        if table is None:
+            raise Problem("not-found", f"no keymap named {name[:64]!r}")
+        body = orjson.dumps(keymap_document(name, table))
+        # A published keymap version never changes, so it may be cached for good.
+        return web.Response(body=body, content_type="application/json", headers={
+            "Cache-Control": "public, max-age=31536000, immutable"}), len(body)
 
     async def _admin(self, kind: str, request: web.BaseRequest,
                      rt: Runtime) -> tuple[web.StreamResponse, int]:

@@ -23,6 +23,7 @@ from .units import Duration, Size
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_KEYMAP_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
 class Model(BaseModel):
@@ -182,6 +183,21 @@ class Limits(Model):
     """Largest single request header line."""
     max_path_length: int = Field(2048, ge=64)
     """Longest request path + query accepted (414 beyond)."""
+    max_shaped_body: Size = 4 * 1024 * 1024
+    """Largest upstream body a shaped route reads into memory (see `shape.on_oversize`)."""
+    max_fields_length: int = Field(1024, ge=16, le=65536)
+    """Longest `?fields=` selection a client may send (400 beyond)."""
+
+
+class Compression(Model):
+    """How the edge compresses what it encodes itself (brotli or gzip, by Accept-Encoding)."""
+
+    min_size: Size = 1024
+    """Bodies smaller than this are sent uncompressed (the headers would eat the gain)."""
+    brotli_quality: int = Field(5, ge=0, le=11)
+    """0-11. 5 compresses 10 KB of JSON in ~0.1 ms (bench/brotli_quality.py); 9 and up
+    cost milliseconds per document, so they only pay off for cached bodies."""
+    gzip_level: int = Field(6, ge=1, le=9)
 
 
 class Admin(Model):
@@ -229,6 +245,11 @@ class EdgeFile(Model):
     backend: Backend = Backend()
     reload: Reload = Reload()
     observability: Observability = Observability()
+    keymaps: dict[str, dict[str, str]] = {}
+    """Named, versioned key-shortening tables (`claims-v1: {claim_number: cn, ...}`),
+    published at /_edge/keymaps/NAME so apps can expand keys. Never change a published
+    version: add `claims-v2` instead."""
+    compression: Compression = Compression()
     drain_timeout: Duration = 30.0
     """On shutdown or reload, how long in-flight requests may take to finish."""
     problem_type_base: str = "urn:edge:problem:"
@@ -288,6 +309,28 @@ class RouteAuth(Model):
     """Pass the client's Authorization header to the upstream."""
 
 
+PruneKind = Literal["null", "empty_string", "empty_list", "empty_object"]
+
+
+class Shape(Model):
+    """How a route reshapes the upstream's JSON. Steps run in a fixed order: fields,
+    prune, keymap, then serialization (JSON or MessagePack) and compression."""
+
+    fields: str | dict[str, str] | None = None
+    """A selection like `id,status,provider(name)`, for everyone or per class. Keys:
+    `default`, a device class (`phone`), a network class (`slow`), or `phone/slow`; the
+    most specific wins (pair, then network, then device, then default)."""
+    client_fields: bool = True
+    """Let clients narrow (never widen) the selection with `?fields=`."""
+    keymap: str | None = None
+    """Name of a keymap from edge.yaml; clients opt out with `?keymap=none` or
+    `X-Edge-Keymap: none`."""
+    prune: bool | list[PruneKind] = False
+    """Drop empty values: true for all kinds, or a list of them."""
+    on_oversize: Literal["pass", "error"] = "pass"
+    """An upstream body over limits.max_shaped_body: pass it through unshaped, or 502."""
+
+
 class Route(Model):
     """One route: `METHOD /path/template` → an upstream source, plus its policies."""
 
@@ -298,6 +341,10 @@ class Route(Model):
     auth: RouteAuth = RouteAuth()
     max_request_body: Size | None = None
     """Overrides limits.max_request_body for this route."""
+    shape: Shape | None = None
+    """Reshape JSON responses (buffers them); without it, bodies stream through."""
+    compression: Compression | None = None
+    """Overrides the edge.yaml compression settings for this route's shaped responses."""
     description: str = ""
 
 
@@ -469,6 +516,20 @@ def _check_edge(edge: EdgeFile, pos: yamlpos.Positions, root: Path) -> list[str]
                 f"{pos.where(('devices', 'user_agent', i, 'device'))}: error: "
                 f"devices.user_agent[{i}].device: '{rule.device}' is not one of "
                 "devices.classes")
+    for name, table in edge.keymaps.items():
+        where = pos.where(("keymaps", name), key=True)
+        if not _KEYMAP_NAME.match(name):
+            problems.append(f"{where}: error: keymaps.{name}: a keymap name is lower-case "
+                            "letters, digits, '.', '_' or '-', e.g. 'claims-v1'")
+        seen: dict[str, str] = {}
+        for long, short in table.items():
+            at = f"{pos.where(('keymaps', name, long), key=True)}: error: keymaps.{name}:"
+            if short in seen:
+                problems.append(f"{at} '{long}' and '{seen[short]}' both shorten to '{short}'")
+            elif short in table and table[short] != short and short != long:
+                problems.append(f"{at} '{long}' shortens to '{short}', which is itself a key "
+                                "being shortened (expanding would be ambiguous)")
+            seen[short] = long
     jwt = edge.auth.jwt
     if jwt is not None:
         needs_secret = any(a.startswith("HS") for a in jwt.algorithms)
@@ -544,6 +605,8 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
                     problems.append(f"{pos.where(rp)}: error: {name}: auth.allow[{i}]: "
                                     f"'{{{m.group(1)}}}' is not a parameter of the route")
                     ok = False
+    if model.shape is not None and edge is not None:
+        ok = _check_shape(model.shape, name, (*p, "shape"), pos, edge, problems) and ok
     if model.auth.allow and model.auth.jwt != "required":
         problems.append(f"{pos.where((*p, 'auth', 'allow'))}: error: {name}: auth.allow "
                         "needs `jwt: required`")
@@ -552,6 +615,39 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
         return None
     line = pos.of((*p, "route"))[0]
     return RouteSpec(model, method, template, builder, pos.file, line)
+
+
+def _check_shape(shape: Shape, name: str, p: tuple[Any, ...], pos: yamlpos.Positions,
+                 edge: EdgeFile, problems: list[str]) -> bool:
+    from .shapers.projection import FieldsError, parse_fields
+
+    ok = True
+    devices = set(edge.devices.classes)
+    networks = {"slow", "medium", "fast", "unknown"}
+    fields = shape.fields
+    variants = {"default": fields} if isinstance(fields, str) else dict(fields or {})
+    for key, text in variants.items():
+        fp = (*p, "fields") if isinstance(fields, str) else (*p, "fields", key)
+        device, _, network = key.partition("/")
+        valid = (key == "default" or key in devices or key in networks
+                 or (network and device in devices and network in networks))
+        if not valid:
+            problems.append(
+                f"{pos.where(fp, key=True)}: error: {name}: shape.fields: '{key}' is not "
+                f"'default', a device class ({', '.join(sorted(devices))}), a network class "
+                f"({', '.join(sorted(networks))}) or 'device/network'")
+            ok = False
+        try:
+            parse_fields(text, max_length=65536)
+        except FieldsError as e:
+            problems.append(f"{pos.where(fp)}: error: {name}: shape.fields: {e}")
+            ok = False
+    if shape.keymap is not None and shape.keymap not in edge.keymaps:
+        known = ", ".join(sorted(edge.keymaps)) or "none defined"
+        problems.append(f"{pos.where((*p, 'keymap'))}: error: {name}: shape.keymap: unknown "
+                        f"keymap '{shape.keymap}' (keymaps: {known})")
+        ok = False
+    return ok
 
 
 def _check_collisions(routes: list[RouteSpec]) -> list[str]:

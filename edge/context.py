@@ -152,4 +152,6 @@ class RequestContext:
     client_ip: str
     identity: dict[str, Any] | None = None
     path: str = ""  # the raw (still percent-encoded) path, without the query
+    fields_param: str | None = None  # the client's ?fields=, for shaped routes
+    keymap_off: bool = False  # the client asked for full keys (?keymap=none)
     timings: dict[str, float] = field(default_factory=dict)

@@ -11,11 +11,13 @@ PROBLEM_JSON = "application/problem+json"
 KINDS: dict[str, tuple[int, str]] = {
     "bad-request": (400, "Bad request"),
     "bad-path": (400, "Path not allowed"),
+    "bad-fields": (400, "Invalid fields selection"),
     "unauthorized": (401, "Authentication required"),
     "invalid-token": (401, "Invalid token"),
     "forbidden": (403, "Forbidden"),
     "not-found": (404, "No route matches this path"),
     "method-not-allowed": (405, "Method not allowed"),
+    "not-acceptable": (406, "No acceptable representation"),
     "payload-too-large": (413, "Request body too large"),
     "uri-too-long": (414, "Request path too long"),
     "upstream-unreachable": (502, "Upstream service unreachable"),

@@ -53,8 +53,10 @@ def filter_headers(headers: Mapping[str, str], drop: frozenset[str]) -> CIMultiD
 class QueryMapper:
     """A route's `query` block, compiled. `map(request)` → the upstream query string."""
 
-    def __init__(self, cfg: QueryPolicy) -> None:
-        self.passthrough = cfg.pass_ == "all" and not cfg.rename and not cfg.set
+    def __init__(self, cfg: QueryPolicy, reserved: frozenset[str] = frozenset()) -> None:
+        # `reserved` are the edge's own parameters (e.g. `fields`), never forwarded
+        self.reserved = reserved
+        self.passthrough = cfg.pass_ == "all" and not cfg.rename and not cfg.set and not reserved
         self.allow = None if cfg.pass_ == "all" else (
             frozenset() if cfg.pass_ == "none" else frozenset(cfg.pass_))
         self.rename = dict(cfg.rename)
@@ -64,8 +66,8 @@ class QueryMapper:
         if self.passthrough:
             return raw_query
         pairs = [(self.rename.get(k, k), v) for k, v in request.query.items()
-                 if (self.allow is None or k in self.allow) and self.rename.get(k, k)
-                 not in self.set]
+                 if (self.allow is None or k in self.allow) and k not in self.reserved
+                 and self.rename.get(k, k) not in self.set]
         pairs.extend(self.set.items())
         return urlencode(pairs)
 

@@ -15,10 +15,13 @@ from .metrics import Metrics
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
 from .proxy import REQUEST_DROP, QueryMapper
 from .routing import RouteTable
+from .shaping import ShapePlan
 from .upstream import Upstream
 
 if TYPE_CHECKING:
     from .reload import Reloader
+
+_EDGE_PARAMS = frozenset({"fields", "keymap"})  # read by the edge, not sent upstream
 
 
 @dataclass(eq=False, slots=True)
@@ -33,6 +36,7 @@ class CompiledRoute:
     timeout: aiohttp.ClientTimeout
     max_body: int
     strip_headers: frozenset[str]
+    shape: ShapePlan | None = None
 
 
 class Runtime:
@@ -49,6 +53,7 @@ class Runtime:
         self.rid_header = edge.observability.request_id_header
         self.access_log = edge.observability.access_log
         self.max_path = edge.limits.max_path_length
+        self.keymaps = dict(edge.keymaps)
         self.admin = {edge.admin.metrics_path: "metrics", edge.admin.health_path: "health",
                       edge.admin.ready_path: "ready"}
         self.metrics_allow = ClientAddress(edge.admin.metrics_allow)
@@ -62,11 +67,13 @@ class Runtime:
             m = spec.model
             route = CompiledRoute(
                 spec=spec, name=spec.name, upstream=upstreams[m.source.service],
-                query=QueryMapper(m.query),
+                query=QueryMapper(m.query, _EDGE_PARAMS if m.shape else frozenset()),
                 auth=RouteAuthPolicy(m.auth, self.verifier, cookie, identity),
                 timeout=upstreams[m.source.service].timeout(m.source.timeout),
                 max_body=m.max_request_body or edge.limits.max_request_body,
                 strip_headers=strip if m.auth.forward_token else strip | {"authorization"},
+                shape=ShapePlan(m.shape, m.compression or edge.compression, edge)
+                if m.shape else None,
             )
             self.table.add(spec.method, spec.template, route)
             self.routes.append(route)

@@ -1,0 +1,36 @@
+"""Document transforms. Each is built once from its YAML block and applied per request.
+
+The order is fixed here, not in YAML: select fields, prune, then shorten keys (so field
+selections and prune rules are written with the upstream's own key names).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..config import EdgeFile, Shape
+from ..context import RequestContext
+
+
+class Shaper(Protocol):
+    name: str
+
+    def apply(self, doc: Any, ctx: RequestContext) -> Any: ...
+    def headers(self, ctx: RequestContext) -> dict[str, str]: ...
+    def vary(self, ctx: RequestContext) -> tuple[str, ...]: ...
+
+
+def build_shapers(shape: Shape, edge: EdgeFile) -> list[Shaper]:
+    from .fields import Fields
+    from .keymap import KeyMap
+    from .prune import ALL_KINDS, Prune
+
+    out: list[Shaper] = []
+    if shape.fields is not None or shape.client_fields:
+        out.append(Fields.from_policy(shape.fields, client_fields=shape.client_fields,
+                                      max_length=edge.limits.max_fields_length))
+    if shape.prune:
+        out.append(Prune(ALL_KINDS if shape.prune is True else shape.prune))
+    if shape.keymap is not None:
+        out.append(KeyMap(shape.keymap, edge.keymaps[shape.keymap]))
+    return out

@@ -1,0 +1,169 @@
+"""Shaped responses: read the upstream's JSON, run the route's shapers, encode, compress.
+
+Only 2xx JSON is shaped. Anything else — another status, another type, a body the edge
+can't decode or parse, one over the size cap — is relayed as the upstream sent it, with
+`X-Edge-Shaped: skipped; reason=…` so nobody mistakes it for a shaped answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import msgpack
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .config import Compression, EdgeFile, Shape
+from .context import RequestContext
+from .encoding import (
+    FORMATS,
+    DecodeError,
+    NotAcceptable,
+    TooLarge,
+    choose_coding,
+    choose_format,
+    compress,
+    decode,
+)
+from .errors import Problem
+from .proxy import RESPONSE_DROP, filter_headers
+from .shapers import Shaper, build_shapers
+
+# The representation changes, so the upstream's validators and length no longer apply.
+_SHAPED_DROP = RESPONSE_DROP | {"content-type", "content-encoding", "etag", "content-md5"}
+
+
+class ShapePlan:
+    """A route's shaping, compiled at load time."""
+
+    def __init__(self, shape: Shape, compression: Compression, edge: EdgeFile) -> None:
+        self.shapers: list[Shaper] = build_shapers(shape, edge)
+        self.compression = compression
+        self.max_body = edge.limits.max_shaped_body
+        self.on_oversize = shape.on_oversize
+        self.quality = {"br": compression.brotli_quality, "gzip": compression.gzip_level}
+
+    def negotiate(self, headers: Mapping[str, str]) -> tuple[str, str | None]:
+        """(format, coding) for this request, before the upstream is called; 406 if none."""
+        try:
+            return (choose_format(headers.get("Accept")),
+                    choose_coding(headers.get("Accept-Encoding")))
+        except NotAcceptable as e:
+            raise Problem("not-acceptable", str(e)) from None
+
+
+class Skip(Exception):
+    """The upstream body can't be shaped; relay it as it came."""
+
+    def __init__(self, reason: str, body: bytes) -> None:
+        super().__init__(reason)
+        self.reason, self.body = reason, body
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    length = resp.content_length
+    if length is not None and length > cap:
+        raise Skip("too-large", b"")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > cap:
+            raise Skip("too-large", b"".join(chunks))
+    return b"".join(chunks)
+
+
+async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
+                      ctx: RequestContext, plan: ShapePlan, fmt: str, coding: str | None,
+                      extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
+    from .proxy import send_upstream_response
+
+    if not 200 <= resp.status < 300 or not _is_json(resp.content_type):
+        reason = "status" if not 200 <= resp.status < 300 else "not-json"
+        return await send_upstream_response(
+            request, resp, ctx, {**extra, "X-Edge-Shaped": f"skipped; reason={reason}"})
+    try:
+        raw = await _read_capped(resp, plan.max_body)
+    except Skip as skip:
+        if plan.on_oversize == "error":
+            raise Problem("upstream-bad-response",
+                          "the upstream response is larger than this route shapes") from None
+        return await _relay_rest(request, resp, ctx, skip.body,
+                                 {**extra, "X-Edge-Shaped": "skipped; reason=too-large"})
+    except (aiohttp.ClientError, TimeoutError):
+        raise Problem("upstream-bad-response", "the upstream response was cut short") from None
+    ctx.timings["upstream_bytes"] = len(raw)
+    try:
+        body = decode(raw, resp.headers.get("Content-Encoding"), max_size=plan.max_body)
+        doc = orjson.loads(body)
+    except (DecodeError, TooLarge, orjson.JSONDecodeError) as e:
+        reason = "malformed-json" if isinstance(e, orjson.JSONDecodeError) else "undecodable"
+        headers = filter_headers(resp.headers, RESPONSE_DROP)
+        headers.update(extra)
+        headers["X-Edge-Shaped"] = f"skipped; reason={reason}"
+        ctx.timings["shape_skipped"] = 1
+        return web.Response(status=resp.status, headers=headers, body=raw), len(raw)
+
+    vary: list[str] = ["Accept", "Accept-Encoding"]
+    headers = filter_headers(resp.headers, _SHAPED_DROP)
+    for shaper in plan.shapers:
+        doc = shaper.apply(doc, ctx)
+        headers.update(shaper.headers(ctx))
+        vary.extend(h for h in shaper.vary(ctx) if h not in vary)
+    if fmt == "msgpack":
+        out = msgpack.packb(doc, use_bin_type=True)
+    else:
+        out = orjson.dumps(doc)
+    headers["Content-Type"] = FORMATS[fmt]
+    if coding is not None and len(out) >= plan.compression.min_size:
+        out = compress(out, coding, quality=plan.quality[coding])
+        headers["Content-Encoding"] = coding
+    upstream_vary = resp.headers.get("Vary")
+    if upstream_vary:
+        vary.extend(v.strip() for v in upstream_vary.split(",")
+                    if v.strip() and v.strip() not in vary)
+    headers["Vary"] = ", ".join(vary)
+    headers.update(extra)
+    return web.Response(status=resp.status, headers=headers, body=out), len(out)
+
+
+async def _relay_rest(request: web.BaseRequest, resp: aiohttp.ClientResponse,
+                      ctx: RequestContext, head: bytes,
+                      extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
+    """Stream an over-cap body through: what was already read, then the rest."""
+    headers: CIMultiDict[str] = filter_headers(resp.headers, RESPONSE_DROP)
+    headers.update(extra)
+    stream = web.StreamResponse(status=resp.status, headers=headers)
+    if resp.content_length is not None:
+        stream.content_length = resp.content_length
+    await stream.prepare(request)
+    sent = 0
+    try:
+        if head:
+            await stream.write(head)
+            sent += len(head)
+        async for chunk in resp.content.iter_any():
+            await stream.write(chunk)
+            sent += len(chunk)
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
+        if request.transport is not None:
+            request.transport.abort()
+        return stream, sent
+    await stream.write_eof()
+    return stream, sent
+
+
+def keymap_document(name: str, table: Mapping[str, str]) -> dict[str, Any]:
+    """What /_edge/keymaps/NAME serves: the table both ways, so apps can expand keys."""
+    return {"name": name, "keys": dict(table), "expand": {v: k for k, v in table.items()}}

@@ -1,0 +1,202 @@
+"""Shaped routes over real HTTP against the demo claims service."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import brotli
+import msgpack
+import orjson
+import pytest
+from aiohttp import web
+
+from edge.demo.services import SERVICES
+
+from .conftest import catch_all, services_yaml
+
+EDGE_EXTRA = """
+keymaps:
+  claims-v1:
+    claim_number: cn
+    total_amount: ta
+    approved_amount: aa
+    provider: pv
+    status: st
+compression: {min_size: 256}
+"""
+
+ROUTES = {"claims.yaml": """
+routes:
+  - route: GET /claims/{claim_id}
+    source: {service: claims, path: "/claims/{claim_id}"}
+    shape:
+      fields:
+        default: "*"
+        phone: "id,claim_number,status,total_amount,provider(name)"
+        watch: "id,status"
+        slow: "id,status,total_amount"
+  - route: GET /km/claims/{claim_id}
+    source: {service: claims, path: "/claims/{claim_id}"}
+    shape:
+      fields: "id,claim_number,status,total_amount,approved_amount,provider(name)"
+      keymap: claims-v1
+  - route: GET /list
+    source: {service: claims, path: "/claims?member_id=1001"}
+    shape:
+      fields: "items(id,status,total_amount),page,has_more"
+      prune: true
+  - route: GET /odd/{what}
+    source: {service: odd, path: "/{what}"}
+    shape: {prune: true}
+"""}
+
+
+def odd_app() -> web.Application:
+    doc = {"a": None, "b": "", "c": [], "d": {}, "e": {"f": None}, "g": 1}
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        what = request.match_info["tail"]
+        if what == "text":
+            return web.Response(text="plain words", content_type="text/plain")
+        if what == "malformed":
+            return web.Response(body=b'{"a": [1, 2', content_type="application/json")
+        if what == "gzip":
+            return web.Response(body=gzip.compress(orjson.dumps(doc)),
+                                headers={"Content-Encoding": "gzip",
+                                         "Content-Type": "application/json"})
+        if what == "error":
+            return web.json_response({"error": None}, status=500)
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
+
+    return catch_all(handle)
+
+
+@pytest.fixture
+async def edge(make_edge: Any, upstream: Any) -> Any:
+    claims = await upstream(SERVICES["claims"]())
+    odd = await upstream(odd_app())
+    return await make_edge(services_yaml({"claims": claims, "odd": odd}, EDGE_EXTRA), ROUTES)
+
+
+async def get_json(edge: Any, path: str, **headers: str) -> tuple[Any, Any]:
+    resp = await edge.get(path, headers=headers)
+    return resp, orjson.loads(await resp.read())
+
+
+async def test_projection_per_device_class(edge: Any) -> None:
+    _, full = await get_json(edge, "/claims/CLM-000001")
+    assert "items" in full and "history" in full
+    resp, phone = await get_json(edge, "/claims/CLM-000001", **{"X-Device-Type": "phone"})
+    assert set(phone) == {"id", "claim_number", "status", "total_amount", "provider"}
+    assert set(phone["provider"]) == {"name"}
+    assert "X-Device-Type" in resp.headers["Vary"]
+    _, watch = await get_json(edge, "/claims/CLM-000001", **{"X-Device-Type": "watch"})
+    assert set(watch) == {"id", "status"}
+    # Save-Data makes the network class `slow`, which wins over the device class
+    _, slow = await get_json(edge, "/claims/CLM-000001",
+                             **{"X-Device-Type": "phone", "Save-Data": "on"})
+    assert set(slow) == {"id", "status", "total_amount"}
+
+
+async def test_client_may_narrow_but_never_widen(edge: Any) -> None:
+    _, doc = await get_json(edge, "/claims/CLM-000001?fields=id,provider(name,location)",
+                            **{"X-Device-Type": "phone"})
+    assert doc == {"id": "CLM-000001", "provider": {"name": doc["provider"]["name"]}}
+    _, doc = await get_json(edge, "/claims/CLM-000001?fields=items", **{"X-Device-Type": "phone"})
+    assert doc == {}
+
+
+@pytest.mark.parametrize("fields", ["id,(", "id,,status", "a(b", "a)"])
+async def test_broken_fields_is_400_with_position(edge: Any, fields: str) -> None:
+    resp = await edge.get("/claims/CLM-000001", params={"fields": fields})
+    assert resp.status == 400
+    problem = await resp.json(content_type=None)
+    assert problem["type"] == "urn:edge:problem:bad-fields"
+    assert isinstance(problem["position"], int)
+    assert "position" in problem["detail"]
+
+
+async def test_keymap_shortens_and_can_be_turned_off(edge: Any) -> None:
+    resp, doc = await get_json(edge, "/km/claims/CLM-000001")
+    assert resp.headers["X-Edge-Keymap"] == "claims-v1"
+    assert {"cn", "ta", "st", "pv"} <= set(doc) and "claim_number" not in doc
+    resp, doc = await get_json(edge, "/km/claims/CLM-000001?keymap=none")
+    assert resp.headers["X-Edge-Keymap"] == "none"
+    assert "claim_number" in doc
+    _, doc = await get_json(edge, "/km/claims/CLM-000001", **{"X-Edge-Keymap": "none"})
+    assert "claim_number" in doc
+
+
+async def test_keymap_is_published_with_a_long_cache_life(edge: Any) -> None:
+    resp = await edge.get("/_edge/keymaps/claims-v1")
+    assert resp.status == 200
+    assert "immutable" in resp.headers["Cache-Control"]
+    doc = await resp.json()
+    assert doc["keys"]["claim_number"] == "cn" and doc["expand"]["cn"] == "claim_number"
+    assert (await edge.get("/_edge/keymaps/nope")).status == 404
+
+
+async def test_prune_drops_empty_values(edge: Any) -> None:
+    _, doc = await get_json(edge, "/odd/plain")
+    assert doc == {"g": 1}
+
+
+async def test_list_route_projection_and_prune(edge: Any) -> None:
+    _, doc = await get_json(edge, "/list")
+    assert set(doc) == {"items", "page", "has_more"}
+    assert all(set(item) <= {"id", "status", "total_amount"} for item in doc["items"])
+
+
+async def test_msgpack_and_406(edge: Any) -> None:
+    resp = await edge.get("/claims/CLM-000001", headers={"Accept": "application/msgpack"})
+    assert resp.headers["Content-Type"] == "application/msgpack"
+    assert msgpack.unpackb(await resp.read())["id"] == "CLM-000001"
+    resp = await edge.get("/claims/CLM-000001", headers={"Accept": "text/html"})
+    assert resp.status == 406
+    assert (await resp.json(content_type=None))["type"] == "urn:edge:problem:not-acceptable"
+
+
+@pytest.mark.parametrize("accept, coding", [
+    ("br, gzip", "br"),
+    ("br;q=0, gzip", "gzip"),
+    ("gzip;q=0.5, br;q=0.9", "br"),
+    ("identity", None),
+    (None, None),
+])
+async def test_compression_follows_accept_encoding(edge: Any, accept: str | None,
+                                                   coding: str | None) -> None:
+    headers = {"Accept-Encoding": accept} if accept is not None else {}
+    skip = () if accept is not None else ("Accept-Encoding",)
+    resp = await edge.get("/claims/CLM-000001", headers=headers, auto_decompress=False,
+                          skip_auto_headers=skip)
+    assert resp.headers.get("Content-Encoding") == coding
+    raw = await resp.read()
+    body = {"br": brotli.decompress, "gzip": gzip.decompress, None: bytes}[coding](raw)
+    assert orjson.loads(body)["id"] == "CLM-000001"
+    assert "Accept-Encoding" in resp.headers["Vary"]
+
+
+async def test_small_bodies_are_not_compressed(edge: Any) -> None:
+    resp = await edge.get("/claims/CLM-000001", headers={"Accept-Encoding": "br",
+                                                         "X-Device-Type": "watch"},
+                          auto_decompress=False)
+    assert "Content-Encoding" not in resp.headers
+
+
+async def test_unshapeable_upstream_bodies_pass_through(edge: Any) -> None:
+    resp = await edge.get("/odd/text")
+    assert await resp.text() == "plain words"
+    assert resp.headers["X-Edge-Shaped"] == "skipped; reason=not-json"
+    resp = await edge.get("/odd/malformed")
+    assert resp.status == 200
+    assert await resp.read() == b'{"a": [1, 2'
+    assert resp.headers["X-Edge-Shaped"] == "skipped; reason=malformed-json"
+    resp = await edge.get("/odd/error")
+    assert resp.status == 500
+    assert resp.headers["X-Edge-Shaped"] == "skipped; reason=status"
+
+
+async def test_gzip_encoded_upstream_json_is_decoded_and_shaped(edge: Any) -> None:
+    _, doc = await get_json(edge, "/odd/gzip")
+    assert doc == {"g": 1}
