@@ -93,6 +93,9 @@ class Edge:
                 rt.drained.set_result(None)
             self.metrics.request_done(ctx.route_name, request.method, status,
                                       ctx.device.device, elapsed, bytes_in[0], sent)
+            upstream_bytes = ctx.timings.get("upstream_bytes")
+            if upstream_bytes is not None:
+                self.metrics.shaped(ctx.route_name, ctx.device.device, int(upstream_bytes), sent)
             if rt.access_log:
                 self._log(request, ctx, status, elapsed, bytes_in[0], sent)
 

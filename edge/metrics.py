@@ -46,6 +46,7 @@ class _RequestSeries(Collector):
         self.requests: dict[tuple[str, str, int, str], list[int]] = {}
         self.latency: dict[tuple[str, str], _Histogram] = {}
         self.upstream: dict[str, _Histogram] = {}
+        self.shaped: dict[tuple[str, str], list[int]] = {}  # (route, device) → [up, sent]
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("edge_requests", "Requests answered by the edge",
@@ -74,7 +75,16 @@ class _RequestSeries(Collector):
                                          labels=["service"])
         for service, h in list(self.upstream.items()):
             upstream.add_metric([service], h.buckets(), h.total)
-        yield from (requests, latency, bytes_in, bytes_out, upstream)
+        shaped_up = CounterMetricFamily(
+            "edge_shaped_upstream_bytes", "Upstream body bytes of shaped responses",
+            labels=["route", "device"])
+        shaped_sent = CounterMetricFamily(
+            "edge_shaped_sent_bytes", "Bytes sent for shaped responses (after shaping, "
+            "encoding and compression)", labels=["route", "device"])
+        for (route, device), (up, sent) in list(self.shaped.items()):
+            shaped_up.add_metric([route, device], up)
+            shaped_sent.add_metric([route, device], sent)
+        yield from (requests, latency, bytes_in, bytes_out, upstream, shaped_up, shaped_sent)
 
 
 class Metrics(UpstreamMetrics):
@@ -113,6 +123,14 @@ class Metrics(UpstreamMetrics):
         if hist is None:
             hist = series.latency[(route, method)] = _Histogram()
         hist.observe(seconds)
+
+    def shaped(self, route: str, device: str, upstream_bytes: int, sent: int) -> None:
+        """What shaping saved: compare the two counters per route and device class."""
+        counts = self._series.shaped.get((route, device))
+        if counts is None:
+            counts = self._series.shaped[(route, device)] = [0, 0]
+        counts[0] += upstream_bytes
+        counts[1] += sent
 
     # UpstreamMetrics
     def observe(self, service: str, seconds: float) -> None:

@@ -77,7 +77,15 @@ async def test_demo_serves_the_example_routes(demo: Any) -> None:
                      headers=member) as r:
         claims = await r.json()
         assert r.status == 200 and len(claims["items"]) == 3
-        assert {c["status"] for c in claims["items"]} == {"paid"}
+        assert r.headers["X-Edge-Keymap"] == "claims-v1"
+        assert {c["st"] for c in claims["items"]} == {"paid"}
+        full_size = len(await r.read())
+    phone = {**member, "X-Device-Type": "phone"}
+    async with s.get(f"{base}/api/v1/members/1001/claims?status=paid&size=3",
+                     headers=phone) as r:
+        assert set(r.headers["Vary"].split(", ")) >= {"Accept", "Accept-Encoding",
+                                                     "X-Device-Type"}
+        assert len(await r.read()) < full_size / 3
     for _ in range(4):  # fails every other call upstream; the retry hides it
         async with s.get(f"{base}/demo/flaky") as r:
             assert r.status == 200

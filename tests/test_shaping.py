@@ -200,3 +200,12 @@ async def test_unshapeable_upstream_bodies_pass_through(edge: Any) -> None:
 async def test_gzip_encoded_upstream_json_is_decoded_and_shaped(edge: Any) -> None:
     _, doc = await get_json(edge, "/odd/gzip")
     assert doc == {"g": 1}
+
+
+async def test_savings_are_counted_per_route_and_device(edge: Any) -> None:
+    await edge.get("/claims/CLM-000001", headers={"X-Device-Type": "phone"})
+    text = await (await edge.get("/metrics")).text()
+    labels = 'device="phone",route="GET /claims/{claim_id}"'
+    up = float(text.split(f"edge_shaped_upstream_bytes_total{{{labels}}} ")[1].split()[0])
+    sent = float(text.split(f"edge_shaped_sent_bytes_total{{{labels}}} ")[1].split()[0])
+    assert sent < up / 3
