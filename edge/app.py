@@ -208,7 +208,7 @@ class Edge:
         try:
             if shaped is not None:
                 return await send_shaped(request, resp, ctx, shaped, fmt, coding, extra)
-            return await send_upstream_response(request, resp, ctx, extra)
+            return await send_upstream_response(request, resp, ctx, extra, route.compress)
         finally:
             resp.release()
 

@@ -198,6 +198,10 @@ class Compression(Model):
     """0-11. 5 compresses 10 KB of JSON in ~0.1 ms (bench/brotli_quality.py); 9 and up
     cost milliseconds per document, so they only pay off for cached bodies."""
     gzip_level: int = Field(6, ge=1, le=9)
+    passthrough: bool = True
+    """Also compress, as it streams, what pass-through routes relay when the upstream sent
+    it uncompressed and the type is text-like (JSON, text, XML; never images, archives
+    or event streams). The upstream's strong ETag is then weakened."""
 
 
 class Admin(Model):

@@ -12,6 +12,7 @@ from multidict import CIMultiDict
 
 from .config import QueryPolicy
 from .context import RequestContext
+from .encoding import NotAcceptable, StreamCompressor, choose_coding, compress, is_compressible
 from .errors import Problem
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the de-facto ones.
@@ -102,18 +103,52 @@ def request_body(request: web.BaseRequest, limit: int,
     return _stream_body(request.content, limit, counter)
 
 
+class PassCompression:
+    """Compression of pass-through bodies the upstream sent uncompressed (compiled once)."""
+
+    def __init__(self, min_size: int, brotli_quality: int, gzip_level: int) -> None:
+        self.min_size = min_size
+        self.quality = {"br": brotli_quality, "gzip": gzip_level}
+
+    def coding_for(self, request: web.BaseRequest, resp: aiohttp.ClientResponse) -> str | None:
+        if "Content-Encoding" in resp.headers or not is_compressible(resp.content_type):
+            return None
+        length = resp.content_length
+        if length is not None and length < self.min_size:
+            return None
+        try:
+            return choose_coding(request.headers.get("Accept-Encoding"))
+        except NotAcceptable:
+            return None  # relaying the upstream's own bytes is still the best answer
+
+
+def _recoded_headers(headers: CIMultiDict[str], coding: str) -> None:
+    headers["Content-Encoding"] = coding
+    vary = headers.get("Vary")
+    if vary is None:
+        headers["Vary"] = "Accept-Encoding"
+    elif "accept-encoding" not in vary.lower():
+        headers["Vary"] = f"{vary}, Accept-Encoding"
+    etag = headers.get("ETag")
+    if etag is not None and not etag.startswith("W/"):
+        headers["ETag"] = "W/" + etag  # same content, different bytes (RFC 9110 §8.8.1)
+
+
 async def send_upstream_response(request: web.BaseRequest, resp: aiohttp.ClientResponse,
-                                 ctx: RequestContext, extra_headers: Mapping[str, str]
+                                 ctx: RequestContext, extra_headers: Mapping[str, str],
+                                 compression: PassCompression | None = None
                                  ) -> tuple[web.StreamResponse, int]:
     """Relay status, headers and body; returns the response and the body bytes sent."""
     headers = filter_headers(resp.headers, RESPONSE_DROP)
     headers.update(extra_headers)
     status = resp.status
     if request.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        out = web.Response(status=status, headers=headers)
         if resp.content_length is not None and request.method == "HEAD":
             headers["Content-Length"] = str(resp.content_length)
-        return out, 0
+        return web.Response(status=status, headers=headers), 0
+    coding = compression.coding_for(request, resp) if compression is not None else None
+    if coding is not None:
+        _recoded_headers(headers, coding)
     length = resp.content_length
     if length is not None and length <= SMALL_BODY:
         try:
@@ -121,16 +156,28 @@ async def send_upstream_response(request: web.BaseRequest, resp: aiohttp.ClientR
         except (aiohttp.ClientError, TimeoutError):
             raise Problem("upstream-bad-response", "the upstream response was cut short")\
                 from None
+        if coding is not None:
+            assert compression is not None
+            body = compress(body, coding, quality=compression.quality[coding])
         return web.Response(status=status, headers=headers, body=body), len(body)
     stream = web.StreamResponse(status=status, headers=headers)
-    if length is not None:
+    if length is not None and coding is None:
         stream.content_length = length
     await stream.prepare(request)
+    encoder = (StreamCompressor(coding, compression.quality[coding])
+               if coding is not None and compression is not None else None)
     sent = 0
     try:
         async for chunk in resp.content.iter_any():
+            if encoder is not None:
+                # flush per upstream chunk: a slow stream must reach the client as it comes
+                chunk = encoder.compress(chunk) + encoder.flush()
             await stream.write(chunk)
             sent += len(chunk)
+        if encoder is not None:
+            tail = encoder.finish()
+            await stream.write(tail)
+            sent += len(tail)
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
         # Headers are gone already: the only honest signal left is a broken connection,
         # so the client can't mistake a truncated body for a whole one.

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from .backends import Backend
-from .config import Config, RouteSpec
+from .config import Compression, Config, RouteSpec
 from .context import ClientAddress, DeviceClassifier
 from .metrics import Metrics
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
-from .proxy import REQUEST_DROP, QueryMapper
+from .proxy import REQUEST_DROP, PassCompression, QueryMapper
 from .routing import RouteTable
 from .shaping import ShapePlan
 from .upstream import Upstream
@@ -37,6 +37,7 @@ class CompiledRoute:
     max_body: int
     strip_headers: frozenset[str]
     shape: ShapePlan | None = None
+    compress: PassCompression | None = None
 
 
 class Runtime:
@@ -74,6 +75,7 @@ class Runtime:
                 strip_headers=strip if m.auth.forward_token else strip | {"authorization"},
                 shape=ShapePlan(m.shape, m.compression or edge.compression, edge)
                 if m.shape else None,
+                compress=_pass_compression(m.compression or edge.compression),
             )
             self.table.add(spec.method, spec.template, route)
             self.routes.append(route)
@@ -84,6 +86,10 @@ class Runtime:
         if self.inflight:
             self.drained = asyncio.get_running_loop().create_future()
             await self.drained
+
+
+def _pass_compression(c: Compression) -> PassCompression | None:
+    return PassCompression(c.min_size, c.brotli_quality, c.gzip_level) if c.passthrough else None
 
 
 def build_runtime(config: Config, previous: Runtime | None, metrics: Metrics,

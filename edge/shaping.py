@@ -104,23 +104,30 @@ async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
     except (aiohttp.ClientError, TimeoutError):
         raise Problem("upstream-bad-response", "the upstream response was cut short") from None
     ctx.timings["upstream_bytes"] = len(raw)
+    vary: list[str] = ["Accept", "Accept-Encoding"]
+    headers = filter_headers(resp.headers, _SHAPED_DROP)
     try:
         body = decode(raw, resp.headers.get("Content-Encoding"), max_size=plan.max_body)
         doc = orjson.loads(body)
-    except (DecodeError, TooLarge, orjson.JSONDecodeError) as e:
-        reason = "malformed-json" if isinstance(e, orjson.JSONDecodeError) else "undecodable"
-        headers = filter_headers(resp.headers, RESPONSE_DROP)
-        headers.update(extra)
-        headers["X-Edge-Shaped"] = f"skipped; reason={reason}"
+        for shaper in plan.shapers:
+            doc = shaper.apply(doc, ctx)
+            headers.update(shaper.headers(ctx))
+            vary.extend(h for h in shaper.vary(ctx) if h not in vary)
+    except (DecodeError, TooLarge, orjson.JSONDecodeError, RecursionError) as e:
+        # orjson refuses nesting past 1024 levels; the shapers recurse, so a document
+        # deep enough to exhaust Python's stack is relayed rather than answered with 500.
+        if isinstance(e, RecursionError) or "depth limit" in str(e):
+            reason = "too-deep"
+        elif isinstance(e, orjson.JSONDecodeError):
+            reason = "malformed-json"
+        else:
+            reason = "undecodable"
+        passthrough = filter_headers(resp.headers, RESPONSE_DROP)
+        passthrough.update(extra)
+        passthrough["X-Edge-Shaped"] = f"skipped; reason={reason}"
         ctx.timings["shape_skipped"] = 1
-        return web.Response(status=resp.status, headers=headers, body=raw), len(raw)
+        return web.Response(status=resp.status, headers=passthrough, body=raw), len(raw)
 
-    vary: list[str] = ["Accept", "Accept-Encoding"]
-    headers = filter_headers(resp.headers, _SHAPED_DROP)
-    for shaper in plan.shapers:
-        doc = shaper.apply(doc, ctx)
-        headers.update(shaper.headers(ctx))
-        vary.extend(h for h in shaper.vary(ctx) if h not in vary)
     if fmt == "msgpack":
         out = msgpack.packb(doc, use_bin_type=True)
     else:

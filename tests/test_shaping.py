@@ -209,3 +209,23 @@ async def test_savings_are_counted_per_route_and_device(edge: Any) -> None:
     up = float(text.split(f"edge_shaped_upstream_bytes_total{{{labels}}} ")[1].split()[0])
     sent = float(text.split(f"edge_shaped_sent_bytes_total{{{labels}}} ")[1].split()[0])
     assert sent < up / 3
+
+
+@pytest.mark.parametrize("depth, reason", [(900, "too-deep"), (3000, "too-deep")])
+async def test_deep_json_is_relayed_not_a_500(make_edge: Any, upstream: Any, depth: int,
+                                               reason: str) -> None:
+    deep = b"[" * depth + b"1" + b"]" * depth
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=deep, content_type="application/json")
+
+    url = await upstream(catch_all(handle))
+    client = await make_edge(services_yaml({"deep": url}), {"r.yaml": """
+route: GET /deep
+source: {service: deep, path: /deep}
+shape: {prune: true, fields: "*"}
+"""})
+    resp = await client.get("/deep")
+    assert resp.status == 200
+    assert resp.headers["X-Edge-Shaped"] == f"skipped; reason={reason}"
+    assert await resp.read() == deep
