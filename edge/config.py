@@ -316,6 +316,17 @@ class RouteAuth(Model):
 PruneKind = Literal["null", "empty_string", "empty_list", "empty_object"]
 
 
+class RoundPolicy(Model):
+    """Less precision where the app doesn't need it."""
+
+    floats: int | None = Field(None, ge=0, le=15)
+    """Round every float to this many decimals."""
+    timestamps: Literal["date", "minute", "second"] | None = None
+    """Trim ISO-8601 timestamps to the date, the minute or the second."""
+    keys: list[str] | None = None
+    """Only under these keys (at any depth); everywhere when unset."""
+
+
 class Shape(Model):
     """How a route reshapes the upstream's JSON. Steps run in a fixed order: fields,
     prune, keymap, then serialization (JSON or MessagePack) and compression."""
@@ -331,6 +342,10 @@ class Shape(Model):
     `X-Edge-Keymap: none`."""
     prune: bool | list[PruneKind] = False
     """Drop empty values: true for all kinds, or a list of them."""
+    round: RoundPolicy | None = None
+    columnar: list[str] = []
+    """Slash paths to lists of objects to send as `{"_k": [keys], "_d": [[row], ...]}`
+    (`items`, `items/history`, or `.` for a top-level list). Runs last, after the keymap."""
     on_oversize: Literal["pass", "error"] = "pass"
     """An upstream body over limits.max_shaped_body: pass it through unshaped, or 502."""
 
@@ -645,6 +660,22 @@ def _check_shape(shape: Shape, name: str, p: tuple[Any, ...], pos: yamlpos.Posit
             parse_fields(text, max_length=65536)
         except FieldsError as e:
             problems.append(f"{pos.where(fp)}: error: {name}: shape.fields: {e}")
+            ok = False
+    from .shapers.columnar import parse_path
+    from .shapers.rounding import Rounding
+
+    for i, path in enumerate(shape.columnar):
+        try:
+            parse_path(path)
+        except ValueError as e:
+            problems.append(f"{pos.where((*p, 'columnar', i))}: error: {name}: "
+                            f"shape.columnar[{i}]: {e}")
+            ok = False
+    if shape.round is not None:
+        try:
+            Rounding(shape.round.floats, shape.round.timestamps, shape.round.keys)
+        except ValueError as e:
+            problems.append(f"{pos.where((*p, 'round'))}: error: {name}: shape.{e}")
             ok = False
     if shape.keymap is not None and shape.keymap not in edge.keymaps:
         known = ", ".join(sorted(edge.keymaps)) or "none defined"

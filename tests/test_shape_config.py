@@ -42,6 +42,11 @@ ROUTE = "route: GET /a\nsource: {service: s, path: /a}\nshape:\n"
     ("  prune: [nulls]\n",
      "routes/r.yaml:4:11: error: shape.prune[0]: Input should be 'null', 'empty_string', "
      "'empty_list' or 'empty_object', got 'nulls'"),
+    ("  columnar: [items, a//b]\n",
+     "routes/r.yaml:4:21: error: GET /a: shape.columnar[1]: columnar path 'a//b': empty "
+     "segment (write 'a/b'; use '' or '.' for a top-level list)"),
+    ("  round: {keys: [lat]}\n",
+     "routes/r.yaml:4:10: error: GET /a: shape.round: set floats, timestamps or both"),
 ])
 def test_shape_errors(tmp_path: Path, shape: str, expected: str) -> None:
     assert expected in problems(tmp_path, EDGE, ROUTE + shape)

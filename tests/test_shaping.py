@@ -229,3 +229,27 @@ shape: {prune: true, fields: "*"}
     assert resp.status == 200
     assert resp.headers["X-Edge-Shaped"] == f"skipped; reason={reason}"
     assert await resp.read() == deep
+
+
+async def test_round_and_columnar(make_edge: Any, upstream: Any) -> None:
+    doc = {"items": [{"claim_number": "A", "ratio": 0.123456, "at": "2026-03-14T09:21:07Z"},
+                     {"claim_number": "B", "ratio": 2.5, "at": "2026-03-15T10:00:59Z",
+                      "extra": 1}]}
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
+
+    url = await upstream(catch_all(handle))
+    client = await make_edge(services_yaml({"s": url}, "keymaps: {k-v1: {claim_number: cn}}\n"),
+                             {"r.yaml": """
+route: GET /c
+source: {service: s, path: /c}
+shape:
+  round: {floats: 2, timestamps: minute}
+  keymap: k-v1
+  columnar: [items]
+"""})
+    body = orjson.loads(await (await client.get("/c")).read())
+    assert body == {"items": {"_k": ["cn", "ratio", "at", "extra"],
+                              "_d": [["A", 0.12, "2026-03-14T09:21Z", None],
+                                     ["B", 2.5, "2026-03-15T10:00Z", 1]]}}

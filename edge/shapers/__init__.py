@@ -1,7 +1,8 @@
 """Document transforms. Each is built once from its YAML block and applied per request.
 
-The order is fixed here, not in YAML: select fields, prune, then shorten keys (so field
-selections and prune rules are written with the upstream's own key names).
+The order is fixed here, not in YAML: select fields, prune, round, shorten keys, and last
+make lists columnar. Field selections, prune and round rules are so written with the
+upstream's own key names, and columnar key lists carry the short names.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ class Shaper(Protocol):
 
 
 def build_shapers(shape: Shape, edge: EdgeFile) -> list[Shaper]:
+    from .columnar import Columnar
     from .fields import Fields
     from .keymap import KeyMap
     from .prune import ALL_KINDS, Prune
+    from .rounding import Rounding
 
     out: list[Shaper] = []
     if shape.fields is not None or shape.client_fields:
@@ -31,6 +34,11 @@ def build_shapers(shape: Shape, edge: EdgeFile) -> list[Shaper]:
                                       max_length=edge.limits.max_fields_length))
     if shape.prune:
         out.append(Prune(ALL_KINDS if shape.prune is True else shape.prune))
+    if shape.round is not None:
+        r = shape.round
+        out.append(Rounding(r.floats, r.timestamps, r.keys))
     if shape.keymap is not None:
         out.append(KeyMap(shape.keymap, edge.keymaps[shape.keymap]))
+    if shape.columnar:
+        out.append(Columnar(shape.columnar))
     return out
