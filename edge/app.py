@@ -9,6 +9,7 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import orjson
@@ -61,7 +62,7 @@ class Edge:
         rid = headers.get(rt.rid_header)
         if rid is None or not _REQUEST_ID.match(rid):
             rid = f"{self._rid_prefix}{next(self._rid_counter) & 0xFFFFFFFF:08x}"
-        ctx = RequestContext(request_id=rid, route_name="unmatched", params={},
+        ctx = RequestContext(request_id=rid, route_name="unmatched", params={}, started=started,
                              device=rt.devices.profile(headers),
                              client_ip=rt.clients.client_ip(request.remote,
                                                             headers.get("X-Forwarded-For")))
@@ -73,7 +74,8 @@ class Edge:
                 response, sent = await self._dispatch(request, rt, ctx, bytes_in)
             except Problem as p:
                 response = problem_response(p, type_base=rt.type_base, request_id=rid,
-                                            instance=request.path)
+                                            instance=ctx.path or None,
+                                            wrap=self._wrapper(ctx))
                 sent = len(response.body)  # type: ignore[arg-type]
             except Exception:
                 log.exception("unhandled error in request %s (%s %s)", rid, request.method,
@@ -98,6 +100,15 @@ class Edge:
                 self.metrics.shaped(ctx.route_name, ctx.device.device, int(upstream_bytes), sent)
             if rt.access_log:
                 self._log(request, ctx, status, elapsed, bytes_in[0], sent)
+
+    def _wrapper(self, ctx: RequestContext) -> Callable[[dict[str, Any]], Any] | None:
+        """The envelope for problem answers, when the request's route and client want it."""
+        if not ctx.envelope or ctx.route is None or ctx.route.shape is None:
+            return None
+        envelope = ctx.route.shape.envelope
+        if envelope is None:
+            return None
+        return lambda problem: envelope.error(problem, ctx)
 
     def _log(self, request: web.BaseRequest, ctx: RequestContext, status: int, elapsed: float,
              bytes_in: int, sent: int) -> None:
@@ -145,7 +156,12 @@ class Edge:
                               headers={"Allow": allow})
             raise Problem("not-found", f"no route for {request.method} {request.path}")
         ctx.route_name = route.name
+        ctx.route = route
         ctx.params = match.params
+        if route.shape is not None and route.shape.envelope is not None:
+            # decided before auth, so a 401/403 arrives in the envelope too
+            ctx.envelope = route.shape.envelope.wanted(request.query.get("envelope"),
+                                                       request.headers.get("X-Edge-Envelope"))
         ctx.identity = route.auth.check(request, match.params)
         return await self._proxy(request, rt, route, ctx, bytes_in, query)
 
@@ -180,6 +196,7 @@ class Edge:
             ctx.fields_param = query_params.get("fields")
             ctx.keymap_off = (query_params.get("keymap") == "none"
                               or request.headers.get("X-Edge-Keymap") == "none")
+
             headers["Accept-Encoding"] = "identity"  # cheaper on a LAN; decoded if ignored
         body = request_body(request, route.max_body, bytes_in)
         if body is not None:

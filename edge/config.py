@@ -327,6 +327,15 @@ class RoundPolicy(Model):
     """Only under these keys (at any depth); everywhere when unset."""
 
 
+class EnvelopePolicy(Model):
+    """Wrap answers as `{"success", "data", "metadata"}` (and problems likewise)."""
+
+    when: Literal["always", "on_request"] = "on_request"
+    """on_request: only when the client sends `?envelope=true` or `X-Edge-Envelope: true`."""
+    api_version: str = "1"
+    """Reported as metadata.api_version."""
+
+
 class Shape(Model):
     """How a route reshapes the upstream's JSON. Steps run in a fixed order: fields,
     prune, keymap, then serialization (JSON or MessagePack) and compression."""
@@ -346,6 +355,7 @@ class Shape(Model):
     columnar: list[str] = []
     """Slash paths to lists of objects to send as `{"_k": [keys], "_d": [[row], ...]}`
     (`items`, `items/history`, or `.` for a top-level list). Runs last, after the keymap."""
+    envelope: EnvelopePolicy | None = None
     on_oversize: Literal["pass", "error"] = "pass"
     """An upstream body over limits.max_shaped_body: pass it through unshaped, or 502."""
 

@@ -154,4 +154,7 @@ class RequestContext:
     path: str = ""  # the raw (still percent-encoded) path, without the query
     fields_param: str | None = None  # the client's ?fields=, for shaped routes
     keymap_off: bool = False  # the client asked for full keys (?keymap=none)
+    envelope: bool = False  # answers (data and problems) go in the standard envelope
+    started: float = 0.0  # perf_counter() when the request arrived
+    route: Any = None  # the matched runtime.CompiledRoute, once routing is done
     timings: dict[str, float] = field(default_factory=dict)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import orjson
 from aiohttp import web
 
@@ -42,8 +45,9 @@ class Problem(Exception):
 
 
 def problem_response(problem: Problem, *, type_base: str, request_id: str,
-                     instance: str | None = None) -> web.Response:
-    body: dict[str, object] = {
+                     instance: str | None = None,
+                     wrap: Callable[[dict[str, Any]], Any] | None = None) -> web.Response:
+    body: dict[str, Any] = {
         "type": type_base + problem.kind,
         "title": problem.title,
         "status": problem.status,
@@ -54,7 +58,9 @@ def problem_response(problem: Problem, *, type_base: str, request_id: str,
         body["instance"] = instance
     body["request_id"] = request_id
     body.update(problem.extra)
-    resp = web.Response(body=orjson.dumps(body), status=problem.status,
-                        content_type=PROBLEM_JSON, headers=problem.headers)
+    # An app that asked for the envelope reads `error` from it: plain JSON, same status.
+    resp = web.Response(body=orjson.dumps(wrap(body) if wrap else body), status=problem.status,
+                        content_type="application/json" if wrap else PROBLEM_JSON,
+                        headers=problem.headers)
     resp.headers["Cache-Control"] = "no-store"
     return resp

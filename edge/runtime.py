@@ -73,8 +73,8 @@ class Runtime:
                 timeout=upstreams[m.source.service].timeout(m.source.timeout),
                 max_body=m.max_request_body or edge.limits.max_request_body,
                 strip_headers=strip if m.auth.forward_token else strip | {"authorization"},
-                shape=ShapePlan(m.shape, m.compression or edge.compression, edge)
-                if m.shape else None,
+                shape=ShapePlan(m.shape, m.compression or edge.compression, edge,
+                                (m.source.service,)) if m.shape else None,
                 compress=_pass_compression(m.compression or edge.compression),
             )
             self.table.add(spec.method, spec.template, route)

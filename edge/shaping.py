@@ -30,7 +30,7 @@ from .encoding import (
 )
 from .errors import Problem
 from .proxy import RESPONSE_DROP, filter_headers
-from .shapers import Shaper, build_shapers
+from .shapers import Shaper, build_shapers, envelope_of
 
 # The representation changes, so the upstream's validators and length no longer apply.
 _SHAPED_DROP = RESPONSE_DROP | {"content-type", "content-encoding", "etag", "content-md5"}
@@ -39,8 +39,10 @@ _SHAPED_DROP = RESPONSE_DROP | {"content-type", "content-encoding", "etag", "con
 class ShapePlan:
     """A route's shaping, compiled at load time."""
 
-    def __init__(self, shape: Shape, compression: Compression, edge: EdgeFile) -> None:
-        self.shapers: list[Shaper] = build_shapers(shape, edge)
+    def __init__(self, shape: Shape, compression: Compression, edge: EdgeFile,
+                 sources: tuple[str, ...] = ()) -> None:
+        self.shapers: list[Shaper] = build_shapers(shape, edge, sources)
+        self.envelope = envelope_of(shape, sources) if shape.envelope else None
         self.compression = compression
         self.max_body = edge.limits.max_shaped_body
         self.on_oversize = shape.on_oversize

@@ -253,3 +253,47 @@ shape:
     assert body == {"items": {"_k": ["cn", "ratio", "at", "extra"],
                               "_d": [["A", 0.12, "2026-03-14T09:21Z", None],
                                      ["B", 2.5, "2026-03-15T10:00Z", 1]]}}
+
+
+ENVELOPE_ROUTES = {"e.yaml": """
+routes:
+  - route: GET /e/claims/{claim_id}
+    source: {service: claims, path: "/claims/{claim_id}"}
+    shape:
+      fields: "id,status"
+      envelope: {when: on_request, api_version: "2.1"}
+  - route: GET /always/claims/{claim_id}
+    source: {service: claims, path: "/claims/{claim_id}"}
+    auth: {jwt: required}
+    shape:
+      envelope: {when: always}
+"""}
+
+
+async def test_envelope_on_request_and_for_problems(make_edge: Any, upstream: Any) -> None:
+    claims = await upstream(SERVICES["claims"]())
+    client = await make_edge(services_yaml({"claims": claims}, """
+auth:
+  jwt: {algorithms: [HS256], secret_env: EDGE_JWT_SECRET}
+"""), ENVELOPE_ROUTES)
+    plain = orjson.loads(await (await client.get("/e/claims/CLM-000001")).read())
+    assert plain == {"id": "CLM-000001", "status": plain["status"]}
+    resp = await client.get("/e/claims/CLM-000001?envelope=true")
+    wrapped = orjson.loads(await resp.read())
+    assert wrapped["success"] is True and wrapped["data"] == plain
+    meta = wrapped["metadata"]
+    assert meta["api_version"] == "2.1" and meta["data_sources"] == ["claims"]
+    assert meta["cached"] is False and meta["response_time_ms"] >= 0
+    assert "X-Edge-Envelope" in resp.headers["Vary"]
+    header = orjson.loads(await (await client.get(
+        "/e/claims/CLM-000001", headers={"X-Edge-Envelope": "true"})).read())
+    assert header["success"] is True
+    # problems come in the envelope too, with their status, as plain JSON
+    bad = await client.get("/e/claims/CLM-000001?envelope=1&fields=(")
+    assert bad.status == 400 and bad.headers["Content-Type"] == "application/json"
+    body = orjson.loads(await bad.read())
+    assert body["success"] is False and body["error"]["type"].endswith("bad-fields")
+    denied = await client.get("/always/claims/CLM-000001")
+    assert denied.status == 401
+    body = orjson.loads(await denied.read())
+    assert body["success"] is False and body["error"]["status"] == 401

@@ -1,8 +1,8 @@
 """Document transforms. Each is built once from its YAML block and applied per request.
 
-The order is fixed here, not in YAML: select fields, prune, round, shorten keys, and last
-make lists columnar. Field selections, prune and round rules are so written with the
-upstream's own key names, and columnar key lists carry the short names.
+The order is fixed here, not in YAML: select fields, prune, round, shorten keys, make
+lists columnar, and wrap in the envelope. Field selections, prune and round rules are so
+written with the upstream's own key names, and columnar key lists carry the short names.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from ..config import EdgeFile, Shape
 from ..context import RequestContext
+from .envelope import Envelope
 
 
 class Shaper(Protocol):
@@ -21,7 +22,8 @@ class Shaper(Protocol):
     def vary(self, ctx: RequestContext) -> tuple[str, ...]: ...
 
 
-def build_shapers(shape: Shape, edge: EdgeFile) -> list[Shaper]:
+def build_shapers(shape: Shape, edge: EdgeFile, sources: tuple[str, ...] = ()
+                  ) -> list[Shaper]:
     from .columnar import Columnar
     from .fields import Fields
     from .keymap import KeyMap
@@ -41,4 +43,11 @@ def build_shapers(shape: Shape, edge: EdgeFile) -> list[Shaper]:
         out.append(KeyMap(shape.keymap, edge.keymaps[shape.keymap]))
     if shape.columnar:
         out.append(Columnar(shape.columnar))
+    if shape.envelope is not None:
+        out.append(envelope_of(shape, sources))
     return out
+
+
+def envelope_of(shape: Shape, sources: tuple[str, ...]) -> Envelope:
+    assert shape.envelope is not None
+    return Envelope(shape.envelope.when, shape.envelope.api_version, sources)

@@ -1,0 +1,48 @@
+"""The standard envelope: `{"success", "data", "metadata"}`, for apps built around it.
+
+`metadata` carries `cached`, `data_sources`, `response_time_ms` and `api_version`. Problem
+answers get the matching `{"success": false, "error": {...problem...}, "metadata"}` when
+the envelope applies to the request (see app.py).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..context import RequestContext
+
+TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+class Envelope:
+    name = "envelope"
+
+    def __init__(self, when: str, api_version: str, sources: tuple[str, ...]) -> None:
+        self.always = when == "always"
+        self.api_version = api_version
+        self.sources = list(sources)
+
+    def wanted(self, query_value: str | None, header_value: str | None) -> bool:
+        if self.always:
+            return True
+        return (query_value or header_value or "").lower() in TRUE
+
+    def metadata(self, ctx: RequestContext) -> dict[str, Any]:
+        return {"cached": False, "data_sources": self.sources,
+                "response_time_ms": round((time.perf_counter() - ctx.started) * 1000, 2),
+                "api_version": self.api_version}
+
+    def apply(self, doc: Any, ctx: RequestContext) -> Any:
+        if not ctx.envelope:
+            return doc
+        return {"success": True, "data": doc, "metadata": self.metadata(ctx)}
+
+    def error(self, problem: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        return {"success": False, "error": problem, "metadata": self.metadata(ctx)}
+
+    def headers(self, ctx: RequestContext) -> dict[str, str]:
+        return {}
+
+    def vary(self, ctx: RequestContext) -> tuple[str, ...]:
+        return () if self.always else ("X-Edge-Envelope",)
