@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"raw upstream JSON (target >= {TARGET_REDUCTION * 100:.0f}%): "
                      f"{'PASS' if ok else 'FAIL'}")
     lines.append("vs raw = 1 - edge/raw; br'd = resources the edge answered with br when asked "
-                 "(bodies under compression.min_size (1 KiB) go out uncompressed)")
+                 "(bodies under compression.min_size go out uncompressed)")
     print("\n".join(lines))
     if args.json:
         print(json.dumps({"sizes": sizes, "pass": ok_all}))

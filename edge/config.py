@@ -192,7 +192,7 @@ class Limits(Model):
 class Compression(Model):
     """How the edge compresses what it encodes itself (brotli or gzip, by Accept-Encoding)."""
 
-    min_size: Size = 1024
+    min_size: Size = 256
     """Bodies smaller than this are sent uncompressed (the headers would eat the gain)."""
     brotli_quality: int = Field(5, ge=0, le=11)
     """0-11. 5 compresses 10 KB of JSON in ~0.1 ms (bench/brotli_quality.py); 9 and up
