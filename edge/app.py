@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from typing import IO, Any
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -207,6 +208,9 @@ class Edge:
                 await _continue(request, expect)
         path = join_query(route.spec.upstream_path.build(ctx.params),
                           route.query.map(request, raw_query))
+        if shaped is not None and shaped.pager is not None:
+            ctx.query = request.query
+            path = join_query(path, urlencode(shaped.pager.upstream_params(request.query, ctx)))
         t0 = time.perf_counter()
         try:
             resp = await route.upstream.request(request.method, path, headers, body,

@@ -336,6 +336,30 @@ class EnvelopePolicy(Model):
     """Reported as metadata.api_version."""
 
 
+class PagePolicy(Model):
+    """Paging for a list route: the edge clamps the size and adds `hasMore`, `next` and a
+    `Link` header (RFC 8288)."""
+
+    style: Literal["page", "cursor"] = "page"
+    page_param: str = "page"
+    size_param: str = "size"
+    cursor_param: str = "cursor"
+    upstream: dict[Literal["page", "size", "cursor"], str] = {}
+    """The upstream's names for page/size/cursor when they differ from the client's."""
+    default_size: int = Field(20, ge=1)
+    max_size: int = Field(100, ge=1)
+    max_by_device: dict[str, int] = {}
+    """Smaller pages for some device classes, e.g. {watch: 5, phone: 20}."""
+    items: str = "items"
+    """Slash path to the list in the upstream document ('' for a top-level list)."""
+    total: str | None = None
+    """Slash path to a total count, if the upstream gives one."""
+    has_more: str | None = None
+    """Slash path to the upstream's own has-more flag, if any."""
+    next_cursor: str | None = None
+    """Slash path to the next cursor (cursor style)."""
+
+
 class Shape(Model):
     """How a route reshapes the upstream's JSON. Steps run in a fixed order: fields,
     prune, keymap, then serialization (JSON or MessagePack) and compression."""
@@ -355,6 +379,7 @@ class Shape(Model):
     columnar: list[str] = []
     """Slash paths to lists of objects to send as `{"_k": [keys], "_d": [[row], ...]}`
     (`items`, `items/history`, or `.` for a top-level list). Runs last, after the keymap."""
+    paginate: PagePolicy | None = None
     envelope: EnvelopePolicy | None = None
     on_oversize: Literal["pass", "error"] = "pass"
     """An upstream body over limits.max_shaped_body: pass it through unshaped, or 502."""
@@ -686,6 +711,18 @@ def _check_shape(shape: Shape, name: str, p: tuple[Any, ...], pos: yamlpos.Posit
             Rounding(shape.round.floats, shape.round.timestamps, shape.round.keys)
         except ValueError as e:
             problems.append(f"{pos.where((*p, 'round'))}: error: {name}: shape.{e}")
+            ok = False
+    page = shape.paginate
+    if page is not None:
+        for device in page.max_by_device:
+            if device not in devices:
+                problems.append(f"{pos.where((*p, 'paginate', 'max_by_device', device), key=True)}"
+                                f": error: {name}: shape.paginate.max_by_device: '{device}' is "
+                                "not a device class")
+                ok = False
+        if page.style == "cursor" and page.next_cursor is None:
+            problems.append(f"{pos.where((*p, 'paginate'))}: error: {name}: shape.paginate: "
+                            "cursor style needs `next_cursor` (where the next cursor is)")
             ok = False
     if shape.keymap is not None and shape.keymap not in edge.keymaps:
         known = ", ".join(sorted(edge.keymaps)) or "none defined"

@@ -157,4 +157,6 @@ class RequestContext:
     envelope: bool = False  # answers (data and problems) go in the standard envelope
     started: float = 0.0  # perf_counter() when the request arrived
     route: Any = None  # the matched runtime.CompiledRoute, once routing is done
+    page: dict[str, Any] | None = None  # pagination state of a paginated route
+    query: Any = None  # the parsed client query, when a shaped route needs it
     timings: dict[str, float] = field(default_factory=dict)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from .backends import Backend
-from .config import Compression, Config, RouteSpec
+from .config import Compression, Config, RouteSpec, Shape
 from .context import ClientAddress, DeviceClassifier
 from .metrics import Metrics
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
@@ -68,7 +68,7 @@ class Runtime:
             m = spec.model
             route = CompiledRoute(
                 spec=spec, name=spec.name, upstream=upstreams[m.source.service],
-                query=QueryMapper(m.query, _EDGE_PARAMS if m.shape else frozenset()),
+                query=QueryMapper(m.query, _edge_params(m.shape)),
                 auth=RouteAuthPolicy(m.auth, self.verifier, cookie, identity),
                 timeout=upstreams[m.source.service].timeout(m.source.timeout),
                 max_body=m.max_request_body or edge.limits.max_request_body,
@@ -86,6 +86,15 @@ class Runtime:
         if self.inflight:
             self.drained = asyncio.get_running_loop().create_future()
             await self.drained
+
+
+def _edge_params(shape: Shape | None) -> frozenset[str]:
+    if shape is None:
+        return frozenset()
+    if shape.paginate is None:
+        return _EDGE_PARAMS
+    p = shape.paginate
+    return _EDGE_PARAMS | {p.page_param, p.size_param, p.cursor_param}
 
 
 def _pass_compression(c: Compression) -> PassCompression | None:

@@ -31,6 +31,7 @@ from .encoding import (
 from .errors import Problem
 from .proxy import RESPONSE_DROP, filter_headers
 from .shapers import Shaper, build_shapers, envelope_of
+from .shapers.paginate import Paginator
 
 # The representation changes, so the upstream's validators and length no longer apply.
 _SHAPED_DROP = RESPONSE_DROP | {"content-type", "content-encoding", "etag", "content-md5"}
@@ -43,6 +44,7 @@ class ShapePlan:
                  sources: tuple[str, ...] = ()) -> None:
         self.shapers: list[Shaper] = build_shapers(shape, edge, sources)
         self.envelope = envelope_of(shape, sources) if shape.envelope else None
+        self.pager = next((s for s in self.shapers if isinstance(s, Paginator)), None)
         self.compression = compression
         self.max_body = edge.limits.max_shaped_body
         self.on_oversize = shape.on_oversize
@@ -111,6 +113,8 @@ async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
     try:
         body = decode(raw, resp.headers.get("Content-Encoding"), max_size=plan.max_body)
         doc = orjson.loads(body)
+        if plan.pager is not None:
+            plan.pager.read(doc, ctx)
         for shaper in plan.shapers:
             doc = shaper.apply(doc, ctx)
             headers.update(shaper.headers(ctx))

@@ -297,3 +297,51 @@ auth:
     assert denied.status == 401
     body = orjson.loads(await denied.read())
     assert body["success"] is False and body["error"]["status"] == 401
+
+
+PAGE_ROUTES = {"p.yaml": """
+routes:
+  - route: GET /members/{member_id}/claims
+    source: {service: claims, path: "/claims?member_id={member_id}"}
+    shape:
+      fields: "items(id,status)"
+      keymap: claims-v1
+      paginate:
+        default_size: 10
+        max_size: 50
+        max_by_device: {watch: 3}
+        total: total
+  - route: GET /bare/{member_id}/claims
+    source: {service: claims, path: "/claims?member_id={member_id}"}
+    shape:
+      paginate: {upstream: {page: page, size: size}}
+"""}
+
+
+async def test_pagination_clamps_and_links(make_edge: Any, upstream: Any) -> None:
+    claims = await upstream(SERVICES["claims"]())
+    client = await make_edge(services_yaml({"claims": claims}, EDGE_EXTRA), PAGE_ROUTES)
+    resp = await client.get("/members/1001/claims?page=2&size=500&keep=me")
+    doc = orjson.loads(await resp.read())
+    assert len(doc["items"]) == 50  # clamped to max_size
+    assert doc["hasMore"] is True
+    assert doc["next"].startswith("/members/1001/claims?")
+    assert "page=3" in doc["next"] and "size=50" in doc["next"] and "keep=me" in doc["next"]
+    link = resp.headers["Link"]
+    assert 'rel="next"' in link and 'rel="prev"' in link and 'rel="first"' in link
+    assert "page=1" in link
+    watch = await client.get("/members/1001/claims", headers={"X-Device-Type": "watch"})
+    wdoc = orjson.loads(await watch.read())
+    assert len(wdoc["items"]) == 3 and "X-Device-Type" in watch.headers["Vary"]
+    # the last page says so
+    last = orjson.loads(await (await client.get("/members/1001/claims?size=50&page=99")).read())
+    assert last["items"] == [] and last["hasMore"] is False and last["next"] is None
+
+
+async def test_pagination_without_total_uses_page_fullness(make_edge: Any,
+                                                          upstream: Any) -> None:
+    claims = await upstream(SERVICES["claims"]())
+    client = await make_edge(services_yaml({"claims": claims}, EDGE_EXTRA), PAGE_ROUTES)
+    doc = orjson.loads(await (await client.get("/bare/1001/claims?size=5")).read())
+    assert len(doc["items"]) == 5 and doc["hasMore"] is True
+    assert doc["next"] == "/bare/1001/claims?size=5&page=2"

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from ..config import EdgeFile, Shape
 from ..context import RequestContext
 from .envelope import Envelope
+from .paginate import Paginator
 
 
 class Shaper(Protocol):
@@ -43,9 +44,22 @@ def build_shapers(shape: Shape, edge: EdgeFile, sources: tuple[str, ...] = ()
         out.append(KeyMap(shape.keymap, edge.keymaps[shape.keymap]))
     if shape.columnar:
         out.append(Columnar(shape.columnar))
+    if shape.paginate is not None:
+        out.append(paginator_of(shape))
     if shape.envelope is not None:
         out.append(envelope_of(shape, sources))
     return out
+
+
+def paginator_of(shape: Shape) -> Paginator:
+    p = shape.paginate
+    assert p is not None
+    return Paginator(style=p.style, page_param=p.page_param, size_param=p.size_param,
+                     cursor_param=p.cursor_param,
+                     upstream={str(k): v for k, v in p.upstream.items()},
+                     default_size=p.default_size, max_size=p.max_size,
+                     max_by_device=p.max_by_device, items=p.items, total=p.total,
+                     has_more=p.has_more, next_cursor=p.next_cursor)
 
 
 def envelope_of(shape: Shape, sources: tuple[str, ...]) -> Envelope:

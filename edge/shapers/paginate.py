@@ -1,0 +1,128 @@
+"""Pagination for list routes: page/size (or a cursor) to the upstream, `hasMore`/`next`
+and RFC 8288 `Link` headers back to the client, page size clamped by device class."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from ..context import RequestContext
+
+_DEVICE_HEADERS = frozenset({"X-Device-Type", "User-Agent"})
+
+
+def _get(doc: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)
+    return doc
+
+
+class Paginator:
+    name = "paginate"
+
+    def __init__(self, *, style: str, page_param: str, size_param: str, cursor_param: str,
+                 upstream: Mapping[str, str], default_size: int, max_size: int,
+                 max_by_device: Mapping[str, int], items: str, total: str | None,
+                 has_more: str | None, next_cursor: str | None) -> None:
+        self.style = style
+        self.page_param, self.size_param, self.cursor_param = page_param, size_param, cursor_param
+        self.up_page = upstream.get("page", page_param)
+        self.up_size = upstream.get("size", size_param)
+        self.up_cursor = upstream.get("cursor", cursor_param)
+        self.default_size, self.max_size = default_size, max_size
+        self.max_by_device = dict(max_by_device)
+        self.items = tuple(p for p in items.split("/") if p)
+        self.total = tuple(total.split("/")) if total else None
+        self.has_more = tuple(has_more.split("/")) if has_more else None
+        self.next_cursor = tuple(next_cursor.split("/")) if next_cursor else None
+
+    @property
+    def params(self) -> frozenset[str]:
+        """Client parameters the pager owns (not forwarded as they came)."""
+        return frozenset({self.page_param, self.size_param, self.cursor_param})
+
+    def upstream_params(self, query: Mapping[str, str], ctx: RequestContext
+                        ) -> list[tuple[str, str]]:
+        """Clamp what the client asked for; remember it for the response."""
+        cap = min(self.max_size, self.max_by_device.get(ctx.device.device, self.max_size))
+        size = _int(query.get(self.size_param), self.default_size)
+        size = max(1, min(size, cap))
+        if self.style == "cursor":
+            cursor = query.get(self.cursor_param)
+            ctx.page = {"size": size, "cursor": cursor}
+            out = [(self.up_size, str(size))]
+            if cursor:
+                out.append((self.up_cursor, cursor[:512]))
+            return out
+        page = max(1, _int(query.get(self.page_param), 1))
+        ctx.page = {"size": size, "page": page}
+        return [(self.up_page, str(page)), (self.up_size, str(size))]
+
+    def read(self, doc: Any, ctx: RequestContext) -> None:
+        """Before the other shapers run (they may drop the fields this needs)."""
+        info = ctx.page
+        if info is None:
+            return
+        if self.style == "cursor":
+            nxt = _get(doc, self.next_cursor) if self.next_cursor else None
+            info["next_cursor"] = nxt if isinstance(nxt, str | int) else None
+            info["has_more"] = info["next_cursor"] is not None
+            return
+        more = _get(doc, self.has_more) if self.has_more else None
+        if isinstance(more, bool):
+            info["has_more"] = more
+        elif self.total is not None and isinstance(_get(doc, self.total), int):
+            info["has_more"] = info["page"] * info["size"] < _get(doc, self.total)
+        else:
+            items = _get(doc, self.items) if self.items else doc
+            info["has_more"] = isinstance(items, list) and len(items) >= info["size"]
+
+    def _link(self, ctx: RequestContext, **change: Any) -> str:
+        query = {k: v for k, v in (ctx.query or {}).items()
+                 if k not in (self.page_param, self.cursor_param, self.size_param)}
+        query[self.size_param] = str(ctx.page["size"]) if ctx.page else ""
+        for k, v in change.items():
+            query[k] = str(v)
+        return f"{ctx.path}?{urlencode(query)}"
+
+    def _next(self, ctx: RequestContext) -> str | None:
+        info = ctx.page
+        if not info or not info.get("has_more"):
+            return None
+        if self.style == "cursor":
+            return self._link(ctx, **{self.cursor_param: info["next_cursor"]})
+        return self._link(ctx, **{self.page_param: info["page"] + 1})
+
+    def apply(self, doc: Any, ctx: RequestContext) -> Any:
+        if ctx.page is None or not isinstance(doc, dict):
+            return doc
+        return {**doc, "hasMore": bool(ctx.page.get("has_more")), "next": self._next(ctx)}
+
+    def headers(self, ctx: RequestContext) -> dict[str, str]:
+        info = ctx.page
+        if not info:
+            return {}
+        links = []
+        nxt = self._next(ctx)
+        if nxt:
+            links.append(f'<{nxt}>; rel="next"')
+        if self.style == "page":
+            links.append(f'<{self._link(ctx, **{self.page_param: 1})}>; rel="first"')
+            if info["page"] > 1:
+                prev = self._link(ctx, **{self.page_param: info["page"] - 1})
+                links.append(f'<{prev}>; rel="prev"')
+        return {"Link": ", ".join(links)} if links else {}
+
+    def vary(self, ctx: RequestContext) -> tuple[str, ...]:
+        if not self.max_by_device:
+            return ()
+        return tuple(h for h in ctx.device.used_headers if h in _DEVICE_HEADERS)
+
+
+def _int(raw: str | None, default: int) -> int:
+    if raw is None or not raw.isdigit() or len(raw) > 9:
+        return default
+    return int(raw)
