@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import shutil
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -12,3 +18,42 @@ def new_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+def round_args(ap: argparse.ArgumentParser, *, connections_help: str) -> None:
+    """The load options every wrk-driven bench shares."""
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    ap.add_argument("--duration", type=float, default=5.0,
+                    help="seconds per wrk run (default 5)")
+    ap.add_argument("--connections", type=int, default=64, help=connections_help)
+    ap.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s")
+
+
+def settle_rounds(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.quick:
+        args.rounds, args.duration, args.warmup = 1, 2.0, 1.0
+    if args.rounds < 1 or args.duration < 1:
+        ap.error("--rounds and --duration must be at least 1")
+
+
+def _sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+EDGE_BIN = Path(sys.executable).parent / "edge"
+
+
+def preflight(script: str, *, wrk: bool) -> int | None:
+    """Exit code 2 with a message when a tool is missing; else None. Makes SIGTERM stop
+    the bench like Ctrl-C, so its child processes are cleaned up."""
+    if wrk and shutil.which("wrk") is None:
+        print(f"bench/{script} needs the wrk load generator: `apt-get install wrk`",
+              file=sys.stderr)
+        return 2
+    if not EDGE_BIN.exists():
+        print(f"{EDGE_BIN} not found: install the project (`pip install -e .`)",
+              file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _sigterm)
+    return None

@@ -18,15 +18,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
+from _common import EDGE_BIN, preflight
 from proxy import ROOT, fmt_row, free_port, server
 
 from edge.cli import DEMO_SECRET, make_token
@@ -102,20 +101,13 @@ def pct(raw: int, got: int) -> str:
     return f"{(1 - got / raw) * 100:.1f}%" if raw else "-"
 
 
-def _sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = ap.parse_args(argv)
-    edge_bin = Path(sys.executable).parent / "edge"
-    if not edge_bin.exists():
-        print(f"{edge_bin} not found: install the project (`pip install -e .`)",
-              file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _sigterm)
+    if (code := preflight("payload.py", wrk=False)) is not None:
+        return code
     for name in ("EDGE_JWT_SECRET", "EDGE_REDIS_URL"):  # demo secret, in-process state
         os.environ.pop(name, None)
     token = make_token(DEMO_SECRET, MEMBER, ["member"], 3600)
@@ -133,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             edge = f"http://127.0.0.1:{port}"
             stack.enter_context(server(
-                [str(edge_bin), "demo", "--config", str(cfg), "--host", "127.0.0.1",
+                [str(EDGE_BIN), "demo", "--config", str(cfg), "--host", "127.0.0.1",
                  "--port", str(port)], f"{edge}/ready", tmp / "edge.err"))
             for screen in SCREENS:
                 row = sizes[screen.name]

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -33,7 +32,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+
+from _common import EDGE_BIN, preflight, round_args, settle_rounds
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -235,41 +235,19 @@ def per_round(a: Series, b: Series, attr: str, op: str) -> float:
 # ------------------------------------------------------------------------------ main
 
 
-def _sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
-    ap.add_argument("--duration", type=float, default=5.0,
-                    help="seconds per wrk run (default 5)")
-    ap.add_argument("--connections", type=int, default=64, help="high-load connections (64)")
+    round_args(ap, connections_help="high-load connections (64)")
     ap.add_argument("--moderate-rate", type=float, default=2000,
                     help=f"total req/s of the moderate-load pass ({MODERATE_CONNECTIONS} "
                     "connections, paced with wrk's delay()); 0 = unpaced (default 2000)")
-    ap.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s")
     ap.add_argument("--no-access-log-variant", action="store_true",
                     help="skip the edge with its access log on")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.rounds, args.duration, args.warmup = 1, 2.0, 1.0
-    if args.rounds < 1 or args.duration < 1:
-        ap.error("--rounds and --duration must be at least 1")
-
-    if shutil.which("wrk") is None:
-        print("bench/proxy.py needs the wrk load generator: `apt-get install wrk` "
-              "(or `brew install wrk`)", file=sys.stderr)
-        return 2
-    edge_bin = Path(sys.executable).parent / "edge"
-    if not edge_bin.exists():
-        print(f"{edge_bin} not found: install the project (`pip install -e .`)",
-              file=sys.stderr)
-        return 2
-
-    signal.signal(signal.SIGTERM, _sigterm)
+    settle_rounds(ap, args)
+    if (code := preflight("proxy.py", wrk=True)) is not None:
+        return code
     py = sys.executable
     ports = {k: free_port() for k in ("up", "min", "edge", "edge_log")}
     up = f"http://127.0.0.1:{ports['up']}"
@@ -302,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = edge_config(tmp / key, up, access_log=log)
                 port = ports[key]
                 stack.enter_context(server(
-                    [str(edge_bin), "serve", "--config", str(cfg), "--host", "127.0.0.1",
+                    [str(EDGE_BIN), "serve", "--config", str(cfg), "--host", "127.0.0.1",
                      "--port", str(port)], f"http://127.0.0.1:{port}/health", tmp / f"{key}.err"))
             for t in targets:  # same body everywhere, or the comparison is meaningless
                 status, got = fetch(t.url)

@@ -28,8 +28,6 @@ import json
 import os
 import platform
 import random
-import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -37,8 +35,8 @@ import time
 import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
-from types import FrameType
 
+from _common import EDGE_BIN, preflight, round_args, settle_rounds
 from proxy import Series, Target, free_port, per_round, run_wrk, server, table
 
 TARGET_RATIO = 0.50
@@ -100,35 +98,14 @@ def header_script(path: Path, headers: dict[str, str]) -> Path:
     return path
 
 
-def _sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
-    ap.add_argument("--duration", type=float, default=5.0,
-                    help="seconds per wrk run (default 5)")
-    ap.add_argument("--connections", type=int, default=64, help="connections (default 64)")
-    ap.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s")
+    round_args(ap, connections_help="connections (default 64)")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.rounds, args.duration, args.warmup = 1, 2.0, 1.0
-    if args.rounds < 1 or args.duration < 1:
-        ap.error("--rounds and --duration must be at least 1")
-    if shutil.which("wrk") is None:
-        print("bench/shaped.py needs the wrk load generator: `apt-get install wrk`",
-              file=sys.stderr)
-        return 2
-    edge_bin = Path(sys.executable).parent / "edge"
-    if not edge_bin.exists():
-        print(f"{edge_bin} not found: install the project (`pip install -e .`)",
-              file=sys.stderr)
-        return 2
-
-    signal.signal(signal.SIGTERM, _sigterm)
+    settle_rounds(ap, args)
+    if (code := preflight("shaped.py", wrk=True)) is not None:
+        return code
     os.environ.pop("EDGE_REDIS_URL", None)
     base, port = port_base(), free_port()
     up = f"http://127.0.0.1:{base + 2}"
@@ -150,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 targets[0].url, tmp / "upstreams.err"))
             cfg = edge_config(tmp / "config", up)
             stack.enter_context(server(
-                [str(edge_bin), "serve", "--config", str(cfg), "--host", "127.0.0.1",
+                [str(EDGE_BIN), "serve", "--config", str(cfg), "--host", "127.0.0.1",
                  "--port", str(port)], f"{edge}/health", tmp / "edge.err"))
             scripts = {k: header_script(tmp / f"{k}.lua", h) for k, h in HEADERS.items()}
             for t in targets:

@@ -111,13 +111,16 @@ class PassCompression:
         self.quality = {"br": brotli_quality, "gzip": gzip_level}
 
     def coding_for(self, request: web.BaseRequest, resp: aiohttp.ClientResponse) -> str | None:
-        if "Content-Encoding" in resp.headers or not is_compressible(resp.content_type):
+        accept = request.headers.get("Accept-Encoding")
+        if not accept or "Content-Encoding" in resp.headers:
+            return None
+        if not is_compressible(resp.headers.get("Content-Type")):
             return None
         length = resp.content_length
         if length is not None and length < self.min_size:
             return None
         try:
-            return choose_coding(request.headers.get("Accept-Encoding"))
+            return choose_coding(accept)
         except NotAcceptable:
             return None  # relaying the upstream's own bytes is still the best answer
 
