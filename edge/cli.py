@@ -158,6 +158,17 @@ def cmd_routes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    config = _load_or_exit(args.config)
+    jwt_cfg = config.edge.auth.jwt
+    if jwt_cfg and jwt_cfg.secret_env and not os.environ.get(jwt_cfg.secret_env):
+        # explain describes auth without enforcing it: no real secret is needed
+        config = load_config(args.config, {**os.environ, jwt_cfg.secret_env: "x" * 32})
+    return asyncio.run(explain(config, args.method, args.path, args.headers))
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -277,6 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("explain", help="show what the edge does with one request, step by "
+                       "step, against the configured upstreams")
+    p.add_argument("method")
+    p.add_argument("path", help="path and query, e.g. '/api/v1/claims/CLM-000001?fields=id'")
+    p.add_argument("-H", "--header", action="append", default=[], dest="headers",
+                   help="request header 'Name: value' (repeatable)")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("schema", help="write the JSON Schemas for editors")
     p.add_argument("--out", default=os.path.join(DEFAULT_CONFIG, "schema"))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from .config import QueryPolicy
 from .context import RequestContext
@@ -51,6 +52,13 @@ def filter_headers(headers: Mapping[str, str], drop: frozenset[str]) -> CIMultiD
     return out
 
 
+class HasQuery(Protocol):
+    """What the query mapping reads from a request (parsed lazily by aiohttp)."""
+
+    @property
+    def query(self) -> MultiMapping[str]: ...
+
+
 class QueryMapper:
     """A route's `query` block, compiled. `map(request)` → the upstream query string."""
 
@@ -63,7 +71,7 @@ class QueryMapper:
         self.rename = dict(cfg.rename)
         self.set = dict(cfg.set)
 
-    def map(self, request: web.BaseRequest, raw_query: str) -> str:
+    def map(self, request: HasQuery, raw_query: str) -> str:
         if self.passthrough:
             return raw_query
         pairs = [(self.rename.get(k, k), v) for k, v in request.query.items()

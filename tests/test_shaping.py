@@ -345,3 +345,27 @@ async def test_pagination_without_total_uses_page_fullness(make_edge: Any,
     doc = orjson.loads(await (await client.get("/bare/1001/claims?size=5")).read())
     assert len(doc["items"]) == 5 and doc["hasMore"] is True
     assert doc["next"] == "/bare/1001/claims?size=5&page=2"
+
+
+async def test_explain_prints_every_step(upstream: Any, tmp_path: Any) -> None:
+    from edge.config import load_config
+    from edge.explain import explain
+
+    from .conftest import write_config
+
+    claims = await upstream(SERVICES["claims"]())
+    root = write_config(tmp_path / "x", services_yaml({"claims": claims, "odd": claims},
+                                                      EDGE_EXTRA), ROUTES)
+    lines: list[str] = []
+    code = await explain(load_config(root, {}), "GET", "/km/claims/CLM-000001",
+                         ["X-Device-Type: phone", "Accept-Encoding: br"], lines.append)
+    text = "\n".join(lines)
+    assert code == 0
+    assert "route      GET /km/claims/{claim_id}" in text
+    assert "device     phone / network unknown" in text
+    for step in ("parsed", "fields", "keymap", "json", "on the wire"):
+        assert any(line.startswith(step) for line in lines), step
+    assert any(line.startswith(("br", "identity")) for line in lines)
+    lines.clear()
+    assert await explain(load_config(root, {}), "GET", "/nowhere", [], lines.append) == 1
+    assert lines == ["no route for GET /nowhere"]
