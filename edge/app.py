@@ -96,6 +96,8 @@ class Edge:
                 rt.drained.set_result(None)
             self.metrics.request_done(ctx.route_name, request.method, status,
                                       ctx.device.device, elapsed, bytes_in[0], sent)
+            if ctx.shape_skipped is not None:
+                self.metrics.shaping_skipped.labels(ctx.route_name, ctx.shape_skipped).inc()
             upstream_bytes = ctx.timings.get("upstream_bytes")
             if upstream_bytes is not None:
                 self.metrics.shaped(ctx.route_name, ctx.device.device, int(upstream_bytes), sent)

@@ -102,6 +102,9 @@ class Metrics(UpstreamMetrics):
         self.circuit_state = Gauge("edge_circuit_state",
                                    "Circuit breaker state (0 closed, 1 open, 2 half-open)",
                                    ["service"], registry=r)
+        self.shaping_skipped = Counter(
+            "edge_shaping_skipped", "Shaped routes that relayed an upstream body unshaped",
+            ["route", "reason"], registry=r)
         self.reloads = Counter("edge_config_reloads", "Config reload attempts",
                                ["result"], registry=r)
         self.config_generation = Gauge("edge_config_generation",

@@ -95,6 +95,7 @@ async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
 
     if not 200 <= resp.status < 300 or not _is_json(resp.content_type):
         reason = "status" if not 200 <= resp.status < 300 else "not-json"
+        ctx.shape_skipped = reason
         return await send_upstream_response(
             request, resp, ctx, {**extra, "X-Edge-Shaped": f"skipped; reason={reason}"})
     try:
@@ -103,6 +104,7 @@ async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
         if plan.on_oversize == "error":
             raise Problem("upstream-bad-response",
                           "the upstream response is larger than this route shapes") from None
+        ctx.shape_skipped = "too-large"
         return await _relay_rest(request, resp, ctx, skip.body,
                                  {**extra, "X-Edge-Shaped": "skipped; reason=too-large"})
     except (aiohttp.ClientError, TimeoutError):
@@ -131,7 +133,7 @@ async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
         passthrough = filter_headers(resp.headers, RESPONSE_DROP)
         passthrough.update(extra)
         passthrough["X-Edge-Shaped"] = f"skipped; reason={reason}"
-        ctx.timings["shape_skipped"] = 1
+        ctx.shape_skipped = reason
         return web.Response(status=resp.status, headers=passthrough, body=raw), len(raw)
 
     if fmt == "msgpack":

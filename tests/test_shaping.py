@@ -195,6 +195,9 @@ async def test_unshapeable_upstream_bodies_pass_through(edge: Any) -> None:
     resp = await edge.get("/odd/error")
     assert resp.status == 500
     assert resp.headers["X-Edge-Shaped"] == "skipped; reason=status"
+    metrics = await (await edge.get("/metrics")).text()
+    assert ('edge_shaping_skipped_total{reason="malformed-json",route="GET /odd/{what}"} 1.0'
+            in metrics)
 
 
 async def test_gzip_encoded_upstream_json_is_decoded_and_shaped(edge: Any) -> None:
