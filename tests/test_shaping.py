@@ -372,3 +372,36 @@ async def test_explain_prints_every_step(upstream: Any, tmp_path: Any) -> None:
     lines.clear()
     assert await explain(load_config(root, {}), "GET", "/nowhere", [], lines.append) == 1
     assert lines == ["no route for GET /nowhere"]
+
+
+async def test_cursor_pagination(make_edge: Any, upstream: Any) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        start = int(request.query.get("after", "0"))
+        limit = int(request.query["limit"])
+        items = [{"id": i} for i in range(start, min(start + limit, 12))]
+        nxt = str(start + limit) if start + limit < 12 else None
+        return web.Response(body=orjson.dumps({"data": items, "meta": {"next": nxt}}),
+                            content_type="application/json")
+
+    url = await upstream(catch_all(handle))
+    client = await make_edge(services_yaml({"s": url}), {"r.yaml": """
+route: GET /feed
+source: {service: s, path: /feed}
+shape:
+  paginate:
+    style: cursor
+    upstream: {cursor: after, size: limit}
+    items: data
+    next_cursor: meta/next
+    default_size: 5
+"""})
+    resp = await client.get("/feed")
+    doc = orjson.loads(await resp.read())
+    assert [x["id"] for x in doc["data"]] == [0, 1, 2, 3, 4]
+    assert doc["hasMore"] is True and doc["next"] == "/feed?size=5&cursor=5"
+    assert resp.headers["Link"] == '</feed?size=5&cursor=5>; rel="next"'
+    doc = orjson.loads(await (await client.get(doc["next"])).read())
+    assert [x["id"] for x in doc["data"]] == [5, 6, 7, 8, 9]
+    last = orjson.loads(await (await client.get("/feed?cursor=10&size=5")).read())
+    assert [x["id"] for x in last["data"]] == [10, 11]
+    assert last["hasMore"] is False and last["next"] is None
