@@ -185,6 +185,8 @@ class Limits(Model):
     """Longest request path + query accepted (414 beyond)."""
     max_shaped_body: Size = 4 * 1024 * 1024
     """Largest upstream body a shaped route reads into memory (see `shape.on_oversize`)."""
+    max_json_depth: int = Field(64, ge=2, le=512)
+    """Deepest JSON nesting a shaped route parses; deeper bodies are relayed unshaped."""
     max_fields_length: int = Field(1024, ge=16, le=65536)
     """Longest `?fields=` selection a client may send (400 beyond)."""
 

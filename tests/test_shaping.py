@@ -214,7 +214,8 @@ async def test_savings_are_counted_per_route_and_device(edge: Any) -> None:
     assert sent < up / 3
 
 
-@pytest.mark.parametrize("depth, reason", [(900, "too-deep"), (3000, "too-deep")])
+@pytest.mark.parametrize("depth, reason", [(65, "too-deep"), (900, "too-deep"),
+                                           (3000, "too-deep")])
 async def test_deep_json_is_relayed_not_a_500(make_edge: Any, upstream: Any, depth: int,
                                                reason: str) -> None:
     deep = b"[" * depth + b"1" + b"]" * depth
@@ -405,3 +406,19 @@ shape:
     last = orjson.loads(await (await client.get("/feed?cursor=10&size=5")).read())
     assert [x["id"] for x in last["data"]] == [10, 11]
     assert last["hasMore"] is False and last["next"] is None
+
+
+@pytest.mark.parametrize("body, limit, deep", [
+    (b'{"a": [1, {"b": [2]}]}', 4, False),
+    (b'{"a": [1, {"b": [2]}]}', 3, True),
+    (b'[' * 64 + b']' * 64, 64, False),
+    (b'[' * 65 + b']' * 65, 64, True),
+    (b'{"s": "]]]]"}', 2, False),  # brackets in strings don't count
+    (b'[[[{"s": "[[[["}]]]', 4, False),
+    (b'[[[{"s": "[[[["}]]]', 3, True),
+    (b'{"s": "\\"[[[["}', 2, False),
+])
+def test_depth_is_checked_on_the_bytes(body: bytes, limit: int, deep: bool) -> None:
+    from edge.shaping import too_deep
+
+    assert too_deep(body, limit) is deep
