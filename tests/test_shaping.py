@@ -422,3 +422,11 @@ def test_depth_is_checked_on_the_bytes(body: bytes, limit: int, deep: bool) -> N
     from edge.shaping import too_deep
 
     assert too_deep(body, limit) is deep
+
+
+async def test_over_long_fields_is_400(edge: Any) -> None:
+    resp = await edge.get("/claims/CLM-000001", params={"fields": "a," * 600 + "b"})
+    assert resp.status == 400
+    problem = await resp.json(content_type=None)
+    assert problem["detail"] == "fields: selection is longer than 1024 characters"
+    assert problem["position"] == 1024
