@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 from urllib.parse import urlencode
@@ -202,7 +201,3 @@ async def send_upstream_response(request: web.BaseRequest, resp: aiohttp.ClientR
 
 def timing_header(upstream_seconds: float) -> str:
     return f"upstream;dur={upstream_seconds * 1000:.1f}"
-
-
-def now() -> float:
-    return time.perf_counter()

@@ -7,7 +7,6 @@ import math
 import random
 import time
 from collections.abc import AsyncIterable, Callable, Mapping
-from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -18,7 +17,6 @@ from .errors import Problem
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 CLOSED, OPEN, HALF_OPEN = 0, 1, 2
-STATE_NAMES = {CLOSED: "closed", OPEN: "open", HALF_OPEN: "half-open"}
 
 
 class CircuitBreaker:
@@ -207,7 +205,3 @@ class Upstream:
         r = self.cfg.retries
         cap = min(r.max_backoff, r.backoff * (2 ** (attempt - 1)))
         await asyncio.sleep(random.uniform(0, cap))
-
-    def describe(self) -> dict[str, Any]:
-        return {"service": self.name, "url": self.base,
-                "circuit": STATE_NAMES[self.breaker.state]}
