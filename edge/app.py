@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from .accesslog import AccessLog
 from .backends import open_backend
@@ -33,7 +34,7 @@ from .proxy import (
 from .reload import Reloader
 from .routing import BadPath, split_path
 from .runtime import CompiledRoute, Runtime, State, build_runtime
-from .shaping import keymap_document, send_shaped
+from .shaping import ShapePlan, keymap_document, render, send_shaped, shape
 
 log = logging.getLogger("edge")
 KEYMAPS_PREFIX = "/_edge/keymaps/"
@@ -201,6 +202,9 @@ class Edge:
                               or request.headers.get("X-Edge-Keymap") == "none")
 
             headers["Accept-Encoding"] = "identity"  # cheaper on a LAN; decoded if ignored
+        if route.aggregate is not None:
+            assert shaped is not None
+            return await self._aggregate(route, shaped, ctx, headers, fmt, coding, rt)
         body = request_body(request, route.max_body, bytes_in)
         if body is not None:
             if request.content_length is not None:
@@ -208,8 +212,9 @@ class Edge:
             expect = request.headers.get("Expect")
             if expect is not None:
                 await _continue(request, expect)
-        path = join_query(route.spec.upstream_path.build(ctx.params),
-                          route.query.map(request, raw_query))
+        builder = route.spec.upstream_path
+        assert builder is not None  # only routes with several `sources` have none
+        path = join_query(builder.build(ctx.params), route.query.map(request, raw_query))
         if shaped is not None and shaped.pager is not None:
             ctx.query = request.query
             path = join_query(path, urlencode(shaped.pager.upstream_params(request.query, ctx)))
@@ -234,6 +239,23 @@ class Edge:
             return await send_upstream_response(request, resp, ctx, extra, route.compress)
         finally:
             resp.release()
+
+    async def _aggregate(self, route: CompiledRoute, plan: ShapePlan, ctx: RequestContext,
+                         headers: CIMultiDict[str], fmt: str, coding: str | None,
+                         rt: Runtime) -> tuple[web.StreamResponse, int]:
+        assert route.aggregate is not None
+        t0 = time.perf_counter()
+        doc, degraded = await route.aggregate.gather(ctx, headers, plan.max_body)
+        upstream_time = time.perf_counter() - t0
+        ctx.timings["upstream"] = upstream_time
+        ctx.degraded = degraded
+        out: CIMultiDict[str] = CIMultiDict()
+        doc, vary = shape(doc, plan, ctx, out)
+        if degraded:
+            out["X-Edge-Degraded"] = ", ".join(degraded)
+        extra = {rt.rid_header: ctx.request_id, "Server-Timing": timing_header(upstream_time),
+                 "Cache-Control": "no-store"}
+        return render(doc, plan, ctx, fmt, coding, out, vary, extra)
 
     def _keymap(self, name: str, rt: Runtime) -> tuple[web.StreamResponse, int]:
         table = rt.keymaps.get(name)

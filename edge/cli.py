@@ -149,8 +149,12 @@ def cmd_routes(args: argparse.Namespace) -> int:
         query = q if isinstance(q, str) else ",".join(q)
         if m.query.rename or m.query.set:
             query += " (mapped)"
-        timeout = f" ({m.source.timeout:g}s)" if m.source.timeout else ""
-        rows.append((r.name, f"{m.source.service}:{m.source.path}{timeout}", auth, query,
+        if m.source is not None:
+            timeout = f" ({m.source.timeout:g}s)" if m.source.timeout else ""
+            source = f"{m.source.service}:{m.source.path}{timeout}"
+        else:
+            source = " + ".join(f"{n}={s.service}" for n, s in (m.sources or {}).items())
+        rows.append((r.name, source, auth, query,
                      f"{os.path.relpath(r.file)}:{r.line}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

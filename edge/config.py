@@ -295,6 +295,29 @@ class Source(Model):
         return v
 
 
+_MISSING: Any = object()
+
+
+class AggregateSource(Source):
+    """One of several sources composed into one document. Its path may use route
+    parameters and values from other sources' bodies: `/providers/{member.provider_id}`
+    waits for `member` and runs as soon as it has answered."""
+
+    fallback: Any = None
+    """Used when this source fails or times out (the response then names it degraded).
+    Without one, a failed source that is not required yields null."""
+    required: bool = False
+    """A failure of this source fails the whole request (502/504 naming it)."""
+    pick: str | None = None
+    """A JSON pointer into the body (`/items`): only that part is used."""
+    first: bool = False
+    """Take the first element of a list (null when empty)."""
+    into: str | None = None
+    """Nest this source's result inside another source's object instead of at the top."""
+    key: str | None = None
+    """The key it gets (default: the source's name)."""
+
+
 class AllowRule(Model):
     """One way to be allowed in: compare a claim with a constant or a path parameter."""
 
@@ -390,9 +413,17 @@ class Shape(Model):
 class Route(Model):
     """One route: `METHOD /path/template` → an upstream source, plus its policies."""
 
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True,
+        json_schema_extra={"oneOf": [{"required": ["source"]}, {"required": ["sources"]}]})
+
     route: str
     """'GET /api/v1/members/{member_id}'. HEAD is served by GET routes."""
-    source: Source
+    source: Source | None = None
+    """The one upstream this route proxies (or shapes)."""
+    sources: dict[str, AggregateSource] | None = None
+    """Several upstreams called concurrently and composed into one JSON document
+    (`{name: body, ...}` unless `into`/`key`/`pick`/`first` say otherwise)."""
     query: QueryPolicy = QueryPolicy()
     auth: RouteAuth = RouteAuth()
     max_request_body: Size | None = None
@@ -426,7 +457,7 @@ class RouteSpec:
     model: Route
     method: str
     template: Template
-    upstream_path: PathBuilder
+    upstream_path: PathBuilder | None  # None for a route with several `sources`
     file: str
     line: int
 
@@ -625,25 +656,18 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
         return None
     name = f"{method} {template.text}"
     ok = True
-    src = model.source
-    if edge is not None and src.service not in edge.services:
-        known = ", ".join(sorted(edge.services)) or "none defined"
-        problems.append(f"{pos.where((*p, 'source', 'service'))}: error: {name}: "
-                        f"source.service: unknown service '{src.service}' (services: {known})")
-        ok = False
-    builder = PathBuilder.compile(src.path)
-    for param in builder.params:
-        if param not in template.params:
-            problems.append(f"{pos.where((*p, 'source', 'path'))}: error: {name}: source.path "
-                            f"uses '{{{param}}}' but the route has no such parameter")
-            ok = False
-    for raw in ("{", "}"):
-        stripped = re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*(\.\.\.)?\}", "", src.path)
-        if raw in stripped:
-            problems.append(f"{pos.where((*p, 'source', 'path'))}: error: {name}: source.path "
-                            f"has an unbalanced '{raw}'")
-            ok = False
-            break
+    builder: PathBuilder | None = None
+    if (model.source is None) == (model.sources is None):
+        problems.append(f"{where}: error: {name}: give exactly one of `source` (one upstream) "
+                        "or `sources` (several, composed)")
+        return None
+    if model.source is not None:
+        builder = PathBuilder.compile(model.source.path)
+        ok = _check_source(model.source, (*p, "source"), "source", name, template, None,
+                           pos, edge, problems)
+    else:
+        assert model.sources is not None
+        ok = _check_sources(model, method, name, template, p, pos, edge, problems)
     if edge is not None and model.auth.jwt != "off" and edge.auth.jwt is None:
         if model.auth.jwt == "required" or model.auth.allow:
             problems.append(f"{pos.where((*p, 'auth', 'jwt'))}: error: {name}: auth needs "
@@ -671,6 +695,117 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
         return None
     line = pos.of((*p, "route"))[0]
     return RouteSpec(model, method, template, builder, pos.file, line)
+
+
+_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_-]+)*)\}")
+
+
+def _check_source(src: Source, sp: tuple[Any, ...], label: str, name: str, template: Template,
+                  sources: dict[str, AggregateSource] | None, pos: yamlpos.Positions,
+                  edge: EdgeFile | None, problems: list[str]) -> bool:
+    ok = True
+    if edge is not None and src.service not in edge.services:
+        known = ", ".join(sorted(edge.services)) or "none defined"
+        problems.append(f"{pos.where((*sp, 'service'))}: error: {name}: {label}.service: "
+                        f"unknown service '{src.service}' (services: {known})")
+        ok = False
+    for m in _REF.finditer(src.path):
+        ref, tail = m.group(1), m.group(2)
+        if sources is not None and (tail or ref in sources):
+            if ref not in sources:
+                problems.append(f"{pos.where((*sp, 'path'))}: error: {name}: {label}.path uses "
+                                f"'{m.group(0)}' but there is no source '{ref}'")
+                ok = False
+        elif tail:
+            problems.append(f"{pos.where((*sp, 'path'))}: error: {name}: {label}.path uses "
+                            f"'{m.group(0)}': only a route with `sources` can refer to another "
+                            "source's body")
+            ok = False
+        elif ref not in template.params:
+            problems.append(f"{pos.where((*sp, 'path'))}: error: {name}: {label}.path uses "
+                            f"'{{{ref}}}' but the route has no such parameter")
+            ok = False
+    stripped = _REF.sub("", re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*\.\.\.\}", "", src.path))
+    for raw in ("{", "}"):
+        if raw in stripped:
+            problems.append(f"{pos.where((*sp, 'path'))}: error: {name}: {label}.path "
+                            f"has an unbalanced '{raw}'")
+            ok = False
+            break
+    return ok
+
+
+def source_deps(sources: dict[str, AggregateSource]) -> dict[str, set[str]]:
+    """Which sources each source waits for (through its path)."""
+    return {n: {m.group(1) for m in _REF.finditer(s.path)
+                if m.group(1) in sources and m.group(1) != n or m.group(2)}
+            for n, s in sources.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt in graph and not state.get(nxt):
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if not state.get(node):
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def _check_sources(model: Route, method: str, name: str, template: Template,
+                   p: tuple[Any, ...], pos: yamlpos.Positions, edge: EdgeFile | None,
+                   problems: list[str]) -> bool:
+    sources = model.sources
+    assert sources is not None
+    ok = True
+    if method not in ("GET", "HEAD"):
+        problems.append(f"{pos.where((*p, 'sources'), key=True)}: error: {name}: `sources` "
+                        "compose reads; a route with several sources must be GET")
+        ok = False
+    if not sources:
+        problems.append(f"{pos.where((*p, 'sources'))}: error: {name}: `sources` is empty")
+        return False
+    for src_name, src in sources.items():
+        sp = (*p, "sources", src_name)
+        ok = _check_source(src, sp, f"sources.{src_name}", name, template, sources, pos, edge,
+                           problems) and ok
+        if src.into is not None and (src.into not in sources or src.into == src_name):
+            problems.append(f"{pos.where((*sp, 'into'))}: error: {name}: sources.{src_name}."
+                            f"into: '{src.into}' is not another source of this route")
+            ok = False
+        if src.pick is not None and src.pick and not src.pick.startswith("/"):
+            problems.append(f"{pos.where((*sp, 'pick'))}: error: {name}: sources.{src_name}."
+                            f"pick: a JSON pointer starts with '/', got {src.pick!r}")
+            ok = False
+    deps = {n: {d for d in ds if d in sources} for n, ds in source_deps(sources).items()}
+    cycle = _cycle(deps)
+    if cycle:
+        problems.append(f"{pos.where((*p, 'sources'), key=True)}: error: {name}: sources wait "
+                        f"for each other in a cycle: {' -> '.join(cycle)}")
+        ok = False
+    nesting = {n: {s.into} for n, s in sources.items() if s.into in sources}
+    cycle = _cycle(nesting)
+    if cycle:
+        problems.append(f"{pos.where((*p, 'sources'), key=True)}: error: {name}: sources "
+                        f"nest into each other in a cycle: {' -> '.join(cycle)}")
+        ok = False
+    return ok
 
 
 def _check_shape(shape: Shape, name: str, p: tuple[Any, ...], pos: yamlpos.Positions,

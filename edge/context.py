@@ -157,6 +157,7 @@ class RequestContext:
     envelope: bool = False  # answers (data and problems) go in the standard envelope
     started: float = 0.0  # perf_counter() when the request arrived
     route: Any = None  # the matched runtime.CompiledRoute, once routing is done
+    degraded: list[str] | None = None  # aggregated sources that fell back
     shape_skipped: str | None = None  # why a shaped route relayed the body unshaped
     page: dict[str, Any] | None = None  # pagination state of a paginated route
     query: Any = None  # the parsed client query, when a shaped route needs it

@@ -68,6 +68,11 @@ async def _explain(rt: Any, method: str, target: str, headers: CIMultiDictProxy[
         f"   (from {', '.join(device.used_headers) or 'defaults'})")
     out(f"auth       jwt {route.auth.mode}" + (f", {len(route.auth.rules)} allow rule(s)"
                                                if route.auth.rules else ""))
+    if spec.upstream_path is None:
+        out("sources    " + ", ".join(f"{n} ({s.service} {s.path})"
+                                      for n, s in (spec.model.sources or {}).items()))
+        out("           (explain follows single-source routes; try one of these paths)")
+        return 0
     upstream_path = spec.upstream_path.build(match.params)
     from urllib.parse import parse_qsl
 

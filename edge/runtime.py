@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from .aggregate import AggregatePlan
 from .backends import Backend
 from .config import Compression, Config, RouteSpec, Shape
 from .context import ClientAddress, DeviceClassifier
@@ -38,6 +39,7 @@ class CompiledRoute:
     strip_headers: frozenset[str]
     shape: ShapePlan | None = None
     compress: PassCompression | None = None
+    aggregate: AggregatePlan | None = None
 
 
 class Runtime:
@@ -66,16 +68,20 @@ class Runtime:
         self.routes: list[CompiledRoute] = []
         for spec in config.routes:
             m = spec.model
+            first = m.source or next(iter((m.sources or {}).values()))
+            shape = m.shape if m.shape is not None or m.sources is None else Shape()
             route = CompiledRoute(
-                spec=spec, name=spec.name, upstream=upstreams[m.source.service],
-                query=QueryMapper(m.query, _edge_params(m.shape)),
+                spec=spec, name=spec.name, upstream=upstreams[first.service],
+                query=QueryMapper(m.query, _edge_params(shape)),
                 auth=RouteAuthPolicy(m.auth, self.verifier, cookie, identity),
-                timeout=upstreams[m.source.service].timeout(m.source.timeout),
+                timeout=upstreams[first.service].timeout(first.timeout),
                 max_body=m.max_request_body or edge.limits.max_request_body,
                 strip_headers=strip if m.auth.forward_token else strip | {"authorization"},
-                shape=ShapePlan(m.shape, m.compression or edge.compression, edge,
-                                (m.source.service,)) if m.shape else None,
+                shape=ShapePlan(shape, m.compression or edge.compression, edge,
+                                tuple(m.sources) if m.sources else (first.service,))
+                if shape is not None else None,
                 compress=_pass_compression(m.compression or edge.compression),
+                aggregate=AggregatePlan(m.sources, upstreams) if m.sources else None,
             )
             self.table.add(spec.method, spec.template, route)
             self.routes.append(route)

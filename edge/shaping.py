@@ -102,6 +102,15 @@ def too_deep(body: bytes, limit: int) -> bool:
     return bool(exact)
 
 
+def parse_json(raw: bytes, content_encoding: str | None, plan: ShapePlan) -> Any:
+    """Decode and parse an upstream body within the plan's limits. Raises DecodeError,
+    TooLarge, orjson.JSONDecodeError, or RecursionError for a too-deep document."""
+    body = decode(raw, content_encoding, max_size=plan.max_body)
+    if too_deep(body, plan.max_depth):
+        raise RecursionError
+    return orjson.loads(body)
+
+
 def _is_json(content_type: str | None) -> bool:
     if not content_type:
         return False
@@ -145,19 +154,10 @@ async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
     except (aiohttp.ClientError, TimeoutError):
         raise Problem("upstream-bad-response", "the upstream response was cut short") from None
     ctx.timings["upstream_bytes"] = len(raw)
-    vary: list[str] = ["Accept", "Accept-Encoding"]
     headers = filter_headers(resp.headers, _SHAPED_DROP)
     try:
-        body = decode(raw, resp.headers.get("Content-Encoding"), max_size=plan.max_body)
-        if too_deep(body, plan.max_depth):
-            raise RecursionError
-        doc = orjson.loads(body)
-        if plan.pager is not None:
-            plan.pager.read(doc, ctx)
-        for shaper in plan.shapers:
-            doc = shaper.apply(doc, ctx)
-            headers.update(shaper.headers(ctx))
-            vary.extend(h for h in shaper.vary(ctx) if h not in vary)
+        doc = parse_json(raw, resp.headers.get("Content-Encoding"), plan)
+        doc, vary = shape(doc, plan, ctx, headers)
     except (DecodeError, TooLarge, orjson.JSONDecodeError, RecursionError) as e:
         # Deeper than limits.max_json_depth (checked before parsing), past orjson's own
         # 1024 levels, or deep enough to exhaust the shapers' recursion: relay, never 500.
@@ -173,6 +173,15 @@ async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
         ctx.shape_skipped = reason
         return web.Response(status=resp.status, headers=passthrough, body=raw), len(raw)
 
+    return render(doc, plan, ctx, fmt, coding, headers, vary, extra, status=resp.status,
+                  upstream_vary=resp.headers.get("Vary"))
+
+
+def render(doc: Any, plan: ShapePlan, ctx: RequestContext, fmt: str, coding: str | None,
+           headers: CIMultiDict[str], vary: list[str], extra: Mapping[str, str], *,
+           status: int = 200, upstream_vary: str | None = None
+           ) -> tuple[web.StreamResponse, int]:
+    """Serialize and compress a shaped document into the response."""
     if fmt == "msgpack":
         out = msgpack.packb(doc, use_bin_type=True)
     else:
@@ -181,13 +190,25 @@ async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
     if coding is not None and len(out) >= plan.compression.min_size:
         out = compress(out, coding, quality=plan.quality[coding])
         headers["Content-Encoding"] = coding
-    upstream_vary = resp.headers.get("Vary")
     if upstream_vary:
         vary.extend(v.strip() for v in upstream_vary.split(",")
                     if v.strip() and v.strip() not in vary)
     headers["Vary"] = ", ".join(vary)
     headers.update(extra)
-    return web.Response(status=resp.status, headers=headers, body=out), len(out)
+    return web.Response(status=status, headers=headers, body=out), len(out)
+
+
+def shape(doc: Any, plan: ShapePlan, ctx: RequestContext, headers: CIMultiDict[str]
+          ) -> tuple[Any, list[str]]:
+    """Run the route's shapers over a parsed document; returns it and the Vary list."""
+    vary: list[str] = ["Accept", "Accept-Encoding"]
+    if plan.pager is not None:
+        plan.pager.read(doc, ctx)
+    for shaper in plan.shapers:
+        doc = shaper.apply(doc, ctx)
+        headers.update(shaper.headers(ctx))
+        vary.extend(h for h in shaper.vary(ctx) if h not in vary)
+    return doc, vary
 
 
 async def _relay_rest(request: web.BaseRequest, resp: aiohttp.ClientResponse,

@@ -29,9 +29,12 @@ class Envelope:
         return (query_value or header_value or "").lower() in TRUE
 
     def metadata(self, ctx: RequestContext) -> dict[str, Any]:
-        return {"cached": False, "data_sources": self.sources,
+        meta = {"cached": False, "data_sources": self.sources,
                 "response_time_ms": round((time.perf_counter() - ctx.started) * 1000, 2),
                 "api_version": self.api_version}
+        if ctx.degraded:
+            meta["degraded"] = ctx.degraded
+        return meta
 
     def apply(self, doc: Any, ctx: RequestContext) -> Any:
         if not ctx.envelope:
