@@ -242,6 +242,8 @@ Try:
   curl -s -H "Authorization: Bearer $TOKEN" -H "X-Device-Type: phone" \\
        --compressed "{url}/api/v1/members/1001/claims?size=5"
   curl -s {url}/_edge/keymaps/claims-v1
+  curl -s -H "Authorization: Bearer $TOKEN" -H "X-Device-Type: phone" \\
+       "{url}/api/v1/members/1001/dashboard?envelope=true"     # 5 upstream calls, 1 answer
   curl -i -H "X-Device-Type: phone" {url}/demo/echo
   curl -s "{url}/demo/big?mb=200" -o /dev/null -w '%{{size_download}} bytes\\n'
   curl -N "{url}/demo/drip?chunks=5&interval=500"

@@ -86,6 +86,14 @@ async def test_demo_serves_the_example_routes(demo: Any) -> None:
         assert set(r.headers["Vary"].split(", ")) >= {"Accept", "Accept-Encoding",
                                                      "X-Device-Type"}
         assert len(await r.read()) < full_size / 3
+    async with s.get(f"{base}/api/v1/members/1001/dashboard?envelope=true",
+                     headers={**member, "X-Device-Type": "phone"}) as r:
+        assert r.status == 200
+        dash = await r.json()
+        assert set(dash["data"]) == {"member", "claims", "latest_provider", "benefits",
+                                     "notifications"}
+        assert dash["metadata"]["data_sources"] == [
+            "member", "claims", "latest_provider", "benefits", "notifications"]
     for _ in range(4):  # fails every other call upstream; the retry hides it
         async with s.get(f"{base}/demo/flaky") as r:
             assert r.status == 200
