@@ -423,7 +423,9 @@ def test_bundled_config_loads() -> None:
     names = [r.name for r in config.routes]
     assert len(names) > 10
     assert len(set(names)) == len(names)
-    assert {r.model.source.service for r in config.routes} <= set(config.edge.services)
+    used = {s.service for r in config.routes
+            for s in ([r.model.source] if r.model.source else (r.model.sources or {}).values())}
+    assert used <= set(config.edge.services)
     assert "GET /api/v1/members/{member_id}" in names
 
 
