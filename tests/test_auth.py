@@ -237,3 +237,24 @@ async def test_claims_cannot_inject_header_lines(edge: Any) -> None:
     h = (await resp.json())["headers"]
     assert "X-Edge-Subject" not in h and "X-Evil" not in h
     assert h["X-Edge-Roles"] == "admin"
+
+
+async def test_verified_tokens_are_cached_only_until_they_expire(make_edge: Any,
+                                                                 upstream: Any) -> None:
+    import asyncio
+
+    url = await upstream(headers_echo_app())
+    client = await make_edge(services_yaml({"svc": url}, """
+        auth:
+          jwt: {algorithms: [HS256], secret_env: EDGE_JWT_SECRET, leeway: 0s}
+        """), ROUTES)
+    short = token(iss=None, aud=None, exp=int(time.time()) + 2)
+    for _ in range(3):
+        assert (await client.get("/members/1001", headers=bearer(short))).status == 200
+    verifier = client.edge.state.runtime.verifier
+    assert short in verifier._verified
+    await asyncio.sleep(max(0.0, jwt.decode(short, options={"verify_signature": False})["exp"]
+                            - time.time()) + 0.1)
+    resp = await client.get("/members/1001", headers=bearer(short))
+    assert resp.status == 401
+    assert (await problem(resp))["detail"] == "token expired"

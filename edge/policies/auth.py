@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from ..errors import Problem
 _BEARER = re.compile(r"^Bearer\s+([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)\s*$",
                      re.IGNORECASE)
 MAX_TOKEN_LENGTH = 8192
+VERIFIED_CACHE_SIZE = 10_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -62,8 +64,25 @@ class Verifier:
                 else:
                     self.keys.append(k)
         self.options = {"require": list(cfg.required_claims)}
+        # Verified tokens, so an app's every request doesn't pay for a signature check.
+        # An entry is only trusted until the token's `exp`; the cache is bounded.
+        self._verified: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def verify(self, token: str) -> dict[str, Any]:
+        hit = self._verified.get(token)
+        if hit is not None:
+            if time.time() < hit[0]:
+                return hit[1]
+            del self._verified[token]
+        claims = self._verify(token)
+        exp = claims.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = (float(exp) + self.cfg.leeway, claims)
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
