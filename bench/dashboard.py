@@ -158,17 +158,18 @@ def main(argv: list[str] | None = None) -> int:
                      "-" if r is e else f"{(1 - e['calls'] / r['calls']) * 100:.0f}%",
                      "-" if r is e else f"{(1 - e['ms'] / r['ms']) * 100:.1f}%"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    fewer = 1 - e["calls"] / seq["calls"]
+    fewer = round(1 - e["calls"] / seq["calls"], 9)  # 1 of 5 is exactly 80%
     less = 1 - e["ms"] / seq["ms"]
+    ok_calls, ok_time = fewer >= TARGET_FEWER_CALLS, less >= TARGET_LESS_TIME
     lines = [f"edge dashboard benchmark: member {MEMBER} dashboard screen, `edge demo` on a copy "
              f"of config/, simulated RTT {args.rtt_ms:g} ms per round trip, median of "
              f"{args.reps} screens after 1 warm-up", "",
              fmt_row(head, widths), fmt_row(["-" * w for w in widths], widths),
              *(fmt_row(row, widths) for row in rows[1:]), "",
              f"edge vs direct sequential: {fewer * 100:.0f}% fewer calls (target >= "
-             f"{TARGET_FEWER_CALLS * 100:.0f}%): {'PASS' if fewer >= TARGET_FEWER_CALLS else 'FAIL'}",
+             f"{TARGET_FEWER_CALLS * 100:.0f}%): {'PASS' if ok_calls else 'FAIL'}",
              f"edge vs direct sequential: {less * 100:.1f}% less time (target >= "
-             f"{TARGET_LESS_TIME * 100:.0f}%): {'PASS' if less >= TARGET_LESS_TIME else 'FAIL'}",
+             f"{TARGET_LESS_TIME * 100:.0f}%): {'PASS' if ok_time else 'FAIL'}",
              f"edge vs direct parallel (no goal): {e['ms'] / par['ms']:.2f}x the time "
              f"({(1 - e['ms'] / par['ms']) * 100:.1f}% less), "
              f"{e['bytes'] / par['bytes'] * 100:.1f}% of the bytes",
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     if args.json:
         print(json.dumps({"rtt_ms": args.rtt_ms, "reps": args.reps, "results": res,
-                          "pass": fewer >= TARGET_FEWER_CALLS and less >= TARGET_LESS_TIME}))
+                          "pass": ok_calls and ok_time}))
     return 0
 
 
