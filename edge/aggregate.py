@@ -9,23 +9,20 @@ is `required`, which fails the whole request with a problem naming it.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from .config import AggregateSource, source_deps
 from .context import RequestContext
-from .encoding import DecodeError, TooLarge, decode
+from .encoding import DecodeError, TooLarge
 from .errors import Problem
-from .routing import _PCHAR_SAFE, _QUERY_SAFE
+from .routing import PathBuilder
+from .shaping import Skip, parse_json, read_capped
 from .upstream import Upstream
-
-_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_-]+)*)\}")
 
 
 class _Failed(Exception):
@@ -49,42 +46,22 @@ def _lookup(doc: Any, path: tuple[str, ...]) -> Any:
 class SourcePlan:
     name: str
     upstream: Upstream
-    parts: list[tuple[str, str, tuple[str, ...], bool]]  # (literal, ref, tail, in_query)
+    builder: PathBuilder
     deps: frozenset[str]
     cfg: AggregateSource
     timeout: aiohttp.ClientTimeout
     pick: tuple[str, ...] | None
 
     def path(self, params: Mapping[str, str], results: Mapping[str, Any]) -> str:
-        out = []
-        for literal, ref, tail, in_query in self.parts:
-            out.append(literal)
-            if not ref:
-                continue
-            if ref in results and (tail or ref not in params):
-                value = _lookup(results[ref], tail)
-                if isinstance(value, bool) or not isinstance(value, str | int | float):
-                    shown = ".".join((ref, *tail))
-                    raise _Failed(Problem("upstream-bad-response",
-                                          f"source '{self.name}': '{{{shown}}}' has no "
-                                          "usable value"))
-                value = str(value)
-            else:
-                value = params[ref]
-            out.append(quote(value, safe=_QUERY_SAFE if in_query else _PCHAR_SAFE))
-        return "".join(out)
+        def resolve(source: str, keys: tuple[str, ...]) -> str:
+            value = _lookup(results.get(source), keys)
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                shown = ".".join((source, *keys))
+                raise _Failed(Problem("upstream-bad-response", f"source '{self.name}': "
+                                      f"'{{{shown}}}' has no usable value"))
+            return str(value)
 
-
-def _compile_parts(path: str) -> list[tuple[str, str, tuple[str, ...], bool]]:
-    parts = []
-    pos = 0
-    qmark = path.find("?")
-    for m in _REF.finditer(path):
-        tail = tuple(t for t in m.group(2).split(".") if t)
-        parts.append((path[pos: m.start()], m.group(1), tail, qmark != -1 and m.start() > qmark))
-        pos = m.end()
-    parts.append((path[pos:], "", (), False))
-    return parts
+        return self.builder.build(params, resolve)
 
 
 class AggregatePlan:
@@ -92,17 +69,17 @@ class AggregatePlan:
 
     def __init__(self, sources: Mapping[str, AggregateSource],
                  upstreams: Mapping[str, Upstream]) -> None:
-        deps = source_deps(dict(sources))
+        deps = source_deps(sources)
         self.sources = [
-            SourcePlan(name=n, upstream=upstreams[s.service], parts=_compile_parts(s.path),
-                       deps=frozenset(d for d in deps[n] if d in sources), cfg=s,
+            SourcePlan(name=n, upstream=upstreams[s.service],
+                       builder=PathBuilder.compile(s.path), deps=frozenset(deps[n]), cfg=s,
                        timeout=upstreams[s.service].timeout(s.timeout),
                        pick=tuple(s.pick.split("/")[1:]) if s.pick else None)
             for n, s in sources.items()]
         self.names = tuple(sources)
 
-    async def gather(self, ctx: RequestContext, headers: Mapping[str, str], max_body: int
-                     ) -> tuple[dict[str, Any], list[str]]:
+    async def gather(self, ctx: RequestContext, headers: Mapping[str, str], max_body: int,
+                     max_depth: int) -> tuple[dict[str, Any], list[str]]:
         """The composed document and the names of the sources that degraded."""
         loop = asyncio.get_running_loop()
         done: dict[str, asyncio.Future[tuple[bool, Any]]] = {
@@ -119,7 +96,7 @@ class AggregatePlan:
                 if not ok:
                     raise _Failed(Problem("upstream-bad-response",
                                           f"source '{src.name}' depends on a failed source"))
-                value = await self._fetch(src, ctx, headers, results, max_body)
+                value = await self._fetch(src, ctx, headers, results, max_body, max_depth)
             except _Failed as failed:
                 if src.cfg.required:
                     raise failed.problem from None
@@ -139,7 +116,7 @@ class AggregatePlan:
         return self._compose(results), sorted(degraded, key=self.names.index)
 
     async def _fetch(self, src: SourcePlan, ctx: RequestContext, headers: Mapping[str, str],
-                     results: Mapping[str, Any], max_body: int) -> Any:
+                     results: Mapping[str, Any], max_body: int, max_depth: int) -> Any:
         path = src.path(ctx.params, results)
         try:
             resp = await src.upstream.request("GET", path, headers, None, src.timeout)
@@ -151,31 +128,23 @@ class AggregatePlan:
                 raise _Failed(Problem("upstream-bad-response",
                                       f"source '{src.name}' answered {resp.status}",
                                       source=src.name))
-            if resp.content_length is not None and resp.content_length > max_body:
-                raise _Failed(Problem("upstream-bad-response",
-                                      f"source '{src.name}' sent too large a body",
-                                      source=src.name))
-            chunks, size = [], 0
-            async for chunk in resp.content.iter_any():
-                size += len(chunk)
-                if size > max_body:
-                    raise _Failed(Problem("upstream-bad-response",
-                                          f"source '{src.name}' sent too large a body",
-                                          source=src.name))
-                chunks.append(chunk)
-            raw = b"".join(chunks)
+            raw = await read_capped(resp, max_body)
+            value = parse_json(raw, resp.headers.get("Content-Encoding"), max_size=max_body,
+                               max_depth=max_depth)
+        except Skip:
+            raise _Failed(Problem("upstream-bad-response",
+                                  f"source '{src.name}' sent too large a body",
+                                  source=src.name)) from None
         except (aiohttp.ClientError, TimeoutError):
             raise _Failed(Problem("upstream-bad-response",
                                   f"source '{src.name}': the response was cut short",
                                   source=src.name)) from None
-        finally:
-            resp.release()
-        try:
-            value = _parse(raw, resp.headers.get("Content-Encoding"), max_body)
-        except (DecodeError, TooLarge, ValueError, RecursionError):
+        except (DecodeError, TooLarge, orjson.JSONDecodeError, RecursionError):
             raise _Failed(Problem("upstream-bad-response",
                                   f"source '{src.name}' sent malformed JSON",
                                   source=src.name)) from None
+        finally:
+            resp.release()
         if src.pick is not None:
             value = _lookup(value, src.pick)
         if src.cfg.first:
@@ -194,6 +163,3 @@ class AggregatePlan:
             # a source nested into one that failed (not an object) is left out
         return doc
 
-
-def _parse(raw: bytes, content_encoding: str | None, max_body: int) -> Any:
-    return orjson.loads(decode(raw, content_encoding, max_size=max_body))

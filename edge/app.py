@@ -245,7 +245,8 @@ class Edge:
                          rt: Runtime) -> tuple[web.StreamResponse, int]:
         assert route.aggregate is not None
         t0 = time.perf_counter()
-        doc, degraded = await route.aggregate.gather(ctx, headers, plan.max_body)
+        doc, degraded = await route.aggregate.gather(ctx, headers, plan.max_body,
+                                                      plan.max_depth)
         upstream_time = time.perf_counter() - t0
         ctx.timings["upstream"] = upstream_time
         ctx.degraded = degraded

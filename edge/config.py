@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +18,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import yamlpos
-from .routing import METHODS, PathBuilder, Template, TemplateError, parse_template
+from .routing import (
+    METHODS,
+    PLACEHOLDER,
+    PathBuilder,
+    Template,
+    TemplateError,
+    parse_template,
+)
 from .units import Duration, Size
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -293,9 +301,6 @@ class Source(Model):
         if not v.startswith("/"):
             raise ValueError(f"expected a path starting with '/', got {v!r}")
         return v
-
-
-_MISSING: Any = object()
 
 
 class AggregateSource(Source):
@@ -697,49 +702,48 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
     return RouteSpec(model, method, template, builder, pos.file, line)
 
 
-_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_-]+)*)\}")
-
-
 def _check_source(src: Source, sp: tuple[Any, ...], label: str, name: str, template: Template,
                   sources: dict[str, AggregateSource] | None, pos: yamlpos.Positions,
                   edge: EdgeFile | None, problems: list[str]) -> bool:
     ok = True
+    where = pos.where((*sp, "path"))
     if edge is not None and src.service not in edge.services:
         known = ", ".join(sorted(edge.services)) or "none defined"
         problems.append(f"{pos.where((*sp, 'service'))}: error: {name}: {label}.service: "
                         f"unknown service '{src.service}' (services: {known})")
         ok = False
-    for m in _REF.finditer(src.path):
-        ref, tail = m.group(1), m.group(2)
-        if sources is not None and (tail or ref in sources):
+    for m in PLACEHOLDER.finditer(src.path):
+        ref, dotted = m.group(1), m.group(2) not in ("", "...")
+        if sources is not None and (dotted or ref in sources):
             if ref not in sources:
-                problems.append(f"{pos.where((*sp, 'path'))}: error: {name}: {label}.path uses "
-                                f"'{m.group(0)}' but there is no source '{ref}'")
+                problems.append(f"{where}: error: {name}: {label}.path uses '{m.group(0)}' "
+                                f"but there is no source '{ref}'")
                 ok = False
-        elif tail:
-            problems.append(f"{pos.where((*sp, 'path'))}: error: {name}: {label}.path uses "
-                            f"'{m.group(0)}': only a route with `sources` can refer to another "
-                            "source's body")
+        elif dotted:
+            problems.append(f"{where}: error: {name}: {label}.path uses '{m.group(0)}': only "
+                            "a route with `sources` can refer to another source's body")
             ok = False
         elif ref not in template.params:
-            problems.append(f"{pos.where((*sp, 'path'))}: error: {name}: {label}.path uses "
-                            f"'{{{ref}}}' but the route has no such parameter")
+            problems.append(f"{where}: error: {name}: {label}.path uses '{{{ref}}}' but the "
+                            "route has no such parameter")
             ok = False
-    stripped = _REF.sub("", re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*\.\.\.\}", "", src.path))
+    stripped = PLACEHOLDER.sub("", src.path)
     for raw in ("{", "}"):
         if raw in stripped:
-            problems.append(f"{pos.where((*sp, 'path'))}: error: {name}: {label}.path "
-                            f"has an unbalanced '{raw}'")
+            problems.append(f"{where}: error: {name}: {label}.path has an unbalanced '{raw}'")
             ok = False
             break
     return ok
 
 
-def source_deps(sources: dict[str, AggregateSource]) -> dict[str, set[str]]:
-    """Which sources each source waits for (through its path)."""
-    return {n: {m.group(1) for m in _REF.finditer(s.path)
-                if m.group(1) in sources and m.group(1) != n or m.group(2)}
-            for n, s in sources.items()}
+def source_deps(sources: Mapping[str, AggregateSource]) -> dict[str, set[str]]:
+    """Which sources each source waits for: those its path reads (`{claims.0.id}`)."""
+    deps = {}
+    for n, s in sources.items():
+        builder = PathBuilder.compile(s.path)
+        deps[n] = {r for r in builder.refs if r in sources} | {
+            p for p in builder.params if p in sources and p != n}
+    return deps
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -13,6 +13,7 @@ what keeps a client from steering the edge to an upstream path outside the templ
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, unquote
@@ -232,46 +233,82 @@ class RouteTable(Generic[T]):
 
 
 # Characters left as they are in an upstream path segment (RFC 3986 pchar minus '%').
-_PCHAR_SAFE = "-._~!$&'()*+,;=:@"
-_QUERY_SAFE = "-._~!$'()*,;:@/"  # never '&', '=', '+', '#', '%' inside a value
+PCHAR_SAFE = "-._~!$&'()*+,;=:@"
+QUERY_SAFE = "-._~!$'()*,;:@/"  # never '&', '=', '+', '#', '%' inside a value
+
+# In a source path: `{name}`, `{name...}` (a tail), or `{source.a.0.b}` (a value taken from
+# another source's body, in routes with several `sources`).
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.|(?:\.[A-Za-z0-9_-]+)*)\}")
+
+Resolver = Callable[[str, tuple[str, ...]], str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    text: str  # literal text, or the placeholder's name
+    kind: str  # "lit" | "param" | "tail" | "ref"
+    in_query: bool = False
+    path: tuple[str, ...] = ()  # for "ref": the keys into the other source's body
 
 
 @dataclass(frozen=True)
 class PathBuilder:
     """A source path template (``/claims?member_id={member_id}``) compiled once."""
 
-    parts: tuple[tuple[bool, str, bool], ...]  # (is_param, text_or_name, in_query)
+    parts: tuple[_Part, ...]
 
     @classmethod
     def compile(cls, text: str) -> PathBuilder:
-        parts: list[tuple[bool, str, bool]] = []
+        parts: list[_Part] = []
         pos = 0
         qmark = text.find("?")
-        for m in _PARAM.finditer(text):
+        for m in PLACEHOLDER.finditer(text):
             if m.start() > pos:
-                parts.append((False, text[pos: m.start()], False))
+                parts.append(_Part(text[pos: m.start()], "lit"))
             in_query = qmark != -1 and m.start() > qmark
-            parts.append((True, m.group(1) + ("..." if m.group(2) else ""), in_query))
+            suffix = m.group(2)
+            if suffix == "...":
+                parts.append(_Part(m.group(1), "tail", in_query))
+            elif suffix:
+                parts.append(_Part(m.group(1), "ref", in_query, tuple(suffix[1:].split("."))))
+            else:
+                parts.append(_Part(m.group(1), "param", in_query))
             pos = m.end()
         if pos < len(text):
-            parts.append((False, text[pos:], False))
+            parts.append(_Part(text[pos:], "lit"))
         return cls(tuple(parts))
 
     @property
     def params(self) -> tuple[str, ...]:
-        return tuple(p[1].removesuffix("...") for p in self.parts if p[0])
+        """Names used as `{name}` or `{name...}`."""
+        return tuple(p.text for p in self.parts if p.kind in ("param", "tail"))
 
-    def build(self, params: dict[str, str]) -> str:
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """Sources whose body a `{source.key}` placeholder reads."""
+        return tuple(p.text for p in self.parts if p.kind == "ref")
+
+    def build(self, params: Mapping[str, str], resolve: Resolver | None = None) -> str:
+        """The path with every placeholder encoded so it can't leave its position.
+
+        `resolve(name, keys)` supplies `{source.key}` values, and `{name}` values that
+        are not route parameters (another source's whole body).
+        """
         out = []
-        for is_param, text, in_query in self.parts:
-            if not is_param:
-                out.append(text)
-            elif in_query:
-                out.append(quote(params[text.removesuffix("...")], safe=_QUERY_SAFE))
-            elif text.endswith("..."):
-                # a tail keeps its '/' separators; each segment was checked by split_path
-                value = params[text[:-3]]
-                out.append("/".join(quote(s, safe=_PCHAR_SAFE) for s in value.split("/")))
+        for part in self.parts:
+            if part.kind == "lit":
+                out.append(part.text)
+                continue
+            if part.kind == "ref" or (part.text not in params and resolve is not None):
+                assert resolve is not None
+                value = resolve(part.text, part.path)
             else:
-                out.append(quote(params[text], safe=_PCHAR_SAFE))
+                value = params[part.text]
+            if part.in_query:
+                out.append(quote(value, safe=QUERY_SAFE))
+            elif part.kind == "tail":
+                # a tail keeps its '/' separators; each segment was checked by split_path
+                out.append("/".join(quote(s, safe=PCHAR_SAFE) for s in value.split("/")))
+            else:
+                out.append(quote(value, safe=PCHAR_SAFE))
         return "".join(out)

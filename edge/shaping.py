@@ -30,7 +30,7 @@ from .encoding import (
     decode,
 )
 from .errors import Problem
-from .proxy import RESPONSE_DROP, filter_headers
+from .proxy import RESPONSE_DROP, filter_headers, send_upstream_response
 from .shapers import Shaper, build_shapers, envelope_of
 from .shapers.paginate import Paginator
 
@@ -102,11 +102,12 @@ def too_deep(body: bytes, limit: int) -> bool:
     return bool(exact)
 
 
-def parse_json(raw: bytes, content_encoding: str | None, plan: ShapePlan) -> Any:
-    """Decode and parse an upstream body within the plan's limits. Raises DecodeError,
-    TooLarge, orjson.JSONDecodeError, or RecursionError for a too-deep document."""
-    body = decode(raw, content_encoding, max_size=plan.max_body)
-    if too_deep(body, plan.max_depth):
+def parse_json(raw: bytes, content_encoding: str | None, *, max_size: int,
+               max_depth: int) -> Any:
+    """Decode and parse an upstream body within limits. Raises DecodeError, TooLarge,
+    orjson.JSONDecodeError, or RecursionError for a too-deep document."""
+    body = decode(raw, content_encoding, max_size=max_size)
+    if too_deep(body, max_depth):
         raise RecursionError
     return orjson.loads(body)
 
@@ -118,7 +119,8 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The whole body, or Skip('too-large') with what was read once it passes `cap`."""
     length = resp.content_length
     if length is not None and length > cap:
         raise Skip("too-large", b"")
@@ -135,15 +137,13 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
 async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
                       ctx: RequestContext, plan: ShapePlan, fmt: str, coding: str | None,
                       extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
-    from .proxy import send_upstream_response
-
     if not 200 <= resp.status < 300 or not _is_json(resp.content_type):
         reason = "status" if not 200 <= resp.status < 300 else "not-json"
         ctx.shape_skipped = reason
         return await send_upstream_response(
             request, resp, ctx, {**extra, "X-Edge-Shaped": f"skipped; reason={reason}"})
     try:
-        raw = await _read_capped(resp, plan.max_body)
+        raw = await read_capped(resp, plan.max_body)
     except Skip as skip:
         if plan.on_oversize == "error":
             raise Problem("upstream-bad-response",
@@ -156,7 +156,8 @@ async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
     ctx.timings["upstream_bytes"] = len(raw)
     headers = filter_headers(resp.headers, _SHAPED_DROP)
     try:
-        doc = parse_json(raw, resp.headers.get("Content-Encoding"), plan)
+        doc = parse_json(raw, resp.headers.get("Content-Encoding"), max_size=plan.max_body,
+                         max_depth=plan.max_depth)
         doc, vary = shape(doc, plan, ctx, headers)
     except (DecodeError, TooLarge, orjson.JSONDecodeError, RecursionError) as e:
         # Deeper than limits.max_json_depth (checked before parsing), past orjson's own
