@@ -21,6 +21,7 @@ from .context import RequestContext
 from .encoding import DecodeError, TooLarge
 from .errors import Problem
 from .routing import PathBuilder
+from .shapers.pointer import lookup
 from .shaping import Skip, parse_json, read_capped
 from .upstream import Upstream
 
@@ -29,17 +30,6 @@ class _Failed(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.detail)
         self.problem = problem
-
-
-def _lookup(doc: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if isinstance(doc, dict):
-            doc = doc.get(key)
-        elif isinstance(doc, list) and key.isdigit() and int(key) < len(doc):
-            doc = doc[int(key)]
-        else:
-            return None
-    return doc
 
 
 @dataclass
@@ -54,7 +44,7 @@ class SourcePlan:
 
     def path(self, params: Mapping[str, str], results: Mapping[str, Any]) -> str:
         def resolve(source: str, keys: tuple[str, ...]) -> str:
-            value = _lookup(results.get(source), keys)
+            value = lookup(results.get(source), keys)
             if isinstance(value, bool) or not isinstance(value, str | int | float):
                 shown = ".".join((source, *keys))
                 raise _Failed(Problem("upstream-bad-response", f"source '{self.name}': "
@@ -146,7 +136,7 @@ class AggregatePlan:
         finally:
             resp.release()
         if src.pick is not None:
-            value = _lookup(value, src.pick)
+            value = lookup(value, src.pick)
         if src.cfg.first:
             value = value[0] if isinstance(value, list) and value else None
         return value

@@ -207,6 +207,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from yarl import URL
+
     from .demo.services import SERVICES
     from .demo.upstreams import start_upstreams, stop_upstreams
 
@@ -216,12 +218,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if env_name and not os.environ.get(env_name):
         os.environ[env_name] = DEMO_SECRET
         config = _load_or_exit(args.config)
-    ports: dict[str, int] = {}
-    for name, svc in config.edge.services.items():
-        if name in SERVICES:
-            from yarl import URL
-
-            ports[name] = URL(svc.url).port or 80
+    ports = {name: URL(svc.url).port or 80 for name, svc in config.edge.services.items()
+             if name in SERVICES}
     host = args.host or config.edge.listen.host
     port = config.edge.listen.port if args.port is None else args.port
     secret = os.environ.get(env_name, "") if env_name else ""

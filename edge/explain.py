@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import msgpack
 import orjson
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict
 
 from .config import Config
 from .context import RequestContext
@@ -74,9 +75,6 @@ async def _explain(rt: Any, method: str, target: str, headers: CIMultiDictProxy[
         out("           (explain follows single-source routes; try one of these paths)")
         return 0
     upstream_path = spec.upstream_path.build(match.params)
-    from urllib.parse import parse_qsl
-
-    from multidict import MultiDict
     query_params: MultiDict[str] = MultiDict(parse_qsl(query, keep_blank_values=True))
     ctx = RequestContext(request_id="explain", route_name=route.name, params=match.params,
                          device=device, client_ip="127.0.0.1", path=path,
@@ -87,8 +85,6 @@ async def _explain(rt: Any, method: str, target: str, headers: CIMultiDictProxy[
         ctx.fields_param = query_params.get("fields")
         ctx.keymap_off = query_params.get("keymap") == "none"
         if plan.pager is not None:
-            from urllib.parse import urlencode
-
             extra = urlencode(plan.pager.upstream_params(query_params, ctx))
     full = join_query(join_query(upstream_path, route.query.map(_Query(query_params), query)),
                       extra)

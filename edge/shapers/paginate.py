@@ -8,16 +8,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..context import RequestContext
+from .pointer import lookup
 
 _DEVICE_HEADERS = frozenset({"X-Device-Type", "User-Agent"})
-
-
-def _get(doc: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(doc, dict):
-            return None
-        doc = doc.get(key)
-    return doc
 
 
 class Paginator:
@@ -67,17 +60,17 @@ class Paginator:
         if info is None:
             return
         if self.style == "cursor":
-            nxt = _get(doc, self.next_cursor) if self.next_cursor else None
+            nxt = lookup(doc, self.next_cursor) if self.next_cursor else None
             info["next_cursor"] = nxt if isinstance(nxt, str | int) else None
             info["has_more"] = info["next_cursor"] is not None
             return
-        more = _get(doc, self.has_more) if self.has_more else None
+        more = lookup(doc, self.has_more) if self.has_more else None
         if isinstance(more, bool):
             info["has_more"] = more
-        elif self.total is not None and isinstance(_get(doc, self.total), int):
-            info["has_more"] = info["page"] * info["size"] < _get(doc, self.total)
+        elif self.total is not None and isinstance(lookup(doc, self.total), int):
+            info["has_more"] = info["page"] * info["size"] < lookup(doc, self.total)
         else:
-            items = _get(doc, self.items) if self.items else doc
+            items = lookup(doc, self.items) if self.items else doc
             info["has_more"] = isinstance(items, list) and len(items) >= info["size"]
 
     def _link(self, ctx: RequestContext, **change: Any) -> str:
