@@ -26,19 +26,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from pathlib import Path
 
 import aiohttp
-from _common import EDGE_BIN, new_loop, preflight
-from payload import demo_config
-from proxy import ROOT, fmt_row, free_port, server
+from _common import new_loop, preflight
+from payload import start_demo
+from proxy import fmt_row
 
 from edge.cli import DEMO_SECRET, make_token
 
@@ -124,20 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--reps must be >= 1 and --rtt-ms >= 0")
     if (code := preflight("dashboard.py", wrk=False)) is not None:
         return code
-    for name in ("EDGE_JWT_SECRET", "EDGE_REDIS_URL", "EDGE_DEMO_LATENCY_MS"):
-        os.environ.pop(name, None)
     token = make_token(DEMO_SECRET, MEMBER, ["member"], 3600)
     rtt = args.rtt_ms / 1000
     res: dict[str, dict[str, float]] = {}
     try:
         with ExitStack() as stack:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-dash-")))
-            cfg, services = demo_config(ROOT / "config", tmp / "config")
-            port = free_port()
-            edge = f"http://127.0.0.1:{port}"
-            stack.enter_context(server(
-                [str(EDGE_BIN), "demo", "--config", str(cfg), "--host", "127.0.0.1",
-                 "--port", str(port)], f"{edge}/ready", tmp / "edge.err"))
+            edge, services = start_demo(stack, "edge-dash-")
             loop = new_loop()
             try:
                 for label, screen in screens(edge, services, token).items():

@@ -97,6 +97,21 @@ def demo_config(src: Path, dst: Path) -> tuple[Path, dict[str, str]]:
     return dst, services
 
 
+def start_demo(stack: ExitStack, prefix: str) -> tuple[str, dict[str, str]]:
+    """`edge demo` on a copy of config/ with free ports, stopped with `stack`; returns the
+    edge's base URL and service -> upstream base URL."""
+    for name in ("EDGE_JWT_SECRET", "EDGE_REDIS_URL", "EDGE_DEMO_LATENCY_MS"):
+        os.environ.pop(name, None)  # the demo secret, in-process state, no added latency
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    cfg, services = demo_config(ROOT / "config", tmp / "config")
+    port = free_port()
+    edge = f"http://127.0.0.1:{port}"
+    stack.enter_context(server(
+        [str(EDGE_BIN), "demo", "--config", str(cfg), "--host", "127.0.0.1",
+         "--port", str(port)], f"{edge}/ready", tmp / "edge.err"))
+    return edge, services
+
+
 def pct(raw: int, got: int) -> str:
     return f"{(1 - got / raw) * 100:.1f}%" if raw else "-"
 
@@ -108,8 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if (code := preflight("payload.py", wrk=False)) is not None:
         return code
-    for name in ("EDGE_JWT_SECRET", "EDGE_REDIS_URL"):  # demo secret, in-process state
-        os.environ.pop(name, None)
     token = make_token(DEMO_SECRET, MEMBER, ["member"], 3600)
     auth = {"Authorization": f"Bearer {token}"}
 
@@ -120,13 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     raw_res: dict[str, int] = {}
     try:
         with ExitStack() as stack:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-payload-")))
-            cfg, services = demo_config(ROOT / "config", tmp / "config")
-            port = free_port()
-            edge = f"http://127.0.0.1:{port}"
-            stack.enter_context(server(
-                [str(EDGE_BIN), "demo", "--config", str(cfg), "--host", "127.0.0.1",
-                 "--port", str(port)], f"{edge}/ready", tmp / "edge.err"))
+            edge, services = start_demo(stack, "edge-payload-")
             for screen in SCREENS:
                 row = sizes[screen.name]
                 for r in screen.resources:

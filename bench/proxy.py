@@ -223,6 +223,17 @@ def table(title: str, targets: Sequence[Target], series: dict[str, Series],
     return lines
 
 
+def rotated(targets: Sequence[Target], rnd: int) -> list[Target]:
+    """This round's order: the start rotates, so no target always runs first."""
+    k = rnd % len(targets)
+    return [*targets[k:], *targets[:k]]
+
+
+def progress(tag: str, rnd: int, rounds: int, label: str, res: WrkResult, width: int) -> None:
+    print(f"  {tag}round {rnd + 1}/{rounds}  {label:<{width}} {res.rps:>9,.0f} req/s  "
+          f"p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms", file=sys.stderr, flush=True)
+
+
 def per_round(a: Series, b: Series, attr: str, op: str) -> float:
     """Median over rounds of a/b (op 'ratio') or a-b (op 'diff'), same-round pairs."""
     vals = []
@@ -298,13 +309,10 @@ def main(argv: list[str] | None = None) -> int:
             for c in loads:
                 script = paced if c == MODERATE_CONNECTIONS else None
                 for rnd in range(args.rounds):
-                    order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
-                    for t in order:
+                    for t in rotated(targets, rnd):
                         res = run_wrk(t.url, c, args.duration, script)
                         results[c][t.key].results.append(res)
-                        print(f"  c={c:<3} round {rnd + 1}/{args.rounds}  {t.label:<22} "
-                              f"{res.rps:>9,.0f} req/s  p50 {res.p50_ms:6.2f} ms  "
-                              f"p99 {res.p99_ms:6.2f} ms", file=sys.stderr, flush=True)
+                        progress(f"c={c:<3} ", rnd, args.rounds, t.label, res, 22)
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130

@@ -37,7 +37,17 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from _common import EDGE_BIN, preflight, round_args, settle_rounds
-from proxy import Series, Target, free_port, per_round, run_wrk, server, table
+from proxy import (
+    Series,
+    Target,
+    free_port,
+    per_round,
+    progress,
+    rotated,
+    run_wrk,
+    server,
+    table,
+)
 
 TARGET_RATIO = 0.50
 RESOURCE = "/claims?member_id=1001&size=10"
@@ -147,13 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             for t in targets:
                 run_wrk(t.url, args.connections, args.warmup, scripts[t.key])
             for rnd in range(args.rounds):
-                order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
-                for t in order:
+                for t in rotated(targets, rnd):
                     res = run_wrk(t.url, args.connections, args.duration, scripts[t.key])
                     series[t.key].results.append(res)
-                    print(f"  round {rnd + 1}/{args.rounds}  {t.label:<26} "
-                          f"{res.rps:>9,.0f} req/s  p50 {res.p50_ms:6.2f} ms  "
-                          f"p99 {res.p99_ms:6.2f} ms", file=sys.stderr, flush=True)
+                    progress("", rnd, args.rounds, t.label, res, 26)
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
