@@ -9,24 +9,33 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
 from urllib.parse import urlencode
 
+import aiohttp
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
 from .accesslog import AccessLog
 from .backends import open_backend
-from .config import Config
-from .context import RequestContext
+from .batch import SubRequest
+from .config import UNSAFE_METHODS, Config
+from .context import Incoming, RequestContext
+from .encoding import NotAcceptable, choose_coding, compress
 from .errors import Problem, problem_response
 from .metrics import Metrics
+from .policies.idempotency import HEADER as IDEMPOTENCY_KEY
+from .policies.idempotency import IdempotencyPolicy, caller, fingerprint, parse_key
 from .proxy import (
     BodyTooLarge,
+    BufferedReply,
+    Reply,
+    buffer_reply,
     filter_headers,
     join_query,
+    read_request_body,
     request_body,
     send_upstream_response,
     timing_header,
@@ -56,18 +65,26 @@ class Edge:
         self._rid_counter = itertools.count(1)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await self.serve(request)
+
+    async def serve(self, request: Incoming, rid: str | None = None,
+                    buffer_limit: int | None = None) -> web.StreamResponse:
+        """One request, start to end. Batch items come here too, with their own request id
+        and a `buffer_limit`: their responses are read whole, never streamed."""
         rt = self.state.runtime
         started = time.perf_counter()
         rt.inflight += 1
         self.inflight += 1
         headers = request.headers
-        rid = headers.get(rt.rid_header)
-        if rid is None or not _REQUEST_ID.match(rid):
-            rid = f"{self._rid_prefix}{next(self._rid_counter) & 0xFFFFFFFF:08x}"
+        if rid is None:
+            rid = headers.get(rt.rid_header)
+            if rid is None or not _REQUEST_ID.match(rid):
+                rid = f"{self._rid_prefix}{next(self._rid_counter) & 0xFFFFFFFF:08x}"
         ctx = RequestContext(request_id=rid, route_name="unmatched", params={}, started=started,
                              device=rt.devices.profile(headers),
                              client_ip=rt.clients.client_ip(request.remote,
-                                                            headers.get("X-Forwarded-For")))
+                                                            headers.get("X-Forwarded-For")),
+                             buffer_limit=buffer_limit)
         bytes_in = [0]
         sent = 0
         status = 500
@@ -114,7 +131,7 @@ class Edge:
             return None
         return lambda problem: envelope.error(problem, ctx)
 
-    def _log(self, request: web.BaseRequest, ctx: RequestContext, status: int, elapsed: float,
+    def _log(self, request: Incoming, ctx: RequestContext, status: int, elapsed: float,
              bytes_in: int, sent: int) -> None:
         line: dict[str, Any] = {
             "ts": round(time.time(), 3), "request_id": ctx.request_id,
@@ -129,9 +146,11 @@ class Edge:
             line["sub"] = str(ctx.identity["sub"])
         if ctx.timings.get("aborted"):
             line["aborted"] = True
+        if ctx.replayed:
+            line["replayed"] = True
         self.access_log.write(line)
 
-    async def _dispatch(self, request: web.BaseRequest, rt: Runtime, ctx: RequestContext,
+    async def _dispatch(self, request: Incoming, rt: Runtime, ctx: RequestContext,
                         bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
         raw_path = request.raw_path
         if len(raw_path) > rt.max_path:
@@ -167,9 +186,41 @@ class Edge:
             ctx.envelope = route.shape.envelope.wanted(request.query.get("envelope"),
                                                        request.headers.get("X-Edge-Envelope"))
         ctx.identity = route.auth.check(request, match.params)
+        if route.batch is not None:
+            return await self._batch(request, rt, route, ctx, bytes_in)
         return await self._proxy(request, rt, route, ctx, bytes_in, query)
 
-    async def _proxy(self, request: web.BaseRequest, rt: Runtime, route: CompiledRoute,
+    async def _batch(self, request: Incoming, rt: Runtime, route: CompiledRoute,
+                     ctx: RequestContext, bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
+        """A batch or offline-queue route: every item through `serve`, one JSON answer."""
+        assert route.batch is not None
+        if ctx.buffer_limit is not None:
+            raise Problem("bad-request", "batches don't nest")
+        await _expect(request)
+        raw = await read_request_body(request, route.max_body, bytes_in)
+        limit = route.batch.cfg.max_item_response
+
+        def run(sub: SubRequest, rid: str) -> Awaitable[web.StreamResponse]:
+            return self.serve(sub, rid, limit)
+
+        doc = await route.batch.run(raw, request.headers, request.remote, request.scheme,
+                                    ctx.request_id, run)
+        body = orjson.dumps(doc)
+        headers = {"Content-Type": "application/json", "Cache-Control": "no-store",
+                   "Vary": "Accept-Encoding"}
+        comp = rt.config.edge.compression
+        if len(body) >= comp.min_size:
+            try:
+                coding = choose_coding(request.headers.get("Accept-Encoding"))
+            except NotAcceptable:
+                coding = None
+            if coding is not None:
+                body = compress(body, coding, quality=comp.brotli_quality if coding == "br"
+                                else comp.gzip_level)
+                headers["Content-Encoding"] = coding
+        return web.Response(body=body, headers=headers), len(body)
+
+    async def _proxy(self, request: Incoming, rt: Runtime, route: CompiledRoute,
                      ctx: RequestContext, bytes_in: list[int],
                      raw_query: str) -> tuple[web.StreamResponse, int]:
         headers = filter_headers(request.headers, route.strip_headers)
@@ -205,23 +256,47 @@ class Edge:
         if route.aggregate is not None:
             assert shaped is not None
             return await self._aggregate(route, shaped, ctx, headers, fmt, coding, rt)
-        body = request_body(request, route.max_body, bytes_in)
-        if body is not None:
-            if request.content_length is not None:
-                headers["Content-Length"] = str(request.content_length)
-            expect = request.headers.get("Expect")
-            if expect is not None:
-                await _continue(request, expect)
         builder = route.spec.upstream_path
         assert builder is not None  # only routes with several `sources` have none
         path = join_query(builder.build(ctx.params), route.query.map(request, raw_query))
         if shaped is not None and shaped.pager is not None:
             ctx.query = request.query
             path = join_query(path, urlencode(shaped.pager.upstream_params(request.query, ctx)))
+        idempotency = route.idempotency
+        key = request.headers.get(IDEMPOTENCY_KEY)
+        if request.method in UNSAFE_METHODS:
+            if idempotency is None:
+                if getattr(request, "offline", False):
+                    raise Problem("not-idempotent", f"{route.name} has no `idempotency`, so "
+                                  "a replayed offline operation could write twice")
+            elif key is not None:
+                return await self._idempotent(request, rt, route, ctx, bytes_in, path,
+                                              headers, idempotency, key, fmt, coding)
+            elif idempotency.required:
+                raise Problem("idempotency-key-missing",
+                              f"{route.name} needs an Idempotency-Key header")
+        body = request_body(request, route.max_body, bytes_in)
+        if body is not None:
+            if request.content_length is not None:
+                headers["Content-Length"] = str(request.content_length)
+            await _expect(request)
         t0 = time.perf_counter()
+        resp = await self._upstream(request.method, path, headers, body, route, bytes_in)
+        upstream_time = time.perf_counter() - t0
+        ctx.timings["upstream"] = upstream_time
+        extra = {rt.rid_header: ctx.request_id, "Server-Timing": timing_header(upstream_time)}
         try:
-            resp = await route.upstream.request(request.method, path, headers, body,
-                                                route.timeout)
+            return await self._send(request, resp, ctx, route, fmt, coding, extra)
+        finally:
+            resp.release()
+
+    @staticmethod
+    async def _upstream(method: str, path: str, headers: CIMultiDict[str],
+                        body: AsyncIterator[bytes] | bytes | None, route: CompiledRoute,
+                        bytes_in: list[int]) -> aiohttp.ClientResponse:
+        assert route.upstream is not None
+        try:
+            return await route.upstream.request(method, path, headers, body, route.timeout)
         except BodyTooLarge:
             raise Problem("payload-too-large",
                           f"request body is over this route's {route.max_body} bytes") from None
@@ -230,15 +305,48 @@ class Edge:
                 raise Problem("payload-too-large", f"request body is over this route's "
                               f"{route.max_body} bytes") from None
             raise
-        upstream_time = time.perf_counter() - t0
-        ctx.timings["upstream"] = upstream_time
-        extra = {rt.rid_header: ctx.request_id, "Server-Timing": timing_header(upstream_time)}
+
+    @staticmethod
+    async def _send(request: Incoming, resp: Reply, ctx: RequestContext, route: CompiledRoute,
+                    fmt: str, coding: str | None,
+                    extra: dict[str, str]) -> tuple[web.StreamResponse, int]:
+        if route.shape is not None:
+            return await send_shaped(request, resp, ctx, route.shape, fmt, coding, extra)
+        return await send_upstream_response(request, resp, ctx, extra, route.compress)
+
+    async def _idempotent(self, request: Incoming, rt: Runtime, route: CompiledRoute,
+                          ctx: RequestContext, bytes_in: list[int], path: str,
+                          headers: CIMultiDict[str], policy: IdempotencyPolicy, raw_key: str,
+                          fmt: str, coding: str | None) -> tuple[web.StreamResponse, int]:
+        """An unsafe request with an Idempotency-Key: the upstream sees it at most once."""
+        key = parse_key(raw_key)
+        await _expect(request)
+        body = await read_request_body(request, route.max_body, bytes_in)
+        live: list[aiohttp.ClientResponse] = []
+
+        async def call() -> BufferedReply:
+            resp = await self._upstream(request.method, path, headers, body or None, route,
+                                        bytes_in)
+            live.append(resp)
+            return await buffer_reply(resp, policy.max_response)
+
+        t0 = time.perf_counter()
         try:
-            if shaped is not None:
-                return await send_shaped(request, resp, ctx, shaped, fmt, coding, extra)
-            return await send_upstream_response(request, resp, ctx, extra, route.compress)
+            reply, replayed = await policy.run(
+                self.state.backend, caller(ctx.identity, ctx.client_ip), key,
+                fingerprint(request.method, request.raw_path, body), call)
+            upstream_time = time.perf_counter() - t0
+            extra = {rt.rid_header: ctx.request_id}
+            if replayed:
+                ctx.replayed = True
+                extra["Idempotent-Replayed"] = "true"
+            else:
+                ctx.timings["upstream"] = upstream_time
+                extra["Server-Timing"] = timing_header(upstream_time)
+            return await self._send(request, reply, ctx, route, fmt, coding, extra)
         finally:
-            resp.release()
+            for resp in live:
+                resp.release()
 
     async def _aggregate(self, route: CompiledRoute, plan: ShapePlan, ctx: RequestContext,
                          headers: CIMultiDict[str], fmt: str, coding: str | None,
@@ -267,7 +375,7 @@ class Edge:
         return web.Response(body=body, content_type="application/json", headers={
             "Cache-Control": "public, max-age=31536000, immutable"}), len(body)
 
-    async def _admin(self, kind: str, request: web.BaseRequest,
+    async def _admin(self, kind: str, request: Incoming,
                      rt: Runtime) -> tuple[web.StreamResponse, int]:
         if kind == "health":
             body = b'{"status":"ok"}'
@@ -294,8 +402,11 @@ class Edge:
                             headers={"Cache-Control": "no-store"}), len(body)
 
 
-async def _continue(request: web.BaseRequest, expect: str) -> None:
+async def _expect(request: Incoming) -> None:
     """Answer `Expect: 100-continue` once the request has passed the route's checks."""
+    expect = request.headers.get("Expect")
+    if expect is None or not isinstance(request, web.BaseRequest):
+        return
     if expect.lower() != "100-continue":
         raise Problem("bad-request", f"unsupported Expect: {expect[:40]!r}")
     if request.version >= (1, 1):
@@ -332,7 +443,7 @@ class EdgeApp:
         state, config = self.state, self.config
         state.runtime, _ = build_runtime(config, None, self.metrics, 1)
         self.metrics.config_generation.set(1)
-        state.backend = open_backend(config.redis_url())
+        state.backend = open_backend(config.redis_url(), config.edge.backend.memory_max_entries)
         state.reloader = Reloader(state, config.root, self.env)
         if self.watch:
             self._watcher = asyncio.get_running_loop().create_task(state.reloader.run())

@@ -230,6 +230,9 @@ class Backend(Model):
     redis_url_env: EnvName | None = "EDGE_REDIS_URL"
     """Env var holding a Redis URL. When it is set, shared state lives in Redis; otherwise
     everything is in memory (one instance)."""
+    memory_max_entries: int = Field(100_000, ge=100)
+    """The in-memory backend keeps at most this many entries (idempotency records, ...);
+    the oldest go first."""
 
 
 class Reload(Model):
@@ -415,12 +418,16 @@ class Shape(Model):
     """An upstream body over limits.max_shaped_body: pass it through unshaped, or 502."""
 
 
+_ROUTE_KINDS = ("source", "sources", "batch", "offline_queue")
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 class Route(Model):
     """One route: `METHOD /path/template` → an upstream source, plus its policies."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, use_attribute_docstrings=True,
-        json_schema_extra={"oneOf": [{"required": ["source"]}, {"required": ["sources"]}]})
+        json_schema_extra={"oneOf": [{"required": [k]} for k in _ROUTE_KINDS]})
 
     route: str
     """'GET /api/v1/members/{member_id}'. HEAD is served by GET routes."""
@@ -437,7 +444,60 @@ class Route(Model):
     """Reshape JSON responses (buffers them); without it, bodies stream through."""
     compression: Compression | None = None
     """Overrides the edge.yaml compression settings for this route's shaped responses."""
+    idempotency: Idempotency | None = None
+    """Honour `Idempotency-Key` (POST, PUT, PATCH and DELETE routes)."""
+    batch: BatchPolicy | None = None
+    """Instead of a source: this POST route runs a list of sub-requests."""
+    offline_queue: OfflineQueuePolicy | None = None
+    """Instead of a source: this POST route applies a device's queued operations."""
     description: str = ""
+
+
+class Idempotency(Model):
+    """Honour `Idempotency-Key` on this (unsafe) route: the first response is stored per
+    caller and key, and a retry with the same key gets it back without a second upstream
+    call (IETF httpapi idempotency-key draft)."""
+
+    ttl: Duration = 86400.0
+    """How long a stored response answers retries."""
+    required: bool = False
+    """Refuse requests without an `Idempotency-Key` (400)."""
+    wait: Duration = 5.0
+    """A retry arriving while the first request is still in flight waits this long for
+    its response, then gets 409 (0: answer 409 at once)."""
+    max_response: Size = 1024 * 1024
+    """Largest response body stored; a bigger one is replayed with its status and headers
+    but no body."""
+
+
+class BatchPolicy(Model):
+    """This route is a batch endpoint: a JSON list of sub-requests, each run through its
+    own route as if it had arrived alone, answered as one JSON list."""
+
+    max_items: int = Field(20, ge=1, le=1000)
+    """Most sub-requests in one batch (413 beyond)."""
+    concurrency: int = Field(8, ge=1, le=256)
+    """Sub-requests in flight at once."""
+    max_item_response: Size = 1024 * 1024
+    """Largest sub-response body embedded; a bigger one answers that item with 502."""
+    timeout: Duration = 30.0
+    """The whole batch; items not done by then answer 504."""
+
+
+class OfflineQueuePolicy(Model):
+    """This route takes a device's queued offline operations and applies them in order,
+    each with its `local_id` as the Idempotency-Key, so replaying a queue creates nothing
+    twice. Unsafe operations may only target routes with `idempotency`."""
+
+    max_operations: int = Field(100, ge=1, le=10000)
+    """Most operations in one upload (413 beyond)."""
+    max_item_response: Size = 256 * 1024
+    """Largest response body read per operation."""
+    timeout: Duration = 60.0
+    """The whole upload; operations not done by then answer 504."""
+    server_id: str = "id"
+    """Where the created resource's id is in a 2xx JSON response body (a dotted key path);
+    when absent there, the last segment of the `Location` header."""
 
 
 class RoutesFile(Model):
@@ -662,11 +722,15 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
     name = f"{method} {template.text}"
     ok = True
     builder: PathBuilder | None = None
-    if (model.source is None) == (model.sources is None):
-        problems.append(f"{where}: error: {name}: give exactly one of `source` (one upstream) "
-                        "or `sources` (several, composed)")
+    kinds = [k for k in _ROUTE_KINDS if getattr(model, k) is not None]
+    if len(kinds) != 1:
+        problems.append(f"{where}: error: {name}: give exactly one of `source` (one upstream), "
+                        "`sources` (several, composed), `batch` or `offline_queue`"
+                        + (f", not {' and '.join(kinds)}" if kinds else ""))
         return None
-    if model.source is not None:
+    if model.batch is not None or model.offline_queue is not None:
+        ok = _check_batch(model, kinds[0], method, name, template, p, pos, problems)
+    elif model.source is not None:
         builder = PathBuilder.compile(model.source.path)
         ok = _check_source(model.source, (*p, "source"), "source", name, template, None,
                            pos, edge, problems)
@@ -690,6 +754,10 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
                     problems.append(f"{pos.where(rp)}: error: {name}: auth.allow[{i}]: "
                                     f"'{{{m.group(1)}}}' is not a parameter of the route")
                     ok = False
+    if model.idempotency is not None and method not in UNSAFE_METHODS:
+        problems.append(f"{pos.where((*p, 'idempotency'), key=True)}: error: {name}: "
+                        "idempotency is for POST, PUT, PATCH and DELETE routes")
+        ok = False
     if model.shape is not None and edge is not None:
         ok = _check_shape(model.shape, name, (*p, "shape"), pos, edge, problems) and ok
     if model.auth.allow and model.auth.jwt != "required":
@@ -700,6 +768,22 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
         return None
     line = pos.of((*p, "route"))[0]
     return RouteSpec(model, method, template, builder, pos.file, line)
+
+
+def _check_batch(model: Route, kind: str, method: str, name: str, template: Template,
+                 p: tuple[Any, ...], pos: yamlpos.Positions, problems: list[str]) -> bool:
+    ok = True
+    if method != "POST" or template.params:
+        problems.append(f"{pos.where((*p, 'route'))}: error: {name}: a `{kind}` route is "
+                        "`POST /a/fixed/path`")
+        ok = False
+    for other in ("query", "shape", "compression", "idempotency"):
+        if other in model.model_fields_set:
+            problems.append(f"{pos.where((*p, other), key=True)}: error: {name}: `{other}` "
+                            f"does not apply to a `{kind}` route (each sub-request follows "
+                            "its own route)")
+            ok = False
+    return ok
 
 
 def _check_source(src: Source, sp: tuple[Any, ...], label: str, name: str, template: Template,

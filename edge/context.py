@@ -7,7 +7,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
+
+from multidict import CIMultiDictProxy, MultiMapping
 
 from .config import Devices
 
@@ -141,6 +143,33 @@ class ClientAddress:
         return hops[0] or peer
 
 
+class Incoming(Protocol):
+    """What the pipeline reads from a request: an aiohttp request, or one item of a batch."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def raw_path(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
+    @property
+    def query(self) -> MultiMapping[str]: ...
+    @property
+    def cookies(self) -> Mapping[str, str]: ...
+    @property
+    def remote(self) -> str | None: ...
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def content_length(self) -> int | None: ...
+    @property
+    def body_exists(self) -> bool: ...
+    @property
+    def content(self) -> Any: ...  # has iter_chunked(n)
+
+
 @dataclass(slots=True)
 class RequestContext:
     """What every stage of one request may read."""
@@ -162,3 +191,6 @@ class RequestContext:
     page: dict[str, Any] | None = None  # pagination state of a paginated route
     query: Any = None  # the parsed client query, when a shaped route needs it
     timings: dict[str, float] = field(default_factory=dict)
+    # Set for batch items: read whole responses (up to this size), never stream them.
+    buffer_limit: int | None = None
+    replayed: bool = False  # answered from a stored idempotent response

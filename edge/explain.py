@@ -69,6 +69,10 @@ async def _explain(rt: Any, method: str, target: str, headers: CIMultiDictProxy[
         f"   (from {', '.join(device.used_headers) or 'defaults'})")
     out(f"auth       jwt {route.auth.mode}" + (f", {len(route.auth.rules)} allow rule(s)"
                                                if route.auth.rules else ""))
+    if route.batch is not None:
+        out(f"{'batch' if spec.model.batch else 'offline'}      each item follows its own route;"
+            " explain one of their paths")
+        return 0
     if spec.upstream_path is None:
         out("sources    " + ", ".join(f"{n} ({s.service} {s.path})"
                                       for n, s in (spec.model.sources or {}).items()))
@@ -88,6 +92,7 @@ async def _explain(rt: Any, method: str, target: str, headers: CIMultiDictProxy[
             extra = urlencode(plan.pager.upstream_params(query_params, ctx))
     full = join_query(join_query(upstream_path, route.query.map(_Query(query_params), query)),
                       extra)
+    assert route.upstream is not None
     out(f"upstream   {route.upstream.name} {method} {route.upstream.base}{full}")
     t0 = time.perf_counter()
     resp = await route.upstream.request(method, full, {"Accept-Encoding": "identity"},

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, MultiMapping
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from .config import QueryPolicy
-from .context import RequestContext
+from .context import Incoming, RequestContext
 from .encoding import NotAcceptable, StreamCompressor, choose_coding, compress, is_compressible
 from .errors import Problem
 
@@ -95,7 +95,7 @@ async def _stream_body(content: aiohttp.StreamReader, limit: int,
         yield chunk
 
 
-def request_body(request: web.BaseRequest, limit: int,
+def request_body(request: Incoming, limit: int,
                  counter: list[int]) -> AsyncIterator[bytes] | None:
     """The client's body as a stream for the upstream, or None when there is none."""
     length = request.content_length
@@ -110,6 +110,111 @@ def request_body(request: web.BaseRequest, limit: int,
     return _stream_body(request.content, limit, counter)
 
 
+async def read_request_body(request: Incoming, limit: int, counter: list[int]) -> bytes:
+    """The client's whole body (b"" when none), refusing more than `limit` bytes."""
+    stream = request_body(request, limit, counter)
+    if stream is None:
+        return b""
+    try:
+        return b"".join([chunk async for chunk in stream])
+    except BodyTooLarge:
+        raise Problem("payload-too-large",
+                      f"request body is over this route's {limit} bytes") from None
+
+
+class Reply(Protocol):
+    """What the edge reads from an upstream answer: aiohttp's, or a stored one."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
+    @property
+    def content_length(self) -> int | None: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def content(self) -> Any: ...  # has iter_any()
+    async def read(self) -> bytes: ...
+    def release(self) -> Any: ...
+
+
+class _Chunks:
+    def __init__(self, head: bytes, rest: AsyncIterator[bytes] | None) -> None:
+        self.head, self.rest = head, rest
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        if self.head:
+            yield self.head
+        if self.rest is not None:
+            async for chunk in self.rest:
+                yield chunk
+
+
+class BufferedReply:
+    """An upstream answer read into memory, to store or to replay from a store.
+
+    When it was too big to keep whole, `omitted` is set, `body` is what was read and
+    `content` still yields the rest from the live response.
+    """
+
+    def __init__(self, status: int, headers: Iterable[tuple[str, str]], body: bytes, *,
+                 omitted: bool = False, rest: AsyncIterator[bytes] | None = None,
+                 length: int | None = None) -> None:
+        self.status = status
+        self.headers = CIMultiDictProxy(CIMultiDict(headers))
+        self.body = body
+        self.omitted = omitted
+        self.content = _Chunks(body, rest)
+        self.content_length: int | None = length if rest is not None else len(body)
+
+    @property
+    def content_type(self) -> str:
+        raw = self.headers.get("Content-Type", "application/octet-stream")
+        return raw.partition(";")[0].strip().lower()
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.content.iter_any()])
+
+    def release(self) -> None:
+        return None
+
+
+async def buffer_reply(resp: Reply, cap: int) -> BufferedReply:
+    """Read up to `cap` bytes of the body; past that, the reply streams the rest."""
+    chunks: list[bytes] = []
+    size = 0
+    stream = resp.content.iter_any()
+    try:
+        async for chunk in stream:
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > cap:
+                return BufferedReply(resp.status, resp.headers.items(), b"".join(chunks),
+                                     omitted=True, rest=stream, length=resp.content_length)
+    except (aiohttp.ClientError, TimeoutError):
+        raise Problem("upstream-bad-response", "the upstream response was cut short") from None
+    return BufferedReply(resp.status, resp.headers.items(), b"".join(chunks))
+
+
+async def read_reply(resp: Reply, cap: int) -> bytes | None:
+    """The whole body, or None once it passes `cap` (the rest is then discarded)."""
+    length = resp.content_length
+    if length is not None and length > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > cap:
+                return None
+            chunks.append(chunk)
+    except (aiohttp.ClientError, TimeoutError):
+        raise Problem("upstream-bad-response", "the upstream response was cut short") from None
+    return b"".join(chunks)
+
+
 class PassCompression:
     """Compression of pass-through bodies the upstream sent uncompressed (compiled once)."""
 
@@ -117,7 +222,7 @@ class PassCompression:
         self.min_size = min_size
         self.quality = {"br": brotli_quality, "gzip": gzip_level}
 
-    def coding_for(self, request: web.BaseRequest, resp: aiohttp.ClientResponse) -> str | None:
+    def coding_for(self, request: Incoming, resp: Reply) -> str | None:
         accept = request.headers.get("Accept-Encoding")
         if not accept or "Content-Encoding" in resp.headers:
             return None
@@ -144,7 +249,7 @@ def _recoded_headers(headers: CIMultiDict[str], coding: str) -> None:
         headers["ETag"] = "W/" + etag  # same content, different bytes (RFC 9110 §8.8.1)
 
 
-async def send_upstream_response(request: web.BaseRequest, resp: aiohttp.ClientResponse,
+async def send_upstream_response(request: Incoming, resp: Reply,
                                  ctx: RequestContext, extra_headers: Mapping[str, str],
                                  compression: PassCompression | None = None
                                  ) -> tuple[web.StreamResponse, int]:
@@ -160,6 +265,12 @@ async def send_upstream_response(request: web.BaseRequest, resp: aiohttp.ClientR
     if coding is not None:
         _recoded_headers(headers, coding)
     length = resp.content_length
+    if ctx.buffer_limit is not None:  # a batch item: the whole body, or an error
+        whole = await read_reply(resp, ctx.buffer_limit)
+        if whole is None:
+            raise Problem("response-too-large", f"the response is over the "
+                          f"{ctx.buffer_limit} bytes a batch item may carry")
+        return web.Response(status=status, headers=headers, body=whole), len(whole)
     if length is not None and length <= SMALL_BODY:
         try:
             body = await resp.read()
@@ -173,6 +284,7 @@ async def send_upstream_response(request: web.BaseRequest, resp: aiohttp.ClientR
     stream = web.StreamResponse(status=status, headers=headers)
     if length is not None and coding is None:
         stream.content_length = length
+    assert isinstance(request, web.BaseRequest)  # only a real client connection streams
     await stream.prepare(request)
     encoder = (StreamCompressor(coding, compression.quality[coding])
                if coding is not None and compression is not None else None)

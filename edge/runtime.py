@@ -10,10 +10,12 @@ import aiohttp
 
 from .aggregate import AggregatePlan
 from .backends import Backend
+from .batch import BatchRunner, OfflineQueue
 from .config import Compression, Config, RouteSpec, Shape
 from .context import ClientAddress, DeviceClassifier
 from .metrics import Metrics
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
+from .policies.idempotency import IdempotencyPolicy
 from .proxy import REQUEST_DROP, PassCompression, QueryMapper
 from .routing import RouteTable
 from .shaping import ShapePlan
@@ -31,7 +33,7 @@ class CompiledRoute:
 
     spec: RouteSpec
     name: str
-    upstream: Upstream
+    upstream: Upstream | None  # None for batch and offline-queue routes
     query: QueryMapper
     auth: RouteAuthPolicy
     timeout: aiohttp.ClientTimeout
@@ -40,6 +42,8 @@ class CompiledRoute:
     shape: ShapePlan | None = None
     compress: PassCompression | None = None
     aggregate: AggregatePlan | None = None
+    idempotency: IdempotencyPolicy | None = None
+    batch: BatchRunner | OfflineQueue | None = None
 
 
 class Runtime:
@@ -68,20 +72,36 @@ class Runtime:
         self.routes: list[CompiledRoute] = []
         for spec in config.routes:
             m = spec.model
+            auth = RouteAuthPolicy(m.auth, self.verifier, cookie, identity)
+            max_body = m.max_request_body or edge.limits.max_request_body
+            if m.batch is not None or m.offline_queue is not None:
+                route = CompiledRoute(
+                    spec=spec, name=spec.name, upstream=None, query=QueryMapper(m.query),
+                    auth=auth, timeout=aiohttp.ClientTimeout(), max_body=max_body,
+                    strip_headers=strip,
+                    batch=BatchRunner(m.batch, self.type_base) if m.batch is not None else
+                    OfflineQueue(m.offline_queue, self.type_base)
+                    if m.offline_queue is not None else None)
+                self.table.add(spec.method, spec.template, route)
+                self.routes.append(route)
+                continue
             first = m.source or next(iter((m.sources or {}).values()))
             shape = m.shape if m.shape is not None or m.sources is None else Shape()
+            upstream = upstreams[first.service]
+            timeout = upstream.timeout(first.timeout)
             route = CompiledRoute(
-                spec=spec, name=spec.name, upstream=upstreams[first.service],
+                spec=spec, name=spec.name, upstream=upstream,
                 query=QueryMapper(m.query, _edge_params(shape)),
-                auth=RouteAuthPolicy(m.auth, self.verifier, cookie, identity),
-                timeout=upstreams[first.service].timeout(first.timeout),
-                max_body=m.max_request_body or edge.limits.max_request_body,
+                auth=auth, timeout=timeout, max_body=max_body,
                 strip_headers=strip if m.auth.forward_token else strip | {"authorization"},
                 shape=ShapePlan(shape, m.compression or edge.compression, edge,
                                 tuple(m.sources) if m.sources else (first.service,))
                 if shape is not None else None,
                 compress=_pass_compression(m.compression or edge.compression),
                 aggregate=AggregatePlan(m.sources, upstreams) if m.sources else None,
+                idempotency=IdempotencyPolicy(
+                    m.idempotency, lock_ttl=max(30.0, 3 * (timeout.sock_read or 10.0)))
+                if m.idempotency is not None else None,
             )
             self.table.add(spec.method, spec.template, route)
             self.routes.append(route)

@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from .config import Compression, EdgeFile, Shape
-from .context import RequestContext
+from .context import Incoming, RequestContext
 from .encoding import (
     FORMATS,
     DecodeError,
@@ -30,7 +30,7 @@ from .encoding import (
     decode,
 )
 from .errors import Problem
-from .proxy import RESPONSE_DROP, filter_headers, send_upstream_response
+from .proxy import RESPONSE_DROP, Reply, filter_headers, send_upstream_response
 from .shapers import Shaper, build_shapers, envelope_of
 from .shapers.paginate import Paginator
 
@@ -119,7 +119,7 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+async def read_capped(resp: Reply, cap: int) -> bytes:
     """The whole body, or Skip('too-large') with what was read once it passes `cap`."""
     length = resp.content_length
     if length is not None and length > cap:
@@ -134,7 +134,7 @@ async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
+async def send_shaped(request: Incoming, resp: Reply,
                       ctx: RequestContext, plan: ShapePlan, fmt: str, coding: str | None,
                       extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
     if not 200 <= resp.status < 300 or not _is_json(resp.content_type):
@@ -148,7 +148,11 @@ async def send_shaped(request: web.BaseRequest, resp: aiohttp.ClientResponse,
         if plan.on_oversize == "error":
             raise Problem("upstream-bad-response",
                           "the upstream response is larger than this route shapes") from None
+        if ctx.buffer_limit is not None:
+            raise Problem("response-too-large",
+                          "the upstream response is larger than this route shapes") from None
         ctx.shape_skipped = "too-large"
+        assert isinstance(request, web.BaseRequest)  # only a real client connection streams
         return await _relay_rest(request, resp, ctx, skip.body,
                                  {**extra, "X-Edge-Shaped": "skipped; reason=too-large"})
     except (aiohttp.ClientError, TimeoutError):
@@ -212,7 +216,7 @@ def shape(doc: Any, plan: ShapePlan, ctx: RequestContext, headers: CIMultiDict[s
     return doc, vary
 
 
-async def _relay_rest(request: web.BaseRequest, resp: aiohttp.ClientResponse,
+async def _relay_rest(request: web.BaseRequest, resp: Reply,
                       ctx: RequestContext, head: bytes,
                       extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
     """Stream an over-cap body through: what was already read, then the rest."""

@@ -122,7 +122,8 @@ route: GET /a
 source: {service: s, path: /x}
 sources:
   one: {service: s, path: /x}
-""", "GET /a: give exactly one of `source` (one upstream) or `sources` (several, composed)"),
+""", "GET /a: give exactly one of `source` (one upstream), `sources` (several, composed), "
+    "`batch` or `offline_queue`, not source and sources"),
     ("""
 route: GET /a
 sources:

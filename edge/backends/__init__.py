@@ -1,11 +1,17 @@
 """Shared-state backends: in memory (one instance, the default) or Redis (many instances).
 
-Policies reach I/O only through these, so each runs unchanged on either backend.
+Policies reach I/O only through these, so each runs unchanged on either backend. Every
+operation is small and bounded; a backend that can't answer raises BackendError, and the
+policy decides whether that fails open or closed.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+
+class BackendError(Exception):
+    """The shared state could not be read or written (Redis down or too slow)."""
 
 
 class Backend(Protocol):
@@ -14,12 +20,26 @@ class Backend(Protocol):
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
+    async def get(self, key: str) -> bytes | None:
+        """The value, or None when absent or expired."""
+        ...
 
-def open_backend(redis_url: str | None) -> Backend:
+    async def add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Set only if absent; True when this call set it."""
+        ...
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    async def delete(self, key: str, only_if: bytes | None = None) -> None:
+        """Remove the key (only while it still holds `only_if`, when given)."""
+        ...
+
+
+def open_backend(redis_url: str | None, max_entries: int = 100_000) -> Backend:
     if redis_url:
         from .redis import RedisBackend
 
         return RedisBackend(redis_url)
     from .memory import MemoryBackend
 
-    return MemoryBackend()
+    return MemoryBackend(max_entries)

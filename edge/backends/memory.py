@@ -2,12 +2,51 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+
 
 class MemoryBackend:
     name = "memory"
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        # key → (expires at, value); oldest first, so the bound evicts the oldest
+        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     async def ping(self) -> bool:
         return True
 
     async def close(self) -> None:
-        return None
+        self._data.clear()
+
+    def _live(self, key: str) -> bytes | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._data[key]
+            return None
+        return entry[1]
+
+    async def get(self, key: str) -> bytes | None:
+        return self._live(key)
+
+    async def add(self, key: str, value: bytes, ttl: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        self._set(key, value, ttl)
+        return True
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        self._set(key, value, ttl)
+
+    async def delete(self, key: str, only_if: bytes | None = None) -> None:
+        if only_if is None or self._live(key) == only_if:
+            self._data.pop(key, None)
+
+    def _set(self, key: str, value: bytes, ttl: float) -> None:
+        self._data.pop(key, None)
+        self._data[key] = (time.monotonic() + ttl, value)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from aiohttp import web
 from jwt import PyJWK, PyJWKSet
 
 from ..config import Auth, Jwt, RouteAuth
+from ..context import Incoming
 from ..errors import Problem
 
 _BEARER = re.compile(r"^Bearer\s+([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)\s*$",
@@ -172,7 +172,7 @@ class RouteAuthPolicy:
             return cookies[self.cookie]
         return None
 
-    def check(self, request: web.BaseRequest,
+    def check(self, request: Incoming,
               path_params: Mapping[str, str]) -> dict[str, Any] | None:
         """Returns the verified claims (or None); raises Problem 401/403."""
         if self.mode == "off":
