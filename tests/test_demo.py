@@ -94,6 +94,23 @@ async def test_demo_serves_the_example_routes(demo: Any) -> None:
                                      "notifications"}
         assert dash["metadata"]["data_sources"] == [
             "member", "claims", "latest_provider", "benefits", "notifications"]
+    batch = [{"id": "me", "path": "/api/v1/members/1001"},
+             {"id": "other", "path": "/api/v1/members/1002"},
+             {"id": "claim", "path": "/api/v1/claims/CLM-999999"}]
+    async with s.post(f"{base}/batch", json=batch, headers=member) as r:
+        assert r.status == 200
+        assert [i["status"] for i in await r.json()] == [200, 403, 404]
+    claim = {"member_id": "1001", "provider_id": "PRV-001", "service_date": "2026-03-14",
+             "items": [{"benefit_code": "CONS-GP", "amount": 150000}]}
+    ops = {"operations": [{"local_id": "demo-1", "method": "POST", "path": "/api/v1/claims",
+                           "body": claim, "timestamp": "2026-11-20T08:00:00Z"}]}
+    seen = []
+    for _ in range(3):
+        async with s.post(f"{base}/offline/queue", json=ops, headers=member) as r:
+            assert r.status == 200
+            seen.append((await r.json())["results"][0])
+    assert {res["server_id"] for res in seen} == {seen[0]["server_id"]}
+    assert [res.get("replayed", False) for res in seen] == [False, True, True]
     for _ in range(4):  # fails every other call upstream; the retry hides it
         async with s.get(f"{base}/demo/flaky") as r:
             assert r.status == 200
