@@ -242,6 +242,12 @@ Try:
   curl -s {url}/_edge/keymaps/claims-v1
   curl -s -H "Authorization: Bearer $TOKEN" -H "X-Device-Type: phone" \\
        "{url}/api/v1/members/1001/dashboard?envelope=true"     # 5 upstream calls, 1 answer
+  curl -s -H "Authorization: Bearer $TOKEN" {url}/batch \
+       -d '[{{"id":"me","path":"/api/v1/members/1001"}},{{"id":"x","path":"/api/v1/members/1002"}}]'
+  curl -s -H "Authorization: Bearer $TOKEN" {url}/offline/queue -d '{{"operations":[{{"local_id":
+       "q1","method":"POST","path":"/api/v1/claims","body":{{"member_id":"1001","provider_id":
+       "PRV-001","service_date":"2026-03-14","items":[{{"benefit_code":"CONS-GP","amount":1}}]}}}}]}}'
+                                               # again: same server_id, "replayed": true
   curl -i -H "X-Device-Type: phone" {url}/demo/echo
   curl -s "{url}/demo/big?mb=200" -o /dev/null -w '%{{size_download}} bytes\\n'
   curl -N "{url}/demo/drip?chunks=5&interval=500"
