@@ -10,6 +10,7 @@ import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import IO, Any
 from urllib.parse import urlencode
 
@@ -21,11 +22,13 @@ from multidict import CIMultiDict
 from .accesslog import AccessLog
 from .backends import open_backend
 from .batch import SubRequest
+from .caching import Answer, EdgeCache, respond_from
 from .config import UNSAFE_METHODS, Config
 from .context import Incoming, RequestContext
 from .encoding import NotAcceptable, choose_coding, compress
 from .errors import Problem, problem_response
 from .metrics import Metrics
+from .policies.cache import Entry, RouteCache, storable
 from .policies.idempotency import HEADER as IDEMPOTENCY_KEY
 from .policies.idempotency import IdempotencyPolicy, caller, fingerprint, parse_key
 from .proxy import (
@@ -43,11 +46,22 @@ from .proxy import (
 from .reload import Reloader
 from .routing import BadPath, split_path
 from .runtime import CompiledRoute, Runtime, State, build_runtime
-from .shaping import ShapePlan, keymap_document, render, send_shaped, shape
+from .shaping import (
+    Shaped,
+    ShapePlan,
+    deliver,
+    keymap_document,
+    represent,
+    send_shaped,
+    shape,
+    shape_reply,
+)
 
 log = logging.getLogger("edge")
 KEYMAPS_PREFIX = "/_edge/keymaps/"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
+_CONDITIONALS = ("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since",
+                 "If-Range", "A-IM")
 
 
 class Edge:
@@ -253,8 +267,17 @@ class Edge:
                               or request.headers.get("X-Edge-Keymap") == "none")
 
             headers["Accept-Encoding"] = "identity"  # cheaper on a LAN; decoded if ignored
+            if request.method in ("GET", "HEAD"):
+                # the edge answers conditionals on what it shaped; the upstream's validators
+                # don't describe that representation
+                ctx.conditional = request.headers
+                for name in _CONDITIONALS:
+                    headers.popall(name, None)
         if route.aggregate is not None:
             assert shaped is not None
+            if route.cache is not None:
+                return await self._cached(request, rt, route, ctx, headers, fmt, coding,
+                                          f"{ctx.path}?{raw_query}", None, bytes_in)
             return await self._aggregate(route, shaped, ctx, headers, fmt, coding, rt)
         builder = route.spec.upstream_path
         assert builder is not None  # only routes with several `sources` have none
@@ -262,6 +285,12 @@ class Edge:
         if shaped is not None and shaped.pager is not None:
             ctx.query = request.query
             path = join_query(path, urlencode(shaped.pager.upstream_params(request.query, ctx)))
+        if route.cache is not None and request.method in ("GET", "HEAD"):
+            return await self._cached(request, rt, route, ctx, headers, fmt, coding, path,
+                                      path, bytes_in)
+        if route.invalidates and request.method in UNSAFE_METHODS:
+            return await self._invalidating(request, rt, route, ctx, bytes_in, path, headers,
+                                            fmt, coding)
         idempotency = route.idempotency
         key = request.headers.get(IDEMPOTENCY_KEY)
         if request.method in UNSAFE_METHODS:
@@ -351,6 +380,16 @@ class Edge:
     async def _aggregate(self, route: CompiledRoute, plan: ShapePlan, ctx: RequestContext,
                          headers: CIMultiDict[str], fmt: str, coding: str | None,
                          rt: Runtime) -> tuple[web.StreamResponse, int]:
+        shaped, upstream_time = await self._compose(route, plan, ctx, headers, fmt)
+        extra = {rt.rid_header: ctx.request_id, "Server-Timing": timing_header(upstream_time)}
+        if "Cache-Control" not in shaped.headers:
+            shaped.headers["Cache-Control"] = "private, no-cache"
+        return deliver(shaped, plan, ctx, coding, extra)
+
+    @staticmethod
+    async def _compose(route: CompiledRoute, plan: ShapePlan, ctx: RequestContext,
+                       headers: CIMultiDict[str], fmt: str) -> tuple[Shaped, float]:
+        """An aggregated route's document, shaped and serialized."""
         assert route.aggregate is not None
         t0 = time.perf_counter()
         doc, degraded = await route.aggregate.gather(ctx, headers, plan.max_body,
@@ -362,9 +401,104 @@ class Edge:
         doc, vary = shape(doc, plan, ctx, out)
         if degraded:
             out["X-Edge-Degraded"] = ", ".join(degraded)
-        extra = {rt.rid_header: ctx.request_id, "Server-Timing": timing_header(upstream_time),
-                 "Cache-Control": "no-store"}
-        return render(doc, plan, ctx, fmt, coding, out, vary, extra)
+            out["Cache-Control"] = "no-store"  # a partial answer is not worth keeping
+        return Shaped(200, out, represent(doc, fmt, out, vary)), upstream_time
+
+    async def _cached(self, request: Incoming, rt: Runtime, route: CompiledRoute,
+                      ctx: RequestContext, headers: CIMultiDict[str], fmt: str,
+                      coding: str | None, upstream_ref: str, path: str | None,
+                      bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
+        """A GET on a cached route: from the edge cache when it can, else fetched once
+        (however many ask at the same time) and kept."""
+        rc, plan = route.cache, route.shape
+        assert rc is not None and plan is not None
+        cache = self.state.cache
+        extra = {rt.rid_header: ctx.request_id}
+        key = rc.key(ctx, upstream_ref, fmt, request.headers)
+        private = rc.private_for(ctx)
+        tags = rc.tags(ctx.params)
+
+        async def fetch(previous: Entry | None, background: bool) -> Entry | Answer:
+            c = replace(ctx, buffer_limit=rc.max_entry, timings={}) if background else ctx
+            started = time.time()
+            if path is None:  # aggregated
+                shaped, took = await self._compose(route, plan, c, headers, fmt)
+                if c.degraded:
+                    return deliver(shaped, plan, c, coding,
+                                   {**extra, "Server-Timing": timing_header(took)})
+                return rc.new_entry(200, shaped.headers.items(), shaped.body, fmt, started,
+                                    tags, None, None, previous)
+            h = headers
+            if previous is not None and (previous.up_etag or previous.up_last_modified):
+                h = headers.copy()
+                if previous.up_etag:
+                    h["If-None-Match"] = previous.up_etag
+                if previous.up_last_modified:
+                    h["If-Modified-Since"] = previous.up_last_modified
+            t0 = time.perf_counter()
+            resp = await self._upstream("GET", path, h, None, route, bytes_in)
+            took = time.perf_counter() - t0
+            c.timings["upstream"] = took
+            timing = {**extra, "Server-Timing": timing_header(took)}
+            try:
+                if resp.status == 304 and previous is not None:
+                    return rc.refreshed(previous, started)
+                out = await shape_reply(request, resp, c, plan, fmt, timing)
+                if not isinstance(out, Shaped):
+                    return out
+                if out.status != 200:
+                    return deliver(out, plan, c, coding, timing)
+                up_etag = resp.headers.get("ETag")
+                entry = rc.new_entry(200, out.headers.items(), out.body, fmt, started, tags,
+                                     up_etag, resp.headers.get("Last-Modified"), previous)
+                entry.storable = rc.override or storable(resp.headers)
+                if entry.storable:  # never keep (and replay) somebody's cookie
+                    entry.headers = [h for h in entry.headers if h[0].lower() != "set-cookie"]
+                return entry
+            finally:
+                resp.release()
+
+        if key is None:  # a caller the cache can't tell apart from others: no cache
+            result = await fetch(None, False)
+            if isinstance(result, Entry):
+                return self._respond(request, rt, rc, plan, result, coding, private,
+                                     "fwd=bypass", False, extra)
+            return result
+
+        def respond(entry: Entry, status: str, policy: bool) -> Answer:
+            return self._respond(request, rt, rc, plan, entry, coding, private, status,
+                                 policy, extra)
+
+        return await cache.serve(key, rc, fetch, lambda e: e.storable, respond)
+
+    @staticmethod
+    def _respond(request: Incoming, rt: Runtime, rc: RouteCache, plan: ShapePlan,
+                 entry: Entry, coding: str | None, private: bool, status: str, policy: bool,
+                 extra: dict[str, str]) -> Answer:
+        return respond_from(entry, request.headers, coding, rc, private, status, policy,
+                            extra, plan.compression, plan.quality)
+
+    async def _invalidating(self, request: Incoming, rt: Runtime, route: CompiledRoute,
+                            ctx: RequestContext, bytes_in: list[int], path: str,
+                            headers: CIMultiDict[str], fmt: str,
+                            coding: str | None) -> tuple[web.StreamResponse, int]:
+        """A write through a route with `invalidates`: once it succeeds, purge its tags."""
+        body = request_body(request, route.max_body, bytes_in)
+        if body is not None:
+            if request.content_length is not None:
+                headers["Content-Length"] = str(request.content_length)
+            await _expect(request)
+        t0 = time.perf_counter()
+        resp = await self._upstream(request.method, path, headers, body, route, bytes_in)
+        upstream_time = time.perf_counter() - t0
+        ctx.timings["upstream"] = upstream_time
+        try:
+            if 200 <= resp.status < 300:
+                await self.state.cache.purge(list(route.invalidate_tags(ctx.params)))
+            extra = {rt.rid_header: ctx.request_id, "Server-Timing": timing_header(upstream_time)}
+            return await self._send(request, resp, ctx, route, fmt, coding, extra)
+        finally:
+            resp.release()
 
     def _keymap(self, name: str, rt: Runtime) -> tuple[web.StreamResponse, int]:
         table = rt.keymaps.get(name)
@@ -444,6 +578,8 @@ class EdgeApp:
         state.runtime, _ = build_runtime(config, None, self.metrics, 1)
         self.metrics.config_generation.set(1)
         state.backend = open_backend(config.redis_url(), config.edge.backend.memory_max_entries)
+        state.cache = EdgeCache(config.edge.cache, state.backend, config.redis_url())
+        await state.cache.start()
         state.reloader = Reloader(state, config.root, self.env)
         if self.watch:
             self._watcher = asyncio.get_running_loop().create_task(state.reloader.run())
@@ -456,6 +592,7 @@ class EdgeApp:
             except asyncio.CancelledError:
                 pass
         await self.state.reloader.close()
+        await self.state.cache.close()
         for up in self.state.runtime.upstreams.values():
             await up.close()
         await self.state.backend.close()

@@ -224,6 +224,22 @@ class Admin(Model):
         ipaddress.ip_network("192.168.0.0/16"),
     ]
     """Peers allowed to read /metrics (others get 403)."""
+    purge_path: str = "/_edge/purge"
+    """POST {"tags": [...]} | {"route": "GET /x/{id}"} | {"all": true} empties the edge
+    cache on every instance. Needs a valid JWT carrying `purge_role` in `roles`."""
+    purge_role: str = "admin"
+
+
+class CacheSettings(Model):
+    """The edge cache: a bounded in-memory tier in each instance, plus Redis (shared by
+    all instances) when the backend has a Redis URL."""
+
+    max_memory: Size = 64 * 1024 * 1024
+    """Bytes the in-memory tier may hold (least recently used entries go first)."""
+    max_entry: Size = 1024 * 1024
+    """Largest representation cached; bigger ones are served, not stored."""
+    delta_history: int = Field(4, ge=0, le=32)
+    """Past representations kept per entry, to answer A-IM delta requests from them."""
 
 
 class Backend(Model):
@@ -267,6 +283,7 @@ class EdgeFile(Model):
     published at /_edge/keymaps/NAME so apps can expand keys. Never change a published
     version: add `claims-v2` instead."""
     compression: Compression = Compression()
+    cache: CacheSettings = CacheSettings()
     drain_timeout: Duration = 30.0
     """On shutdown or reload, how long in-flight requests may take to finish."""
     problem_type_base: str = "urn:edge:problem:"
@@ -418,6 +435,39 @@ class Shape(Model):
     """An upstream body over limits.max_shaped_body: pass it through unshaped, or 502."""
 
 
+TagHeader = Literal["Surrogate-Key", "Cache-Tag", "Edge-Cache-Tag"]
+
+
+class CachePolicy(Model):
+    """Cache this GET route's shaped answers at the edge and tell CDNs and apps how long
+    they may keep them."""
+
+    ttl: Duration
+    """How long an answer is fresh (`max-age`)."""
+    scope: Literal["public", "private"] | None = None
+    """public: one answer for everyone, CDNs may store it (`s-maxage`); private: one per
+    caller (keyed by the token's subject), only the app may store it. Default: private
+    unless the route's auth is `off`. A route with `jwt: required` can't be public."""
+    stale_while_revalidate: Duration = 0.0
+    """After `ttl`, serve the stale answer this much longer while one background request
+    refreshes it."""
+    stale_if_error: Duration = 0.0
+    """After `ttl`, serve the stale answer this much longer when the upstream fails."""
+    s_maxage: Duration | None = None
+    """How long shared caches (CDNs) keep a public answer; default `ttl`."""
+    surrogate_control: bool = False
+    """Also send `Surrogate-Control: max-age=…` (for CDNs that read it instead)."""
+    tags: list[str] = []
+    """Purge handles, with route parameters: `member:{member_id}`. Sent to CDNs in the
+    `tag_headers` and usable with the purge endpoint."""
+    tag_headers: list[TagHeader] = ["Surrogate-Key"]
+    override_upstream: bool = False
+    """Store answers even when the upstream says `no-store`/`private` or sets a cookie.
+    Shown by `edge routes`."""
+    delta: bool = True
+    """Answer `A-IM: json-patch` / `merge-patch` with a patch from the client's version."""
+
+
 _ROUTE_KINDS = ("source", "sources", "batch", "offline_queue")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -446,6 +496,10 @@ class Route(Model):
     """Overrides the edge.yaml compression settings for this route's shaped responses."""
     idempotency: Idempotency | None = None
     """Honour `Idempotency-Key` (POST, PUT, PATCH and DELETE routes)."""
+    cache: CachePolicy | None = None
+    """Cache answers at the edge (GET routes with `shape` or `sources`)."""
+    invalidates: list[str] = []
+    """Tags a successful POST/PUT/PATCH/DELETE here purges: `member:{member_id}`."""
     batch: BatchPolicy | None = None
     """Instead of a source: this POST route runs a list of sub-requests."""
     offline_queue: OfflineQueuePolicy | None = None
@@ -758,6 +812,7 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
         problems.append(f"{pos.where((*p, 'idempotency'), key=True)}: error: {name}: "
                         "idempotency is for POST, PUT, PATCH and DELETE routes")
         ok = False
+    ok = _check_cache(model, method, name, template, p, pos, problems) and ok
     if model.shape is not None and edge is not None:
         ok = _check_shape(model.shape, name, (*p, "shape"), pos, edge, problems) and ok
     if model.auth.allow and model.auth.jwt != "required":
@@ -770,6 +825,59 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
     return RouteSpec(model, method, template, builder, pos.file, line)
 
 
+def _check_tags(tags: list[str], where: str, label: str, name: str, template: Template,
+                problems: list[str]) -> bool:
+    ok = True
+    for tag in tags:
+        stripped = PLACEHOLDER.sub("", tag)
+        if not tag or any(c in stripped for c in "{} ,\t"):
+            problems.append(f"{where}: error: {name}: {label}: {tag!r} is not a tag (no "
+                            "spaces, commas or stray braces)")
+            ok = False
+        for m in PLACEHOLDER.finditer(tag):
+            if m.group(1) not in template.params or m.group(2):
+                problems.append(f"{where}: error: {name}: {label}: '{m.group(0)}' is not a "
+                                "parameter of the route")
+                ok = False
+    return ok
+
+
+def _check_cache(model: Route, method: str, name: str, template: Template,
+                 p: tuple[Any, ...], pos: yamlpos.Positions, problems: list[str]) -> bool:
+    ok = True
+    if model.invalidates:
+        where = pos.where((*p, "invalidates"))
+        if method not in UNSAFE_METHODS:
+            problems.append(f"{where}: error: {name}: `invalidates` is for POST, PUT, PATCH "
+                            "and DELETE routes (a GET changes nothing)")
+            ok = False
+        ok = _check_tags(model.invalidates, where, "invalidates", name, template,
+                         problems) and ok
+    cache = model.cache
+    if cache is None:
+        return ok
+    cp = (*p, "cache")
+    if method != "GET":
+        problems.append(f"{pos.where(cp, key=True)}: error: {name}: only GET routes are "
+                        "cached")
+        ok = False
+    if model.shape is None and model.sources is None:
+        problems.append(f"{pos.where(cp, key=True)}: error: {name}: `cache` needs `shape` "
+                        "(`shape: {{}}` will do) or `sources`: the edge caches what it shapes")
+        ok = False
+    if cache.scope == "public" and model.auth.jwt == "required":
+        problems.append(f"{pos.where((*cp, 'scope'))}: error: {name}: cache.scope: a CDN "
+                        "would serve a public answer without checking the token; use "
+                        "`private` (or make the route's auth `off`)")
+        ok = False
+    if cache.ttl <= 0:
+        problems.append(f"{pos.where((*cp, 'ttl'))}: error: {name}: cache.ttl must be more "
+                        "than 0")
+        ok = False
+    return _check_tags(cache.tags, pos.where((*cp, "tags")), "cache.tags", name, template,
+                       problems) and ok
+
+
 def _check_batch(model: Route, kind: str, method: str, name: str, template: Template,
                  p: tuple[Any, ...], pos: yamlpos.Positions, problems: list[str]) -> bool:
     ok = True
@@ -777,7 +885,7 @@ def _check_batch(model: Route, kind: str, method: str, name: str, template: Temp
         problems.append(f"{pos.where((*p, 'route'))}: error: {name}: a `{kind}` route is "
                         "`POST /a/fixed/path`")
         ok = False
-    for other in ("query", "shape", "compression", "idempotency"):
+    for other in ("query", "shape", "compression", "idempotency", "cache", "invalidates"):
         if other in model.model_fields_set:
             problems.append(f"{pos.where((*p, other), key=True)}: error: {name}: `{other}` "
                             f"does not apply to a `{kind}` route (each sub-request follows "

@@ -194,3 +194,4 @@ class RequestContext:
     # Set for batch items: read whole responses (up to this size), never stream them.
     buffer_limit: int | None = None
     replayed: bool = False  # answered from a stored idempotent response
+    conditional: Any = None  # the request headers, for a GET/HEAD's If-None-Match & co.

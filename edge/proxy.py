@@ -256,6 +256,8 @@ async def send_upstream_response(request: Incoming, resp: Reply,
     """Relay status, headers and body; returns the response and the body bytes sent."""
     headers = filter_headers(resp.headers, RESPONSE_DROP)
     headers.update(extra_headers)
+    if ctx.identity is not None:
+        headers["Cache-Control"] = privatized(headers.get("Cache-Control"))
     status = resp.status
     if request.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         if resp.content_length is not None and request.method == "HEAD":
@@ -309,6 +311,21 @@ async def send_upstream_response(request: Incoming, resp: Reply,
         return stream, sent
     await stream.write_eof()
     return stream, sent
+
+
+_NOT_PRIVATE = frozenset({"public", "s-maxage", "proxy-revalidate"})
+
+
+def privatized(cache_control: str | None) -> str:
+    """Cache-Control for an answer to an identified caller: never for shared caches."""
+    if not cache_control:
+        return "private, no-cache"
+    parts = [p.strip() for p in cache_control.split(",") if p.strip()]
+    names = {p.partition("=")[0].strip().lower() for p in parts}
+    if "no-store" in names or "private" in names:
+        return cache_control
+    return ", ".join(["private", *(p for p in parts
+                                   if p.partition("=")[0].strip().lower() not in _NOT_PRIVATE)])
 
 
 def timing_header(upstream_seconds: float) -> str:

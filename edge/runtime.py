@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from .config import Compression, Config, RouteSpec, Shape
 from .context import ClientAddress, DeviceClassifier
 from .metrics import Metrics
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
+from .policies.cache import RouteCache, fill_tags
 from .policies.idempotency import IdempotencyPolicy
 from .proxy import REQUEST_DROP, PassCompression, QueryMapper
 from .routing import RouteTable
@@ -22,6 +24,7 @@ from .shaping import ShapePlan
 from .upstream import Upstream
 
 if TYPE_CHECKING:
+    from .caching import EdgeCache
     from .reload import Reloader
 
 _EDGE_PARAMS = frozenset({"fields", "keymap"})  # read by the edge, not sent upstream
@@ -44,6 +47,11 @@ class CompiledRoute:
     aggregate: AggregatePlan | None = None
     idempotency: IdempotencyPolicy | None = None
     batch: BatchRunner | OfflineQueue | None = None
+    cache: RouteCache | None = None
+    invalidates: tuple[str, ...] = ()
+
+    def invalidate_tags(self, params: Mapping[str, str]) -> list[str]:
+        return fill_tags(self.invalidates, params)
 
 
 class Runtime:
@@ -99,6 +107,9 @@ class Runtime:
                 if shape is not None else None,
                 compress=_pass_compression(m.compression or edge.compression),
                 aggregate=AggregatePlan(m.sources, upstreams) if m.sources else None,
+                cache=RouteCache(m.cache, spec.name, m.auth.jwt, edge.cache)
+                if m.cache is not None else None,
+                invalidates=tuple(m.invalidates),
                 idempotency=IdempotencyPolicy(
                     m.idempotency, lock_ttl=max(30.0, 3 * (timeout.sock_read or 10.0)))
                 if m.idempotency is not None else None,
@@ -156,6 +167,7 @@ class State:
 
     runtime: Runtime
     backend: Backend
+    cache: EdgeCache
     reloader: Reloader
 
     def __init__(self, metrics: Metrics) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -30,7 +31,8 @@ from .encoding import (
     decode,
 )
 from .errors import Problem
-from .proxy import RESPONSE_DROP, Reply, filter_headers, send_upstream_response
+from .policies.cache import NOT_ON_304, etag_of, not_modified, quoted
+from .proxy import RESPONSE_DROP, Reply, filter_headers, privatized, send_upstream_response
 from .shapers import Shaper, build_shapers, envelope_of
 from .shapers.paginate import Paginator
 
@@ -134,9 +136,29 @@ async def read_capped(resp: Reply, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-async def send_shaped(request: Incoming, resp: Reply,
-                      ctx: RequestContext, plan: ShapePlan, fmt: str, coding: str | None,
+@dataclass(slots=True)
+class Shaped:
+    """A shaped representation: serialized, not yet compressed."""
+
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+
+async def send_shaped(request: Incoming, resp: Reply, ctx: RequestContext, plan: ShapePlan,
+                      fmt: str, coding: str | None,
                       extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
+    out = await shape_reply(request, resp, ctx, plan, fmt, extra)
+    if not isinstance(out, Shaped):
+        return out
+    return deliver(out, plan, ctx, coding, extra)
+
+
+async def shape_reply(request: Incoming, resp: Reply, ctx: RequestContext, plan: ShapePlan,
+                      fmt: str, extra: Mapping[str, str]
+                      ) -> Shaped | tuple[web.StreamResponse, int]:
+    """The upstream's answer shaped and serialized — or, when it can't be shaped, the
+    answer relaying it as it came."""
     if not 200 <= resp.status < 300 or not _is_json(resp.content_type):
         reason = "status" if not 200 <= resp.status < 300 else "not-json"
         ctx.shape_skipped = reason
@@ -177,30 +199,51 @@ async def send_shaped(request: Incoming, resp: Reply,
         passthrough["X-Edge-Shaped"] = f"skipped; reason={reason}"
         ctx.shape_skipped = reason
         return web.Response(status=resp.status, headers=passthrough, body=raw), len(raw)
+    body = represent(doc, fmt, headers, vary, resp.headers.get("Vary"))
+    return Shaped(resp.status, headers, body)
 
-    return render(doc, plan, ctx, fmt, coding, headers, vary, extra, status=resp.status,
-                  upstream_vary=resp.headers.get("Vary"))
 
-
-def render(doc: Any, plan: ShapePlan, ctx: RequestContext, fmt: str, coding: str | None,
-           headers: CIMultiDict[str], vary: list[str], extra: Mapping[str, str], *,
-           status: int = 200, upstream_vary: str | None = None
-           ) -> tuple[web.StreamResponse, int]:
-    """Serialize and compress a shaped document into the response."""
-    if fmt == "msgpack":
-        out = msgpack.packb(doc, use_bin_type=True)
-    else:
-        out = orjson.dumps(doc)
+def represent(doc: Any, fmt: str, headers: CIMultiDict[str], vary: list[str],
+              upstream_vary: str | None = None) -> bytes:
+    """Serialize a shaped document; sets Content-Type and Vary."""
+    out = msgpack.packb(doc, use_bin_type=True) if fmt == "msgpack" else orjson.dumps(doc)
     headers["Content-Type"] = FORMATS[fmt]
-    if coding is not None and len(out) >= plan.compression.min_size:
-        out = compress(out, coding, quality=plan.quality[coding])
-        headers["Content-Encoding"] = coding
     if upstream_vary:
         vary.extend(v.strip() for v in upstream_vary.split(",")
                     if v.strip() and v.strip() not in vary)
     headers["Vary"] = ", ".join(vary)
+    return bytes(out)
+
+
+def render(doc: Any, plan: ShapePlan, ctx: RequestContext, fmt: str, coding: str | None,
+           headers: CIMultiDict[str], vary: list[str], extra: Mapping[str, str], *,
+           status: int = 200) -> tuple[web.StreamResponse, int]:
+    """Serialize, validate and compress a shaped document into the response."""
+    body = represent(doc, fmt, headers, vary)
+    return deliver(Shaped(status, headers, body), plan, ctx, coding, extra)
+
+
+def deliver(shaped: Shaped, plan: ShapePlan, ctx: RequestContext, coding: str | None,
+            extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
+    """A strong ETag for the representation (its compressed variant gets its own), 304
+    when the client already holds it, else the body in the client's coding."""
+    headers = shaped.headers
     headers.update(extra)
-    return web.Response(status=status, headers=headers, body=out), len(out)
+    if ctx.identity is not None:
+        headers["Cache-Control"] = privatized(headers.get("Cache-Control"))
+    body = shaped.body
+    used = coding if coding is not None and len(body) >= plan.compression.min_size else None
+    etag = etag_of(body)
+    headers["ETag"] = quoted(etag, used)
+    if (shaped.status == 200 and ctx.conditional is not None
+            and not_modified(ctx.conditional, etag, headers.get("Last-Modified"))):
+        for name in NOT_ON_304:
+            headers.popall(name, None)
+        return web.Response(status=304, headers=headers), 0
+    if used is not None:
+        body = compress(body, used, quality=plan.quality[used])
+        headers["Content-Encoding"] = used
+    return web.Response(status=shaped.status, headers=headers, body=body), len(body)
 
 
 def shape(doc: Any, plan: ShapePlan, ctx: RequestContext, headers: CIMultiDict[str]

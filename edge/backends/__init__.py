@@ -7,6 +7,7 @@ policy decides whether that fails open or closed.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 
@@ -32,6 +33,20 @@ class Backend(Protocol):
 
     async def delete(self, key: str, only_if: bytes | None = None) -> None:
         """Remove the key (only while it still holds `only_if`, when given)."""
+        ...
+
+    async def hash_set(self, name: str, field: str, value: bytes, ttl: float) -> None:
+        """Set one field of a small hash; the whole hash expires `ttl` after the last set."""
+        ...
+
+    async def hash_all(self, name: str) -> dict[str, bytes]: ...
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        """Tell every instance (a no-op with one instance: there is nobody else)."""
+        ...
+
+    def listen(self, channel: str) -> AsyncIterator[bytes]:
+        """Messages other instances publish, until cancelled (reconnecting as needed)."""
         ...
 
 

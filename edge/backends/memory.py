@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 
 
 class MemoryBackend:
@@ -13,6 +15,7 @@ class MemoryBackend:
         self.max_entries = max_entries
         # key → (expires at, value); oldest first, so the bound evicts the oldest
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._hashes: dict[str, dict[str, bytes]] = {}
 
     async def ping(self) -> bool:
         return True
@@ -44,6 +47,22 @@ class MemoryBackend:
     async def delete(self, key: str, only_if: bytes | None = None) -> None:
         if only_if is None or self._live(key) == only_if:
             self._data.pop(key, None)
+
+    async def hash_set(self, name: str, field: str, value: bytes, ttl: float) -> None:
+        table = self._hashes.setdefault(name, {})
+        table[field] = value
+        while len(table) > self.max_entries:
+            del table[next(iter(table))]
+
+    async def hash_all(self, name: str) -> dict[str, bytes]:
+        return dict(self._hashes.get(name, {}))
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        return None  # one instance: nobody else to tell
+
+    async def listen(self, channel: str) -> AsyncIterator[bytes]:
+        await asyncio.Event().wait()  # nothing ever arrives from other instances
+        yield b""  # pragma: no cover
 
     def _set(self, key: str, value: bytes, ttl: float) -> None:
         self._data.pop(key, None)

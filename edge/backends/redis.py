@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -9,6 +12,7 @@ from redis.exceptions import RedisError
 
 from . import BackendError
 
+log = logging.getLogger("edge.redis")
 # Requests must never hang on Redis: every call has a tight timeout.
 SOCKET_TIMEOUT = 0.25
 PREFIX = "edge:"
@@ -26,6 +30,9 @@ class RedisBackend:
             url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
             health_check_interval=10)
         self._delete_if = self.client.register_script(_DELETE_IF)
+        # Subscriptions sit idle for long stretches: their own client, no read timeout.
+        self.sub_client = aioredis.Redis.from_url(
+            url, socket_connect_timeout=SOCKET_TIMEOUT, health_check_interval=30)
 
     async def ping(self) -> bool:
         try:
@@ -35,6 +42,7 @@ class RedisBackend:
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.sub_client.aclose()
 
     async def _call(self, awaitable: Any) -> Any:
         try:
@@ -58,3 +66,38 @@ class RedisBackend:
             await self._call(self.client.delete(PREFIX + key))
         else:
             await self._call(self._delete_if(keys=[PREFIX + key], args=[only_if]))
+
+    async def hash_set(self, name: str, field: str, value: bytes, ttl: float) -> None:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(PREFIX + name, field, value)
+            pipe.pexpire(PREFIX + name, max(1, int(ttl * 1000)))
+            await self._call(pipe.execute())
+
+    async def hash_all(self, name: str) -> dict[str, bytes]:
+        raw = await self._call(self.client.hgetall(PREFIX + name))
+        return {k.decode(): bytes(v) for k, v in raw.items()}
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        await self._call(self.client.publish(PREFIX + channel, message))
+
+    async def listen(self, channel: str) -> AsyncIterator[bytes]:
+        delay = 0.1
+        while True:
+            pubsub = self.sub_client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(PREFIX + channel)
+                delay = 0.1
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is not None and msg["type"] == "message":
+                        yield bytes(msg["data"])
+            except (RedisError, OSError, TimeoutError) as e:
+                log.warning("redis subscription to %s lost (%s); retrying in %.1fs", channel,
+                            e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except (RedisError, OSError, TimeoutError):
+                    pass

@@ -1,0 +1,269 @@
+"""The edge cache's storage: aiocache tiers, and the purges every instance must honour.
+
+Two tiers behind aiocache's interface: a per-process LRU bounded by bytes (always), and
+Redis (when the backend has a URL) shared by every instance. A read tries memory, then
+Redis (copying a hit into memory); a write goes to both. Redis trouble makes a miss,
+never an error: the upstream is still there.
+
+Purges don't search for keys. Every entry records when it was stored and its tags
+(`member:1001`, `route:GET /x`, and `*`); a purge records, per tag, when it happened —
+locally, in a Redis hash new instances read at start, and on a Redis channel every
+running instance listens to. An entry stored before a purge of any of its tags is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import orjson
+from aiocache import RedisCache
+from aiocache.base import BaseCache
+from aiocache.serializers import BaseSerializer, NullSerializer
+from redis.exceptions import RedisError
+
+from . import Backend, BackendError
+
+log = logging.getLogger("edge.cache")
+PURGE_CHANNEL = "cache:purge"
+PURGE_HASH = "cache:purges"
+PURGE_MEMORY = 86400.0  # purges older than any entry's lifetime can be forgotten
+ALL = "*"
+
+
+class Sized(Protocol):
+    @property
+    def size(self) -> int: ...
+
+
+class LruBytesCache(BaseCache):  # type: ignore[misc]
+    """An aiocache backend in this process, holding at most `max_bytes` of values (their
+    `.size`); the least recently used go first, expired ones on sight."""
+
+    NAME = "lru-bytes"
+
+    def __init__(self, max_bytes: int, **kwargs: Any) -> None:
+        super().__init__(serializer=NullSerializer(), timeout=None, **kwargs)
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._data: OrderedDict[str, tuple[float, Any, int]] = OrderedDict()
+
+    async def _get(self, key: str, encoding: Any = None, _conn: Any = None) -> Any:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[0] <= time.monotonic():
+            self._drop(key)
+            return None
+        self._data.move_to_end(key)
+        return item[1]
+
+    async def _set(self, key: str, value: Any, ttl: float | None = None,
+                   _cas_token: Any = None, _conn: Any = None) -> bool:
+        size = int(getattr(value, "size", 0)) + len(key)
+        self._drop(key)
+        if size > self.max_bytes:
+            return False
+        expires = time.monotonic() + ttl if ttl else float("inf")
+        self._data[key] = (expires, value, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            self._drop(next(iter(self._data)))
+        return True
+
+    async def _add(self, key: str, value: Any, ttl: float | None = None,
+                   _conn: Any = None) -> bool:
+        if await self._get(key) is not None:
+            raise ValueError(f"key {key!r} already exists")
+        return await self._set(key, value, ttl)
+
+    async def _exists(self, key: str, _conn: Any = None) -> bool:
+        return await self._get(key) is not None
+
+    async def _delete(self, key: str, _conn: Any = None) -> int:
+        return 1 if self._drop(key) else 0
+
+    async def _clear(self, namespace: str | None = None, _conn: Any = None) -> bool:
+        self._data.clear()
+        self.bytes = 0
+        return True
+
+    def _drop(self, key: str) -> bool:
+        item = self._data.pop(key, None)
+        if item is None:
+            return False
+        self.bytes -= item[2]
+        return True
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class _Wire(BaseSerializer):  # type: ignore[misc]
+    """Entries to and from bytes for Redis, with the entry class's own pack/unpack."""
+
+    DEFAULT_ENCODING = None
+
+    def __init__(self, dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any]) -> None:
+        super().__init__(encoding=None)
+        self._dumps, self._loads = dumps, loads
+
+    def dumps(self, value: Any) -> bytes:
+        return self._dumps(value)
+
+    def loads(self, value: bytes | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return self._loads(value)
+        except Exception:  # an entry from another version of the edge: a miss
+            return None
+
+
+def _redis_cache(url: str, dumps: Callable[[Any], bytes],
+                 loads: Callable[[bytes], Any]) -> RedisCache:
+    parts = urlsplit(url)
+    db = int(parts.path.lstrip("/") or 0)
+    return RedisCache(
+        serializer=_Wire(dumps, loads), endpoint=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379, db=db, password=parts.password, namespace="edge:cache:",
+        timeout=0.25, create_connection_timeout=0.25,
+        connection_pool_kwargs={"socket_timeout": 0.25})
+
+
+class TieredCache:
+    """Memory in front of Redis (when there is one), behind aiocache's interface."""
+
+    def __init__(self, max_bytes: int, redis_url: str | None,
+                 dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any]) -> None:
+        self.memory = LruBytesCache(max_bytes)
+        self.shared: RedisCache | None = (_redis_cache(redis_url, dumps, loads)
+                                          if redis_url else None)
+
+    async def get(self, key: str) -> Any:
+        value = await self.memory.get(key)
+        if value is not None or self.shared is None:
+            return value
+        try:
+            value = await self.shared.get(key)
+        except (RedisError, OSError, TimeoutError) as e:
+            log.warning("cache read from redis failed: %s", e)
+            return None
+        if value is not None:
+            left = getattr(value, "store_until", 0.0) - time.time()
+            if left > 0:
+                await self.memory.set(key, value, ttl=left)
+        return value
+
+    async def set(self, key: str, value: Sized, ttl: float) -> None:
+        await self.memory.set(key, value, ttl=ttl)
+        if self.shared is not None:
+            try:
+                await self.shared.set(key, value, ttl=float(ttl))
+            except (RedisError, OSError, TimeoutError) as e:
+                log.warning("cache write to redis failed: %s", e)
+
+    async def clear_memory(self) -> None:
+        await self.memory.clear()
+
+    async def close(self) -> None:
+        if self.shared is not None:
+            # aiocache 0.12's close() calls redis-py's deprecated close(); do it right
+            await self.shared.client.aclose()
+
+
+class Invalidations:
+    """When each tag was last purged, here and on every instance; and who wants to know.
+
+    `subscribe()` gives a bounded queue of purge events (`{"tags": [...], "at": ts}`) —
+    the feed for pushing "this changed" to apps.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.purged_at: dict[str, float] = {}
+        self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.on_all: Callable[[], Any] | None = None
+        self.origin = secrets.token_hex(6)  # to know our own messages when they come back
+
+    async def start(self) -> None:
+        try:
+            stored = await self.backend.hash_all(PURGE_HASH)
+        except BackendError as e:
+            log.warning("could not read past purges: %s", e)
+            stored = {}
+        now = time.time()
+        for tag, raw in stored.items():
+            at = float(raw)
+            if now - at < PURGE_MEMORY:
+                self.purged_at[tag] = max(self.purged_at.get(tag, 0.0), at)
+        self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def valid(self, tags: tuple[str, ...], stored_at: float) -> bool:
+        at = self.purged_at
+        if not at:
+            return True
+        return all(at.get(t, 0.0) < stored_at for t in tags)
+
+    async def purge(self, tags: list[str]) -> dict[str, Any]:
+        """Purge these tags everywhere; returns the event sent to listeners."""
+        event: dict[str, Any] = {"tags": tags, "at": time.time()}
+        self._apply(event)
+        message = orjson.dumps({**event, "origin": self.origin})
+        try:
+            for tag in tags:
+                await self.backend.hash_set(PURGE_HASH, tag, str(event["at"]).encode(),
+                                            PURGE_MEMORY)
+            await self.backend.publish(PURGE_CHANNEL, message)
+        except BackendError as e:
+            log.warning("purge of %s not shared with other instances: %s", tags, e)
+        return event
+
+    def subscribe(self, size: int = 1000) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
+        self.listeners.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.listeners.discard(queue)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        at = float(event["at"])
+        if len(self.purged_at) > 100_000:  # bounded: forget what no entry can predate
+            self.purged_at = {t: a for t, a in self.purged_at.items()
+                              if at - a < PURGE_MEMORY}
+        for tag in event["tags"]:
+            if at > self.purged_at.get(tag, 0.0):
+                self.purged_at[tag] = at
+        if ALL in event["tags"] and self.on_all is not None:
+            self.on_all()
+        for queue in self.listeners:
+            if queue.full():
+                queue.get_nowait()  # a slow listener loses the oldest, never blocks us
+            queue.put_nowait(event)
+
+    async def _listen(self) -> None:
+        async for message in self.backend.listen(PURGE_CHANNEL):
+            try:
+                event = orjson.loads(message)
+                if event.get("origin") == self.origin:
+                    continue
+                if isinstance(event.get("tags"), list) and isinstance(event.get("at"), float):
+                    self._apply({"tags": event["tags"], "at": event["at"]})
+            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                log.warning("ignored a malformed purge message")

@@ -1,0 +1,232 @@
+"""The edge cache at serving time: look up, coalesce misses, refresh in the background,
+answer from an entry (200, 304 or 226), purge.
+
+`EdgeCache` is process-wide (it outlives config reloads); `RouteCache` (policies/cache.py)
+is one route's policy. The fetch itself — upstream call, shaping, serialization — is the
+caller's: `Fetch(previous entry) -> Entry | (response, bytes sent)`, where a response
+means "this can't be cached; here is the answer for the leader".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .backends import Backend
+from .backends.cache import Invalidations, TieredCache
+from .config import CacheSettings, Compression
+from .encoding import compress
+from .errors import Problem
+from .policies.cache import (
+    IM_TYPES,
+    NOT_ON_304,
+    Entry,
+    RouteCache,
+    age,
+    if_none_match,
+    not_modified,
+    quoted,
+    wanted_delta,
+)
+
+log = logging.getLogger("edge.cache")
+Answer = tuple[web.StreamResponse, int]
+# fetch(previous entry, in_background) → a new entry, or an answer that can't be cached
+Fetch = Callable[[Entry | None, bool], Awaitable["Entry | Answer"]]
+
+
+class EdgeCache:
+    def __init__(self, settings: CacheSettings, backend: Backend,
+                 redis_url: str | None) -> None:
+        self.settings = settings
+        self.store = TieredCache(settings.max_memory, redis_url, Entry.pack, Entry.unpack)
+        self.invalidations = Invalidations(backend)
+        self.invalidations.on_all = self._forget_memory
+        self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        await self.invalidations.start()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.invalidations.close()
+        await self.store.close()
+
+    def _forget_memory(self) -> None:
+        self._spawn(self.store.clear_memory())
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def get(self, key: str) -> Entry | None:
+        entry = await self.store.get(key)
+        if entry is None or not self.invalidations.valid(entry.tags, entry.stored_at):
+            return None
+        return entry  # type: ignore[no-any-return]
+
+    async def put(self, key: str, entry: Entry) -> bool:
+        ttl = entry.store_until - time.time()
+        if ttl <= 0 or len(entry.body) > self.settings.max_entry:
+            return False
+        await self.store.set(key, entry, ttl)
+        return True
+
+    async def purge(self, tags: list[str]) -> dict[str, Any]:
+        return await self.invalidations.purge(tags)
+
+    async def serve(self, key: str, rc: RouteCache, fetch: Fetch, storable: Callable[[Entry],
+                    bool], respond: Callable[[Entry, str, bool], Answer]) -> Answer:
+        """The answer for `key`: fresh, stale-while-revalidate, coalesced, fetched, or
+        stale-if-error. `respond(entry, cache_status, policy_headers)` renders it."""
+        entry = await self.get(key)
+        now = time.time()
+        if entry is not None:
+            if now < entry.fresh_until:
+                return respond(entry, f"hit; ttl={int(entry.fresh_until - now)}", True)
+            if now < entry.fresh_until + rc.swr:
+                self._refresh(key, entry, fetch, storable)
+                return respond(entry, f"hit; ttl={int(entry.fresh_until - now)}; "
+                               "detail=stale-while-revalidate", True)
+        pending = self._inflight.get(key)
+        try:
+            if pending is not None:
+                shared = await asyncio.shield(pending)
+                if shared is not None:
+                    return respond(shared, "fwd=uri-miss; collapsed", True)
+                result = await fetch(entry, False)  # not shareable: this caller's own
+                if isinstance(result, Entry):
+                    return respond(result, "fwd=uri-miss", False)
+                return result
+            return await self._lead(key, entry, fetch, storable, respond)
+        except Problem as p:
+            if (entry is not None and p.status >= 500
+                    and time.time() < entry.fresh_until + rc.sie):
+                return respond(entry, f"hit; ttl={int(entry.fresh_until - time.time())}; "
+                               f"detail=stale-if-error; fwd-status={p.status}", True)
+            raise
+
+    async def _lead(self, key: str, entry: Entry | None, fetch: Fetch,
+                    storable: Callable[[Entry], bool],
+                    respond: Callable[[Entry, str, bool], Answer]) -> Answer:
+        future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._inflight[key] = future
+        try:
+            result = await fetch(entry, respond is _discard)
+            if not isinstance(result, Entry):
+                future.set_result(None)
+                return result
+            if not storable(result):
+                future.set_result(None)
+                return respond(result, "fwd=uri-miss", False)
+            stored = await self.put(key, result)
+            future.set_result(result)
+            if entry is None:
+                how = "fwd=uri-miss"
+            elif result.body is entry.body:  # the upstream said 304: same bytes, fresh again
+                how = "fwd=stale; fwd-status=304"
+            else:
+                how = "fwd=stale"
+            return respond(result, how + ("; stored" if stored else ""), True)
+        except BaseException as e:
+            if not future.done():
+                if isinstance(e, Exception):
+                    future.set_exception(e)
+                else:
+                    future.set_result(None)
+            raise
+        finally:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+
+    def _refresh(self, key: str, entry: Entry, fetch: Fetch,
+                 storable: Callable[[Entry], bool]) -> None:
+        """One background refresh per key at a time."""
+        if key in self._inflight:
+            return
+
+        async def run() -> None:
+            try:
+                await self._lead(key, entry, fetch, storable, _discard)
+            except Exception as e:  # the stale answer went out; the next request retries
+                log.info("background refresh failed: %s", e)
+
+        self._spawn(run())
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # nobody waiting is fine: don't warn about it
+
+
+def _discard(entry: Entry, status: str, policy: bool) -> Answer:
+    return web.Response(status=204), 0
+
+
+def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str | None,
+            rc: RouteCache, private: bool, cache_status: str, policy_headers: bool,
+            extra: Mapping[str, str], compression: Compression,
+            quality: Mapping[str, int]) -> Answer:
+    """An answer from a cache entry: 304 if the client has it, 226 with a patch if it has
+    an older version we still know, else 200 in the client's content coding."""
+    headers: CIMultiDict[str] = CIMultiDict(entry.headers)
+    if policy_headers:
+        headers["Cache-Control"] = rc.cache_control(private)
+        headers.popall("Set-Cookie", None)
+        if not private:
+            if rc.surrogate:
+                headers["Surrogate-Control"] = rc.surrogate
+            named = [t for t in entry.tags[:-2]]  # without the implicit route and * tags
+            if named:
+                for tag_header in rc.tag_headers:
+                    headers[tag_header] = (" " if tag_header == "Surrogate-Key"
+                                           else ",").join(named)
+        a = age(entry)
+        if a:
+            headers["Age"] = str(a)
+    elif "Cache-Control" not in headers:
+        headers["Cache-Control"] = "private, no-cache"
+    headers["Cache-Status"] = f"edge; {cache_status}"
+    headers.update(extra)
+    body = entry.body
+    used = coding if coding is not None and len(body) >= compression.min_size else None
+    headers["ETag"] = quoted(entry.etag, used)
+    if entry.status == 200 and not_modified(request_headers, entry.etag,
+                                            entry.header("Last-Modified")):
+        for name in NOT_ON_304:
+            headers.popall(name, None)
+        return web.Response(status=304, headers=headers), 0
+    kind = wanted_delta(request_headers) if rc.delta else None
+    held = if_none_match(request_headers.get("If-None-Match")) if kind else None
+    if kind and held:
+        for base in held:
+            patch = entry.delta(base, kind)
+            if patch is None:
+                continue
+            headers["Content-Type"] = IM_TYPES[kind]
+            headers["IM"] = kind
+            headers["Delta-Base"] = quoted(base)
+            headers["ETag"] = quoted(entry.etag)  # what the client holds once it applies it
+            headers["Cache-Control"] = "no-store"  # only for this client's version
+            headers.popall("Surrogate-Control", None)
+            if used is not None and len(patch) >= compression.min_size:
+                patch = compress(patch, used, quality=quality[used])
+                headers["Content-Encoding"] = used
+            return web.Response(status=226, headers=headers, body=patch), len(patch)
+    if used is not None:
+        encoded = entry.variants.get(used)
+        if encoded is None:
+            encoded = entry.variants[used] = compress(body, used, quality=quality[used])
+        body = encoded
+        headers["Content-Encoding"] = used
+    return web.Response(status=entry.status, headers=headers, body=body), len(body)
