@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 
 from .accesslog import AccessLog
 from .backends import open_backend
+from .backends.cache import ALL as ALL_TAG
 from .batch import SubRequest
 from .caching import Answer, EdgeCache, respond_from
 from .config import UNSAFE_METHODS, Config
@@ -175,6 +176,9 @@ class Edge:
         if admin is not None and request.method in ("GET", "HEAD"):
             ctx.route_name = "admin"
             return await self._admin(admin, request, rt)
+        if path == rt.purge_path and request.method == "POST":
+            ctx.route_name = "purge"
+            return await self._purge(request, rt, bytes_in)
         if path.startswith(KEYMAPS_PREFIX) and request.method in ("GET", "HEAD"):
             ctx.route_name = "keymaps"
             return self._keymap(path[len(KEYMAPS_PREFIX):], rt)
@@ -499,6 +503,44 @@ class Edge:
             return await self._send(request, resp, ctx, route, fmt, coding, extra)
         finally:
             resp.release()
+
+    async def _purge(self, request: Incoming, rt: Runtime,
+                     bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
+        """POST {"tags": [...]} | {"route": "GET /x"} | {"all": true}: empty the edge cache
+        of those entries, on every instance. Needs a token with the purge role."""
+        if rt.verifier is None:
+            raise Problem("forbidden", "purging needs auth.jwt in edge.yaml")
+        token = rt.purge_auth.token(request.headers, request.cookies)
+        if token is None:
+            raise Problem("unauthorized", "purging needs a bearer token",
+                          headers={"WWW-Authenticate": "Bearer"})
+        claims = rt.verifier.verify(token)
+        roles = claims.get("roles")
+        if not (roles == rt.purge_role or isinstance(roles, list) and rt.purge_role in roles):
+            raise Problem("forbidden", f"purging needs the '{rt.purge_role}' role")
+        raw = await read_request_body(request, 64 * 1024, bytes_in)
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            doc = None
+        tags: list[str] = []
+        if isinstance(doc, dict) and doc.get("all") is True:
+            tags = [ALL_TAG]
+        elif isinstance(doc, dict) and isinstance(doc.get("route"), str):
+            name = " ".join(doc["route"].split())
+            if not any(r.name == name for r in rt.routes):
+                raise Problem("not-found", f"no route named {name[:200]!r}")
+            tags = [f"route:{name}"]
+        elif isinstance(doc, dict) and isinstance(doc.get("tags"), list) and doc["tags"] and \
+                all(isinstance(t, str) and 0 < len(t) <= 256 for t in doc["tags"][:1000]):
+            tags = doc["tags"][:1000]
+        else:
+            raise Problem("bad-request", 'expected {"tags": ["member:1001", ...]}, '
+                          '{"route": "GET /api/v1/x/{id}"} or {"all": true}')
+        event = await self.state.cache.purge(tags)
+        body = orjson.dumps({"purged": tags, "at": event["at"]})
+        return web.Response(body=body, content_type="application/json",
+                            headers={"Cache-Control": "no-store"}), len(body)
 
     def _keymap(self, name: str, rt: Runtime) -> tuple[web.StreamResponse, int]:
         table = rt.keymaps.get(name)

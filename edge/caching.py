@@ -69,10 +69,17 @@ class EdgeCache:
         task.add_done_callback(self._tasks.discard)
 
     async def get(self, key: str) -> Entry | None:
-        entry = await self.store.get(key)
+        entry = (await self.lookup(key))[0]
+        return entry
+
+    async def lookup(self, key: str) -> tuple[Entry | None, Entry | None]:
+        """(an entry that may be served, the stored one even if purged). A purged entry
+        is never served, but its validators and body still help: the upstream may say
+        it is unchanged, and an app holding it can get a delta to the new version."""
+        entry: Entry | None = await self.store.get(key)
         if entry is None or not self.invalidations.valid(entry.tags, entry.stored_at):
-            return None
-        return entry  # type: ignore[no-any-return]
+            return None, entry
+        return entry, entry
 
     async def put(self, key: str, entry: Entry) -> bool:
         ttl = entry.store_until - time.time()
@@ -88,7 +95,7 @@ class EdgeCache:
                     bool], respond: Callable[[Entry, str, bool], Answer]) -> Answer:
         """The answer for `key`: fresh, stale-while-revalidate, coalesced, fetched, or
         stale-if-error. `respond(entry, cache_status, policy_headers)` renders it."""
-        entry = await self.get(key)
+        entry, previous = await self.lookup(key)
         now = time.time()
         if entry is not None:
             if now < entry.fresh_until:
@@ -103,17 +110,20 @@ class EdgeCache:
                 shared = await asyncio.shield(pending)
                 if shared is not None:
                     return respond(shared, "fwd=uri-miss; collapsed", True)
-                result = await fetch(entry, False)  # not shareable: this caller's own
+                result = await fetch(previous, False)  # not shareable: this caller's own
                 if isinstance(result, Entry):
                     return respond(result, "fwd=uri-miss", False)
-                return result
-            return await self._lead(key, entry, fetch, storable, respond)
+                answer = result
+            else:
+                answer = await self._lead(key, previous, fetch, storable, respond)
         except Problem as p:
-            if (entry is not None and p.status >= 500
-                    and time.time() < entry.fresh_until + rc.sie):
-                return respond(entry, f"hit; ttl={int(entry.fresh_until - time.time())}; "
-                               f"detail=stale-if-error; fwd-status={p.status}", True)
+            if entry is not None and time.time() < entry.fresh_until + rc.sie:
+                return _stale_if_error(entry, p.status, respond)
             raise
+        if (answer[0].status >= 500 and entry is not None
+                and time.time() < entry.fresh_until + rc.sie):
+            return _stale_if_error(entry, answer[0].status, respond)
+        return answer
 
     async def _lead(self, key: str, entry: Entry | None, fetch: Fetch,
                     storable: Callable[[Entry], bool],
@@ -162,6 +172,12 @@ class EdgeCache:
                 log.info("background refresh failed: %s", e)
 
         self._spawn(run())
+
+
+def _stale_if_error(entry: Entry, status: int,
+                    respond: Callable[[Entry, str, bool], Answer]) -> Answer:
+    return respond(entry, f"hit; ttl={int(entry.fresh_until - time.time())}; "
+                   f"detail=stale-if-error; fwd-status={status}", True)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

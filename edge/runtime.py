@@ -12,7 +12,7 @@ import aiohttp
 from .aggregate import AggregatePlan
 from .backends import Backend
 from .batch import BatchRunner, OfflineQueue
-from .config import Compression, Config, RouteSpec, Shape
+from .config import Compression, Config, RouteAuth, RouteSpec, Shape
 from .context import ClientAddress, DeviceClassifier
 from .metrics import Metrics
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
@@ -72,10 +72,14 @@ class Runtime:
         self.admin = {edge.admin.metrics_path: "metrics", edge.admin.health_path: "health",
                       edge.admin.ready_path: "ready"}
         self.metrics_allow = ClientAddress(edge.admin.metrics_allow)
+        self.purge_path = edge.admin.purge_path
+        self.purge_role = edge.admin.purge_role
         self.verifier: Verifier | None = build_verifier(edge.auth, config.root, config.env)
         identity = edge.auth.identity_headers
         strip = REQUEST_DROP | {h.lower() for h in identity}
         cookie = edge.auth.jwt.cookie if edge.auth.jwt else None
+        self.purge_auth = RouteAuthPolicy(RouteAuth(jwt="required"), self.verifier, cookie,
+                                          identity)
         self.table: RouteTable[CompiledRoute] = RouteTable()
         self.routes: list[CompiledRoute] = []
         for spec in config.routes:

@@ -24,10 +24,14 @@ class ClaimStore:
 
     created: list[Json] = field(default_factory=list)
     by_id: dict[str, Json] = field(default_factory=dict)
+    changed: dict[str, Json] = field(default_factory=dict)  # dataset claims changed since
 
     def add(self, claim: Json) -> None:
         self.created.append(claim)
         self.by_id[claim["id"]] = claim
+
+    def current(self, claim: Json) -> Json:
+        return self.changed.get(claim["id"], claim)
 
 
 CLAIM_STORE = web.AppKey("claim_store", ClaimStore)
@@ -50,6 +54,8 @@ async def list_claims(request: web.Request) -> web.Response:
     created = [c for c in store.created if member_id is None or c["member_id"] == member_id]
     if created:
         pool = _newest_first(created + pool)
+    if store.changed:
+        pool = [store.current(claim) for claim in pool]
     if status is not None:
         pool = [claim for claim in pool if claim["status"] == status]
     return json_response(paginate(request, pool))
@@ -57,10 +63,37 @@ async def list_claims(request: web.Request) -> web.Response:
 
 async def get_claim(request: web.Request) -> web.Response:
     claim_id = request.match_info["claim_id"]
-    claim = request.app[CLAIM_STORE].by_id.get(claim_id) or get_dataset().claims.get(claim_id)
+    store = request.app[CLAIM_STORE]
+    claim = store.by_id.get(claim_id) or get_dataset().claims.get(claim_id)
     if claim is None:
         fail(404, "claim not found")
-    return json_response(claim)
+    return json_response(store.current(claim))
+
+
+async def set_status(request: web.Request) -> web.Response:
+    """POST /claims/{id}/status {"status", "note"?}: a claim moves on (for cache demos)."""
+    store = request.app[CLAIM_STORE]
+    claim_id = request.match_info["claim_id"]
+    claim = store.by_id.get(claim_id) or get_dataset().claims.get(claim_id)
+    member_id = request.query.get("member_id")
+    if claim is None or (member_id is not None and claim["member_id"] != member_id):
+        fail(404, "claim not found")
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict) or body.get("status") not in vocab.CLAIM_STATUSES:
+        fail(422, f"status must be one of {', '.join(vocab.CLAIM_STATUSES)}")
+    now = utc_now()
+    changed = {**store.current(claim), "status": body["status"], "updated_at": now}
+    note = body.get("note")
+    note = note[:200] if isinstance(note, str) else "Status changed"
+    changed["history"] = [*changed["history"], {"status": body["status"], "at": now,
+                                                "note": note}]
+    if claim_id in store.by_id:
+        store.by_id[claim_id] = changed
+    store.changed[claim_id] = changed
+    return json_response(changed)
 
 
 def _positive_int(value: Any) -> bool:
@@ -172,13 +205,15 @@ async def stats(request: web.Request) -> web.Response:
 
 
 def claims_app() -> web.Application:
-    """GET /claims?member_id=&status=&page=&size=, GET /claims/{id}, POST /claims, GET /_stats."""
+    """GET /claims?member_id=&status=&page=&size=, GET /claims/{id}, POST /claims,
+    POST /claims/{id}/status, GET /_stats."""
     app = make_app(
         "claims",
         [
             web.get("/claims", list_claims),
             web.post("/claims", create_claim),
             web.get("/claims/{claim_id}", get_claim),
+            web.post("/claims/{claim_id}/status", set_status),
             web.get("/_stats", stats),
         ],
     )

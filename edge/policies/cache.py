@@ -159,15 +159,21 @@ class Entry:
         src, dst = orjson.loads(old), orjson.loads(self.body)
         if kind == "json-patch":
             patch: Any = jsonpatch.make_patch(src, dst).patch
-            ok = jsonpatch.apply_patch(src, patch) == dst
+            result = jsonpatch.apply_patch(src, patch)
         else:
+            # RFC 7396 can't say "set to null", so not every change can be said this way
             patch = json_merge_patch.create_patch(src, dst)
-            # RFC 7396 can't say "set to null": check it round-trips, else send it whole
-            ok = json_merge_patch.merge(copy.deepcopy(src), patch) == dst
-        if not ok:
+            result = json_merge_patch.merge(copy.deepcopy(src), patch)
+        # Only a patch that rebuilds the document exactly goes out: same values and types
+        # (1 is not 1.0, false is not 0), member order aside (JSON objects have none).
+        if _canonical(result) != _canonical(dst):
             return None
         out = orjson.dumps(patch)
         return out if len(out) < len(self.body) else None
+
+
+def _canonical(doc: Any) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
 def _seconds(value: float) -> int:
