@@ -129,6 +129,8 @@ class Edge:
                 rt.drained.set_result(None)
             self.metrics.request_done(ctx.route_name, request.method, status,
                                       ctx.device.device, elapsed, bytes_in[0], sent)
+            if ctx.cache_result is not None:
+                self.metrics.cache_result(ctx.route_name, ctx.cache_result)
             if ctx.shape_skipped is not None:
                 self.metrics.shaping_skipped.labels(ctx.route_name, ctx.shape_skipped).inc()
             upstream_bytes = ctx.timings.get("upstream_bytes")
@@ -463,6 +465,7 @@ class Edge:
                 resp.release()
 
         if key is None:  # a caller the cache can't tell apart from others: no cache
+            ctx.cache_result = "bypass"
             result = await fetch(None, False)
             if isinstance(result, Entry):
                 return self._respond(request, rt, rc, plan, result, coding, private,
@@ -470,9 +473,11 @@ class Edge:
             return result
 
         def respond(entry: Entry, status: str, policy: bool) -> Answer:
+            ctx.cache_result = _cache_result(status)
             return self._respond(request, rt, rc, plan, entry, coding, private, status,
                                  policy, extra)
 
+        ctx.cache_result = "miss"
         return await cache.serve(key, rc, fetch, lambda e: e.storable, respond)
 
     @staticmethod
@@ -576,6 +581,17 @@ class Edge:
                                                     "Cache-Control": "no-store"}), len(body)
         return web.Response(body=body, content_type="application/json",
                             headers={"Cache-Control": "no-store"}), len(body)
+
+
+def _cache_result(cache_status: str) -> str:
+    """The metrics label for a Cache-Status value."""
+    if cache_status.startswith("hit"):
+        return "stale" if "detail=stale" in cache_status else "hit"
+    if "collapsed" in cache_status:
+        return "collapsed"
+    if "fwd-status=304" in cache_status:
+        return "revalidated"
+    return "miss"
 
 
 async def _expect(request: Incoming) -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from .config import Config, ConfigError, json_schemas, load_config
+from .config import Config, ConfigError, Route, json_schemas, load_config
 
 DEFAULT_CONFIG = "config"
 DEMO_SECRET = "edge-demo-secret-not-for-production"
@@ -139,7 +139,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_routes(args: argparse.Namespace) -> int:
     config = _load_or_exit(args.config)
-    rows = [("ROUTE", "SOURCE", "AUTH", "QUERY", "FILE")]
+    rows = [("ROUTE", "SOURCE", "AUTH", "QUERY", "CACHE", "FILE")]
     for r in sorted(config.routes, key=lambda r: (r.template.text, r.method)):
         m = r.model
         auth = m.auth.jwt + (f" allow:{len(m.auth.allow)}" if m.auth.allow else "")
@@ -152,14 +152,36 @@ def cmd_routes(args: argparse.Namespace) -> int:
         if m.source is not None:
             timeout = f" ({m.source.timeout:g}s)" if m.source.timeout else ""
             source = f"{m.source.service}:{m.source.path}{timeout}"
+        elif m.sources is not None:
+            source = " + ".join(f"{n}={s.service}" for n, s in m.sources.items())
         else:
-            source = " + ".join(f"{n}={s.service}" for n, s in (m.sources or {}).items())
-        rows.append((r.name, source, auth, query,
+            source = "(batch)" if m.batch is not None else "(offline queue)"
+        rows.append((r.name, source, auth, query, _cache_cell(m),
                      f"{os.path.relpath(r.file)}:{r.line}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+def _cache_cell(m: Route) -> str:
+    """What `edge routes` says about a route's caching (and anything overriding safety)."""
+    parts = []
+    c = m.cache
+    if c is not None:
+        scope = c.scope or ("public" if m.auth.jwt == "off" else "private")
+        parts.append(f"{scope} {c.ttl:g}s")
+        if c.stale_while_revalidate:
+            parts.append(f"swr {c.stale_while_revalidate:g}s")
+        if c.stale_if_error:
+            parts.append(f"sie {c.stale_if_error:g}s")
+        if c.override_upstream:
+            parts.append("OVERRIDES upstream no-store/private/Set-Cookie")
+    if m.invalidates:
+        parts.append("purges " + ",".join(m.invalidates))
+    if m.idempotency is not None:
+        parts.append(f"idempotent {m.idempotency.ttl:g}s")
+    return " ".join(parts) or "-"
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -242,6 +264,8 @@ Try:
   curl -s {url}/_edge/keymaps/claims-v1
   curl -s -H "Authorization: Bearer $TOKEN" -H "X-Device-Type: phone" \\
        "{url}/api/v1/members/1001/dashboard?envelope=true"     # 5 upstream calls, 1 answer
+  curl -s -D - -o /dev/null "{url}/api/v1/providers?city=Jakarta&size=2" | grep -i cache-status
+                                               # twice: miss, then hit (then try If-None-Match)
   curl -s -H "Authorization: Bearer $TOKEN" {url}/batch \
        -d '[{{"id":"me","path":"/api/v1/members/1001"}},{{"id":"x","path":"/api/v1/members/1002"}}]'
   curl -s -H "Authorization: Bearer $TOKEN" {url}/offline/queue -d '{{"operations":[{{"local_id":

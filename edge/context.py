@@ -195,3 +195,4 @@ class RequestContext:
     buffer_limit: int | None = None
     replayed: bool = False  # answered from a stored idempotent response
     conditional: Any = None  # the request headers, for a GET/HEAD's If-None-Match & co.
+    cache_result: str | None = None  # how a cached route's answer came about

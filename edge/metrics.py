@@ -47,6 +47,7 @@ class _RequestSeries(Collector):
         self.latency: dict[tuple[str, str], _Histogram] = {}
         self.upstream: dict[str, _Histogram] = {}
         self.shaped: dict[tuple[str, str], list[int]] = {}  # (route, device) → [up, sent]
+        self.cache: dict[tuple[str, str], int] = {}  # (route, result) → answers
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("edge_requests", "Requests answered by the edge",
@@ -84,7 +85,13 @@ class _RequestSeries(Collector):
         for (route, device), (up, sent) in list(self.shaped.items()):
             shaped_up.add_metric([route, device], up)
             shaped_sent.add_metric([route, device], sent)
-        yield from (requests, latency, bytes_in, bytes_out, upstream, shaped_up, shaped_sent)
+        cache = CounterMetricFamily(
+            "edge_cache_results", "Answers of cached routes by how the cache served them "
+            "(hit, stale, revalidated, collapsed, miss, bypass)", labels=["route", "result"])
+        for (route, result), n in list(self.cache.items()):
+            cache.add_metric([route, result], n)
+        yield from (requests, latency, bytes_in, bytes_out, upstream, shaped_up, shaped_sent,
+                    cache)
 
 
 class Metrics(UpstreamMetrics):
@@ -134,6 +141,10 @@ class Metrics(UpstreamMetrics):
             counts = self._series.shaped[(route, device)] = [0, 0]
         counts[0] += upstream_bytes
         counts[1] += sent
+
+    def cache_result(self, route: str, result: str) -> None:
+        key = (route, result)
+        self._series.cache[key] = self._series.cache.get(key, 0) + 1
 
     # UpstreamMetrics
     def observe(self, service: str, seconds: float) -> None:

@@ -178,6 +178,8 @@ async def test_a_fresh_hit_never_reaches_the_upstream(edge: Any, up: tuple[Upstr
         assert hit.headers["Cache-Status"].startswith("edge; hit; ttl=")
         assert hit.headers["ETag"] == first.headers["ETag"]
     assert up[0].hits["/doc/7"] == 1
+    metrics = await (await edge.get("/metrics")).text()
+    assert 'edge_cache_results_total{result="hit",route="GET /public/{id}"} 5.0' in metrics
     held = await edge.get("/public/7", headers={"If-None-Match": first.headers["ETag"]})
     assert held.status == 304 and held.headers["Cache-Status"].startswith("edge; hit")
     assert up[0].hits["/doc/7"] == 1
@@ -429,3 +431,73 @@ async def test_delta_from_the_version_the_app_holds(edge: Any, up: tuple[Upstrea
     same = await edge.get("/public/11", headers={
         "If-None-Match": (await edge.get("/public/11")).headers["ETag"], "A-IM": "json-patch"})
     assert same.status == 304
+
+
+@pytest.mark.parametrize("route, expected", [
+    ("route: POST /x\nsource: {service: up, path: /x}\nshape: {}\ncache: {ttl: 1s}",
+     "only GET routes are cached"),
+    ("route: GET /x\nsource: {service: up, path: /x}\ncache: {ttl: 1s}",
+     "`cache` needs `shape`"),
+    ("route: GET /x\nsource: {service: up, path: /x}\nauth: {jwt: required}\nshape: {}\n"
+     "cache: {ttl: 1s, scope: public}", "a CDN would serve a public answer"),
+    ("route: GET /x/{id}\nsource: {service: up, path: /x}\nshape: {}\n"
+     "cache: {ttl: 1s, tags: ['m:{nope}']}", "'{nope}' is not a parameter of the route"),
+    ("route: GET /x\nsource: {service: up, path: /x}\nshape: {}\ncache: {ttl: 0s}",
+     "cache.ttl must be more than 0"),
+    ("route: GET /x\nsource: {service: up, path: /x}\ninvalidates: [x]",
+     "`invalidates` is for POST, PUT, PATCH and DELETE routes"),
+    ("route: GET /x\nsource: {service: up, path: /x}\nshape: {}\ncache: {ttl: 1s, "
+     "tags: ['a b']}", "'a b' is not a tag"),
+])
+def test_cache_config_errors(tmp_path: Any, route: str, expected: str) -> None:
+    from edge.config import ConfigError, load_config
+
+    from .conftest import write_config
+
+    root = write_config(tmp_path / "c", services_yaml({"up": "http://127.0.0.1:1"}, AUTH),
+                        {"r.yaml": route})
+    with pytest.raises(ConfigError) as e:
+        load_config(root, {"EDGE_JWT_SECRET": "x" * 32})
+    assert any(expected in p and "r.yaml:" in p for p in e.value.problems), e.value.problems
+
+
+def test_edge_routes_shows_caching_and_overrides(tmp_path: Any, capsys: Any,
+                                                 monkeypatch: Any) -> None:
+    from edge.cli import main
+
+    from .conftest import write_config
+
+    root = write_config(tmp_path / "c", services_yaml({"up": "http://127.0.0.1:1"}, EXTRA),
+                        ROUTES)
+    monkeypatch.setenv("EDGE_JWT_SECRET", "x" * 32)
+    assert main(["routes", "--config", str(root)]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("GET /override/{id}"))
+    assert "public 60s OVERRIDES upstream no-store/private/Set-Cookie" in line
+    assert "purges doc:{id}" in next(ln for ln in out.splitlines()
+                                     if ln.startswith("POST /doc/{id}"))
+
+
+async def test_preconditions_on_writes_reach_the_upstream_untouched(make_edge: Any,
+                                                                    upstream: Any) -> None:
+    from .conftest import headers_echo_app
+
+    url = await upstream(headers_echo_app())
+    edge = await make_edge(services_yaml({"up": url}), {"r.yaml": """
+routes:
+  - route: PUT /x
+    source: {service: up, path: /x}
+    shape: {}
+  - route: GET /x
+    source: {service: up, path: /x}
+    shape: {}
+"""})
+    since = formatdate(1_700_000_000, usegmt=True)
+    resp = await edge.put("/x", data=b"{}", headers={"If-Match": '"v3"',
+                                                     "If-Unmodified-Since": since})
+    got = (await resp.json())["headers"]
+    assert got["If-Match"] == '"v3"' and got["If-Unmodified-Since"] == since
+    # on a shaped GET the edge answers conditionals itself: the upstream never sees them
+    resp = await edge.get("/x", headers={"If-None-Match": '"zz"', "If-Modified-Since": since})
+    got = (await resp.json())["headers"]
+    assert "If-None-Match" not in got and "If-Modified-Since" not in got

@@ -528,8 +528,8 @@ def test_routes_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         ["POST", "/a", "s:/a", "off"],
         ["GET", "/m/{id}", "s:/members/{id}", "required"],
     ]
-    assert lines[1][4:] == ["+token", "all", lines[1][-1]]
-    assert lines[2][4:] == ["allow:1", "page", lines[2][-1]]
+    assert lines[1][4:] == ["+token", "all", "-", lines[1][-1]]
+    assert lines[2][4:] == ["allow:1", "page", "-", lines[2][-1]]
     assert lines[1][-1].endswith("routes/b.yaml:1") and lines[2][-1].endswith("routes/a.yaml:1")
 
 

@@ -111,6 +111,26 @@ async def test_demo_serves_the_example_routes(demo: Any) -> None:
             seen.append((await r.json())["results"][0])
     assert {res["server_id"] for res in seen} == {seen[0]["server_id"]}
     assert [res.get("replayed", False) for res in seen] == [False, True, True]
+    # cached: hits, 304s, and a delta after a claim changes
+    async with s.get(f"{base}/api/v1/providers?city=Jakarta&size=2") as r:
+        assert r.headers["Cache-Status"].startswith("edge; hit")
+        assert "s-maxage=3600" in r.headers["Cache-Control"]
+        etag = r.headers["ETag"]
+    async with s.get(f"{base}/api/v1/providers?city=Jakarta&size=2",
+                     headers={"If-None-Match": etag}) as r:
+        assert r.status == 304
+    plain = {**member, "Accept-Encoding": "identity"}
+    async with s.get(f"{base}/api/v1/members/1001/dashboard", headers=plain) as r:
+        dash_etag = r.headers["ETag"]
+        claim_id = (await r.json())["claims"][0]["id"]
+    admin = {"Authorization": "Bearer " + make_token(DEMO_SECRET, "ops", ["admin"], 600)}
+    async with s.post(f"{base}/api/v1/members/1001/claims/{claim_id}/status",
+                      json={"status": "paid"}, headers=admin) as r:
+        assert r.status == 200
+    async with s.get(f"{base}/api/v1/members/1001/dashboard",
+                     headers={**plain, "If-None-Match": dash_etag, "A-IM": "json-patch"}) as r:
+        assert r.status == 226
+        assert r.headers["Content-Type"] == "application/json-patch+json"
     for _ in range(4):  # fails every other call upstream; the retry hides it
         async with s.get(f"{base}/demo/flaky") as r:
             assert r.status == 200

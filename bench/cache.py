@@ -1,0 +1,427 @@
+"""The edge cache: hits, 304s and deltas, against the uncached route and nginx's proxy_cache.
+
+    .venv/bin/python bench/cache.py [--rounds 3] [--duration 5] [--connections 64]
+                                    [--quick] [--json]
+
+Load (wrk -t1, `--connections` 64, rotating rounds as in bench/proxy.py, whose helpers this
+reuses). Starts, each in its own process on 127.0.0.1: the demo upstream services (the claims
+service's /claims?member_id=1001&size=10 is 9.7 KB of JSON), `edge serve` on a temp config
+(access log off, no reload watcher) with two routes onto that resource,
+
+    GET /cached    shape: {}, cache: {scope: public, ttl: 10m}
+    GET /uncached  shape: {} (the same route without cache:)
+
+and nginx (`worker_processes 1`, proxy_cache in a temp dir, proxy_cache_valid 200 10m) in
+front of the same resource, warmed so that every request is a hit. Targets:
+
+    edge hit (br)          /cached, Accept-Encoding: br (the stored br variant, ~1.8 KB)
+    edge 304 (br)          /cached, Accept-Encoding: br, If-None-Match: its current ETag
+    edge uncached (br)     /uncached, Accept-Encoding: br (upstream call, re-serialize, br)
+    edge hit (identity)    /cached, Accept-Encoding: identity: the 9.7 KB body
+    nginx hit (identity)   the same 9.7 KB body from nginx's cache
+
+Without an nginx binary the last target is skipped with a note (the exit code stays 0).
+
+Deltas: runs `edge demo` on a copy of config/ (bench/payload.py's start_demo), fetches the
+member dashboard (member 1001's token) with identity and with br, moves one of its claims
+to another status through the admin status route (which purges the member's tags), then asks
+again as an app holding the old version (`If-None-Match: <old ETag>`, `A-IM: json-patch`,
+expecting 226) and plainly, and checks that the patch turns the old body into the new one.
+
+Goals (issue): hit req/s >= 5x uncached; 304 req/s >= hit req/s; edge hit >= 0.5x one nginx
+worker (same 9.7 KB identity body); a dashboard delta <= 10% of the full body's bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import ExitStack
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import brotli
+import jsonpatch
+from _common import EDGE_BIN, preflight, round_args, settle_rounds
+from payload import MEMBER, start_demo
+from proxy import (
+    Series,
+    Target,
+    fmt_row,
+    free_port,
+    per_round,
+    progress,
+    rotated,
+    run_wrk,
+    server,
+    table,
+)
+from shaped import RESOURCE, header_script, port_base
+
+from edge.cli import DEMO_SECRET, make_token
+
+TARGET_HIT_VS_UNCACHED = 5.0
+TARGET_304_VS_HIT = 1.0
+TARGET_VS_NGINX = 0.5
+TARGET_DELTA = 0.10
+DASHBOARD = f"/api/v1/members/{MEMBER}/dashboard"
+
+BR = {"Accept-Encoding": "br"}
+IDENTITY = {"Accept-Encoding": "identity"}
+
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *_proxy env
+
+
+def call(url: str, headers: dict[str, str], data: bytes | None = None
+         ) -> tuple[int, Message, bytes]:
+    """Status, headers and the body as sent (urllib doesn't decode it); 3xx/4xx/5xx too."""
+    req = urllib.request.Request(url, data=data, headers=headers,
+                                 method="POST" if data is not None else "GET")
+    try:
+        with _HTTP.open(req, timeout=10) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:  # 304 and errors: still a response
+        with e:
+            return e.code, e.headers, e.read()
+
+
+def expect(what: str, got: object, want: object) -> None:
+    if got != want:
+        raise RuntimeError(f"{what}: got {got!r}, expected {want!r}")
+
+
+def edge_config(root: Path, upstream: str) -> Path:
+    (root / "routes").mkdir(parents=True)
+    (root / "edge.yaml").write_text(
+        f"services:\n  claims:\n    url: {upstream}\n"
+        "observability: {access_log: false}\n"
+        "reload: {watch: false}\n"
+        "drain_timeout: 1s\n")
+    src = f'source: {{service: claims, path: "{RESOURCE}"}}'
+    (root / "routes" / "r.yaml").write_text(
+        "routes:\n"
+        f"  - route: GET /cached\n    {src}\n    auth: {{jwt: off}}\n    shape: {{}}\n"
+        "    cache: {scope: public, ttl: 10m}\n"
+        f"  - route: GET /uncached\n    {src}\n    auth: {{jwt: off}}\n    shape: {{}}\n")
+    return root
+
+
+def nginx_config(root: Path, port: int, upstream: str) -> Path:
+    """One worker caching every 200 of `upstream` for 10 minutes, all state under `root`.
+
+    keepalive_requests is raised from nginx's 1000 so that, like the edge, it never closes
+    wrk's keep-alive connections mid-run; sendfile/tcp_nopush as in Debian's nginx.conf."""
+    root.mkdir(parents=True)
+    conf = root / "nginx.conf"
+    temps = "".join(f"  {k}_temp_path {root / k};\n"
+                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf.write_text(
+        "worker_processes 1;\n"
+        f"error_log {root / 'error.log'} warn;\n"
+        f"pid {root / 'nginx.pid'};\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "  access_log off;\n"
+        "  sendfile on;\n"
+        "  tcp_nopush on;\n"
+        "  keepalive_requests 1000000;\n"
+        f"{temps}"
+        f"  proxy_cache_path {root / 'cache'} levels=1:2 keys_zone=bench:1m max_size=64m\n"
+        "                   inactive=1h use_temp_path=off;\n"
+        f"  upstream up {{ server {upstream.removeprefix('http://')}; keepalive 8; }}\n"
+        "  server {\n"
+        f"    listen 127.0.0.1:{port};\n"
+        "    location / {\n"
+        "      proxy_pass http://up;\n"
+        "      proxy_http_version 1.1;\n"
+        '      proxy_set_header Connection "";\n'
+        "      proxy_cache bench;\n"
+        "      proxy_cache_valid 200 10m;\n"
+        "      proxy_cache_lock on;\n"
+        "      proxy_ignore_headers Cache-Control Expires Set-Cookie Vary X-Accel-Expires;\n"
+        "      add_header X-Cache-Status $upstream_cache_status always;\n"
+        "    }\n"
+        "  }\n"
+        "}\n")
+    return conf
+
+
+def check_hit(label: str, url: str, headers: dict[str, str], header: str, prefix: str
+              ) -> tuple[Message, bytes]:
+    status, h, body = call(url, headers)
+    expect(f"{label}: status", status, 200)
+    if not (h.get(header) or "").startswith(prefix):
+        raise RuntimeError(f"{label}: {header}: {h.get(header)!r}, expected {prefix!r}...")
+    return h, body
+
+
+def check_targets(urls: dict[str, str], etag_br: str) -> None:
+    """Before and after the load: the hits are hits, the 304 is a 304, uncached isn't."""
+    check_hit("edge hit (br)", urls["cached"], BR, "Cache-Status", "edge; hit")
+    check_hit("edge hit (identity)", urls["cached"], IDENTITY, "Cache-Status", "edge; hit")
+    status, h, _ = call(urls["cached"], {**BR, "If-None-Match": etag_br})
+    expect("edge 304: status", status, 304)
+    expect("edge 304: Cache-Status", (h.get("Cache-Status") or "")[:9], "edge; hit")
+    status, h, _ = call(urls["uncached"], BR)
+    expect("edge uncached: status", status, 200)
+    expect("edge uncached: Cache-Status", h.get("Cache-Status"), None)
+    if "nginx" in urls:
+        check_hit("nginx", urls["nginx"], IDENTITY, "X-Cache-Status", "HIT")
+
+
+# ----------------------------------------------------------------------------- deltas
+
+
+def decoded(h: Message, body: bytes) -> bytes:
+    return brotli.decompress(body) if h.get("Content-Encoding") == "br" else body
+
+
+def measure_delta() -> dict[str, Any]:
+    """Bytes of the member dashboard before/after one claim changes: full vs 226 delta."""
+    member = {"Authorization": f"Bearer {make_token(DEMO_SECRET, MEMBER, ['member'], 3600)}"}
+    admin = {"Authorization": f"Bearer {make_token(DEMO_SECRET, 'ops-1', ['admin'], 3600)}",
+             "Content-Type": "application/json"}
+    out: dict[str, Any] = {}
+    with ExitStack() as stack:
+        edge, _ = start_demo(stack, "edge-cache-delta-")
+        url = edge + DASHBOARD
+        before: dict[str, tuple[str, bytes, int]] = {}  # encoding -> (etag, body, wire bytes)
+        for enc in ("identity", "br"):
+            status, h, raw = call(url, {**member, "Accept-Encoding": enc})
+            expect(f"dashboard ({enc}): status", status, 200)
+            before[enc] = (h["ETag"], decoded(h, raw), len(raw))
+        old = json.loads(before["identity"][1])
+        claims = old.get("claims") or []
+        if not claims:
+            raise RuntimeError(f"no claims in the dashboard: {before['identity'][1][:300]!r}")
+        claim = next((c for c in claims if c.get("status", c.get("st")) != "paid"), claims[0])
+        new_status = "paid" if claim.get("status", claim.get("st")) != "paid" else "processing"
+        status, _, body = call(f"{edge}/api/v1/members/{MEMBER}/claims/{claim['id']}/status",
+                               admin, json.dumps({"status": new_status}).encode())
+        if status != 200:
+            raise RuntimeError(f"status change of {claim['id']}: {status} {body[:300]!r}")
+        out["claim"] = f"{claim['id']} -> {new_status}"
+        for enc in ("identity", "br"):
+            etag, old_body, old_bytes = before[enc]
+            # as an app holding the old version asks first, then a plain full fetch
+            d_status, dh, d_raw = call(url, {**member, "Accept-Encoding": enc,
+                                             "If-None-Match": etag, "A-IM": "json-patch"})
+            f_status, fh, f_raw = call(url, {**member, "Accept-Encoding": enc})
+            expect(f"dashboard after the change ({enc}): status", f_status, 200)
+            new_body = decoded(fh, f_raw)
+            if new_body == old_body:
+                raise RuntimeError(f"the dashboard ({enc}) did not change after {out['claim']}")
+            applies = False
+            ops = 0
+            if d_status == 226:
+                patch = json.loads(decoded(dh, d_raw))
+                ops = len(patch)
+                applied = jsonpatch.apply_patch(json.loads(old_body), patch)
+                applies = applied == json.loads(new_body)
+                # the ETag the app holds after patching is the full answer's identity ETag
+                applies &= (dh.get("ETag") or "").strip('"') in (fh.get("ETag") or "")
+            out[enc] = {"before_bytes": old_bytes, "full_bytes": len(f_raw),
+                        "delta_status": d_status, "delta_bytes": len(d_raw),
+                        "delta_encoding": dh.get("Content-Encoding", "identity"),
+                        "delta_ratio": len(d_raw) / len(f_raw), "patch_ops": ops,
+                        "patch_applies": applies}
+    return out
+
+
+def delta_lines(d: dict[str, Any]) -> tuple[list[str], bool]:
+    head = ["Accept-Encoding", "before", "full after", "delta", "delta/full", "patch ops",
+            "patch applies"]
+    rows = [head]
+    for enc in ("identity", "br"):
+        r = d[enc]
+        rows.append([enc, f"{r['before_bytes']:,} B", f"{r['full_bytes']:,} B",
+                     f"{r['delta_bytes']:,} B ({r['delta_status']}, {r['delta_encoding']})",
+                     f"{r['delta_ratio'] * 100:.1f}%", str(r["patch_ops"]),
+                     "yes" if r["patch_applies"] else "NO"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["", f"dashboard delta: GET {DASHBOARD} (member token, default profile) before "
+             f"and after claim {d['claim']}; bytes = body as received, headers excluded",
+             fmt_row(head, widths), fmt_row(["-" * w for w in widths], widths),
+             *(fmt_row(row, widths) for row in rows[1:])]
+    ok_all = True
+    for enc in ("identity", "br"):
+        r = d[enc]
+        ok = r["delta_status"] == 226 and r["patch_applies"] and r["delta_ratio"] <= TARGET_DELTA
+        ok_all &= ok
+        lines.append(f"dashboard delta ({enc}): {r['delta_ratio'] * 100:.1f}% of the full "
+                     f"body (226: {'yes' if r['delta_status'] == 226 else 'NO'}, patch "
+                     f"applies: {'yes' if r['patch_applies'] else 'NO'}; target <= "
+                     f"{TARGET_DELTA * 100:.0f}%): {'PASS' if ok else 'FAIL'}")
+    return lines, ok_all
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    round_args(ap, connections_help="connections (default 64)")
+    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = ap.parse_args(argv)
+    settle_rounds(ap, args)
+    if (code := preflight("cache.py", wrk=True)) is not None:
+        return code
+    nginx_bin = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+    if nginx_bin is None:
+        print("note: no nginx binary (`apt-get install nginx-light`): skipping the nginx "
+              "comparison", file=sys.stderr)
+    os.environ.pop("EDGE_REDIS_URL", None)
+    base, port, nginx_port = port_base(), free_port(), free_port()
+    up = f"http://127.0.0.1:{base + 2}"
+    edge = f"http://127.0.0.1:{port}"
+    urls = {"upstream": f"{up}{RESOURCE}", "cached": f"{edge}/cached",
+            "uncached": f"{edge}/uncached"}
+    if nginx_bin:
+        urls["nginx"] = f"http://127.0.0.1:{nginx_port}{RESOURCE}"
+    targets = [
+        Target("hit", "edge hit (br)", urls["cached"]),
+        Target("not_modified", "edge 304 (br)", urls["cached"]),
+        Target("uncached", "edge uncached (br)", urls["uncached"]),
+        Target("hit_identity", "edge hit (identity)", urls["cached"]),
+    ]
+    if nginx_bin:
+        targets.append(Target("nginx", "nginx hit (identity), 1 worker", urls["nginx"]))
+    series = {t.key: Series() for t in targets}
+    sizes: dict[str, str] = {}
+    started = time.monotonic()
+    try:
+        with ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-cache-")))
+            raw = stack.enter_context(server(
+                [sys.executable, "-m", "edge.demo.upstreams", "--port-base", str(base)],
+                urls["upstream"], tmp / "upstreams.err"))
+            cfg = edge_config(tmp / "config", up)
+            stack.enter_context(server(
+                [str(EDGE_BIN), "serve", "--config", str(cfg), "--host", "127.0.0.1",
+                 "--port", str(port)], f"{edge}/health", tmp / "edge.err"))
+            if nginx_bin:
+                if os.geteuid() == 0:  # root's nginx workers run as nobody: let them in
+                    tmp.chmod(0o755)
+                ngx = tmp / "nginx"
+                conf = nginx_config(ngx, nginx_port, up)
+                stack.enter_context(server(
+                    [nginx_bin, "-p", str(ngx), "-c", str(conf), "-e", str(ngx / "error.log"),
+                     "-g", "daemon off;"], urls["nginx"], tmp / "nginx.err"))
+
+            # warm: the first request stores, the second is a hit; learn the ETags
+            for hdrs in (BR, IDENTITY):
+                status, h, _ = call(urls["cached"], hdrs)
+                expect("first /cached: status", status, 200)
+            h, body_br = check_hit("edge hit (br)", urls["cached"], BR, "Cache-Status",
+                                   "edge; hit")
+            etag_br = h["ETag"]
+            expect("br ETag suffix", etag_br.endswith('-br"'), True)
+            h, body_id = check_hit("edge hit (identity)", urls["cached"], IDENTITY,
+                                   "Cache-Status", "edge; hit")
+            expect("identity body", json.loads(body_id), json.loads(raw))
+            expect("br body", json.loads(brotli.decompress(body_br)), json.loads(raw))
+            sizes |= {"hit": f"{len(body_br):,} B br", "not_modified": "0 B (304)",
+                      "hit_identity": f"{len(body_id):,} B identity"}
+            _, h, body = call(urls["uncached"], BR)
+            sizes["uncached"] = f"{len(body):,} B {h.get('Content-Encoding', 'identity')}"
+            if nginx_bin:
+                _, body_ngx = check_hit("nginx", urls["nginx"], IDENTITY, "X-Cache-Status",
+                                        "HIT")
+                expect("nginx body = edge identity body", body_ngx, body_id)
+                sizes["nginx"] = f"{len(body_ngx):,} B identity"
+            check_targets(urls, etag_br)
+            headers = {"hit": BR, "not_modified": {**BR, "If-None-Match": etag_br},
+                       "uncached": BR, "hit_identity": IDENTITY, "nginx": IDENTITY}
+            scripts = {k: header_script(tmp / f"{k}.lua", {
+                name: value.replace('"', '\\"') for name, value in h.items()})
+                for k, h in headers.items()}
+
+            print(f"edge cache benchmark: upstream {RESOURCE} = {len(raw):,} B JSON, "
+                  f"edge /cached and /uncached with shape {{}}, "
+                  f"ETag {etag_br}; wrk -t1 -c{args.connections}, {args.rounds} round(s) x "
+                  f"{args.duration:g}s per target, {os.cpu_count()} CPUs, "
+                  f"Python {platform.python_version()}", flush=True)
+            for t in targets:
+                run_wrk(t.url, args.connections, args.warmup, scripts[t.key])
+            for rnd in range(args.rounds):
+                for t in rotated(targets, rnd):
+                    res = run_wrk(t.url, args.connections, args.duration, scripts[t.key])
+                    series[t.key].results.append(res)
+                    progress("", rnd, args.rounds, t.label, res, 30)
+            check_targets(urls, etag_br)  # still hits and 304s after the load
+
+        print("dashboard delta: starting `edge demo`", file=sys.stderr, flush=True)
+        delta = measure_delta()
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
+
+    ratio = {
+        "hit": per_round(series["hit"], series["uncached"], "rps", "ratio"),
+        "not_modified": per_round(series["not_modified"], series["hit"], "rps", "ratio"),
+    }
+    vs = {"hit": f"{ratio['hit']:.2f}x uncached",
+          "not_modified": f"{ratio['not_modified']:.2f}x hit (br)"}
+    if nginx_bin:
+        ratio["hit_identity"] = per_round(series["hit_identity"], series["nginx"], "rps",
+                                          "ratio")
+        vs["hit_identity"] = f"{ratio['hit_identity']:.2f}x nginx"
+    lines = [""]
+    lines += table(f"{args.connections} connections (medians)", targets, series,
+                   ["ratio (same-round pairs)", "body on the wire"],
+                   {t.key: [vs.get(t.key, "-"), sizes[t.key]] for t in targets})
+    ok_hit = ratio["hit"] >= TARGET_HIT_VS_UNCACHED
+    ok_304 = ratio["not_modified"] >= TARGET_304_VS_HIT
+    lines += [
+        "",
+        f"hit req/s vs uncached: {ratio['hit']:.2f}x (target >= {TARGET_HIT_VS_UNCACHED:g}x): "
+        f"{'PASS' if ok_hit else 'FAIL'}",
+        f"304 req/s vs hit: {ratio['not_modified']:.2f}x (target >= {TARGET_304_VS_HIT:g}x): "
+        f"{'PASS' if ok_304 else 'FAIL'}",
+    ]
+    ok_nginx: bool | None = None
+    if nginx_bin:
+        ok_nginx = ratio["hit_identity"] >= TARGET_VS_NGINX
+        lines.append(f"edge hit vs nginx proxy_cache (1 worker, same {len(body_id):,} B "
+                     f"body): {ratio['hit_identity']:.2f}x (target >= {TARGET_VS_NGINX:g}x): "
+                     f"{'PASS' if ok_nginx else 'FAIL'}")
+    else:
+        lines.append("edge hit vs nginx: SKIPPED (no nginx binary)")
+    lines += ["ratios are medians of same-round pairs; spread = half the min-max range of "
+              "req/s; p99 is at this (saturating) load"]
+    dl, ok_delta = delta_lines(delta)
+    lines += dl
+    lines.append(f"total {time.monotonic() - started:.0f}s")
+    print("\n".join(lines))
+    errors = sum(s.errors for s in series.values())
+    if errors:
+        print(f"WARNING: {errors} socket errors / non-2xx/3xx responses (see 'errors')")
+    if args.json:
+        print(json.dumps({
+            "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
+            "upstream_bytes": len(raw),
+            "targets": {k: {"rps": s.median("rps"), "p50_ms": s.median("p50_ms"),
+                            "p99_ms": s.median("p99_ms"), "errors": s.errors}
+                        for k, s in series.items()},
+            "ratios": {"hit_vs_uncached": ratio["hit"],
+                       "not_modified_vs_hit": ratio["not_modified"],
+                       "hit_vs_nginx": ratio.get("hit_identity")},
+            "delta": delta,
+            "pass": {"hit_vs_uncached": ok_hit, "not_modified_vs_hit": ok_304,
+                     "hit_vs_nginx": ok_nginx, "delta": ok_delta},
+        }))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
