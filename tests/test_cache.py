@@ -501,3 +501,31 @@ routes:
     resp = await edge.get("/x", headers={"If-None-Match": '"zz"', "If-Modified-Since": since})
     got = (await resp.json())["headers"]
     assert "If-None-Match" not in got and "If-Modified-Since" not in got
+
+
+async def test_stale_if_error_when_the_upstream_is_gone_or_its_circuit_open(
+        make_edge: Any, tmp_path: Any) -> None:
+    u = Upstream()
+    runner = web.AppRunner(u.app())
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    yaml = (f"services:\n  up:\n    url: http://127.0.0.1:{port}\n"
+            "    circuit_breaker: {failure_threshold: 1, open_for: 30s}\n"
+            "    retries: {attempts: 1}\n" + EXTRA)
+    edge = await make_edge(yaml, ROUTES)
+    good = await (await edge.get("/fragile/1")).read()
+    await runner.cleanup()  # the upstream goes away
+    await asyncio.sleep(1.1)
+    for expected in ("fwd-status=502", "fwd-status=503"):  # unreachable, then circuit open
+        resp = await edge.get("/fragile/1")
+        assert resp.status == 200 and await resp.read() == good
+        assert expected in resp.headers["Cache-Status"]
+
+
+async def test_head_on_a_cached_route(edge: Any) -> None:
+    await edge.get("/public/5")
+    resp = await edge.head("/public/5")
+    assert resp.status == 200 and await resp.read() == b""
+    assert resp.headers["Cache-Status"].startswith("edge; hit")
