@@ -243,26 +243,6 @@ class Edge:
     async def _proxy(self, request: Incoming, rt: Runtime, route: CompiledRoute,
                      ctx: RequestContext, bytes_in: list[int],
                      raw_query: str) -> tuple[web.StreamResponse, int]:
-        headers = filter_headers(request.headers, route.strip_headers)
-        peer = request.remote
-        incoming_xff = request.headers.get("X-Forwarded-For")
-        trusted = rt.clients.is_trusted(peer)
-        if trusted and incoming_xff:
-            headers["X-Forwarded-For"] = f"{incoming_xff}, {peer}"
-        else:
-            headers["X-Forwarded-For"] = peer or "unknown"
-        proto = request.headers.get("X-Forwarded-Proto") if trusted else None
-        headers["X-Forwarded-Proto"] = proto or request.scheme
-        host = request.headers.get("X-Forwarded-Host") if trusted else None
-        host = host or request.headers.get("Host")
-        if host:
-            headers["X-Forwarded-Host"] = host
-        headers[rt.rid_header] = ctx.request_id
-        if "Accept-Encoding" not in headers:
-            # Bodies pass through as encoded; a client that asked for no coding gets none.
-            headers["Accept-Encoding"] = "identity"
-        if ctx.identity:
-            headers.update(route.auth.upstream_identity(ctx.identity))
         shaped = route.shape
         fmt, coding = "json", None
         if shaped is not None:
@@ -271,29 +251,27 @@ class Edge:
             ctx.fields_param = query_params.get("fields")
             ctx.keymap_off = (query_params.get("keymap") == "none"
                               or request.headers.get("X-Edge-Keymap") == "none")
-
-            headers["Accept-Encoding"] = "identity"  # cheaper on a LAN; decoded if ignored
             if request.method in ("GET", "HEAD"):
-                # the edge answers conditionals on what it shaped; the upstream's validators
-                # don't describe that representation
+                # the edge answers conditionals on what it shaped
                 ctx.conditional = request.headers
-                for name in _CONDITIONALS:
-                    headers.popall(name, None)
+        cached = route.cache is not None and request.method in ("GET", "HEAD")
         if route.aggregate is not None:
             assert shaped is not None
-            if route.cache is not None:
-                return await self._cached(request, rt, route, ctx, headers, fmt, coding,
+            if cached:
+                return await self._cached(request, rt, route, ctx, fmt, coding,
                                           f"{ctx.path}?{raw_query}", None, bytes_in)
-            return await self._aggregate(route, shaped, ctx, headers, fmt, coding, rt)
+            return await self._aggregate(route, shaped, ctx, self._headers(request, rt, ctx),
+                                         fmt, coding, rt)
         builder = route.spec.upstream_path
         assert builder is not None  # only routes with several `sources` have none
         path = join_query(builder.build(ctx.params), route.query.map(request, raw_query))
         if shaped is not None and shaped.pager is not None:
             ctx.query = request.query
             path = join_query(path, urlencode(shaped.pager.upstream_params(request.query, ctx)))
-        if route.cache is not None and request.method in ("GET", "HEAD"):
-            return await self._cached(request, rt, route, ctx, headers, fmt, coding, path,
-                                      path, bytes_in)
+        if cached:  # a hit never needs the upstream headers: they are built on a miss
+            return await self._cached(request, rt, route, ctx, fmt, coding, path, path,
+                                      bytes_in)
+        headers = self._headers(request, rt, ctx)
         if route.invalidates and request.method in UNSAFE_METHODS:
             return await self._invalidating(request, rt, route, ctx, bytes_in, path, headers,
                                             fmt, coding)
@@ -324,6 +302,39 @@ class Edge:
             return await self._send(request, resp, ctx, route, fmt, coding, extra)
         finally:
             resp.release()
+
+    @staticmethod
+    def _headers(request: Incoming, rt: Runtime, ctx: RequestContext) -> CIMultiDict[str]:
+        """What the upstream gets: the client's headers less hop-by-hop and the edge's own,
+        plus X-Forwarded-*, the request id and the caller's identity."""
+        route = ctx.route
+        headers = filter_headers(request.headers, route.strip_headers)
+        peer = request.remote
+        incoming_xff = request.headers.get("X-Forwarded-For")
+        trusted = rt.clients.is_trusted(peer)
+        if trusted and incoming_xff:
+            headers["X-Forwarded-For"] = f"{incoming_xff}, {peer}"
+        else:
+            headers["X-Forwarded-For"] = peer or "unknown"
+        proto = request.headers.get("X-Forwarded-Proto") if trusted else None
+        headers["X-Forwarded-Proto"] = proto or request.scheme
+        host = request.headers.get("X-Forwarded-Host") if trusted else None
+        host = host or request.headers.get("Host")
+        if host:
+            headers["X-Forwarded-Host"] = host
+        headers[rt.rid_header] = ctx.request_id
+        if "Accept-Encoding" not in headers:
+            # Bodies pass through as encoded; a client that asked for no coding gets none.
+            headers["Accept-Encoding"] = "identity"
+        if ctx.identity:
+            headers.update(route.auth.upstream_identity(ctx.identity))
+        if route.shape is not None:
+            headers["Accept-Encoding"] = "identity"  # cheaper on a LAN; decoded if ignored
+            if ctx.conditional is not None:
+                # the upstream's validators don't describe the edge's representation
+                for name in _CONDITIONALS:
+                    headers.popall(name, None)
+        return headers
 
     @staticmethod
     async def _upstream(method: str, path: str, headers: CIMultiDict[str],
@@ -411,9 +422,8 @@ class Edge:
         return Shaped(200, out, represent(doc, fmt, out, vary)), upstream_time
 
     async def _cached(self, request: Incoming, rt: Runtime, route: CompiledRoute,
-                      ctx: RequestContext, headers: CIMultiDict[str], fmt: str,
-                      coding: str | None, upstream_ref: str, path: str | None,
-                      bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
+                      ctx: RequestContext, fmt: str, coding: str | None, upstream_ref: str,
+                      path: str | None, bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
         """A GET on a cached route: from the edge cache when it can, else fetched once
         (however many ask at the same time) and kept."""
         rc, plan = route.cache, route.shape
@@ -426,6 +436,7 @@ class Edge:
 
         async def fetch(previous: Entry | None, background: bool) -> Entry | Answer:
             c = replace(ctx, buffer_limit=rc.max_entry, timings={}) if background else ctx
+            headers = self._headers(request, rt, ctx)
             started = time.time()
             if path is None:  # aggregated
                 shaped, took = await self._compose(route, plan, c, headers, fmt)
