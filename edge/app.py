@@ -23,7 +23,15 @@ from .accesslog import AccessLog
 from .backends import open_backend
 from .backends.cache import ALL as ALL_TAG
 from .batch import SubRequest
-from .caching import Answer, EdgeCache, respond_from
+from .caching import (
+    Answer,
+    EdgeCache,
+    Ready,
+    ReadyAnswers,
+    held,
+    make_ready,
+    respond_from,
+)
 from .config import UNSAFE_METHODS, Config
 from .context import Incoming, RequestContext
 from .encoding import NotAcceptable, choose_coding, compress
@@ -80,7 +88,59 @@ class Edge:
         self._rid_counter = itertools.count(1)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        ready = self.state.cache.ready.answers
+        if ready and (request.method == "GET" or request.method == "HEAD"):
+            answer = self._ready(request, ready)
+            if answer is not None:
+                return answer
         return await self.serve(request)
+
+    def _ready(self, request: web.BaseRequest,
+               ready: dict[tuple[str | None, ...], Ready]) -> web.Response | None:
+        """The fast lane: a fresh public answer rendered before, for the same request
+        headers (see caching.ReadyAnswers). None: take the full pipeline."""
+        started = time.perf_counter()
+        rt = self.state.runtime
+        headers = request.headers
+        sig = ReadyAnswers.signature(request.method, request.raw_path, headers,
+                                     rt.devices.header)
+        if sig is None:
+            return None
+        found = ready.get(sig)
+        if found is None:
+            return None
+        now = time.time()
+        if (now >= found.fresh_until or found.generation != rt.generation
+                or not self.state.cache.invalidations.valid(found.tags, found.stored_at)):
+            del ready[sig]
+            return None
+        rid = headers.get(rt.rid_header)
+        if rid is None or not _REQUEST_ID.match(rid):
+            rid = f"{self._rid_prefix}{next(self._rid_counter) & 0xFFFFFFFF:08x}"
+        inm = headers.get("If-None-Match")
+        if inm is not None and held(inm, found.etag):
+            out, body, status = dict(found.nm_headers), None, 304
+        else:
+            out, body, status = dict(found.ok_headers), found.body, 200
+        out[rt.rid_header] = rid
+        age = int(now - found.stored_at)
+        if age:
+            out["Age"] = str(age)
+        out["Cache-Status"] = f"edge; hit; ttl={int(found.fresh_until - now)}"
+        sent = len(body) if body is not None and request.method == "GET" else 0
+        elapsed = time.perf_counter() - started
+        self.metrics.request_done(found.route, request.method, status, found.device, elapsed,
+                                  0, sent)
+        self.metrics.cache_result(found.route, "hit")
+        if rt.access_log:
+            self.access_log.write({
+                "ts": round(time.time(), 3), "request_id": rid, "method": request.method,
+                "path": request.raw_path.partition("?")[0], "route": found.route,
+                "status": status, "duration_ms": round(elapsed * 1000, 2), "bytes_in": 0,
+                "bytes_out": sent, "client_ip": rt.clients.client_ip(
+                    request.remote, headers.get("X-Forwarded-For")),
+                "device": found.device, "network": found.network, "cache": "hit"})
+        return web.Response(status=status, headers=out, body=body)
 
     async def serve(self, request: Incoming, rid: str | None = None,
                     buffer_limit: int | None = None) -> web.StreamResponse:
@@ -485,8 +545,21 @@ class Edge:
 
         def respond(entry: Entry, status: str, policy: bool) -> Answer:
             ctx.cache_result = _cache_result(status)
-            return self._respond(request, rt, rc, plan, entry, coding, private, status,
-                                 policy, extra)
+            answer = self._respond(request, rt, rc, plan, entry, coding, private, status,
+                                   policy, extra)
+            if (policy and not private and answer[0].status == 200 and entry.storable
+                    and isinstance(answer[0], web.Response) and request.method == "GET"
+                    and "If-None-Match" not in request.headers
+                    and ctx.cache_result in ("hit", "miss", "revalidated", "collapsed")):
+                sig = ReadyAnswers.signature(request.method, request.raw_path,
+                                             request.headers, rt.devices.header)
+                if sig is not None:
+                    cache.ready.put(sig, make_ready(answer[0], entry, route.name,
+                                                    ctx.device.device, ctx.device.network,
+                                                    rt.generation))
+                    # HEAD gets the same answer without its body (aiohttp drops it)
+                    cache.ready.put(("HEAD", *sig[1:]), cache.ready.answers[sig])
+            return answer
 
         ctx.cache_result = "miss"
         return await cache.serve(key, rc, fetch, lambda e: e.storable, respond)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -49,6 +50,7 @@ class EdgeCache:
         self.invalidations = Invalidations(backend)
         self.invalidations.on_all = self._forget_memory
         self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
+        self.ready = ReadyAnswers()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -61,6 +63,7 @@ class EdgeCache:
         await self.store.close()
 
     def _forget_memory(self) -> None:
+        self.ready.clear()
         self._spawn(self.store.clear_memory())
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -235,9 +238,11 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
             headers["ETag"] = quoted(entry.etag)  # what the client holds once it applies it
             headers["Cache-Control"] = "no-store"  # only for this client's version
             headers.popall("Surrogate-Control", None)
-            if used is not None and len(patch) >= compression.min_size:
-                patch = compress(patch, used, quality=quality[used])
-                headers["Content-Encoding"] = used
+            if used is not None:  # small, but every byte counts on a phone
+                packed = compress(patch, used, quality=quality[used])
+                if len(packed) < len(patch):
+                    patch = packed
+                    headers["Content-Encoding"] = used
             return web.Response(status=226, headers=headers, body=patch), len(patch)
     if used is not None:
         encoded = entry.variants.get(used)
@@ -246,3 +251,79 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
         body = encoded
         headers["Content-Encoding"] = used
     return web.Response(status=entry.status, headers=headers, body=body), len(body)
+
+
+# ------------------------------------------------------------------- ready answers
+
+# Request headers that can change a public answer: the variant signature's parts.
+_SIGNATURE_HEADERS = ("Accept", "Accept-Encoding", "X-Edge-Keymap", "X-Edge-Envelope",
+                      "User-Agent", "Save-Data", "ECT", "X-Network-Type", "Sec-CH-DPR", "DPR",
+                      "Sec-CH-Viewport-Width", "Viewport-Width", "Sec-CH-Width", "Width")
+# With these the answer is not "the public one": the full pipeline decides.
+_SLOW_PATH = ("Authorization", "Cookie", "A-IM", "If-Modified-Since")
+_DYNAMIC = frozenset({"age", "cache-status", "x-request-id", "date", "content-length"})
+
+
+@dataclass(slots=True)
+class Ready:
+    """A fresh public answer rendered whole: served again without the pipeline."""
+
+    etag: str
+    body: bytes
+    ok_headers: dict[str, str]  # a 200's headers, less the per-request ones
+    nm_headers: dict[str, str]  # a 304's
+    fresh_until: float
+    stored_at: float
+    tags: tuple[str, ...]
+    route: str
+    device: str
+    network: str
+    generation: int
+
+
+class ReadyAnswers:
+    """The fast lane for the hottest answers: public, fresh, and asked for again with the
+    same request headers. Keyed by everything in a request that could change the answer
+    (method, path and query, the negotiation and device headers), so a lookup is a
+    handful of header reads and one dict probe — no routing, no auth (public answers
+    have none to check), no key hashing, no rendering. Purges, expiry and config reloads
+    are checked on every use; anything unusual (a token, a cookie, a delta request)
+    takes the full pipeline."""
+
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str | None, ...], Ready] = {}
+
+    @staticmethod
+    def signature(method: str, raw_path: str, headers: Mapping[str, str],
+                  device_header: str) -> tuple[str | None, ...] | None:
+        for name in _SLOW_PATH:
+            if name in headers:
+                return None
+        get = headers.get
+        return (method, raw_path, get(device_header), *map(get, _SIGNATURE_HEADERS))
+
+    def put(self, signature: tuple[str | None, ...], ready: Ready) -> None:
+        if len(self.answers) >= self.MAX:
+            self.answers.clear()
+        self.answers[signature] = ready
+
+    def clear(self) -> None:
+        self.answers.clear()
+
+
+def make_ready(response: web.Response, entry: Entry, route: str, device: str, network: str,
+               generation: int) -> Ready:
+    """Keep a rendered 200 from a cache entry for the fast lane."""
+    ok = {k: v for k, v in response.headers.items() if k.lower() not in _DYNAMIC}
+    nm = {k: v for k, v in ok.items() if k.lower() not in NOT_ON_304}
+    body = response.body
+    assert isinstance(body, bytes)
+    return Ready(entry.etag, body, ok, nm, entry.fresh_until, entry.stored_at, entry.tags,
+                 route, device, network, generation)
+
+
+def held(if_none_match_header: str, etag: str) -> bool:
+    tags = if_none_match(if_none_match_header) or []
+    return "*" in tags or etag in tags

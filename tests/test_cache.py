@@ -529,3 +529,45 @@ async def test_head_on_a_cached_route(edge: Any) -> None:
     resp = await edge.head("/public/5")
     assert resp.status == 200 and await resp.read() == b""
     assert resp.headers["Cache-Status"].startswith("edge; hit")
+
+
+async def test_the_fast_lane_for_repeated_public_answers(edge: Any,
+                                                         up: tuple[Upstream, str]) -> None:
+    """Repeated public answers skip the pipeline; what they say must not change."""
+    cache = edge.edge.state.cache
+    first = await edge.get("/public/21", headers=IDENTITY)
+    second = await edge.get("/public/21", headers=IDENTITY)  # stores the rendered answer
+    assert cache.ready.answers
+    third = await edge.get("/public/21", headers=IDENTITY)  # served from it
+    assert await third.read() == await first.read()
+    for name in ("ETag", "Cache-Control", "Vary", "Content-Type", "Surrogate-Key"):
+        assert third.headers[name] == second.headers[name], name
+    assert third.headers["Cache-Status"].startswith("edge; hit; ttl=")
+    assert third.headers["X-Request-ID"] != second.headers["X-Request-ID"]
+    mine = await edge.get("/public/21", headers={**IDENTITY, "X-Request-ID": "abc-123"})
+    assert mine.headers["X-Request-ID"] == "abc-123"
+    nm = await edge.get("/public/21", headers={**IDENTITY,
+                                               "If-None-Match": first.headers["ETag"]})
+    assert nm.status == 304 and "Content-Type" not in nm.headers
+    head = await edge.head("/public/21", headers=IDENTITY)
+    assert head.status == 200 and head.headers["ETag"] == first.headers["ETag"]
+    # another variant (a phone) is another answer
+    assert up[0].hits["/doc/21"] == 1
+    phone = await edge.get("/public/21", headers={**IDENTITY, "User-Agent": "x iPhone"})
+    assert phone.headers["ETag"] == first.headers["ETag"]  # shape {}: same bytes here
+    assert up[0].hits["/doc/21"] == 2  # its own entry (device class is in the key)
+    metrics = await (await edge.get("/metrics")).text()
+    line = next(m for m in metrics.splitlines() if m.startswith("edge_cache_results_total")
+                and 'result="hit"' in m and "/public/" in m)
+    assert float(line.rsplit(" ", 1)[1]) >= 5
+    # a purge, a write and a reload all end a fast answer
+    up[0].version = 2
+    await edge.post("/doc/21", data=b"{}")
+    assert (await (await edge.get("/public/21", headers=IDENTITY)).json())["version"] == 3
+    await edge.get("/public/21", headers=IDENTITY)
+    assert cache.ready.answers
+    runtime = edge.edge.state.runtime
+    runtime.generation += 1  # what a reload does
+    await edge.get("/public/21", headers=IDENTITY)  # not from the fast lane: re-rendered
+    assert {r.generation for r in cache.ready.answers.values()
+            if r.route == "GET /public/{id}" and r.body} >= {runtime.generation}
