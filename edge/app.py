@@ -40,6 +40,7 @@ from .metrics import Metrics
 from .policies.cache import Entry, RouteCache, storable
 from .policies.idempotency import HEADER as IDEMPOTENCY_KEY
 from .policies.idempotency import IdempotencyPolicy, caller, fingerprint, parse_key
+from .policies.ratelimit import Limiter
 from .proxy import (
     BodyTooLarge,
     BufferedReply,
@@ -179,6 +180,8 @@ class Edge:
                 sent = len(response.body)  # type: ignore[arg-type]
             if not response.prepared:
                 response.headers[rt.rid_header] = rid
+                if ctx.response_headers:
+                    response.headers.update(ctx.response_headers)
             status = response.status
             return response
         finally:
@@ -266,6 +269,15 @@ class Edge:
             ctx.envelope = route.shape.envelope.wanted(request.query.get("envelope"),
                                                        request.headers.get("X-Edge-Envelope"))
         ctx.identity = route.auth.check(request, match.params)
+        if route.limits is not None and not rt.rate_allow.is_trusted(ctx.client_ip):
+            decision = await self.state.limiter.check(route.limits, ctx, request.headers,
+                                                      route.name)
+            if not decision.allowed:
+                raise Problem("rate-limited", f"over this route's rate limit; retry in "
+                              f"{decision.retry_after}s", headers={
+                                  **decision.headers,
+                                  "Retry-After": str(decision.retry_after)})
+            ctx.response_headers = decision.headers
         if route.batch is not None:
             return await self._batch(request, rt, route, ctx, bytes_in)
         return await self._proxy(request, rt, route, ctx, bytes_in, query)
@@ -548,6 +560,7 @@ class Edge:
             answer = self._respond(request, rt, rc, plan, entry, coding, private, status,
                                    policy, extra)
             if (policy and not private and answer[0].status == 200 and entry.storable
+                    and route.limits is None  # the fast lane checks no limits
                     and isinstance(answer[0], web.Response) and request.method == "GET"
                     and "If-None-Match" not in request.headers
                     and ctx.cache_result in ("hit", "miss", "revalidated", "collapsed")):
@@ -722,6 +735,7 @@ class EdgeApp:
         state.backend = open_backend(config.redis_url(), config.edge.backend.memory_max_entries)
         state.cache = EdgeCache(config.edge.cache, state.backend, config.redis_url())
         await state.cache.start()
+        state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics)
         state.reloader = Reloader(state, config.root, self.env)
         if self.watch:
             self._watcher = asyncio.get_running_loop().create_task(state.reloader.run())

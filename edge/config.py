@@ -26,7 +26,7 @@ from .routing import (
     TemplateError,
     parse_template,
 )
-from .units import Duration, Size
+from .units import Duration, Rate, Size
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -242,6 +242,51 @@ class CacheSettings(Model):
     """Past representations kept per entry, to answer A-IM delta requests from them."""
 
 
+KeyKind = Literal["device", "user", "api_key", "ip", "route"]
+
+
+class RateOverride(Model):
+    rate: Rate
+    burst: int | None = Field(None, ge=1)
+
+
+class RateLimit(Model):
+    """One limit: `rate` requests per period for each key, up to `burst` at once (GCRA:
+    requests are spaced out, never counted in fixed windows)."""
+
+    key: KeyKind | list[KeyKind] = "ip"
+    """Who shares the budget: device (the token's device claim, else X-Device-ID *within
+    the client IP*, else the IP), user (token `sub`, else the IP), api_key, ip (the real
+    client, behind trusted proxies), route (everyone on the route), or a list of these."""
+    rate: Rate
+    """'100/min', '10/s', '5000/h'."""
+    burst: int | None = Field(None, ge=1)
+    """Requests allowed at once (default: the rate's count, a full period's worth)."""
+    name: str | None = None
+    """Shown in the RateLimit headers and metrics. Limits with the same name and key share
+    a budget across routes; default: per route."""
+    per_device: dict[str, RateOverride] = {}
+    """Other rates by device class: `{watch: {rate: 20/min, burst: 5}}`."""
+
+
+class RateLimits(Model):
+    """Process-wide rate-limit settings (routes declare their limits)."""
+
+    defaults: list[RateLimit] = []
+    """Limits for every route that has no `rate_limit` of its own."""
+    allow: list[Network] = []
+    """Internal callers (CIDRs) that are never limited."""
+    device_claim: str = "device_id"
+    """The JWT claim holding a verified device id."""
+    device_header: str = "X-Device-ID"
+    api_key_header: str = "X-API-Key"
+    on_backend_failure: Literal["local", "open", "closed"] = "local"
+    """With Redis slow or down: `local` limits per instance in memory, `open` lets
+    everything through, `closed` answers 503. Redis is tried again every second."""
+    max_keys: int = Field(100_000, ge=100)
+    """Buckets the in-memory limiter keeps (idle ones go first)."""
+
+
 class Backend(Model):
     redis_url_env: EnvName | None = "EDGE_REDIS_URL"
     """Env var holding a Redis URL. When it is set, shared state lives in Redis; otherwise
@@ -284,6 +329,7 @@ class EdgeFile(Model):
     version: add `claims-v2` instead."""
     compression: Compression = Compression()
     cache: CacheSettings = CacheSettings()
+    rate_limits: RateLimits = RateLimits()
     drain_timeout: Duration = 30.0
     """On shutdown or reload, how long in-flight requests may take to finish."""
     problem_type_base: str = "urn:edge:problem:"
@@ -500,6 +546,9 @@ class Route(Model):
     """Cache answers at the edge (GET routes with `shape` or `sources`)."""
     invalidates: list[str] = []
     """Tags a successful POST/PUT/PATCH/DELETE here purges: `member:{member_id}`."""
+    rate_limit: list[RateLimit] | None = None
+    """Limits for this route (every one must allow a request); default: edge.yaml's
+    rate_limits.defaults. `[]`: none."""
     batch: BatchPolicy | None = None
     """Instead of a source: this POST route runs a list of sub-requests."""
     offline_queue: OfflineQueuePolicy | None = None
@@ -736,6 +785,8 @@ def _check_edge(edge: EdgeFile, pos: yamlpos.Positions, root: Path) -> list[str]
                 problems.append(f"{at} '{long}' shortens to '{short}', which is itself a key "
                                 "being shortened (expanding would be ambiguous)")
             seen[short] = long
+    _check_limits(edge.rate_limits.defaults, ("rate_limits", "defaults"), "", pos, edge,
+                  problems)
     jwt = edge.auth.jwt
     if jwt is not None:
         needs_secret = any(a.startswith("HS") for a in jwt.algorithms)
@@ -813,6 +864,9 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
                         "idempotency is for POST, PUT, PATCH and DELETE routes")
         ok = False
     ok = _check_cache(model, method, name, template, p, pos, problems) and ok
+    if model.rate_limit is not None and edge is not None:
+        ok = _check_limits(model.rate_limit, (*p, "rate_limit"), name, pos, edge,
+                           problems) and ok
     if model.shape is not None and edge is not None:
         ok = _check_shape(model.shape, name, (*p, "shape"), pos, edge, problems) and ok
     if model.auth.allow and model.auth.jwt != "required":
@@ -823,6 +877,33 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
         return None
     line = pos.of((*p, "route"))[0]
     return RouteSpec(model, method, template, builder, pos.file, line)
+
+
+def _check_limits(limits: list[RateLimit], lp: tuple[Any, ...], name: str,
+                  pos: yamlpos.Positions, edge: EdgeFile, problems: list[str]) -> bool:
+    ok = True
+    seen: set[str] = set()
+    for i, limit in enumerate(limits):
+        label = f"{name}: rate_limit[{i}]" if name else f"rate_limits.defaults[{i}]"
+        if limit.name is not None:
+            if limit.name in seen or not re.match(r"^[A-Za-z0-9._:-]{1,64}$", limit.name):
+                problems.append(f"{pos.where((*lp, i, 'name'))}: error: {label}: name "
+                                f"{limit.name!r} must be unique here and look like "
+                                "'per-device' (letters, digits, . _ : -)")
+                ok = False
+            seen.add(limit.name)
+        kinds = limit.key if isinstance(limit.key, list) else [limit.key]
+        if not kinds or len(set(kinds)) != len(kinds):
+            problems.append(f"{pos.where((*lp, i, 'key'))}: error: {label}: key lists each "
+                            "kind once")
+            ok = False
+        for device in limit.per_device:
+            if device not in edge.devices.classes:
+                problems.append(f"{pos.where((*lp, i, 'per_device', device), key=True)}: "
+                                f"error: {label}: '{device}' is not one of devices.classes "
+                                f"({', '.join(edge.devices.classes)})")
+                ok = False
+    return ok
 
 
 def _check_tags(tags: list[str], where: str, label: str, name: str, template: Template,

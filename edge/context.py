@@ -196,3 +196,4 @@ class RequestContext:
     replayed: bool = False  # answered from a stored idempotent response
     conditional: Any = None  # the request headers, for a GET/HEAD's If-None-Match & co.
     cache_result: str | None = None  # how a cached route's answer came about
+    response_headers: dict[str, str] | None = None  # added to the answer (RateLimit …)

@@ -26,6 +26,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "payload-too-large": (413, "Request body too large"),
     "uri-too-long": (414, "Request path too long"),
     "idempotency-key-reused": (422, "Idempotency-Key reused for a different request"),
+    "rate-limited": (429, "Too many requests"),
     "not-idempotent": (422, "Route does not take idempotent replays"),
     "upstream-unreachable": (502, "Upstream service unreachable"),
     "upstream-bad-response": (502, "Upstream service sent a bad response"),

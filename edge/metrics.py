@@ -48,6 +48,8 @@ class _RequestSeries(Collector):
         self.upstream: dict[str, _Histogram] = {}
         self.shaped: dict[tuple[str, str], list[int]] = {}  # (route, device) → [up, sent]
         self.cache: dict[tuple[str, str], int] = {}  # (route, result) → answers
+        # (route, limit, key kind, device, allowed) → decisions
+        self.limits: dict[tuple[str, str, str, str, bool], int] = {}
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("edge_requests", "Requests answered by the edge",
@@ -90,8 +92,14 @@ class _RequestSeries(Collector):
             "(hit, stale, revalidated, collapsed, miss, bypass)", labels=["route", "result"])
         for (route, result), n in list(self.cache.items()):
             cache.add_metric([route, result], n)
+        limits = CounterMetricFamily(
+            "edge_ratelimit_decisions", "Rate-limit checks by route, limit, key kind, "
+            "device class and result", labels=["route", "limit", "key", "device", "result"])
+        for (route, name, key, device, allowed), n in list(self.limits.items()):
+            limits.add_metric([route, name, key, device, "allowed" if allowed else "limited"],
+                              n)
         yield from (requests, latency, bytes_in, bytes_out, upstream, shaped_up, shaped_sent,
-                    cache)
+                    cache, limits)
 
 
 class Metrics(UpstreamMetrics):
@@ -112,6 +120,9 @@ class Metrics(UpstreamMetrics):
         self.shaping_skipped = Counter(
             "edge_shaping_skipped", "Shaped routes that relayed an upstream body unshaped",
             ["route", "reason"], registry=r)
+        self.ratelimit_degraded = Gauge(
+            "edge_ratelimit_degraded", "1 while shared rate limits can't reach Redis "
+            "(see rate_limits.on_backend_failure)", registry=r)
         self.reloads = Counter("edge_config_reloads", "Config reload attempts",
                                ["result"], registry=r)
         self.config_generation = Gauge("edge_config_generation",
@@ -141,6 +152,10 @@ class Metrics(UpstreamMetrics):
             counts = self._series.shaped[(route, device)] = [0, 0]
         counts[0] += upstream_bytes
         counts[1] += sent
+
+    def ratelimit(self, route: str, limit: str, key: str, device: str, allowed: bool) -> None:
+        k = (route, limit, key, device, allowed)
+        self._series.limits[k] = self._series.limits.get(k, 0) + 1
 
     def cache_result(self, route: str, result: str) -> None:
         key = (route, result)

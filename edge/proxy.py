@@ -283,6 +283,8 @@ async def send_upstream_response(request: Incoming, resp: Reply,
             assert compression is not None
             body = compress(body, coding, quality=compression.quality[coding])
         return web.Response(status=status, headers=headers, body=body), len(body)
+    if ctx.response_headers:
+        headers.update(ctx.response_headers)
     stream = web.StreamResponse(status=status, headers=headers)
     if length is not None and coding is None:
         stream.content_length = length

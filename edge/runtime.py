@@ -18,6 +18,7 @@ from .metrics import Metrics
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
 from .policies.cache import RouteCache, fill_tags
 from .policies.idempotency import IdempotencyPolicy
+from .policies.ratelimit import CompiledLimit, compile_limits
 from .proxy import REQUEST_DROP, PassCompression, QueryMapper
 from .routing import RouteTable
 from .shaping import ShapePlan
@@ -25,6 +26,7 @@ from .upstream import Upstream
 
 if TYPE_CHECKING:
     from .caching import EdgeCache
+    from .policies.ratelimit import Limiter
     from .reload import Reloader
 
 _EDGE_PARAMS = frozenset({"fields", "keymap"})  # read by the edge, not sent upstream
@@ -49,6 +51,7 @@ class CompiledRoute:
     batch: BatchRunner | OfflineQueue | None = None
     cache: RouteCache | None = None
     invalidates: tuple[str, ...] = ()
+    limits: list[CompiledLimit] | None = None
 
     def invalidate_tags(self, params: Mapping[str, str]) -> list[str]:
         return fill_tags(self.invalidates, params)
@@ -82,9 +85,13 @@ class Runtime:
                                           identity)
         self.table: RouteTable[CompiledRoute] = RouteTable()
         self.routes: list[CompiledRoute] = []
+        self.rate_allow = ClientAddress(edge.rate_limits.allow)
+        default_limits = compile_limits(edge.rate_limits.defaults, "default") or None
         for spec in config.routes:
             m = spec.model
             auth = RouteAuthPolicy(m.auth, self.verifier, cookie, identity)
+            limits = default_limits if m.rate_limit is None else (
+                compile_limits(m.rate_limit, spec.name) or None)
             max_body = m.max_request_body or edge.limits.max_request_body
             if m.batch is not None or m.offline_queue is not None:
                 route = CompiledRoute(
@@ -93,7 +100,7 @@ class Runtime:
                     strip_headers=strip,
                     batch=BatchRunner(m.batch, self.type_base) if m.batch is not None else
                     OfflineQueue(m.offline_queue, self.type_base)
-                    if m.offline_queue is not None else None)
+                    if m.offline_queue is not None else None, limits=limits)
                 self.table.add(spec.method, spec.template, route)
                 self.routes.append(route)
                 continue
@@ -113,7 +120,7 @@ class Runtime:
                 aggregate=AggregatePlan(m.sources, upstreams) if m.sources else None,
                 cache=RouteCache(m.cache, spec.name, m.auth.jwt, edge.cache)
                 if m.cache is not None else None,
-                invalidates=tuple(m.invalidates),
+                invalidates=tuple(m.invalidates), limits=limits,
                 idempotency=IdempotencyPolicy(
                     m.idempotency, lock_ttl=max(30.0, 3 * (timeout.sock_read or 10.0)))
                 if m.idempotency is not None else None,
@@ -172,6 +179,7 @@ class State:
     runtime: Runtime
     backend: Backend
     cache: EdgeCache
+    limiter: Limiter
     reloader: Reloader
 
     def __init__(self, metrics: Metrics) -> None:

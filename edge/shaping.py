@@ -265,6 +265,8 @@ async def _relay_rest(request: web.BaseRequest, resp: Reply,
     """Stream an over-cap body through: what was already read, then the rest."""
     headers: CIMultiDict[str] = filter_headers(resp.headers, RESPONSE_DROP)
     headers.update(extra)
+    if ctx.response_headers:
+        headers.update(ctx.response_headers)
     stream = web.StreamResponse(status=resp.status, headers=headers)
     if resp.content_length is not None:
         stream.content_length = resp.content_length

@@ -64,3 +64,37 @@ Size = Annotated[
                               {"type": "string", "pattern": _SIZE.pattern}],
                     "examples": ["64KiB", "10MB"]}),
 ]
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
+_RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
+               "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+
+
+def parse_rate(value: Any) -> tuple[int, float]:
+    """``'60/min'`` → (60, 60.0): that many requests per that many seconds."""
+    if isinstance(value, str):
+        m = _RATE.match(value)
+        if m and int(m.group(1)) > 0:
+            return int(m.group(1)), float(int(m.group(2) or 1) * _RATE_UNITS[m.group(3)])
+    if isinstance(value, tuple | list) and len(value) == 2:
+        return int(value[0]), float(value[1])
+    raise ValueError(f"expected a rate like '60/min', '10/s' or '1000/h', got {value!r}")
+
+
+def _show_rate(value: tuple[int, float]) -> str:
+    count, period = value
+    for unit, seconds in (("day", 86400), ("h", 3600), ("min", 60)):
+        if period % seconds == 0:
+            n = int(period // seconds)
+            return f"{count}/{n if n > 1 else ''}{unit}"
+    return f"{count}/{int(period) if period != 1 else ''}s"
+
+
+Rate = Annotated[
+    tuple[int, float],
+    BeforeValidator(parse_rate),
+    PlainSerializer(_show_rate),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*\d+\s*/\s*\d*\s*[a-z]+\s*$",
+                    "examples": ["60/min", "10/s", "1000/h"]}),
+]

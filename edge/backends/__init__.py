@@ -45,6 +45,13 @@ class Backend(Protocol):
         """Tell every instance (a no-op with one instance: there is nobody else)."""
         ...
 
+    async def gcra(self, keys: list[str], intervals: list[float], tolerances: list[float]
+                   ) -> tuple[bool, float, list[float]]:
+        """One GCRA step for several keys at once, all or nothing: (allowed, now, the
+        keys' theoretical arrival times after it), times in seconds on the backend's
+        clock. Charged only when every key allows it."""
+        ...
+
     def listen(self, channel: str) -> AsyncIterator[bytes]:
         """Messages other instances publish, until cancelled (reconnecting as needed)."""
         ...

@@ -16,6 +16,7 @@ class MemoryBackend:
         # key → (expires at, value); oldest first, so the bound evicts the oldest
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._hashes: dict[str, dict[str, bytes]] = {}
+        self._tats: OrderedDict[str, float] = OrderedDict()  # rate-limit buckets
 
     async def ping(self) -> bool:
         return True
@@ -56,6 +57,24 @@ class MemoryBackend:
 
     async def hash_all(self, name: str) -> dict[str, bytes]:
         return dict(self._hashes.get(name, {}))
+
+    async def gcra(self, keys: list[str], intervals: list[float], tolerances: list[float]
+                   ) -> tuple[bool, float, list[float]]:
+        # no await in here: one step, exact however many requests are in flight
+        now = time.monotonic()
+        tats = self._tats
+        current = [max(tats.get(k, now), now) for k in keys]
+        ok = all(cur + i - now <= t + 1e-9 for cur, i, t in zip(current, intervals,
+                                                                 tolerances, strict=True))
+        if not ok:
+            return False, now, current
+        after = [cur + i for cur, i in zip(current, intervals, strict=True)]
+        for key, tat in zip(keys, after, strict=True):
+            tats[key] = tat
+            tats.move_to_end(key)
+        while len(tats) > self.max_entries:
+            tats.popitem(last=False)  # the longest idle bucket, most likely full again
+        return True, now, after
 
     async def publish(self, channel: str, message: bytes) -> None:
         return None  # one instance: nobody else to tell

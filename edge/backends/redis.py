@@ -22,6 +22,36 @@ return 0
 """
 
 
+# GCRA for several keys, all or nothing, on Redis's clock (microseconds).
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = #KEYS
+local cur, new = {}, {}
+local ok = 1
+for i = 1, n do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  cur[i] = tat
+  new[i] = tat + interval
+  if new[i] - now > tolerance then ok = 0 end
+end
+local out = {ok, now}
+for i = 1, n do
+  if ok == 1 then
+    redis.call('SET', KEYS[i], string.format('%.0f', new[i]), 'PX',
+               math.ceil((new[i] - now) / 1000) + 1000)
+    out[#out + 1] = new[i]
+  else
+    out[#out + 1] = cur[i]
+  end
+end
+return out
+"""
+
+
 class RedisBackend:
     name = "redis"
 
@@ -30,6 +60,7 @@ class RedisBackend:
             url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
             health_check_interval=10)
         self._delete_if = self.client.register_script(_DELETE_IF)
+        self._gcra = self.client.register_script(_GCRA)
         # Subscriptions sit idle for long stretches: their own client, no read timeout.
         self.sub_client = aioredis.Redis.from_url(
             url, socket_connect_timeout=SOCKET_TIMEOUT, health_check_interval=30)
@@ -66,6 +97,15 @@ class RedisBackend:
             await self._call(self.client.delete(PREFIX + key))
         else:
             await self._call(self._delete_if(keys=[PREFIX + key], args=[only_if]))
+
+    async def gcra(self, keys: list[str], intervals: list[float], tolerances: list[float]
+                   ) -> tuple[bool, float, list[float]]:
+        args: list[int] = []
+        for interval, tolerance in zip(intervals, tolerances, strict=True):
+            args += [max(1, round(interval * 1e6)), round(tolerance * 1e6)]
+        out = await self._call(self._gcra(keys=[PREFIX + k for k in keys], args=args))
+        now = int(out[1])
+        return bool(out[0]), now / 1e6, [int(v) / 1e6 for v in out[2:]]
 
     async def hash_set(self, name: str, field: str, value: bytes, ttl: float) -> None:
         async with self.client.pipeline(transaction=True) as pipe:

@@ -1,0 +1,188 @@
+"""Rate limits: GCRA per key, exact under concurrency, in memory or shared through Redis.
+
+GCRA keeps one number per key, its theoretical arrival time (TAT). Each request moves it
+`interval` (= period / rate) ahead of max(TAT, now); it is refused when that would put it
+more than `tolerance` (= burst × interval) ahead of now. So a key gets `burst` requests at
+once and then one every `interval` — never the double bursts of fixed windows. Several
+limits on one request are checked together and charged only if all of them allow it: in
+memory in one synchronous step, in Redis in one script (the Redis clock for all
+instances, so N instances admit exactly the configured rate together).
+
+If Redis is slow or down the limiter degrades (`on_backend_failure`): to this instance's
+memory (`local`), to letting everything through (`open`) or to 503 (`closed`); it logs the
+change once, shows it in `edge_ratelimit_degraded`, and tries Redis again every second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends import Backend, BackendError
+from ..backends.memory import MemoryBackend
+from ..config import RateLimit, RateLimits
+from ..context import RequestContext
+from ..errors import Problem
+
+log = logging.getLogger("edge.ratelimit")
+RETRY_REDIS = 1.0  # seconds between attempts to use Redis again after a failure
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    count: int
+    period: float
+    burst: int
+    interval: float  # seconds between requests at the steady rate
+    tolerance: float  # how far ahead of now the TAT may run
+
+    @classmethod
+    def of(cls, rate: tuple[int, float], burst: int | None) -> Policy:
+        count, period = rate
+        b = burst if burst is not None else count
+        interval = period / count
+        return cls(count, period, b, interval, b * interval)
+
+
+class CompiledLimit:
+    """One `rate_limit` entry, compiled."""
+
+    def __init__(self, cfg: RateLimit, scope: str) -> None:
+        self.kinds: tuple[str, ...] = tuple(cfg.key) if isinstance(cfg.key, list) \
+            else (cfg.key,)
+        self.name = cfg.name or "-".join(self.kinds)
+        # an explicit name shares the budget with every route using it; otherwise it is
+        # the route's own (or, for edge.yaml's defaults, one budget across all routes)
+        self.scope = f"n:{cfg.name}" if cfg.name else scope
+        self.default = Policy.of(cfg.rate, cfg.burst)
+        self.by_device = {d: Policy.of(o.rate, o.burst) for d, o in cfg.per_device.items()}
+        self.kind_label = "+".join(self.kinds)
+
+    def policy(self, device: str) -> Policy:
+        return self.by_device.get(device, self.default)
+
+
+def compile_limits(limits: Sequence[RateLimit], scope: str) -> list[CompiledLimit]:
+    return [CompiledLimit(cfg, f"{scope}#{i}") for i, cfg in enumerate(limits)]
+
+
+def _key_part(kind: str, ctx: RequestContext, headers: Mapping[str, str],
+              settings: RateLimits, route: str) -> str:
+    ip = ctx.client_ip
+    identity = ctx.identity or {}
+    if kind == "ip":
+        return f"ip={ip}"
+    if kind == "route":
+        return f"r={route}"
+    if kind == "user":
+        sub = identity.get("sub")
+        return f"u={identity.get('iss', '')}:{sub}" if sub is not None else f"ip={ip}"
+    if kind == "device":
+        verified = identity.get(settings.device_claim)
+        if verified is not None:
+            return f"d={verified}"
+        claimed = headers.get(settings.device_header)
+        if claimed:
+            # unverified: it only narrows the client's own address, so it can neither
+            # spend another device's budget nor step outside the address's
+            return f"ip={ip}/d={claimed[:128]}"
+        return f"ip={ip}"
+    if kind == "api_key":
+        api_key = headers.get(settings.api_key_header)
+        if api_key:
+            return "k=" + hashlib.sha256(api_key.encode()).hexdigest()[:24]
+        return f"ip={ip}"
+    raise ValueError(kind)
+
+
+@dataclass(slots=True)
+class Decision:
+    allowed: bool
+    headers: dict[str, str]
+    retry_after: int = 0
+
+
+class Limiter:
+    """Process-wide: the buckets outlive config reloads."""
+
+    def __init__(self, backend: Backend, settings: RateLimits, metrics: Any) -> None:
+        self.shared = backend if backend.name != "memory" else None
+        self.local = backend if self.shared is None else MemoryBackend(settings.max_keys)
+        self.settings = settings
+        self.metrics = metrics
+        self.retry_at = 0.0
+        self.degraded = False
+        metrics.ratelimit_degraded.set(0)
+
+    async def check(self, limits: Sequence[CompiledLimit], ctx: RequestContext,
+                    headers: Mapping[str, str], route: str) -> Decision:
+        device = ctx.device.device
+        keys, policies = [], []
+        for limit in limits:
+            parts = "|".join(_key_part(k, ctx, headers, self.settings, route)
+                             for k in limit.kinds)
+            raw = f"{limit.scope}|{parts}"
+            keys.append("rl:" + (hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+                                 if len(raw) > 96 else raw))
+            policies.append(limit.policy(device))
+        result = await self._gcra(keys, policies)
+        if result is None:  # `open` while Redis is away
+            return Decision(True, {})
+        ok, now, tats = result
+        out_policy, out_state = [], []
+        retry = 0.0
+        for limit, policy, tat in zip(limits, policies, tats, strict=True):
+            ahead = tat - now
+            out_policy.append(f'"{limit.name}";q={policy.count};w={_secs(policy.period)}')
+            remaining = 0 if not ok else max(0, int((policy.tolerance - ahead + 1e-9)
+                                                    // policy.interval))
+            out_state.append(f'"{limit.name}";r={remaining};t={max(0, math.ceil(ahead))}')
+            fits = ahead + policy.interval <= policy.tolerance + 1e-9
+            if not ok and not fits:
+                retry = max(retry, ahead + policy.interval - policy.tolerance)
+            self.metrics.ratelimit(route, limit.name, limit.kind_label, device, ok or fits)
+        decision_headers = {"RateLimit-Policy": ", ".join(out_policy),
+                            "RateLimit": ", ".join(out_state)}
+        return Decision(ok, decision_headers, max(1, math.ceil(retry)) if not ok else 0)
+
+    async def _gcra(self, keys: list[str], policies: list[Policy]
+                    ) -> tuple[bool, float, list[float]] | None:
+        intervals = [p.interval for p in policies]
+        tolerances = [p.tolerance for p in policies]
+        if self.shared is not None and time.monotonic() >= self.retry_at:
+            try:
+                result = await self.shared.gcra(keys, intervals, tolerances)
+            except BackendError as e:
+                self._degrade(e)
+            else:
+                if self.degraded:
+                    self.degraded = False
+                    self.metrics.ratelimit_degraded.set(0)
+                    log.warning("rate limits are shared through redis again")
+                return result
+        if self.shared is not None:
+            mode = self.settings.on_backend_failure
+            if mode == "open":
+                return None
+            if mode == "closed":
+                raise Problem("backend-unavailable", "rate limits can't be checked; retry "
+                              "later", headers={"Retry-After": "1"})
+        return await self.local.gcra(keys, intervals, tolerances)
+
+    def _degrade(self, error: BackendError) -> None:
+        self.retry_at = time.monotonic() + RETRY_REDIS
+        if not self.degraded:
+            self.degraded = True
+            self.metrics.ratelimit_degraded.set(1)
+            log.warning("rate limits: redis unavailable (%s); %s until it is back", error,
+                        {"local": "limiting per instance", "open": "letting requests through",
+                         "closed": "refusing requests"}[self.settings.on_backend_failure])
+
+
+def _secs(period: float) -> str:
+    return str(int(period)) if period == int(period) else f"{period:g}"
