@@ -18,9 +18,13 @@ front of the same resource, warmed so that every request is a hit. Targets:
     edge 304 (br)          /cached, Accept-Encoding: br, If-None-Match: its current ETag
     edge uncached (br)     /uncached, Accept-Encoding: br (upstream call, re-serialize, br)
     edge hit (identity)    /cached, Accept-Encoding: identity: the 9.7 KB body
+    aiohttp floor (identity)  bench/_aiohttp_floor.py: a bare aiohttp handler answering the
+                           edge's cached identity answer (same body, same headers) every time
     nginx hit (identity)   the same 9.7 KB body from nginx's cache
 
-Without an nginx binary the last target is skipped with a note (the exit code stays 0).
+The floor is what aiohttp's HTTP handling and the socket write cost on this machine, which
+no cache hit served by the edge can beat. Without an nginx binary the nginx target is
+skipped with a note (the exit code stays 0).
 
 Deltas: runs `edge demo` on a copy of config/ (bench/payload.py's start_demo), fetches the
 member dashboard (member 1001's token) with identity and with br, moves one of its claims
@@ -35,6 +39,7 @@ worker (same 9.7 KB identity body); a dashboard delta <= 10% of the full body's 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import platform
@@ -77,6 +82,10 @@ DASHBOARD = f"/api/v1/members/{MEMBER}/dashboard"
 
 BR = {"Accept-Encoding": "br"}
 IDENTITY = {"Accept-Encoding": "identity"}
+# set by aiohttp on each answer (or by the connection), not part of the floor's answer file
+_FLOOR_DROP = frozenset({"content-length", "date", "server", "connection", "keep-alive",
+                         "transfer-encoding"})
+FLOOR_SCRIPT = Path(__file__).resolve().parent / "_aiohttp_floor.py"
 
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *_proxy env
 
@@ -174,8 +183,29 @@ def check_targets(urls: dict[str, str], etag_br: str) -> None:
     status, h, _ = call(urls["uncached"], BR)
     expect("edge uncached: status", status, 200)
     expect("edge uncached: Cache-Status", h.get("Cache-Status"), None)
+    check_hit("aiohttp floor", urls["floor"], IDENTITY, "Cache-Status", "edge; hit")
     if "nginx" in urls:
         check_hit("nginx", urls["nginx"], IDENTITY, "X-Cache-Status", "HIT")
+
+
+def floor_answer(path: Path, h: Message, body: bytes) -> Path:
+    """The edge's identity answer as bench/_aiohttp_floor.py reads it."""
+    path.write_text(json.dumps({
+        "headers": [[k, v] for k, v in h.items() if k.lower() not in _FLOOR_DROP],
+        "body": base64.b64encode(body).decode()}))
+    return path
+
+
+def check_floor(url: str, edge_h: Message, edge_body: bytes) -> None:
+    """The floor sends the edge's answer: same body, same headers (but Date)."""
+    status, h, body = call(url, IDENTITY)
+    expect("aiohttp floor: status", status, 200)
+    expect("aiohttp floor: body = edge identity body", body, edge_body)
+
+    def norm(m: Message) -> list[tuple[str, str]]:
+        return sorted((k.lower(), v) for k, v in m.items() if k.lower() != "date")
+
+    expect("aiohttp floor: headers = edge identity headers", norm(h), norm(edge_h))
 
 
 # ----------------------------------------------------------------------------- deltas
@@ -281,11 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         print("note: no nginx binary (`apt-get install nginx-light`): skipping the nginx "
               "comparison", file=sys.stderr)
     os.environ.pop("EDGE_REDIS_URL", None)
-    base, port, nginx_port = port_base(), free_port(), free_port()
+    base, port, nginx_port, floor_port = port_base(), free_port(), free_port(), free_port()
     up = f"http://127.0.0.1:{base + 2}"
     edge = f"http://127.0.0.1:{port}"
     urls = {"upstream": f"{up}{RESOURCE}", "cached": f"{edge}/cached",
-            "uncached": f"{edge}/uncached"}
+            "uncached": f"{edge}/uncached", "floor": f"http://127.0.0.1:{floor_port}/cached"}
     if nginx_bin:
         urls["nginx"] = f"http://127.0.0.1:{nginx_port}{RESOURCE}"
     targets = [
@@ -293,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         Target("not_modified", "edge 304 (br)", urls["cached"]),
         Target("uncached", "edge uncached (br)", urls["uncached"]),
         Target("hit_identity", "edge hit (identity)", urls["cached"]),
+        Target("floor", "aiohttp floor (identity)", urls["floor"]),
     ]
     if nginx_bin:
         targets.append(Target("nginx", "nginx hit (identity), 1 worker", urls["nginx"]))
@@ -330,8 +361,15 @@ def main(argv: list[str] | None = None) -> int:
                                    "Cache-Status", "edge; hit")
             expect("identity body", json.loads(body_id), json.loads(raw))
             expect("br body", json.loads(brotli.decompress(body_br)), json.loads(raw))
+            # the floor answers exactly what the edge's hit just sent
+            stack.enter_context(server(
+                [sys.executable, str(FLOOR_SCRIPT), str(floor_port),
+                 str(floor_answer(tmp / "floor.json", h, body_id))],
+                urls["floor"], tmp / "floor.err"))
+            check_floor(urls["floor"], h, body_id)
             sizes |= {"hit": f"{len(body_br):,} B br", "not_modified": "0 B (304)",
-                      "hit_identity": f"{len(body_id):,} B identity"}
+                      "hit_identity": f"{len(body_id):,} B identity",
+                      "floor": f"{len(body_id):,} B identity"}
             _, h, body = call(urls["uncached"], BR)
             sizes["uncached"] = f"{len(body):,} B {h.get('Content-Encoding', 'identity')}"
             if nginx_bin:
@@ -341,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
                 sizes["nginx"] = f"{len(body_ngx):,} B identity"
             check_targets(urls, etag_br)
             headers = {"hit": BR, "not_modified": {**BR, "If-None-Match": etag_br},
-                       "uncached": BR, "hit_identity": IDENTITY, "nginx": IDENTITY}
+                       "uncached": BR, "hit_identity": IDENTITY, "floor": IDENTITY,
+                       "nginx": IDENTITY}
             scripts = {k: header_script(tmp / f"{k}.lua", {
                 name: value.replace('"', '\\"') for name, value in h.items()})
                 for k, h in headers.items()}
@@ -370,12 +409,16 @@ def main(argv: list[str] | None = None) -> int:
         "hit": per_round(series["hit"], series["uncached"], "rps", "ratio"),
         "not_modified": per_round(series["not_modified"], series["hit"], "rps", "ratio"),
     }
+    ratio["hit_vs_floor"] = per_round(series["hit_identity"], series["floor"], "rps", "ratio")
     vs = {"hit": f"{ratio['hit']:.2f}x uncached",
-          "not_modified": f"{ratio['not_modified']:.2f}x hit (br)"}
+          "not_modified": f"{ratio['not_modified']:.2f}x hit (br)",
+          "hit_identity": f"{ratio['hit_vs_floor']:.2f}x floor"}
     if nginx_bin:
         ratio["hit_identity"] = per_round(series["hit_identity"], series["nginx"], "rps",
                                           "ratio")
-        vs["hit_identity"] = f"{ratio['hit_identity']:.2f}x nginx"
+        ratio["floor_vs_nginx"] = per_round(series["floor"], series["nginx"], "rps", "ratio")
+        vs["hit_identity"] = f"{ratio['hit_identity']:.2f}x nginx, {vs['hit_identity']}"
+        vs["floor"] = f"{ratio['floor_vs_nginx']:.2f}x nginx"
     lines = [""]
     lines += table(f"{args.connections} connections (medians)", targets, series,
                    ["ratio (same-round pairs)", "body on the wire"],
@@ -397,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"{'PASS' if ok_nginx else 'FAIL'}")
     else:
         lines.append("edge hit vs nginx: SKIPPED (no nginx binary)")
+    lines.append(f"edge hit vs aiohttp floor: {ratio['hit_vs_floor']:.2f}x (informational: "
+                 "a bare aiohttp handler sending the same answer)")
+    if nginx_bin:
+        lines.append(f"aiohttp floor vs nginx: {ratio['floor_vs_nginx']:.2f}x (informational)")
+    else:
+        lines.append("aiohttp floor vs nginx: SKIPPED (no nginx binary)")
     lines += ["ratios are medians of same-round pairs; spread = half the min-max range of "
               "req/s; p99 is at this (saturating) load"]
     dl, ok_delta = delta_lines(delta)
@@ -415,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
                         for k, s in series.items()},
             "ratios": {"hit_vs_uncached": ratio["hit"],
                        "not_modified_vs_hit": ratio["not_modified"],
-                       "hit_vs_nginx": ratio.get("hit_identity")},
+                       "hit_vs_nginx": ratio.get("hit_identity"),
+                       "hit_vs_floor": ratio["hit_vs_floor"],
+                       "floor_vs_nginx": ratio.get("floor_vs_nginx")},
             "delta": delta,
             "pass": {"hit_vs_uncached": ok_hit, "not_modified_vs_hit": ok_304,
                      "hit_vs_nginx": ok_nginx, "delta_identity": ok_delta["identity"],

@@ -91,13 +91,13 @@ class Edge:
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         ready = self.state.cache.ready.answers
         if ready and (request.method == "GET" or request.method == "HEAD"):
-            answer = self._ready(request, ready)
+            answer = await self._ready(request, ready)
             if answer is not None:
                 return answer
         return await self.serve(request)
 
-    def _ready(self, request: web.BaseRequest,
-               ready: dict[tuple[str | None, ...], Ready]) -> web.Response | None:
+    async def _ready(self, request: web.BaseRequest,
+                     ready: dict[tuple[str | None, ...], Ready]) -> web.Response | None:
         """The fast lane: a fresh public answer rendered before, for the same request
         headers (see caching.ReadyAnswers). None: take the full pipeline."""
         started = time.perf_counter()
@@ -118,6 +118,17 @@ class Edge:
         rid = headers.get(rt.rid_header)
         if rid is None or not _REQUEST_ID.match(rid):
             rid = f"{self._rid_prefix}{next(self._rid_counter) & 0xFFFFFFFF:08x}"
+        limited: dict[str, str] | None = None
+        if found.limits is not None:
+            client_ip = rt.clients.client_ip(request.remote, headers.get("X-Forwarded-For"))
+            if not rt.rate_allow.is_trusted(client_ip):
+                ctx = RequestContext(request_id=rid, route_name=found.route, params={},
+                                     device=rt.devices.profile(headers), client_ip=client_ip)
+                decision = await self.state.limiter.check(found.limits, ctx, headers,
+                                                          found.route)
+                if not decision.allowed:
+                    return None  # nothing was charged: the full pipeline answers the 429
+                limited = decision.headers
         inm = headers.get("If-None-Match")
         if inm is not None and held(inm, found.etag):
             out, body, status = dict(found.nm_headers), None, 304
@@ -128,6 +139,8 @@ class Edge:
         if age:
             out["Age"] = str(age)
         out["Cache-Status"] = f"edge; hit; ttl={int(found.fresh_until - now)}"
+        if limited:
+            out.update(limited)
         sent = len(body) if body is not None and request.method == "GET" else 0
         elapsed = time.perf_counter() - started
         self.metrics.request_done(found.route, request.method, status, found.device, elapsed,
@@ -560,7 +573,6 @@ class Edge:
             answer = self._respond(request, rt, rc, plan, entry, coding, private, status,
                                    policy, extra)
             if (policy and not private and answer[0].status == 200 and entry.storable
-                    and route.limits is None  # the fast lane checks no limits
                     and isinstance(answer[0], web.Response) and request.method == "GET"
                     and "If-None-Match" not in request.headers
                     and ctx.cache_result in ("hit", "miss", "revalidated", "collapsed")):
@@ -569,7 +581,7 @@ class Edge:
                 if sig is not None:
                     cache.ready.put(sig, make_ready(answer[0], entry, route.name,
                                                     ctx.device.device, ctx.device.network,
-                                                    rt.generation))
+                                                    rt.generation, route.limits))
                     # HEAD gets the same answer without its body (aiohttp drops it)
                     cache.ready.put(("HEAD", *sig[1:]), cache.ready.answers[sig])
             return answer

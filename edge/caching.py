@@ -261,7 +261,8 @@ _SIGNATURE_HEADERS = ("Accept", "Accept-Encoding", "X-Edge-Keymap", "X-Edge-Enve
                       "Sec-CH-Viewport-Width", "Viewport-Width", "Sec-CH-Width", "Width")
 # With these the answer is not "the public one": the full pipeline decides.
 _SLOW_PATH = ("Authorization", "Cookie", "A-IM", "If-Modified-Since")
-_DYNAMIC = frozenset({"age", "cache-status", "x-request-id", "date", "content-length"})
+_DYNAMIC = frozenset({"age", "cache-status", "x-request-id", "date", "content-length",
+                      "ratelimit", "ratelimit-policy"})
 
 
 @dataclass(slots=True)
@@ -279,6 +280,7 @@ class Ready:
     device: str
     network: str
     generation: int
+    limits: Any = None  # the route's rate limits, checked on every use
 
 
 class ReadyAnswers:
@@ -314,14 +316,14 @@ class ReadyAnswers:
 
 
 def make_ready(response: web.Response, entry: Entry, route: str, device: str, network: str,
-               generation: int) -> Ready:
+               generation: int, limits: Any = None) -> Ready:
     """Keep a rendered 200 from a cache entry for the fast lane."""
     ok = {k: v for k, v in response.headers.items() if k.lower() not in _DYNAMIC}
     nm = {k: v for k, v in ok.items() if k.lower() not in NOT_ON_304}
     body = response.body
     assert isinstance(body, bytes)
     return Ready(entry.etag, body, ok, nm, entry.fresh_until, entry.stored_at, entry.tags,
-                 route, device, network, generation)
+                 route, device, network, generation, limits)
 
 
 def held(if_none_match_header: str, etag: str) -> bool:

@@ -264,3 +264,26 @@ def test_limit_config_errors(tmp_path: Any, limits: str, expected: str) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(root, {})
     assert any(expected in p for p in e.value.problems), e.value.problems
+
+
+async def test_cached_answers_are_limited_too(make_edge: Any, up: str) -> None:
+    name = unique()
+    r = routes(name)
+    r["c.yaml"] = f"""
+route: GET /cached
+source: {{service: up, path: /x}}
+auth: {{jwt: "off"}}
+shape: {{}}
+cache: {{scope: public, ttl: 60s}}
+rate_limit: [{{name: {name}-c, key: device, rate: 10/h, burst: 5}}]
+"""
+    edge = await make_edge(edge_yaml(up), r)
+    dev = {"X-Device-ID": "d1", "Accept-Encoding": "identity"}
+    seen = []
+    for _ in range(7):
+        resp = await edge.get("/cached", headers=dev)
+        seen.append((resp.status, state(resp)[f"{name}-c"]["r"]))
+    assert seen == [(200, 4), (200, 3), (200, 2), (200, 1), (200, 0), (429, 0), (429, 0)]
+    assert edge.edge.state.cache.ready.answers  # the hits came from the fast lane
+    other = await edge.get("/cached", headers={**dev, "X-Device-ID": "d2"})
+    assert other.status == 200 and other.headers["Cache-Status"].startswith("edge; hit")

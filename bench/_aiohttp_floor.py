@@ -1,0 +1,68 @@
+"""The aiohttp floor: the cheapest answer aiohttp can give, one fixed body and headers.
+
+Usage: python bench/_aiohttp_floor.py PORT ANSWER_JSON
+
+ANSWER_JSON holds `{"headers": [[name, value], ...], "body": "<base64>"}` (bench/cache.py
+writes the edge's cached identity answer there). Every request, whatever its method or path,
+gets that body with those headers; aiohttp adds Content-Length, Date and Server itself.
+
+Served like the edge (edge/cli.py): a low-level `web.Server` (no router, no middlewares),
+access log off, uvloop when installed, the same listen backlog and the same GC settings, so
+what remains is aiohttp's HTTP parsing, response writing and the socket I/O. aiohttp can't
+send one `web.Response` twice (it remembers it was sent), so each request gets a new one
+built from the prebuilt body and headers: the least work an aiohttp handler can do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gc
+import json
+import signal
+import sys
+from pathlib import Path
+
+from _common import new_loop
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+
+def load(path: Path) -> tuple[bytes, CIMultiDictProxy[str]]:
+    spec = json.loads(path.read_text())
+    return base64.b64decode(spec["body"]), CIMultiDictProxy(CIMultiDict(spec["headers"]))
+
+
+async def serve(port: int, body: bytes, headers: CIMultiDictProxy[str]) -> None:
+    async def handle(_request: web.BaseRequest) -> web.Response:
+        return web.Response(body=body, headers=headers)
+
+    runner = web.ServerRunner(web.Server(handle, access_log=None), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=2048)
+    await site.start()
+    gc.collect()  # as the edge does once it listens
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    port, path = int(sys.argv[1]), Path(sys.argv[2])
+    body, headers = load(path)
+    loop = new_loop()
+    try:
+        loop.run_until_complete(serve(port, body, headers))
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    main()
