@@ -266,6 +266,9 @@ Try:
        "{url}/api/v1/members/1001/dashboard?envelope=true"     # 5 upstream calls, 1 answer
   curl -s -D - -o /dev/null "{url}/api/v1/providers?city=Jakarta&size=2" | grep -i cache-status
                                                # twice: miss, then hit (then try If-None-Match)
+  for i in $(seq 25); do curl -s -o /dev/null -w '%{{http_code}} ' -H "X-Device-ID: me" \\
+       -H "Authorization: Bearer $TOKEN" {url}/api/v1/members/1001/benefits; done; echo
+                                               # 20 at once, then 100/min per device: 429s
   curl -s -H "Authorization: Bearer $TOKEN" {url}/batch \
        -d '[{{"id":"me","path":"/api/v1/members/1001"}},{{"id":"x","path":"/api/v1/members/1002"}}]'
   curl -s -H "Authorization: Bearer $TOKEN" {url}/offline/queue -d '{{"operations":[{{"local_id":

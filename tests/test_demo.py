@@ -131,6 +131,17 @@ async def test_demo_serves_the_example_routes(demo: Any) -> None:
                      headers={**plain, "If-None-Match": dash_etag, "A-IM": "json-patch"}) as r:
         assert r.status == 226
         assert r.headers["Content-Type"] == "application/json-patch+json"
+    # a per-device limit: the headers count down, then 429 with Retry-After
+    device = {**member, "X-Device-ID": "demo-loop"}
+    remaining = []
+    for _ in range(25):
+        async with s.get(f"{base}/api/v1/members/1001/benefits", headers=device) as r:
+            if r.status == 429:
+                assert int(r.headers["Retry-After"]) >= 1
+                break
+            remaining.append(r.headers["RateLimit"])
+    assert r.status == 429
+    assert '"per-device";r=19;' in remaining[0] and len(remaining) >= 20
     for _ in range(4):  # fails every other call upstream; the retry hides it
         async with s.get(f"{base}/demo/flaky") as r:
             assert r.status == 200
