@@ -255,9 +255,10 @@ class RateLimit(Model):
     requests are spaced out, never counted in fixed windows)."""
 
     key: KeyKind | list[KeyKind] = "ip"
-    """Who shares the budget: device (the token's device claim, else X-Device-ID *within
-    the client IP*, else the IP), user (token `sub`, else the IP), api_key, ip (the real
-    client, behind trusted proxies), route (everyone on the route), or a list of these."""
+    """Who shares the budget: device (the token's device claim, else the API key, else
+    X-Device-ID *within the client IP*, else the IP), user (token `sub`, else the IP),
+    api_key, ip (the real client, behind trusted proxies), route (everyone on the route),
+    or a list of these."""
     rate: Rate
     """'100/min', '10/s', '5000/h'."""
     burst: int | None = Field(None, ge=1)

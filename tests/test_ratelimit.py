@@ -140,6 +140,11 @@ async def test_devices_users_and_combined_keys(make_edge: Any, up: str) -> None:
         assert (await edge.get("/device", headers={**t, "X-Forwarded-For": ip})).status == 200
     assert (await edge.get("/device", headers={**t, "X-Forwarded-For": "10.0.0.10"})).status \
         == 429
+    # so does an API key
+    for ip in ("10.0.1.1", "10.0.1.2", "10.0.1.3"):
+        assert (await edge.get("/device", headers={"X-API-Key": "partner-1",
+                                                   "X-Forwarded-For": ip})).status == 200
+    assert (await edge.get("/device", headers={"X-API-Key": "partner-1"})).status == 429
     # a watch gets fewer
     watch = {"X-Device-ID": "w", "User-Agent": "Watch OS", "X-Forwarded-For": "10.0.0.3"}
     assert await flood(edge, "/device", 3, **watch) == {200: 1, 429: 2}

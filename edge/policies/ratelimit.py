@@ -86,6 +86,9 @@ def _key_part(kind: str, ctx: RequestContext, headers: Mapping[str, str],
         verified = identity.get(settings.device_claim)
         if verified is not None:
             return f"d={verified}"
+        api_key = headers.get(settings.api_key_header)
+        if api_key:  # a device with its own key
+            return "k=" + hashlib.sha256(api_key.encode()).hexdigest()[:24]
         claimed = headers.get(settings.device_header)
         if claimed:
             # unverified: it only narrows the client's own address, so it can neither
