@@ -66,6 +66,8 @@ from .shaping import (
     shape,
     shape_reply,
 )
+from .sse.endpoint import publish, relay_purges, subscribe
+from .sse.hub import Hub
 
 log = logging.getLogger("edge")
 KEYMAPS_PREFIX = "/_edge/keymaps/"
@@ -254,6 +256,20 @@ class Edge:
         if admin is not None and request.method in ("GET", "HEAD"):
             ctx.route_name = "admin"
             return await self._admin(admin, request, rt)
+        events = rt.events
+        if events is not None and (path == events.path or path == events.publish_path):
+            hub = self.state.hub
+            hub.configure(events)
+            if path == events.path and request.method == "GET":
+                ctx.route_name = "events"
+                return await subscribe(request, hub, events, rt.topic_rules, rt.events_auth,
+                                       ctx, rt.rid_header)
+            if path == events.publish_path and request.method == "POST":
+                ctx.route_name = "publish"
+                return await publish(request, hub, events, rt.publisher_keys,
+                                     rt.events_auth, bytes_in)
+            allow = "GET" if path == events.path else "POST"
+            raise Problem("method-not-allowed", f"allowed: {allow}", headers={"Allow": allow})
         if path == rt.purge_path and request.method == "POST":
             ctx.route_name = "purge"
             return await self._purge(request, rt, bytes_in)
@@ -748,11 +764,23 @@ class EdgeApp:
         state.cache = EdgeCache(config.edge.cache, state.backend, config.redis_url())
         await state.cache.start()
         state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics)
+        state.hub = Hub(state.backend, self.metrics)
+        state.hub.configure(config.edge.events)
+        await state.hub.start()
+        hub = state.hub
+        state.cache.on_purge = lambda tags: relay_purges(hub, tags)
         state.reloader = Reloader(state, config.root, self.env)
         if self.watch:
             self._watcher = asyncio.get_running_loop().create_task(state.reloader.run())
 
+    def drain_streams(self) -> None:
+        """Ask every open event stream to tell its client to reconnect, and end."""
+        self.state.hub.drain()
+
     async def close(self) -> None:
+        self.drain_streams()
+        await asyncio.sleep(0)  # let the streams say goodbye
+        await self.state.hub.close()
         if self._watcher is not None:
             self._watcher.cancel()
             try:

@@ -51,6 +51,8 @@ class EdgeCache:
         self.invalidations.on_all = self._forget_memory
         self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
         self.ready = ReadyAnswers()
+        # told of every purge made here (not those heard from other instances)
+        self.on_purge: Callable[[list[str]], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -92,7 +94,10 @@ class EdgeCache:
         return True
 
     async def purge(self, tags: list[str]) -> dict[str, Any]:
-        return await self.invalidations.purge(tags)
+        event = await self.invalidations.purge(tags)
+        if self.on_purge is not None:
+            await self.on_purge(tags)
+        return event
 
     async def serve(self, key: str, rc: RouteCache, fetch: Fetch, storable: Callable[[Entry],
                     bool], respond: Callable[[Entry, str, bool], Answer]) -> Answer:

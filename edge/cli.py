@@ -78,6 +78,7 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
         await stop.wait()
     finally:
         log.info("edge %d draining (up to %gs)", os.getpid(), config.edge.drain_timeout)
+        edge.drain_streams()  # event streams end now (their clients reconnect elsewhere)
         await runner.cleanup()
         await edge.close()
 

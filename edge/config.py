@@ -242,6 +242,51 @@ class CacheSettings(Model):
     """Past representations kept per entry, to answer A-IM delta requests from them."""
 
 
+class TopicRule(Model):
+    """Who may subscribe to which topics. `{sub}` and `{claims.NAME}` are the caller's
+    verified claims; `*` matches any run of characters except `:`."""
+
+    topic: str
+    """'public', 'user:{sub}', 'member:{claims.member_id}', 'news:*'."""
+    public: bool = False
+    """Anyone may subscribe, without a token."""
+    roles: list[str] = []
+    """A token whose `roles` hold one of these (default: any valid token)."""
+
+
+class Events(Model):
+    """Server-sent events: apps subscribe to topics at `path`, backends publish at
+    `publish_path`; every event has an increasing id, topics keep a bounded history for
+    reconnecting clients (Last-Event-ID), and with Redis all instances share them."""
+
+    path: str = "/events"
+    publish_path: str = "/_edge/publish"
+    topics: list[TopicRule] = [TopicRule(topic="public", public=True)]
+    publisher_keys_env: list[EnvName] = []
+    """Env vars holding publisher keys (sent as `Authorization: Bearer <key>`)."""
+    publisher_role: str = "publisher"
+    """Or a JWT whose `roles` hold this."""
+    history: int = Field(1000, ge=1, le=100_000)
+    """Events kept per topic for replay."""
+    history_age: Duration = 3600.0
+    """…and for at most this long."""
+    heartbeat: Duration = 15.0
+    """Comment lines this often keep idle connections open through proxies."""
+    retry: Duration = 3.0
+    """The reconnection delay suggested to clients (`retry:`)."""
+    max_topics: int = Field(16, ge=1, le=256)
+    """Topics one connection may join."""
+    max_queue: int = Field(256, ge=1)
+    """Events waiting for one client; a client that falls further behind is told so and
+    disconnected."""
+    max_connections: int = Field(10_000, ge=1)
+    """Open streams per instance (503 beyond)."""
+    max_per_identity: int = Field(8, ge=1)
+    """Open streams per caller (token subject, else client address; 429 beyond)."""
+    max_event_size: Size = 64 * 1024
+    """Largest published `data` (JSON bytes)."""
+
+
 KeyKind = Literal["device", "user", "api_key", "ip", "route"]
 
 
@@ -331,6 +376,8 @@ class EdgeFile(Model):
     compression: Compression = Compression()
     cache: CacheSettings = CacheSettings()
     rate_limits: RateLimits = RateLimits()
+    events: Events | None = None
+    """Server-sent events (off unless given)."""
     drain_timeout: Duration = 30.0
     """On shutdown or reload, how long in-flight requests may take to finish."""
     problem_type_base: str = "urn:edge:problem:"

@@ -12,7 +12,12 @@ from bisect import bisect_left
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -50,6 +55,9 @@ class _RequestSeries(Collector):
         self.cache: dict[tuple[str, str], int] = {}  # (route, result) → answers
         # (route, limit, key kind, device, allowed) → decisions
         self.limits: dict[tuple[str, str, str, str, bool], int] = {}
+        self.streams: dict[str, int] = {}  # device class → open event streams
+        self.events = {"published": 0, "delivered": 0, "dropped": 0, "replay_hit": 0,
+                       "replay_miss": 0}
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("edge_requests", "Requests answered by the edge",
@@ -98,8 +106,22 @@ class _RequestSeries(Collector):
         for (route, name, key, device, allowed), n in list(self.limits.items()):
             limits.add_metric([route, name, key, device, "allowed" if allowed else "limited"],
                               n)
+        streams = GaugeMetricFamily("edge_sse_connections", "Open event streams",
+                                    labels=["device"])
+        for device, n in list(self.streams.items()):
+            streams.add_metric([device], n)
+        events = CounterMetricFamily("edge_sse_events", "Events published, delivered to a "
+                                     "stream, or dropped for a client that fell behind",
+                                     labels=["outcome"])
+        for outcome in ("published", "delivered", "dropped"):
+            events.add_metric([outcome], self.events[outcome])
+        replays = CounterMetricFamily("edge_sse_replays", "Reconnections with Last-Event-ID: "
+                                      "hit (history reached back) or miss (told to refresh)",
+                                      labels=["result"])
+        replays.add_metric(["hit"], self.events["replay_hit"])
+        replays.add_metric(["miss"], self.events["replay_miss"])
         yield from (requests, latency, bytes_in, bytes_out, upstream, shaped_up, shaped_sent,
-                    cache, limits)
+                    cache, limits, streams, events, replays)
 
 
 class Metrics(UpstreamMetrics):
@@ -120,6 +142,8 @@ class Metrics(UpstreamMetrics):
         self.shaping_skipped = Counter(
             "edge_shaping_skipped", "Shaped routes that relayed an upstream body unshaped",
             ["route", "reason"], registry=r)
+        self.sse_open = Gauge("edge_sse_streams", "Open event streams (all devices)",
+                              registry=r)
         self.ratelimit_degraded = Gauge(
             "edge_ratelimit_degraded", "1 while shared rate limits can't reach Redis "
             "(see rate_limits.on_backend_failure)", registry=r)
@@ -156,6 +180,19 @@ class Metrics(UpstreamMetrics):
     def ratelimit(self, route: str, limit: str, key: str, device: str, allowed: bool) -> None:
         k = (route, limit, key, device, allowed)
         self._series.limits[k] = self._series.limits.get(k, 0) + 1
+
+    def sse_connections(self, device: str, delta: int) -> None:
+        self._series.streams[device] = self._series.streams.get(device, 0) + delta
+
+    def sse_published(self, event: str) -> None:
+        self._series.events["published"] += 1
+
+    def sse_delivered(self, delivered: int, dropped: int) -> None:
+        self._series.events["delivered"] += delivered
+        self._series.events["dropped"] += dropped
+
+    def sse_replay(self, hit: bool) -> None:
+        self._series.events["replay_hit" if hit else "replay_miss"] += 1
 
     def cache_result(self, route: str, result: str) -> None:
         key = (route, result)

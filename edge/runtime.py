@@ -22,12 +22,15 @@ from .policies.ratelimit import CompiledLimit, compile_limits
 from .proxy import REQUEST_DROP, PassCompression, QueryMapper
 from .routing import RouteTable
 from .shaping import ShapePlan
+from .sse.endpoint import publisher_keys
+from .sse.hub import TopicRules
 from .upstream import Upstream
 
 if TYPE_CHECKING:
     from .caching import EdgeCache
     from .policies.ratelimit import Limiter
     from .reload import Reloader
+    from .sse.hub import Hub
 
 _EDGE_PARAMS = frozenset({"fields", "keymap"})  # read by the edge, not sent upstream
 
@@ -83,6 +86,12 @@ class Runtime:
         cookie = edge.auth.jwt.cookie if edge.auth.jwt else None
         self.purge_auth = RouteAuthPolicy(RouteAuth(jwt="required"), self.verifier, cookie,
                                           identity)
+        self.events = edge.events
+        self.topic_rules = TopicRules(edge.events.topics if edge.events else [])
+        self.events_auth = RouteAuthPolicy(
+            RouteAuth(jwt="optional" if self.verifier is not None else "off"), self.verifier,
+            cookie, identity)
+        self.publisher_keys = publisher_keys(edge.events, config.env) if edge.events else []
         self.table: RouteTable[CompiledRoute] = RouteTable()
         self.routes: list[CompiledRoute] = []
         self.rate_allow = ClientAddress(edge.rate_limits.allow)
@@ -180,6 +189,7 @@ class State:
     backend: Backend
     cache: EdgeCache
     limiter: Limiter
+    hub: Hub
     reloader: Reloader
 
     def __init__(self, metrics: Metrics) -> None:

@@ -52,6 +52,19 @@ class Backend(Protocol):
         clock. Charged only when every key allows it."""
         ...
 
+    async def event_publish(self, topics: list[str], payload: bytes, history: int,
+                            max_age: float, channel: str) -> tuple[int, float]:
+        """Give an event the next id, keep it in each topic's history (at most `history`
+        events, none older than `max_age`), tell other instances on `channel` (as
+        `id\nts\npayload`, in id order); returns (id, time)."""
+        ...
+
+    async def event_history(self, topic: str, after: int, max_age: float
+                            ) -> tuple[list[tuple[int, bytes]], bool]:
+        """A topic's kept events after id `after`, in order, and whether some after it
+        are no longer kept (the client must refresh)."""
+        ...
+
     def listen(self, channel: str) -> AsyncIterator[bytes]:
         """Messages other instances publish, until cancelled (reconnecting as needed)."""
         ...

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class _Topic:
+    events: deque[tuple[int, float, bytes]] = field(default_factory=deque)
+    lost: int = 0  # the newest id no longer kept
 
 
 class MemoryBackend:
@@ -17,6 +24,8 @@ class MemoryBackend:
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._hashes: dict[str, dict[str, bytes]] = {}
         self._tats: OrderedDict[str, float] = OrderedDict()  # rate-limit buckets
+        self._seq = 0
+        self._topics: OrderedDict[str, _Topic] = OrderedDict()
 
     async def ping(self) -> bool:
         return True
@@ -75,6 +84,38 @@ class MemoryBackend:
         while len(tats) > self.max_entries:
             tats.popitem(last=False)  # the longest idle bucket, most likely full again
         return True, now, after
+
+    async def event_publish(self, topics: list[str], payload: bytes, history: int,
+                            max_age: float, channel: str) -> tuple[int, float]:
+        self._seq += 1
+        now = time.time()
+        for name in topics:
+            topic = self._topics.pop(name, None) or _Topic()
+            self._topics[name] = topic  # most recently used last
+            events = topic.events
+            events.append((self._seq, now, payload))
+            while len(events) > history or events[0][1] < now - max_age:
+                topic.lost = events.popleft()[0]
+        while len(self._topics) > self.max_entries:
+            self._topics.popitem(last=False)
+        return self._seq, now
+
+    async def event_history(self, topic: str, after: int, max_age: float
+                            ) -> tuple[list[tuple[int, bytes]], bool]:
+        kept = self._topics.get(topic)
+        if kept is None:
+            return [], False
+        cutoff = time.time() - max_age
+        lost = kept.lost
+        out = []
+        for event_id, ts, payload in kept.events:
+            if event_id <= after:
+                continue
+            if ts < cutoff:
+                lost = max(lost, event_id)
+                continue
+            out.append((event_id, payload))
+        return out, lost > after
 
     async def publish(self, channel: str, message: bytes) -> None:
         return None  # one instance: nobody else to tell

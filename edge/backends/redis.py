@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,6 +53,45 @@ return out
 """
 
 
+# Publish one event: the next id (one counter for all topics), each topic's stream trimmed
+# to its count and age (remembering the newest id dropped), then the live message, all in
+# one step so every instance sees events in id order. KEYS[1] = the counter;
+# ARGV = prefix, history, max_age_ms, channel, payload, topics...
+_PUBLISH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prefix, history, max_age = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local keep = max_age * 4 + 86400000
+local id = redis.call('INCR', KEYS[1])
+for i = 6, #ARGV do
+  local stream = prefix .. 'ev:s:' .. ARGV[i]
+  local lost = prefix .. 'ev:lost:' .. ARGV[i]
+  redis.call('XADD', stream, id .. '-0', 'ts', now, 'p', ARGV[5])
+  local n = redis.call('XLEN', stream)
+  local dropped = nil
+  if n > history then
+    local old = redis.call('XRANGE', stream, '-', '+', 'COUNT', n - history)
+    dropped = old[#old][1]
+    redis.call('XTRIM', stream, 'MAXLEN', history)
+  end
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
+  for _, e in ipairs(oldest) do
+    if tonumber(e[2][2]) >= now - max_age then break end
+    dropped = e[1]
+  end
+  if dropped then
+    local seq = string.match(dropped, '^(%d+)')
+    redis.call('XTRIM', stream, 'MINID', (tonumber(seq) + 1) .. '-0')
+    redis.call('SET', lost, seq, 'PX', keep)
+  end
+  redis.call('PEXPIRE', stream, max_age + 1000)
+  redis.call('SET', prefix .. 'ev:last:' .. ARGV[i], id, 'PX', keep)
+end
+redis.call('PUBLISH', prefix .. ARGV[4], id .. '\\n' .. now .. '\\n' .. ARGV[5])
+return {id, now}
+"""
+
+
 class RedisBackend:
     name = "redis"
 
@@ -61,6 +101,7 @@ class RedisBackend:
             health_check_interval=10)
         self._delete_if = self.client.register_script(_DELETE_IF)
         self._gcra = self.client.register_script(_GCRA)
+        self._publish_event = self.client.register_script(_PUBLISH)
         # Subscriptions sit idle for long stretches: their own client, no read timeout.
         self.sub_client = aioredis.Redis.from_url(
             url, socket_connect_timeout=SOCKET_TIMEOUT, health_check_interval=30)
@@ -106,6 +147,33 @@ class RedisBackend:
         out = await self._call(self._gcra(keys=[PREFIX + k for k in keys], args=args))
         now = int(out[1])
         return bool(out[0]), now / 1e6, [int(v) / 1e6 for v in out[2:]]
+
+    async def event_publish(self, topics: list[str], payload: bytes, history: int,
+                            max_age: float, channel: str) -> tuple[int, float]:
+        out = await self._call(self._publish_event(
+            keys=[PREFIX + "ev:seq"],
+            args=[PREFIX, history, int(max_age * 1000), channel, payload, *topics]))
+        return int(out[0]), int(out[1]) / 1000
+
+    async def event_history(self, topic: str, after: int, max_age: float
+                            ) -> tuple[list[tuple[int, bytes]], bool]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xrange(PREFIX + "ev:s:" + topic, min=f"{after + 1}-0", max="+")
+            pipe.get(PREFIX + "ev:lost:" + topic)
+            pipe.get(PREFIX + "ev:last:" + topic)
+            entries, lost_raw, last_raw = await self._call(pipe.execute())
+        cutoff = time.time() - max_age
+        lost = int(lost_raw or 0)
+        out = []
+        for entry_id, fields in entries:
+            event_id = int(entry_id.split(b"-")[0])
+            if float(fields[b"ts"]) / 1000 < cutoff:
+                lost = max(lost, event_id)
+                continue
+            out.append((event_id, bytes(fields[b"p"])))
+        if not out and not entries and int(last_raw or 0) > after:
+            lost = max(lost, int(last_raw))  # the whole history aged out
+        return out, lost > after
 
     async def hash_set(self, name: str, field: str, value: bytes, ttl: float) -> None:
         async with self.client.pipeline(transaction=True) as pipe:

@@ -1,0 +1,208 @@
+"""The two HTTP faces of the hub: `GET /events` (an app's stream) and
+`POST /_edge/publish` (a backend's event)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from ..backends import BackendError
+from ..config import Events
+from ..context import Incoming, RequestContext
+from ..errors import Problem
+from ..policies.auth import RouteAuthPolicy
+from ..proxy import read_request_body
+from .hub import Event, Hub, Subscriber, TopicRules, valid_topic
+
+_EVENT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SEND_TIMEOUT = 10.0  # a client that takes longer to accept a write is gone
+
+
+def _topics(request: Incoming, settings: Events) -> list[str]:
+    topics: list[str] = []
+    for value in request.query.getall("topic", []):
+        topics.extend(t.strip() for t in value.split(",") if t.strip())
+    if not topics:
+        raise Problem("bad-request", "name the topics to follow: ?topic=public&topic=…")
+    if len(topics) > settings.max_topics:
+        raise Problem("bad-request", f"at most {settings.max_topics} topics per stream")
+    for topic in topics:
+        if not valid_topic(topic):
+            raise Problem("bad-request", f"{topic[:64]!r} is not a topic name")
+    return list(dict.fromkeys(topics))
+
+
+def _last_id(request: Incoming) -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise Problem("bad-request", "Last-Event-ID is an event id this edge sent")
+    return int(raw)
+
+
+async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicRules,
+                    auth: RouteAuthPolicy, ctx: RequestContext, rid_header: str
+                    ) -> tuple[web.StreamResponse, int]:
+    """An app's event stream: authorized per topic before it opens, then what it missed
+    (Last-Event-ID), then live events, heartbeats, and a last word when it ends."""
+    if "access_token" in request.query or "token" in request.query:
+        raise Problem("bad-request", "send the token in the Authorization header or the "
+                      "cookie: URLs end up in logs")
+    topics = _topics(request, settings)
+    claims = auth.check(request, {})
+    ctx.identity = claims
+    for topic in topics:
+        if not rules.allowed(topic, claims):
+            if claims is None:
+                raise Problem("unauthorized", f"topic {topic!r} needs a token",
+                              headers={"WWW-Authenticate": "Bearer"})
+            raise Problem("forbidden", f"you may not follow topic {topic!r}")
+    last = _last_id(request)
+    who = f"sub:{claims['sub']}" if claims and claims.get("sub") is not None \
+        else f"ip:{ctx.client_ip}"
+    expires = float(claims["exp"]) if claims and isinstance(claims.get("exp"), int | float) \
+        else None
+    sub = hub.join(frozenset(topics), ctx.device.device, who)
+    assert isinstance(request, web.BaseRequest)  # a stream needs a real connection
+    resp = EventSourceResponse(ping_interval=settings.heartbeat, send_timeout=SEND_TIMEOUT,
+                               headers={rid_header: ctx.request_id})
+    sent = 0
+    try:
+        await resp.prepare(request)
+        hello = f"retry: {int(settings.retry * 1000)}\n\n".encode()
+        await resp.write(hello)
+        sent += len(hello)
+        newest = last or 0
+        if last is not None:
+            events, lost = await hub.history(sub.topics, last)
+            if lost:
+                sent += await _send(resp, "refresh", {"topics": lost, "reason": "the events "
+                                                      "since your last one are no longer "
+                                                      "kept: fetch afresh"}, None)
+            for event in events:
+                sent += await _deliver(resp, event, sub)
+                newest = event.id
+        while True:
+            timeout = settings.heartbeat
+            if expires is not None:
+                timeout = min(timeout, max(0.0, expires - time.time()))
+            await sub.wait(timeout)
+            if not resp.is_connected():
+                break
+            if sub.closing == "drain":
+                sent += await _send(resp, "reconnect", {"reason": "the edge is restarting"},
+                                    None, retry=int(settings.retry * 1000))
+                break
+            if sub.overflowed:
+                sent += await _send(resp, "overflow", {"reason": "too many events waiting "
+                                                       "for you: reconnect with "
+                                                       "Last-Event-ID"}, None)
+                break
+            if expires is not None and time.time() >= expires:
+                sent += await _send(resp, "token-expired", {"reason": "your token expired: "
+                                                            "reconnect with a new one"}, None)
+                break
+            while sub.queue:
+                event = sub.queue.popleft()
+                if event.id <= newest:
+                    continue  # already sent from the history
+                sent += await _deliver(resp, event, sub)
+                newest = event.id
+    except (ConnectionResetError, TimeoutError, BackendError, RuntimeError):
+        pass  # the client went away (or stalled): nothing more to say to it
+    finally:
+        hub.leave(sub)
+        if resp.prepared and resp.is_connected():
+            resp.stop_streaming()
+    try:
+        await resp.write_eof()
+    except (ConnectionResetError, RuntimeError):
+        pass
+    return resp, sent
+
+
+async def _deliver(resp: EventSourceResponse, event: Event, sub: Subscriber) -> int:
+    topic = next((t for t in event.topics if t in sub.topics), event.topics[0])
+    return await _send(resp, event.event, {"topic": topic, "data": event.data}, event.id)
+
+
+async def _send(resp: EventSourceResponse, name: str, data: Any, event_id: int | None,
+                retry: int | None = None) -> int:
+    text = orjson.dumps(data).decode()
+    await resp.send(text, id=str(event_id) if event_id is not None else None, event=name,
+                    retry=retry)
+    return len(text) + len(name) + 32
+
+
+def publisher_keys(settings: Events, env: dict[str, str]) -> list[bytes]:
+    return [env[name].encode() for name in settings.publisher_keys_env if env.get(name)]
+
+
+async def publish(request: Incoming, hub: Hub, settings: Events, keys: list[bytes],
+                  auth: RouteAuthPolicy, bytes_in: list[int]) -> tuple[web.Response, int]:
+    """A backend's event: `{topic | topics, event?, data, id?}` with a publisher key or a
+    token holding the publisher role. `id` makes retries safe: the same id twice within
+    the history's age publishes once."""
+    presented = request.headers.get("Authorization", "")
+    key = presented[7:].encode() if presented.startswith("Bearer ") else b""
+    if not (key and any(hmac.compare_digest(key, k) for k in keys)):
+        if "." not in key.decode(errors="replace"):
+            raise Problem("unauthorized", "publishing needs a publisher key or a token",
+                          headers={"WWW-Authenticate": "Bearer"})
+        claims = auth.check(request, {})
+        roles = (claims or {}).get("roles")
+        held = roles if isinstance(roles, list) else [roles]
+        if settings.publisher_role not in held:
+            raise Problem("forbidden", f"publishing needs the '{settings.publisher_role}' role")
+    raw = await read_request_body(request, settings.max_event_size + 4096, bytes_in)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or "data" not in doc:
+        raise Problem("bad-request", 'expected {"topic": "...", "event": "...", "data": ...}')
+    topics = doc.get("topics", [doc["topic"]] if "topic" in doc else [])
+    if not isinstance(topics, list) or not topics or len(topics) > 64 or not all(
+            isinstance(t, str) and valid_topic(t) for t in topics):
+        raise Problem("bad-request", "topic(s): 1 to 64 topic names")
+    name = doc.get("event", "message")
+    if not isinstance(name, str) or not _EVENT_NAME.match(name):
+        raise Problem("bad-request", "event: letters, digits, '.', '_' or '-'")
+    if len(orjson.dumps(doc["data"])) > settings.max_event_size:
+        raise Problem("payload-too-large", f"data is limited to {settings.max_event_size} "
+                      "bytes")
+    publisher_id = doc.get("id")
+    if publisher_id is not None:
+        if not isinstance(publisher_id, str) or not 0 < len(publisher_id) <= 200:
+            raise Problem("bad-request", "id: a string of up to 200 characters")
+        marker = "evpub:" + hashlib.sha256(publisher_id.encode()).hexdigest()[:32]
+        try:
+            first = await hub.backend.add(marker, b"1", settings.history_age)
+        except BackendError:
+            first = True  # better twice than never
+        if not first:
+            body = orjson.dumps({"duplicate": True, "topics": topics})
+            return web.Response(body=body, content_type="application/json"), len(body)
+    event_id = await hub.publish(list(dict.fromkeys(topics)), name, doc["data"])
+    body = orjson.dumps({"id": event_id, "topics": topics})
+    return web.Response(status=202, body=body, content_type="application/json"), len(body)
+
+
+async def relay_purges(hub: Hub, tags: list[str]) -> None:
+    """The cache's purges, as `invalidate` events on the topics named like the tags."""
+    if hub.settings is None:
+        return
+    topics = [t for t in tags if t != "*" and not t.startswith("route:") and valid_topic(t)]
+    if topics:
+        try:
+            await hub.publish(topics, "invalidate", {"tags": tags})
+        except Problem:
+            pass

@@ -1,0 +1,261 @@
+"""The event hub: who is subscribed to what in this process, and the way events reach them.
+
+An event gets its id from the backend (one counter for all topics, so ids only grow) and
+is kept in each of its topics' bounded history. In memory the hub hands it to local
+subscribers at once; with Redis every instance — this one included — receives it from
+one pub/sub channel, so all of them deliver in the same (id) order.
+
+A subscriber is a bounded queue and a wake-up future; the connection's own handler
+drains it. Publishing never waits for a client: one that falls `max_queue` events behind
+is marked and its handler closes the stream with an `overflow` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..backends import Backend, BackendError
+from ..config import Events, TopicRule
+from ..errors import Problem
+
+log = logging.getLogger("edge.sse")
+CHANNEL = "ev:live"
+_TOPIC = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
+
+
+def valid_topic(topic: str) -> bool:
+    return bool(_TOPIC.match(topic))
+
+
+@dataclass(slots=True)
+class Event:
+    id: int
+    topics: list[str]
+    event: str
+    data: Any
+    ts: float
+
+    @classmethod
+    def decode(cls, event_id: int, ts: float, payload: bytes) -> Event:
+        doc = orjson.loads(payload)
+        return cls(event_id, doc["topics"], doc["event"], doc["data"], ts)
+
+
+@dataclass(eq=False, slots=True)
+class Subscriber:
+    topics: frozenset[str]
+    device: str
+    who: str
+    limit: int
+    queue: deque[Event] = field(default_factory=deque)
+    waiter: asyncio.Future[None] | None = None
+    overflowed: bool = False
+    closing: str | None = None  # "drain": the edge is going away
+
+    def push(self, event: Event) -> bool:
+        if self.overflowed:
+            return False
+        if len(self.queue) >= self.limit:
+            self.overflowed = True
+            self.queue.clear()
+            self.wake()
+            return False
+        self.queue.append(event)
+        self.wake()
+        return True
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, timeout: float | None) -> None:
+        if self.queue or self.overflowed or self.closing:
+            return
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self.waiter, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self.waiter = None
+
+
+class TopicRules:
+    """`events.topics`, compiled: may this caller read that topic?"""
+
+    def __init__(self, rules: list[TopicRule]) -> None:
+        self.rules = rules
+
+    def allowed(self, topic: str, claims: Mapping[str, Any] | None) -> bool:
+        for rule in self.rules:
+            if not rule.public:
+                if claims is None:
+                    continue
+                if rule.roles:
+                    roles = claims.get("roles")
+                    held = roles if isinstance(roles, list) else [roles]
+                    if not any(r in held for r in rule.roles):
+                        continue
+            regex = _rule_regex(rule.topic, claims)
+            if regex is not None and re.fullmatch(regex, topic):
+                return True
+        return False
+
+
+_PART = re.compile(r"\{(sub|claims\.[A-Za-z0-9_]+)\}|\*")
+
+
+def _rule_regex(template: str, claims: Mapping[str, Any] | None) -> str | None:
+    """The rule as a regex for this caller: its claims filled in (matched literally), `*`
+    as any run of characters but ':'. None when a claim it needs is missing."""
+    out, pos = [], 0
+    for m in _PART.finditer(template):
+        out.append(re.escape(template[pos:m.start()]))
+        pos = m.end()
+        if m.group(0) == "*":
+            out.append("[^:]*")
+            continue
+        name = m.group(1)
+        value = (claims or {}).get("sub" if name == "sub" else name[len("claims."):])
+        if value is None or isinstance(value, dict | list | bool):
+            return None
+        out.append(re.escape(str(value)))
+    out.append(re.escape(template[pos:]))
+    return "".join(out)
+
+
+class Hub:
+    """Process-wide; outlives config reloads."""
+
+    def __init__(self, backend: Backend, metrics: Any) -> None:
+        self.backend = backend
+        self.metrics = metrics
+        self.settings: Events | None = None
+        self.by_topic: dict[str, set[Subscriber]] = {}
+        self.subscribers: set[Subscriber] = set()
+        self.per_identity: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        metrics.sse_open.set_function(lambda: len(self.subscribers))
+
+    def configure(self, settings: Events | None) -> None:
+        self.settings = settings
+
+    async def start(self) -> None:
+        if self.backend.name != "memory":
+            self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    # -- subscribing
+    def join(self, topics: frozenset[str], device: str, who: str) -> Subscriber:
+        s = self.settings
+        assert s is not None
+        if len(self.subscribers) >= s.max_connections:
+            raise Problem("service-unavailable", "this instance holds all the event streams it "
+                          "may; retry on another or later", headers={"Retry-After": "5"})
+        if self.per_identity.get(who, 0) >= s.max_per_identity:
+            raise Problem("too-many-streams", f"at most {s.max_per_identity} event streams "
+                          "per caller", headers={"Retry-After": "5"})
+        sub = Subscriber(topics, device, who, s.max_queue)
+        self.subscribers.add(sub)
+        self.per_identity[who] = self.per_identity.get(who, 0) + 1
+        for topic in topics:
+            self.by_topic.setdefault(topic, set()).add(sub)
+        self.metrics.sse_connections(device, +1)
+        return sub
+
+    def leave(self, sub: Subscriber) -> None:
+        if sub not in self.subscribers:
+            return
+        self.subscribers.discard(sub)
+        left = self.per_identity.get(sub.who, 1) - 1
+        if left:
+            self.per_identity[sub.who] = left
+        else:
+            self.per_identity.pop(sub.who, None)
+        for topic in sub.topics:
+            subs = self.by_topic.get(topic)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self.by_topic[topic]
+        self.metrics.sse_connections(sub.device, -1)
+
+    def drain(self) -> None:
+        """Tell every stream to ask its client to reconnect (shutdown)."""
+        for sub in list(self.subscribers):
+            sub.closing = "drain"
+            sub.wake()
+
+    # -- publishing
+    async def publish(self, topics: list[str], event: str, data: Any) -> int:
+        s = self.settings
+        assert s is not None
+        payload = orjson.dumps({"topics": topics, "event": event, "data": data})
+        try:
+            event_id, ts = await self.backend.event_publish(topics, payload, s.history,
+                                                            s.history_age, CHANNEL)
+        except BackendError as e:
+            raise Problem("backend-unavailable", f"the event could not be stored: {e}",
+                          headers={"Retry-After": "1"}) from None
+        self.metrics.sse_published(event)
+        if self.backend.name == "memory":  # nobody else: deliver here, now
+            self.deliver(Event(event_id, topics, event, data, ts))
+        return event_id
+
+    def deliver(self, event: Event) -> None:
+        reached: set[Subscriber] = set()
+        for topic in event.topics:
+            reached.update(self.by_topic.get(topic, ()))
+        delivered = dropped = 0
+        for sub in reached:
+            if sub.push(event):
+                delivered += 1
+            else:
+                dropped += 1
+        self.metrics.sse_delivered(delivered, dropped)
+
+    async def history(self, topics: frozenset[str], after: int) -> tuple[list[Event], list[str]]:
+        """Events after `after` on these topics, in id order without repeats, and the
+        topics whose history no longer reaches back that far."""
+        s = self.settings
+        assert s is not None
+        found: dict[int, Event] = {}
+        lost: list[str] = []
+        for topic in sorted(topics):
+            try:
+                events, gone = await self.backend.event_history(topic, after, s.history_age)
+            except BackendError as e:
+                log.warning("event history unavailable: %s", e)
+                lost.append(topic)
+                continue
+            if gone:
+                lost.append(topic)
+            for event_id, payload in events:
+                if event_id not in found:
+                    found[event_id] = Event.decode(event_id, 0.0, payload)
+        self.metrics.sse_replay(hit=not lost)
+        return [found[k] for k in sorted(found)], lost
+
+    async def _listen(self) -> None:
+        async for message in self.backend.listen(CHANNEL):
+            try:
+                raw_id, raw_ts, payload = message.split(b"\n", 2)
+                self.deliver(Event.decode(int(raw_id), int(raw_ts) / 1000, payload))
+            except (ValueError, KeyError, orjson.JSONDecodeError):
+                log.warning("ignored a malformed event message")
