@@ -14,10 +14,15 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError, Route, json_schemas, load_config
 
 DEFAULT_CONFIG = "config"
+if TYPE_CHECKING:
+    from .app import EdgeApp
+
+DEMO_PUBLISHER_KEY = "demo-publisher-key-change-me"
 DEMO_SECRET = "edge-demo-secret-not-for-production"
 
 
@@ -42,7 +47,8 @@ def _load_or_exit(config_dir: str) -> Config:
 
 async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = False,
                  before: Callable[[], Awaitable[object]] | None = None,
-                 announce: Callable[[str], None] | None = None) -> None:
+                 announce: Callable[[str], None] | None = None,
+                 on_start: Callable[[EdgeApp], object] | None = None) -> None:
     from aiohttp import web
 
     from .app import EdgeApp, setup_logging
@@ -66,6 +72,8 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
     gc.set_threshold(20_000, 20, 20)
     url = f"http://{host}:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
     log.info("edge %d listening on %s (%d routes)", os.getpid(), url, len(config.routes))
+    if on_start:
+        on_start(edge)
     if announce:
         announce(url)
     stop = asyncio.Event()
@@ -246,6 +254,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     host = args.host or config.edge.listen.host
     port = config.edge.listen.port if args.port is None else args.port
     secret = os.environ.get(env_name, "") if env_name else ""
+    events = config.edge.events
+    pub_env = events.publisher_keys_env[0] if events and events.publisher_keys_env else None
+    if pub_env and not os.environ.get(pub_env):
+        os.environ[pub_env] = DEMO_PUBLISHER_KEY
+        config = _load_or_exit(args.config)
+    tasks: list[asyncio.Task[None]] = []
+
+    def tick(edge: EdgeApp) -> None:
+        """The demo's heartbeat of news: an event on `public` every 5 seconds."""
+        if config.edge.events is None:
+            return
+
+        async def run() -> None:
+            n = 0
+            while True:
+                await asyncio.sleep(5)
+                n += 1
+                try:
+                    await edge.state.hub.publish(["public"], "tick", {
+                        "n": n, "message": "the demo is alive",
+                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                except Exception as e:  # the demo goes on
+                    logging.getLogger("edge").warning("demo tick not published: %s", e)
+
+        tasks.append(asyncio.get_running_loop().create_task(run()))
 
     def announce(url: str) -> None:
         member = make_token(secret, "1001", ["member"], 86400) if secret else ""
@@ -283,6 +316,10 @@ Try:
   for i in 1 2 3 4; do curl -s {url}/demo/status/503; echo; done   # circuit opens
   curl -i "{url}/demo/slow?seconds=5"          # 504 after the 2s read timeout
   curl -s {url}/metrics | grep edge_requests
+  curl -N "{url}/events?topic=public"         # a tick every 5 s (server-sent events)
+  curl -N -H "Authorization: Bearer $TOKEN" "{url}/events?topic=member:1001"   # your own
+  curl -s -H "Authorization: Bearer {os.environ.get(pub_env or '', '')}" {url}/_edge/publish \\
+       -d '{{"topic": "member:1001", "event": "claim-update", "data": {{"claim": "CLM-000062"}}}}'
   admin token (any member): {admin}
 Edit config/routes/*.yaml while it runs: valid edits apply within a second,
 broken ones are reported and the last good config keeps serving.
@@ -291,7 +328,7 @@ broken ones are reported and the last good config keeps serving.
     async def main() -> None:
         started = await start_upstreams(ports, host="127.0.0.1")
         try:
-            await _serve(config, host, port, announce=announce)
+            await _serve(config, host, port, announce=announce, on_start=tick)
         finally:
             await stop_upstreams(started)
 

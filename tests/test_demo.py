@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from edge.cli import DEMO_SECRET, make_token
+from edge.cli import DEMO_PUBLISHER_KEY, DEMO_SECRET, make_token
 
 from .conftest import free_port
 
@@ -142,6 +142,16 @@ async def test_demo_serves_the_example_routes(demo: Any) -> None:
             remaining.append(r.headers["RateLimit"])
     assert r.status == 429
     assert '"per-device";r=19;' in remaining[0] and len(remaining) >= 20
+    # server-sent events: a public topic, and what a backend publishes reaches it
+    async with s.get(f"{base}/events?topic=public") as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        async with s.post(f"{base}/_edge/publish", headers={
+                "Authorization": f"Bearer {DEMO_PUBLISHER_KEY}"},
+                json={"topic": "public", "event": "hello", "data": {"n": 1}}) as r:
+            assert r.status == 202
+        lines: list[str] = []
+        while "event: hello\r\n" not in lines:  # (a demo tick may come first)
+            lines.append((await asyncio.wait_for(stream.content.readline(), 5)).decode())
     for _ in range(4):  # fails every other call upstream; the retry hides it
         async with s.get(f"{base}/demo/flaky") as r:
             assert r.status == 200
