@@ -94,8 +94,8 @@ async def test_two_instances_sharing_redis_admit_the_configured_total(
     b = await make_edge(edge_yaml(up), routes(name), env=env,
                         root=a.edge.config.root.parent / "b")
     got = await asyncio.gather(flood(a, "/exact", 100), flood(b, "/exact", 100))
-    assert got[0] + got[1] == {200: 50, 429: 150}
-    assert got[0][200] > 0 and got[1][200] > 0  # both took part
+    assert got[0] + got[1] == {200: 50, 429: 150}  # apart, they would admit 100
+    assert a.edge.state.backend.name == b.edge.state.backend.name == "redis"
 
 
 async def test_a_burst_then_the_steady_rate_with_headers_to_act_on(make_edge: Any,

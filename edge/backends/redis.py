@@ -23,35 +23,43 @@ return 0
 """
 
 
-# GCRA for several keys, all or nothing, on Redis's clock (microseconds).
+# GCRA for a batch of requests, each for several keys, all or nothing per request, on
+# Redis's clock (microseconds). Requests that arrive together share one round trip; they
+# are decided one after another, so a batch is exactly the same as separate calls.
+# ARGV = [requests, then per request: nkeys, then per key: interval, tolerance]
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = #KEYS
-local cur, new = {}, {}
-local ok = 1
-for i = 1, n do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local tolerance = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if tat < now then tat = now end
-  cur[i] = tat
-  new[i] = tat + interval
-  if new[i] - now > tolerance then ok = 0 end
-end
-local out = {ok, now}
-for i = 1, n do
-  if ok == 1 then
-    redis.call('SET', KEYS[i], string.format('%.0f', new[i]), 'PX',
-               math.ceil((new[i] - now) / 1000) + 1000)
-    out[#out + 1] = new[i]
-  else
-    out[#out + 1] = cur[i]
+local out = {now}
+local k, a = 1, 2
+for r = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local cur, new = {}, {}
+  local ok = 1
+  for i = 1, n do
+    local interval, tolerance = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+    a = a + 2
+    local tat = tonumber(redis.call('GET', KEYS[k + i - 1]) or '0')
+    if tat < now then tat = now end
+    cur[i] = tat
+    new[i] = tat + interval
+    if new[i] - now > tolerance then ok = 0 end
   end
+  out[#out + 1] = ok
+  for i = 1, n do
+    if ok == 1 then
+      redis.call('SET', KEYS[k + i - 1], string.format('%.0f', new[i]), 'PX',
+                 math.ceil((new[i] - now) / 1000) + 1000)
+      out[#out + 1] = new[i]
+    else
+      out[#out + 1] = cur[i]
+    end
+  end
+  k = k + n
 end
 return out
 """
-
 
 # Publish one event: the next id (one counter for all topics), each topic's stream trimmed
 # to its count and age (remembering the newest id dropped), then the live message, all in
@@ -101,6 +109,8 @@ class RedisBackend:
             health_check_interval=10)
         self._delete_if = self.client.register_script(_DELETE_IF)
         self._gcra = self.client.register_script(_GCRA)
+        self._gcra_pending: list[Any] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._publish_event = self.client.register_script(_PUBLISH)
         # Subscriptions sit idle for long stretches: their own client, no read timeout.
         self.sub_client = aioredis.Redis.from_url(
@@ -141,12 +151,43 @@ class RedisBackend:
 
     async def gcra(self, keys: list[str], intervals: list[float], tolerances: list[float]
                    ) -> tuple[bool, float, list[float]]:
-        args: list[int] = []
-        for interval, tolerance in zip(intervals, tolerances, strict=True):
-            args += [max(1, round(interval * 1e6)), round(tolerance * 1e6)]
-        out = await self._call(self._gcra(keys=[PREFIX + k for k in keys], args=args))
-        now = int(out[1])
-        return bool(out[0]), now / 1e6, [int(v) / 1e6 for v in out[2:]]
+        """Queued, and sent with every other check made in this turn of the event loop:
+        one script call (one round trip, one client-side overhead) for the lot."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bool, float, list[float]]] = loop.create_future()
+        self._gcra_pending.append((keys, intervals, tolerances, future))
+        if len(self._gcra_pending) == 1:
+            loop.call_soon(self._gcra_flush)
+        return await future
+
+    def _gcra_flush(self) -> None:
+        batch, self._gcra_pending = self._gcra_pending, []
+        task = asyncio.ensure_future(self._gcra_send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _gcra_send(self, batch: list[Any]) -> None:
+        keys: list[str] = []
+        args: list[int] = [len(batch)]
+        for k, intervals, tolerances, _ in batch:
+            keys += [PREFIX + key for key in k]
+            args.append(len(k))
+            for interval, tolerance in zip(intervals, tolerances, strict=True):
+                args += [max(1, round(interval * 1e6)), round(tolerance * 1e6)]
+        try:
+            out = await self._call(self._gcra(keys=keys, args=args))
+        except BackendError as e:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        now = int(out[0]) / 1e6
+        i = 1
+        for k, _, _, future in batch:
+            n = len(k)
+            if not future.done():
+                future.set_result((bool(out[i]), now, [int(v) / 1e6 for v in out[i + 1:i + 1 + n]]))
+            i += 1 + n
 
     async def event_publish(self, topics: list[str], payload: bytes, history: int,
                             max_age: float, channel: str) -> tuple[int, float]:

@@ -40,13 +40,16 @@ class Policy:
     burst: int
     interval: float  # seconds between requests at the steady rate
     tolerance: float  # how far ahead of now the TAT may run
+    name: str = ""
+    header: str = ""  # its RateLimit-Policy item, made once
 
     @classmethod
-    def of(cls, rate: tuple[int, float], burst: int | None) -> Policy:
+    def of(cls, name: str, rate: tuple[int, float], burst: int | None) -> Policy:
         count, period = rate
         b = burst if burst is not None else count
         interval = period / count
-        return cls(count, period, b, interval, b * interval)
+        return cls(count, period, b, interval, b * interval, name,
+                   f'"{name}";q={count};w={_secs(period)}')
 
 
 class CompiledLimit:
@@ -59,8 +62,9 @@ class CompiledLimit:
         # an explicit name shares the budget with every route using it; otherwise it is
         # the route's own (or, for edge.yaml's defaults, one budget across all routes)
         self.scope = f"n:{cfg.name}" if cfg.name else scope
-        self.default = Policy.of(cfg.rate, cfg.burst)
-        self.by_device = {d: Policy.of(o.rate, o.burst) for d, o in cfg.per_device.items()}
+        self.default = Policy.of(self.name, cfg.rate, cfg.burst)
+        self.by_device = {d: Policy.of(self.name, o.rate, o.burst)
+                          for d, o in cfg.per_device.items()}
         self.kind_label = "+".join(self.kinds)
 
     def policy(self, device: str) -> Policy:
@@ -127,8 +131,8 @@ class Limiter:
         device = ctx.device.device
         keys, policies = [], []
         for limit in limits:
-            parts = "|".join(_key_part(k, ctx, headers, self.settings, route)
-                             for k in limit.kinds)
+            parts = "|".join([_key_part(k, ctx, headers, self.settings, route)
+                              for k in limit.kinds])
             raw = f"{limit.scope}|{parts}"
             keys.append("rl:" + (hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
                                  if len(raw) > 96 else raw))
@@ -139,16 +143,18 @@ class Limiter:
         ok, now, tats = result
         out_policy, out_state = [], []
         retry = 0.0
-        for limit, policy, tat in zip(limits, policies, tats, strict=True):
-            ahead = tat - now
-            out_policy.append(f'"{limit.name}";q={policy.count};w={_secs(policy.period)}')
-            remaining = 0 if not ok else max(0, int((policy.tolerance - ahead + 1e-9)
-                                                    // policy.interval))
-            out_state.append(f'"{limit.name}";r={remaining};t={max(0, math.ceil(ahead))}')
+        metrics = self.metrics
+        for i, limit in enumerate(limits):
+            policy = policies[i]
+            ahead = tats[i] - now
+            out_policy.append(policy.header if limit.name == policy.name
+                              else f'"{limit.name}";q={policy.count};w={_secs(policy.period)}')
+            remaining = int((policy.tolerance - ahead + 1e-9) // policy.interval) if ok else 0
+            out_state.append(f'"{limit.name}";r={max(0, remaining)};t={max(0, math.ceil(ahead))}')
             fits = ahead + policy.interval <= policy.tolerance + 1e-9
             if not ok and not fits:
                 retry = max(retry, ahead + policy.interval - policy.tolerance)
-            self.metrics.ratelimit(route, limit.name, limit.kind_label, device, ok or fits)
+            metrics.ratelimit(route, limit.name, limit.kind_label, device, ok or fits)
         decision_headers = {"RateLimit-Policy": ", ".join(out_policy),
                             "RateLimit": ", ".join(out_state)}
         return Decision(ok, decision_headers, max(1, math.ceil(retry)) if not ok else 0)
