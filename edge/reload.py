@@ -52,6 +52,9 @@ class Reloader:
                       old.generation, e)
             return False
         state.runtime = runtime
+        hub = getattr(state, "hub", None)
+        if hub is not None:
+            hub.configure(config.edge.events)  # changed rules: streams reconnect under them
         self.last_error = None
         metrics.reloads.labels("ok").inc()
         metrics.config_last_error.set(0)

@@ -278,3 +278,15 @@ async def test_two_instances_sharing_redis(make_edge: Any, upstream: Any) -> Non
     assert [int((await back.next())["id"]) for _ in range(3)] == more
     await on_a.close()
     await back.close()
+
+
+async def test_a_reload_that_changes_the_event_rules_asks_streams_to_reconnect(
+        make_edge: Any, upstream: Any) -> None:
+    url = await upstream(headers_echo_app())
+    edge = await make_edge(edge_yaml(url), ROUTES, env={"PUBKEY": KEY})
+    stream = await open_stream(edge, "topic=public")
+    root = edge.edge.config.root
+    (root / "edge.yaml").write_text(edge_yaml(url).replace("history: 5", "history: 6"))
+    assert await edge.edge.state.reloader.reload()
+    got = await stream.next()
+    assert got["event"] == "reconnect"

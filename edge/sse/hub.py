@@ -147,6 +147,12 @@ class Hub:
         metrics.sse_open.set_function(lambda: len(self.subscribers))
 
     def configure(self, settings: Events | None) -> None:
+        """The settings in force; when they change (a reload), open streams are asked to
+        reconnect, so each is authorized again under the new rules."""
+        if settings is self.settings:
+            return
+        if self.settings is not None and settings != self.settings:
+            self.drain()
         self.settings = settings
 
     async def start(self) -> None:
