@@ -290,3 +290,18 @@ async def test_a_reload_that_changes_the_event_rules_asks_streams_to_reconnect(
     assert await edge.edge.state.reloader.reload()
     got = await stream.next()
     assert got["event"] == "reconnect"
+
+
+async def test_a_cookie_token_and_the_instance_wide_limit(make_edge: Any,
+                                                         upstream: Any) -> None:
+    url = await upstream(headers_echo_app())
+    yaml = edge_yaml(url, "").replace("    audience: edge\n",
+                                      "    audience: edge\n    cookie: edge_token\n")
+    yaml = yaml.replace("  max_per_identity: 3", "  max_per_identity: 3\n  max_connections: 1")
+    edge = await make_edge(yaml, ROUTES, env={"PUBKEY": KEY})
+    resp = await edge.get("/events?topic=user:1001",
+                          cookies={"edge_token": token(sub="1001")})
+    assert resp.status == 200
+    full = await edge.get("/events?topic=public")
+    assert full.status == 503 and full.headers["Retry-After"] == "5"
+    resp.close()
