@@ -20,6 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from .accesslog import AccessLog
+from .aio import stop
 from .backends import open_backend
 from .backends.cache import ALL as ALL_TAG
 from .batch import SubRequest
@@ -373,9 +374,6 @@ class Edge:
             return await self._cached(request, rt, route, ctx, fmt, coding, path, path,
                                       bytes_in)
         headers = self._headers(request, rt, ctx)
-        if route.invalidates and request.method in UNSAFE_METHODS:
-            return await self._invalidating(request, rt, route, ctx, bytes_in, path, headers,
-                                            fmt, coding)
         idempotency = route.idempotency
         key = request.headers.get(IDEMPOTENCY_KEY)
         if request.method in UNSAFE_METHODS:
@@ -400,6 +398,7 @@ class Edge:
         ctx.timings["upstream"] = upstream_time
         extra = {rt.rid_header: ctx.request_id, "Server-Timing": timing_header(upstream_time)}
         try:
+            await self._invalidate(route, ctx, request.method, resp.status)
             return await self._send(request, resp, ctx, route, fmt, coding, extra)
         finally:
             resp.release()
@@ -436,6 +435,12 @@ class Edge:
                 for name in _CONDITIONALS:
                     headers.popall(name, None)
         return headers
+
+    async def _invalidate(self, route: CompiledRoute, ctx: RequestContext, method: str,
+                          status: int) -> None:
+        """A successful write through a route with `invalidates` purges its tags."""
+        if route.invalidates and 200 <= status < 300 and method in UNSAFE_METHODS:
+            await self.state.cache.purge(route.invalidate_tags(ctx.params))
 
     @staticmethod
     async def _upstream(method: str, path: str, headers: CIMultiDict[str],
@@ -475,6 +480,7 @@ class Edge:
             resp = await self._upstream(request.method, path, headers, body or None, route,
                                         bytes_in)
             live.append(resp)
+            await self._invalidate(route, ctx, request.method, resp.status)
             return await buffer_reply(resp, policy.max_response)
 
         t0 = time.perf_counter()
@@ -611,28 +617,6 @@ class Edge:
                  extra: dict[str, str]) -> Answer:
         return respond_from(entry, request.headers, coding, rc, private, status, policy,
                             extra, plan.compression, plan.quality)
-
-    async def _invalidating(self, request: Incoming, rt: Runtime, route: CompiledRoute,
-                            ctx: RequestContext, bytes_in: list[int], path: str,
-                            headers: CIMultiDict[str], fmt: str,
-                            coding: str | None) -> tuple[web.StreamResponse, int]:
-        """A write through a route with `invalidates`: once it succeeds, purge its tags."""
-        body = request_body(request, route.max_body, bytes_in)
-        if body is not None:
-            if request.content_length is not None:
-                headers["Content-Length"] = str(request.content_length)
-            await _expect(request)
-        t0 = time.perf_counter()
-        resp = await self._upstream(request.method, path, headers, body, route, bytes_in)
-        upstream_time = time.perf_counter() - t0
-        ctx.timings["upstream"] = upstream_time
-        try:
-            if 200 <= resp.status < 300:
-                await self.state.cache.purge(list(route.invalidate_tags(ctx.params)))
-            extra = {rt.rid_header: ctx.request_id, "Server-Timing": timing_header(upstream_time)}
-            return await self._send(request, resp, ctx, route, fmt, coding, extra)
-        finally:
-            resp.release()
 
     async def _purge(self, request: Incoming, rt: Runtime,
                      bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
@@ -781,12 +765,7 @@ class EdgeApp:
         self.drain_streams()
         await asyncio.sleep(0)  # let the streams say goodbye
         await self.state.hub.close()
-        if self._watcher is not None:
-            self._watcher.cancel()
-            try:
-                await self._watcher
-            except asyncio.CancelledError:
-                pass
+        await stop(self._watcher)
         await self.state.reloader.close()
         await self.state.cache.close()
         for up in self.state.runtime.upstreams.values():

@@ -28,6 +28,7 @@ from aiocache.base import BaseCache
 from aiocache.serializers import BaseSerializer, NullSerializer
 from redis.exceptions import RedisError
 
+from ..aio import stop
 from . import Backend, BackendError
 
 log = logging.getLogger("edge.cache")
@@ -207,12 +208,7 @@ class Invalidations:
         self._task = asyncio.get_running_loop().create_task(self._listen())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop(self._task)
 
     def valid(self, tags: tuple[str, ...], stored_at: float) -> bool:
         at = self.purged_at

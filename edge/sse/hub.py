@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from ..aio import stop
 from ..backends import Backend, BackendError
 from ..config import Events, TopicRule
 from ..errors import Problem
@@ -160,12 +161,7 @@ class Hub:
             self._task = asyncio.get_running_loop().create_task(self._listen())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop(self._task)
 
     # -- subscribing
     def join(self, topics: frozenset[str], device: str, who: str) -> Subscriber:
