@@ -49,6 +49,7 @@ class Stream:
     def __init__(self, resp: Any) -> None:
         self.resp = resp
         self.retry: int | None = None
+        self.comments: list[str] = []
 
     async def next(self, timeout: float = 3.0) -> dict[str, Any]:
         event: dict[str, Any] = {}
@@ -64,7 +65,7 @@ class Stream:
                         return event
                     continue
                 if line.startswith(":"):
-                    event.setdefault("comments", 0)
+                    self.comments.append(line)
                     continue
                 name, _, value = line.partition(": ")
                 if name == "retry":
@@ -108,6 +109,7 @@ async def test_publish_and_receive(edge: Any) -> None:
     assert got == {"id": str(out["id"]), "event": "update",
                    "data": {"topic": "public", "data": {"hello": 1}}}
     assert stream.retry == 2000
+    assert stream.comments[0].startswith(": X-Request-ID: ")  # for tracing a stream
     await stream.close()
 
 
@@ -229,7 +231,7 @@ async def test_heartbeats_and_connection_limits(edge: Any) -> None:
     assert over.status == 429
     assert (await over.json(content_type=None))["type"] == "urn:edge:problem:too-many-streams"
     line = await asyncio.wait_for(streams[0].resp.content.readline(), 3)
-    while not line.startswith(b":"):
+    while not line.startswith(b": ping"):
         line = await asyncio.wait_for(streams[0].resp.content.readline(), 3)
     assert line.startswith(b": ping")  # a heartbeat within the 1 s interval
     for s in streams:

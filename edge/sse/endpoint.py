@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -23,6 +24,7 @@ from .hub import Event, Hub, Subscriber, TopicRules, valid_topic
 
 _EVENT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SEND_TIMEOUT = 10.0  # a client that takes longer to accept a write is gone
+STALLED = 256 * 1024  # bytes waiting in the socket's buffer: the client isn't reading
 
 
 def _topics(request: Incoming, settings: Events) -> list[str]:
@@ -72,12 +74,23 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
         else None
     sub = hub.join(frozenset(topics), ctx.device.device, who)
     assert isinstance(request, web.BaseRequest)  # a stream needs a real connection
-    resp = EventSourceResponse(ping_interval=settings.heartbeat, send_timeout=SEND_TIMEOUT,
-                               headers={rid_header: ctx.request_id})
+    # The request id goes in the stream's first comment rather than a header: one header
+    # more makes aiohttp grow every stream's header table (~0.4 KB each, x10,000 streams).
+    resp = EventSourceResponse(ping_interval=settings.heartbeat, send_timeout=SEND_TIMEOUT)
+    loop = asyncio.get_running_loop()
+    expiry: asyncio.TimerHandle | None = None
     sent = 0
     try:
         await resp.prepare(request)
-        hello = f"retry: {int(settings.retry * 1000)}\n\n".encode()
+        # the heartbeat task ends when a write fails: that is how a gone client is noticed,
+        # without a timer per stream of our own
+        heartbeat = getattr(resp, "_ping_task", None)
+        if heartbeat is not None:
+            heartbeat.add_done_callback(sub.gone)
+        if expires is not None:
+            expiry = loop.call_at(loop.time() + max(0.0, expires - time.time()), sub.wake)
+        hello = (f": {rid_header}: {ctx.request_id}\n"
+                 f"retry: {int(settings.retry * 1000)}\n\n").encode()
         await resp.write(hello)
         sent += len(hello)
         newest = last or 0
@@ -88,14 +101,23 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
                                                       "since your last one are no longer "
                                                       "kept: fetch afresh"}, None)
             for event in events:
-                sent += await _deliver(resp, event, sub)
+                sent += await _write(request, resp, event, sub)
                 newest = event.id
         while True:
-            timeout = settings.heartbeat
-            if expires is not None:
-                timeout = min(timeout, max(0.0, expires - time.time()))
-            await sub.wait(timeout)
-            if not resp.is_connected():
+            if heartbeat is None:
+                try:
+                    await asyncio.wait_for(sub.wait(), settings.heartbeat)
+                except TimeoutError:
+                    pass
+            elif not (sub.queue or sub.overflowed or sub.closing):
+                # waited for here rather than in a method: each idle stream holds one
+                # coroutine frame fewer
+                sub.waiter = loop.create_future()
+                try:
+                    await sub.waiter
+                finally:
+                    sub.waiter = None
+            if sub.closing == "gone" or not resp.is_connected():
                 break
             if sub.closing == "drain":
                 sent += await _send(resp, "reconnect", {"reason": "the edge is restarting"},
@@ -110,16 +132,17 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
                 sent += await _send(resp, "token-expired", {"reason": "your token expired: "
                                                             "reconnect with a new one"}, None)
                 break
-            while sub.queue:
-                event = sub.queue.popleft()
+            for event in sub.take():
                 if event.id <= newest:
                     continue  # already sent from the history
-                sent += await _deliver(resp, event, sub)
+                sent += await _write(request, resp, event, sub)
                 newest = event.id
     except (ConnectionResetError, TimeoutError, BackendError, RuntimeError):
         pass  # the client went away (or stalled): nothing more to say to it
     finally:
         hub.leave(sub)
+        if expiry is not None:
+            expiry.cancel()
         if resp.prepared and resp.is_connected():
             resp.stop_streaming()
     try:
@@ -129,9 +152,20 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
     return resp, sent
 
 
-async def _deliver(resp: EventSourceResponse, event: Event, sub: Subscriber) -> int:
+async def _write(request: web.BaseRequest, resp: EventSourceResponse, event: Event,
+                 sub: Subscriber) -> int:
+    """An event's bytes (encoded once for all its streams). A client whose unsent bytes
+    pile up past STALLED is not reading: it is cut off instead of being waited for."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError
+    if transport.get_write_buffer_size() > STALLED:
+        transport.abort()
+        raise TimeoutError
     topic = next((t for t in event.topics if t in sub.topics), event.topics[0])
-    return await _send(resp, event.event, {"topic": topic, "data": event.data}, event.id)
+    data = event.wire(topic)
+    await resp.write(data)
+    return len(data)
 
 
 async def _send(resp: EventSourceResponse, name: str, data: Any, event_id: int | None,

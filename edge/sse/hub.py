@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,23 +42,39 @@ class Event:
     event: str
     data: Any
     ts: float
+    _wire: dict[str, bytes] | None = None
 
     @classmethod
     def decode(cls, event_id: int, ts: float, payload: bytes) -> Event:
         doc = orjson.loads(payload)
         return cls(event_id, doc["topics"], doc["event"], doc["data"], ts)
 
+    def wire(self, topic: str) -> bytes:
+        """The event as sent on a stream that follows `topic`: encoded once per topic,
+        however many streams it goes to."""
+        cache = self._wire
+        if cache is None:
+            cache = self._wire = {}
+        out = cache.get(topic)
+        if out is None:
+            data = orjson.dumps({"topic": topic, "data": self.data}).decode()
+            out = cache[topic] = (f"id: {self.id}\r\nevent: {self.event}\r\n"
+                                  f"data: {data}\r\n\r\n").encode()
+        return out
+
 
 @dataclass(eq=False, slots=True)
 class Subscriber:
+    """One open stream, as the hub sees it: a bounded queue and a wake-up call."""
+
     topics: frozenset[str]
     device: str
     who: str
     limit: int
-    queue: deque[Event] = field(default_factory=deque)
+    queue: list[Event] = field(default_factory=list)
     waiter: asyncio.Future[None] | None = None
     overflowed: bool = False
-    closing: str | None = None  # "drain": the edge is going away
+    closing: str | None = None  # drain: the edge is going away; gone: the client is
 
     def push(self, event: Event) -> bool:
         if self.overflowed:
@@ -73,21 +88,31 @@ class Subscriber:
         self.wake()
         return True
 
-    def wake(self) -> None:
+    def wake(self, *_: Any) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def wait(self, timeout: float | None) -> None:
+    def gone(self, *_: Any) -> None:
+        """The stream's heartbeat ended: the client is gone."""
+        if self.closing is None:
+            self.closing = "gone"
+        self.wake()
+
+    async def wait(self) -> None:
+        """Until there is something to do: events, an overflow, a close. No timer of its
+        own: the stream's heartbeat and the token's expiry wake it when they must."""
         if self.queue or self.overflowed or self.closing:
             return
         self.waiter = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(self.waiter, timeout)
-        except TimeoutError:
-            pass
+            await self.waiter
         finally:
             self.waiter = None
+
+    def take(self) -> list[Event]:
+        events, self.queue = self.queue, []
+        return events
 
 
 class TopicRules:
