@@ -69,7 +69,11 @@ class MemoryBackend:
 
     async def gcra(self, keys: list[str], intervals: list[float], tolerances: list[float]
                    ) -> tuple[bool, float, list[float]]:
-        # no await in here: one step, exact however many requests are in flight
+        return self.gcra_now(keys, intervals, tolerances)
+
+    def gcra_now(self, keys: list[str], intervals: list[float], tolerances: list[float]
+                 ) -> tuple[bool, float, list[float]]:
+        # synchronous: one step, exact however many requests are in flight
         now = time.monotonic()
         tats = self._tats
         current = [max(tats.get(k, now), now) for k in keys]

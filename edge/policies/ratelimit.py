@@ -118,8 +118,9 @@ class Limiter:
     """Process-wide: the buckets outlive config reloads."""
 
     def __init__(self, backend: Backend, settings: RateLimits, metrics: Any) -> None:
-        self.shared = backend if backend.name != "memory" else None
-        self.local = backend if self.shared is None else MemoryBackend(settings.max_keys)
+        self.shared = backend if not isinstance(backend, MemoryBackend) else None
+        self.local = backend if isinstance(backend, MemoryBackend) \
+            else MemoryBackend(settings.max_keys)
         self.settings = settings
         self.metrics = metrics
         self.retry_at = 0.0
@@ -137,7 +138,11 @@ class Limiter:
             keys.append("rl:" + (hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
                                  if len(raw) > 96 else raw))
             policies.append(limit.policy(device))
-        result = await self._gcra(keys, policies)
+        if self.shared is None:  # the embedded default: no await, no coroutine
+            result: tuple[bool, float, list[float]] | None = self.local.gcra_now(
+                keys, [p.interval for p in policies], [p.tolerance for p in policies])
+        else:
+            result = await self._gcra(keys, policies)
         if result is None:  # `open` while Redis is away
             return Decision(True, {})
         ok, now, tats = result
