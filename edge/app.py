@@ -37,6 +37,7 @@ from .config import UNSAFE_METHODS, Config
 from .context import Incoming, RequestContext
 from .encoding import NotAcceptable, choose_coding, compress
 from .errors import Problem, problem_response
+from .imaging import ACCEPT_CH, ImagePool
 from .metrics import Metrics
 from .policies.cache import Entry, RouteCache, storable
 from .policies.idempotency import HEADER as IDEMPOTENCY_KEY
@@ -60,8 +61,10 @@ from .runtime import CompiledRoute, Runtime, State, build_runtime
 from .shaping import (
     Shaped,
     ShapePlan,
+    Skip,
     deliver,
     keymap_document,
+    read_capped,
     represent,
     send_shaped,
     shape,
@@ -355,6 +358,8 @@ class Edge:
     async def _proxy(self, request: Incoming, rt: Runtime, route: CompiledRoute,
                      ctx: RequestContext, bytes_in: list[int],
                      raw_query: str) -> tuple[web.StreamResponse, int]:
+        if route.image is not None and request.method in ("GET", "HEAD"):
+            return await self._image(request, rt, route, ctx, bytes_in)
         shaped = route.shape
         fmt, coding = "json", None
         if shaped is not None:
@@ -621,6 +626,69 @@ class Edge:
         ctx.cache_result = "miss"
         return await cache.serve(key, rc, fetch, lambda e: e.storable, respond)
 
+    async def _image(self, request: Incoming, rt: Runtime, route: CompiledRoute,
+                     ctx: RequestContext, bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
+        """An image route: the size and format this client should get (query, preset,
+        Client Hints, device and network class, Accept), made once in a worker process
+        and cached like any answer (ETag, 304, coalesced misses)."""
+        img, rc = route.image, route.cache
+        assert img is not None and rc is not None
+        spec, used = img.spec(request.raw_path, request.query, request.headers, ctx.device)
+        builder = route.spec.upstream_path
+        assert builder is not None
+        path = builder.build(ctx.params)  # the query is the edge's, never the upstream's
+        extra = {rt.rid_header: ctx.request_id}
+        described = [("Vary", ", ".join(used)), ("Accept-CH", ACCEPT_CH)]
+        tags = rc.tags(ctx.params)
+        compression = rt.config.edge.compression
+
+        async def fetch(previous: Entry | None, background: bool) -> Entry | Answer:
+            c = replace(ctx, buffer_limit=img.limits.max_source_bytes, timings={}) \
+                if background else ctx
+            headers = self._headers(request, rt, c)
+            for name in _CONDITIONALS:
+                headers.popall(name, None)
+            headers["Accept"] = "image/*"
+            headers["Accept-Encoding"] = "identity"
+            started = time.time()
+            t0 = time.perf_counter()
+            resp = await self._upstream("GET", path, headers, None, route, bytes_in)
+            c.timings["upstream"] = time.perf_counter() - t0
+            try:
+                if resp.status != 200:
+                    return await send_upstream_response(request, resp, c, extra)
+                try:
+                    raw = await read_capped(resp, img.limits.max_source_bytes)
+                except Skip:
+                    raise Problem("bad-image", f"too-large: the source image is over "
+                                  f"{img.limits.max_source_bytes} bytes", reason="too-large"
+                                  ) from None
+            finally:
+                resp.release()
+            t1 = time.perf_counter()
+            result = await self.state.images.run(raw, spec, img.limits)
+            c.timings["transform"] = time.perf_counter() - t1
+            self.metrics.image_done(route.name, len(raw), len(result.body),
+                                    c.timings["transform"])
+            return rc.new_entry(200, [("Content-Type", result.content_type), *described],
+                                result.body, result.format, started, tags, None, None, None)
+
+        private = rc.private_for(ctx)
+        key = rc.key(ctx, f"{path}|{spec!r}", spec.format, request.headers)
+        quality = {"br": compression.brotli_quality, "gzip": compression.gzip_level}
+
+        def respond(entry: Entry, status: str, policy: bool) -> Answer:
+            ctx.cache_result = _cache_result(status)
+            return respond_from(entry, request.headers, None, rc, private, status, policy,
+                                extra, compression, quality)
+
+        if key is None:
+            result = await fetch(None, False)
+            return respond(result, "fwd=bypass", False) if isinstance(result, Entry) \
+                else result
+        ctx.cache_result = "miss"
+        return await self.state.cache.serve(key, rc, fetch, lambda e: True, respond)
+
     @staticmethod
     def _respond(request: Incoming, rt: Runtime, rc: RouteCache, plan: ShapePlan,
                  entry: Entry, coding: str | None, private: bool, status: str, policy: bool,
@@ -758,6 +826,7 @@ class EdgeApp:
         state.cache = EdgeCache(config.edge.cache, state.backend, config.redis_url())
         await state.cache.start()
         state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics)
+        state.images = ImagePool()
         state.hub = Hub(state.backend, self.metrics)
         state.hub.configure(config.edge.events)
         await state.hub.start()
@@ -778,6 +847,7 @@ class EdgeApp:
         await stop(self._watcher)
         await self.state.reloader.close()
         await self.state.cache.close()
+        self.state.images.close()
         for up in self.state.runtime.upstreams.values():
             await up.close()
         await self.state.backend.close()

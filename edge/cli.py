@@ -22,6 +22,7 @@ DEFAULT_CONFIG = "config"
 if TYPE_CHECKING:
     from .app import EdgeApp
 
+DEMO_IMAGE_KEY = "demo-image-signing-key-change-me-0123456789"
 DEMO_PUBLISHER_KEY = "demo-publisher-key-change-me"
 DEMO_SECRET = "edge-demo-secret-not-for-production"
 
@@ -259,6 +260,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if pub_env and not os.environ.get(pub_env):
         os.environ[pub_env] = DEMO_PUBLISHER_KEY
         config = _load_or_exit(args.config)
+    if not os.environ.get("EDGE_IMAGE_KEY"):
+        os.environ["EDGE_IMAGE_KEY"] = DEMO_IMAGE_KEY  # so signed image URLs can be tried
+        config = _load_or_exit(args.config)
+    from images import sign
+
+    signed_photo = "/img/providers/PRV-001/photos/1.jpg?w=300&h=300&fit=cover"
+    signed_photo += "&sig=" + sign(signed_photo, os.environ["EDGE_IMAGE_KEY"].encode())
     tasks: list[asyncio.Task[None]] = []
 
     def tick(edge: EdgeApp) -> None:
@@ -316,6 +324,10 @@ Try:
   for i in 1 2 3 4; do curl -s {url}/demo/status/503; echo; done   # circuit opens
   curl -i "{url}/demo/slow?seconds=5"          # 504 after the 2s read timeout
   curl -s {url}/metrics | grep edge_requests
+  curl -s -o /dev/null -w '%{{content_type}} %{{size_download}} B\\n' -H "User-Agent: iPhone" \\
+       -H "Accept: image/avif,image/webp" {url}/img/providers/PRV-001/photos/1.jpg
+                                               # also try Save-Data: on, iPad, Sec-CH-DPR: 3
+  curl -s -o square.jpg "{url}{signed_photo}"   # any size: signed URLs only
   curl -N "{url}/events?topic=public"         # a tick every 5 s (server-sent events)
   curl -N -H "Authorization: Bearer $TOKEN" "{url}/events?topic=member:1001"   # your own
   curl -s -H "Authorization: Bearer {os.environ.get(pub_env or '', '')}" {url}/_edge/publish \\

@@ -562,6 +562,41 @@ class CachePolicy(Model):
     """Answer `A-IM: json-patch` / `merge-patch` with a patch from the client's version."""
 
 
+class ImageVariant(Model):
+    width: int | None = Field(None, ge=16, le=8192)
+    quality: int | None = Field(None, ge=1, le=100)
+
+
+class ImagePolicy(Model):
+    """This route's source is an image: resized and re-encoded per device (Pillow, in a
+    pool of worker processes), cached, and answered with a strong ETag."""
+
+    widths: list[int] = [160, 320, 480, 640, 800, 1080, 1440]
+    """Output widths: asked-for sizes snap up to the next one (caches stay small)."""
+    presets: dict[str, ImageVariant] = {}
+    """Named sizes for `?preset=thumb`."""
+    by_device: dict[str, ImageVariant] = {}
+    """Defaults per device class (`phone`) or network class (`slow`; Save-Data counts as
+    slow); network wins. Client Hints (Sec-CH-Width, Viewport-Width × DPR) come first."""
+    default: ImageVariant = ImageVariant(width=800)
+    fit: Literal["contain", "cover"] = "contain"
+    crop: Literal["center", "top", "bottom", "left", "right", "entropy"] = "center"
+    formats: list[Literal["avif", "webp", "jpeg", "png"]] = ["avif", "webp", "jpeg"]
+    """Output formats offered, picked by the client's Accept."""
+    sources: list[Literal["jpeg", "png", "gif", "webp", "avif"]] = ["jpeg", "png", "gif",
+                                                                    "webp"]
+    """Source formats that may be opened at all."""
+    signing_keys_env: list[EnvName] = []
+    """Env vars with HMAC keys (32+ bytes). Arbitrary `?w=&h=&q=&fit=` need a `sig` made
+    with one of them; presets and device defaults don't."""
+    max_source: Size = 20 * 1024 * 1024
+    max_pixels: int = Field(40_000_000, ge=1, le=89_000_000)
+    """Checked from the image header, before decoding."""
+    max_output: Size = 5 * 1024 * 1024
+    ttl: Duration = 86400.0
+    """How long a transformed image is kept and may be cached by CDNs and apps."""
+
+
 _ROUTE_KINDS = ("source", "sources", "batch", "offline_queue")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -594,6 +629,8 @@ class Route(Model):
     """Cache answers at the edge (GET routes with `shape` or `sources`)."""
     invalidates: list[str] = []
     """Tags a successful POST/PUT/PATCH/DELETE here purges: `member:{member_id}`."""
+    image: ImagePolicy | None = None
+    """The source is an image to resize and re-encode per device (GET routes)."""
     rate_limit: list[RateLimit] | None = None
     """Limits for this route (every one must allow a request); default: edge.yaml's
     rate_limits.defaults. `[]`: none."""
@@ -907,6 +944,21 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
                     problems.append(f"{pos.where(rp)}: error: {name}: auth.allow[{i}]: "
                                     f"'{{{m.group(1)}}}' is not a parameter of the route")
                     ok = False
+    if model.image is not None:
+        ip = (*p, "image")
+        if method != "GET" or model.source is None:
+            problems.append(f"{pos.where(ip, key=True)}: error: {name}: `image` is for GET "
+                            "routes with one `source`")
+            ok = False
+        for other in ("shape", "cache"):
+            if other in model.model_fields_set:
+                problems.append(f"{pos.where((*p, other), key=True)}: error: {name}: `{other}` "
+                                "does not apply to an `image` route")
+                ok = False
+        if not model.image.widths or sorted(set(model.image.widths)) != model.image.widths:
+            problems.append(f"{pos.where((*ip, 'widths'))}: error: {name}: image.widths: "
+                            "distinct widths, smallest first")
+            ok = False
     if model.idempotency is not None and method not in UNSAFE_METHODS:
         problems.append(f"{pos.where((*p, 'idempotency'), key=True)}: error: {name}: "
                         "idempotency is for POST, PUT, PATCH and DELETE routes")

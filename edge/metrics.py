@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -142,6 +142,11 @@ class Metrics(UpstreamMetrics):
         self.shaping_skipped = Counter(
             "edge_shaping_skipped", "Shaped routes that relayed an upstream body unshaped",
             ["route", "reason"], registry=r)
+        self.image_transforms = Histogram(
+            "edge_image_transform_seconds", "Time to resize and encode one image", ["route"],
+            registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.image_bytes = Counter("edge_image_bytes", "Image bytes read from sources and "
+                                   "sent as outputs", ["route", "kind"], registry=r)
         self.sse_open = Gauge("edge_sse_streams", "Open event streams (all devices)",
                               registry=r)
         self.ratelimit_degraded = Gauge(
@@ -193,6 +198,11 @@ class Metrics(UpstreamMetrics):
 
     def sse_replay(self, hit: bool) -> None:
         self._series.events["replay_hit" if hit else "replay_miss"] += 1
+
+    def image_done(self, route: str, bytes_in: int, bytes_out: int, seconds: float) -> None:
+        self.image_transforms.labels(route).observe(seconds)
+        self.image_bytes.labels(route, "source").inc(bytes_in)
+        self.image_bytes.labels(route, "output").inc(bytes_out)
 
     def cache_result(self, route: str, result: str) -> None:
         key = (route, result)

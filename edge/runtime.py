@@ -12,8 +12,9 @@ import aiohttp
 from .aggregate import AggregatePlan
 from .backends import Backend
 from .batch import BatchRunner, OfflineQueue
-from .config import Compression, Config, RouteAuth, RouteSpec, Shape
+from .config import CachePolicy, Compression, Config, RouteAuth, RouteSpec, Shape
 from .context import ClientAddress, DeviceClassifier
+from .imaging import ImageRoute
 from .metrics import Metrics
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
 from .policies.cache import RouteCache, fill_tags
@@ -28,6 +29,7 @@ from .upstream import Upstream
 
 if TYPE_CHECKING:
     from .caching import EdgeCache
+    from .imaging import ImagePool
     from .policies.ratelimit import Limiter
     from .reload import Reloader
     from .sse.hub import Hub
@@ -55,6 +57,7 @@ class CompiledRoute:
     cache: RouteCache | None = None
     invalidates: tuple[str, ...] = ()
     limits: list[CompiledLimit] | None = None
+    image: ImageRoute | None = None
 
     def invalidate_tags(self, params: Mapping[str, str]) -> list[str]:
         return fill_tags(self.invalidates, params)
@@ -128,7 +131,10 @@ class Runtime:
                 compress=_pass_compression(m.compression or edge.compression),
                 aggregate=AggregatePlan(m.sources, upstreams) if m.sources else None,
                 cache=RouteCache(m.cache, spec.name, m.auth.jwt, edge.cache)
-                if m.cache is not None else None,
+                if m.cache is not None else RouteCache(
+                    CachePolicy(ttl=f"{m.image.ttl}s", delta=False), spec.name, m.auth.jwt,
+                    edge.cache) if m.image is not None else None,
+                image=ImageRoute.build(m.image, config.env) if m.image is not None else None,
                 invalidates=tuple(m.invalidates), limits=limits,
                 idempotency=IdempotencyPolicy(
                     m.idempotency, lock_ttl=max(30.0, 3 * (timeout.sock_read or 10.0)))
@@ -190,6 +196,7 @@ class State:
     cache: EdgeCache
     limiter: Limiter
     hub: Hub
+    images: ImagePool
     reloader: Reloader
 
     def __init__(self, metrics: Metrics) -> None:

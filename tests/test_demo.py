@@ -152,6 +152,13 @@ async def test_demo_serves_the_example_routes(demo: Any) -> None:
         lines: list[str] = []
         while "event: hello\r\n" not in lines:  # (a demo tick may come first)
             lines.append((await asyncio.wait_for(stream.content.readline(), 5)).decode())
+    # images sized per device
+    async with s.get(f"{base}/img/providers/PRV-001/photos/1.jpg", headers={
+            "User-Agent": "iPhone", "Accept": "image/webp"}) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "image/webp"
+        phone_bytes = len(await r.read())
+    async with s.get(f"{base}/media/providers/PRV-001/photos/1.jpg") as r:
+        assert phone_bytes < len(await r.read()) / 5
     for _ in range(4):  # fails every other call upstream; the retry hides it
         async with s.get(f"{base}/demo/flaky") as r:
             assert r.status == 200

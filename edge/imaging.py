@@ -1,0 +1,158 @@
+"""Image routes at serving time: what this request asks for, and a pool of worker
+processes that does the Pillow work, so the event loop never waits on a transform.
+
+The transformation itself lives in the top-level `images` package (no HTTP there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from images import (
+    ImageError,
+    Limits,
+    Result,
+    Spec,
+    choose_format,
+    client_width,
+    encodable,
+    save_data,
+    signature_of,
+    snap_width,
+    transform,
+    verify,
+)
+
+from .config import ImagePolicy
+from .context import DeviceProfile
+from .errors import Problem
+
+# Request headers that may change the answer (besides the device's): sent in Vary.
+HINTS = ("Sec-CH-Width", "Width", "Sec-CH-Viewport-Width", "Viewport-Width", "Sec-CH-DPR",
+         "DPR", "Save-Data")
+ACCEPT_CH = "Sec-CH-Width, Sec-CH-Viewport-Width, Sec-CH-DPR"
+_EXPLICIT = ("w", "h", "q", "fit")
+_STATUS = {"too-large": "bad-image", "too-many-pixels": "bad-image", "corrupt": "bad-image",
+           "output-too-large": "bad-image", "encode-failed": "bad-image",
+           "unsupported-format": "unsupported-image"}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRoute:
+    """A route's `image` block, compiled."""
+
+    policy: ImagePolicy
+    keys: tuple[bytes, ...]
+    limits: Limits
+    formats: frozenset[str]
+
+    @classmethod
+    def build(cls, policy: ImagePolicy, env: Mapping[str, str]) -> ImageRoute:
+        keys = tuple(env[n].encode() for n in policy.signing_keys_env if env.get(n))
+        limits = Limits(max_source_bytes=policy.max_source, max_pixels=policy.max_pixels,
+                        max_output_bytes=policy.max_output,
+                        accept_formats=frozenset(policy.sources))
+        return cls(policy, keys, limits, frozenset(policy.formats) & encodable())
+
+    def spec(self, raw_path: str, query: Mapping[str, str], headers: Mapping[str, str],
+             device: DeviceProfile) -> tuple[Spec, list[str]]:
+        """What to make for this request, and the request headers that decided it."""
+        p = self.policy
+        used = ["Accept"]
+        explicit = any(k in query for k in _EXPLICIT)
+        if explicit:
+            sig = signature_of(raw_path)
+            if not self.keys or sig is None or not verify(raw_path, sig, self.keys):
+                raise Problem("forbidden", "w, h, q and fit need a signed URL (sig); "
+                              "presets and device sizes don't")
+        width = _int(query.get("w"), "w")
+        height = _int(query.get("h"), "h")
+        quality = _int(query.get("q"), "q")
+        preset = query.get("preset")
+        if preset is not None:
+            chosen = p.presets.get(preset)
+            if chosen is None:
+                raise Problem("bad-request", f"no preset {preset[:40]!r} here (presets: "
+                              f"{', '.join(sorted(p.presets)) or 'none'})")
+            width = width or chosen.width
+            quality = quality or chosen.quality
+        hinted = client_width(headers) if width is None and height is None else None
+        if hinted is not None:
+            width = hinted
+            used += [h for h in HINTS if h in headers and h != "Save-Data"]
+        slow = device.network == "slow" or save_data(headers)
+        variant = (p.by_device.get("slow") if slow else None) or p.by_device.get(
+            device.device) or p.default
+        if width is None and height is None:
+            width = variant.width
+            used += list(device.used_headers)
+        if quality is None:
+            quality = variant.quality
+        if save_data(headers):
+            used.append("Save-Data")
+            quality = max(30, int((quality or 75) * 0.7))
+        if width is not None and not explicit:
+            width = snap_width(width, p.widths)
+        fit = query.get("fit", p.fit)
+        if fit not in ("contain", "cover"):
+            raise Problem("bad-request", "fit is contain or cover")
+        fmt = choose_format(headers.get("Accept"), "jpeg", self.formats)
+        try:
+            spec = Spec(width=width, height=height, fit=fit,  # type: ignore[arg-type]
+                        crop=p.crop, format=fmt, quality=quality)  # type: ignore[arg-type]
+        except ValueError as e:
+            raise Problem("bad-request", str(e)) from None
+        return spec, list(dict.fromkeys(used))
+
+
+def _int(raw: str | None, name: str) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 5:
+        raise Problem("bad-request", f"{name} is a whole number")
+    return int(raw)
+
+
+class ImagePool:
+    """Worker processes for transforms, started on first use; at most `queue` transforms
+    waiting or running (429 beyond, so a burst can't pile up unbounded work)."""
+
+    def __init__(self, workers: int | None = None, queue: int | None = None) -> None:
+        self.workers = workers or max(1, os.cpu_count() or 1)
+        self.queue = queue or self.workers * 8
+        self.pending = 0
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("forkserver"))
+        return self._executor
+
+    async def run(self, source: bytes, spec: Spec, limits: Limits) -> Result:
+        if self.pending >= self.queue:
+            raise Problem("rate-limited", "the image workers are busy; retry shortly",
+                          headers={"Retry-After": "1"})
+        self.pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool(), transform, source, spec, limits)
+        except ImageError as e:
+            raise Problem(_STATUS.get(e.kind, "bad-image"), f"{e.kind}: {e.detail}",
+                          reason=e.kind) from None
+        except BrokenProcessPool:
+            self._executor = None  # a worker died (a hostile image?): a fresh pool next time
+            raise Problem("bad-image", "the image could not be processed") from None
+        finally:
+            self.pending -= 1
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

@@ -1,0 +1,169 @@
+"""Image routes over real HTTP: sizes and formats per device, hints and Save-Data, signed
+arbitrary sizes, hostile sources rejected cleanly, ETags and the cache."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from typing import Any
+
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from images import sign
+
+from .conftest import catch_all, services_yaml
+
+KEY = "image-signing-key-" + "k" * 20
+
+
+def jpeg(width: int = 3000, height: int = 2000) -> bytes:
+    img = Image.new("RGB", (width, height), (200, 120, 40))
+    for x in range(0, width, 50):
+        img.paste((x % 255, 80, 160), (x, 0, x + 25, height))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def bomb_png() -> bytes:
+    """A valid PNG header claiming 40000 x 40000 pixels (1.6 G) over a few bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) \
+        + chunk(b"IEND", b"")
+
+
+SOURCES: dict[str, bytes] = {}
+
+
+def image_app(hits: dict[str, int]) -> web.Application:
+    async def handler(request: web.Request) -> web.Response:
+        name = request.path.rsplit("/", 1)[1]
+        hits[name] = hits.get(name, 0) + 1
+        if name not in SOURCES:
+            return web.json_response({"error": "no such image"}, status=404)
+        return web.Response(body=SOURCES[name], content_type="image/jpeg")
+    return catch_all(handler)
+
+
+ROUTES = {"r.yaml": """
+routes:
+  - route: GET /img/{name}
+    source: {service: img, path: "/photos/{name}"}
+    auth: {jwt: "off"}
+    image:
+      widths: [200, 480, 800, 1440]
+      presets: {thumb: {width: 200, quality: 60}}
+      by_device:
+        phone: {width: 480, quality: 75}
+        tablet: {width: 800, quality: 85}
+        slow: {width: 200, quality: 60}
+      default: {width: 800}
+      signing_keys_env: [IMG_KEY]
+      max_pixels: 30000000
+"""}
+EXTRA = """
+devices:
+  user_agent:
+    - {pattern: "iPhone", device: phone}
+    - {pattern: "iPad", device: tablet}
+"""
+
+
+@pytest.fixture
+async def setup(make_edge: Any, upstream: Any) -> tuple[Any, dict[str, int]]:
+    SOURCES.update({
+        "photo.jpg": jpeg(),
+        "broken.jpg": jpeg()[:5000],
+        "page.jpg": b"<html><body>not an image</body></html>",
+        "bomb.png": bomb_png(),
+    })
+    tiff = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(tiff, "TIFF")
+    SOURCES["scan.tif"] = tiff.getvalue()
+    hits: dict[str, int] = {}
+    url = await upstream(image_app(hits))
+    edge = await make_edge(services_yaml({"img": url}, EXTRA), ROUTES, env={"IMG_KEY": KEY})
+    return edge, hits
+
+
+async def get(edge: Any, path: str, **headers: str) -> tuple[Any, Image.Image | None]:
+    resp = await edge.get(path, headers=headers)
+    body = await resp.read()
+    if resp.status != 200:
+        return resp, None
+    return resp, Image.open(io.BytesIO(body))
+
+
+@pytest.mark.parametrize("headers, width, fmt", [
+    ({"User-Agent": "App iPhone", "Accept": "image/webp,*/*"}, 480, "WEBP"),
+    ({"User-Agent": "App iPad", "Accept": "image/avif,image/webp"}, 800, "AVIF"),
+    ({"User-Agent": "App iPhone", "Save-Data": "on"}, 200, "JPEG"),
+    ({"Sec-CH-Viewport-Width": "400", "Sec-CH-DPR": "3", "Accept": "image/webp"}, 1440,
+     "WEBP"),
+    ({"Sec-CH-Width": "450"}, 480, "JPEG"),
+    ({}, 800, "JPEG"),
+])
+async def test_sizes_and_formats_per_device(setup: Any, headers: dict[str, str], width: int,
+                                            fmt: str) -> None:
+    edge, _ = setup
+    resp, img = await get(edge, "/img/photo.jpg", **headers)
+    assert resp.status == 200, await resp.text()
+    assert img is not None and img.format == fmt and img.width == width
+    assert resp.headers["Accept-CH"] == "Sec-CH-Width, Sec-CH-Viewport-Width, Sec-CH-DPR"
+    vary = resp.headers["Vary"].split(", ")
+    assert "Accept" in vary
+    for name in headers:
+        if name != "Accept":
+            assert name in vary, (name, vary)
+    assert resp.headers["Cache-Control"].startswith("public, max-age=86400")
+    assert resp.headers["ETag"].startswith('"')
+    assert int(resp.headers["Content-Length"]) < len(SOURCES["photo.jpg"]) / 10
+
+
+async def test_presets_and_signed_sizes(setup: Any) -> None:
+    edge, _ = setup
+    resp, img = await get(edge, "/img/photo.jpg?preset=thumb")
+    assert img is not None and img.width == 200
+    assert (await edge.get("/img/photo.jpg?preset=huge")).status == 400
+    assert (await edge.get("/img/photo.jpg?w=300")).status == 403
+    path = "/img/photo.jpg?w=300&h=300&fit=cover"
+    signed = f"{path}&sig={sign(path, KEY.encode())}"
+    resp, img = await get(edge, signed)
+    assert img is not None and img.size == (300, 300)
+    assert (await edge.get(signed.replace("w=300", "w=301"))).status == 403
+
+
+async def test_hostile_and_broken_sources_are_rejected_cleanly(setup: Any) -> None:
+    edge, _ = setup
+    for name, status, reason in (("broken.jpg", 422, "corrupt"),
+                                 ("page.jpg", 415, "unsupported-format"),
+                                 ("bomb.png", 422, "too-many-pixels"),
+                                 ("scan.tif", 415, "unsupported-format")):
+        resp = await edge.get(f"/img/{name}")
+        assert resp.status == status, (name, await resp.text())
+        problem = await resp.json(content_type=None)
+        assert problem["reason"] == reason, name
+    assert (await edge.get("/img/missing.jpg")).status == 404
+    # and the workers are still fine
+    resp, img = await get(edge, "/img/photo.jpg?preset=thumb")
+    assert img is not None
+
+
+async def test_transformed_images_are_cached_and_validated(setup: Any) -> None:
+    edge, hits = setup
+    first = await edge.get("/img/photo.jpg", headers={"User-Agent": "iPhone"})
+    second = await edge.get("/img/photo.jpg", headers={"User-Agent": "iPhone"})
+    assert await first.read() == await second.read()
+    assert second.headers["Cache-Status"].startswith("edge; hit")
+    assert hits["photo.jpg"] == 1
+    nm = await edge.get("/img/photo.jpg", headers={"User-Agent": "iPhone",
+                                                   "If-None-Match": first.headers["ETag"]})
+    assert nm.status == 304
+    metrics = await (await edge.get("/metrics")).text()
+    assert "edge_image_transform_seconds_count" in metrics
