@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import re
@@ -641,6 +642,8 @@ class Edge:
         described = [("Vary", ", ".join(used)), ("Accept-CH", ACCEPT_CH)]
         tags = rc.tags(ctx.params)
         compression = rt.config.edge.compression
+        source_key = "src:" + hashlib.blake2b(f"{route.name}|{path}".encode(),
+                                              digest_size=16).hexdigest()
 
         async def fetch(previous: Entry | None, background: bool) -> Entry | Answer:
             c = replace(ctx, buffer_limit=img.limits.max_source_bytes, timings={}) \
@@ -650,23 +653,39 @@ class Edge:
                 headers.popall(name, None)
             headers["Accept"] = "image/*"
             headers["Accept-Encoding"] = "identity"
+            # the source too is kept (when small enough) and revalidated with its
+            # upstream validators, so a new size of a known image costs a 304 upstream
+            source = await self.state.cache.get(source_key)
+            if source is not None:
+                if source.up_etag:
+                    headers["If-None-Match"] = source.up_etag
+                if source.up_last_modified:
+                    headers["If-Modified-Since"] = source.up_last_modified
             started = time.time()
             t0 = time.perf_counter()
             resp = await self._upstream("GET", path, headers, None, route, bytes_in)
             c.timings["upstream"] = time.perf_counter() - t0
             try:
-                if resp.status != 200:
+                if resp.status == 304 and source is not None:
+                    raw = source.body
+                elif resp.status != 200:
                     return await send_upstream_response(request, resp, c, extra)
-                try:
-                    raw = await read_capped(resp, img.limits.max_source_bytes)
-                except Skip:
-                    raise Problem("bad-image", f"too-large: the source image is over "
-                                  f"{img.limits.max_source_bytes} bytes", reason="too-large"
-                                  ) from None
+                else:
+                    try:
+                        raw = await read_capped(resp, img.limits.max_source_bytes)
+                    except Skip:
+                        raise Problem("bad-image", f"too-large: the source image is over "
+                                      f"{img.limits.max_source_bytes} bytes",
+                                      reason="too-large") from None
+                    etag, modified = resp.headers.get("ETag"), resp.headers.get(
+                        "Last-Modified")
+                    if etag or modified:
+                        await self.state.cache.put(source_key, rc.new_entry(
+                            200, [], raw, "source", started, tags, etag, modified, None))
             finally:
                 resp.release()
             t1 = time.perf_counter()
-            result = await self.state.images.run(raw, spec, img.limits)
+            result = await self.state.images.run(raw, spec, img.limits, route.name)
             c.timings["transform"] = time.perf_counter() - t1
             self.metrics.image_done(route.name, len(raw), len(result.body),
                                     c.timings["transform"])
@@ -826,7 +845,7 @@ class EdgeApp:
         state.cache = EdgeCache(config.edge.cache, state.backend, config.redis_url())
         await state.cache.start()
         state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics)
-        state.images = ImagePool()
+        state.images = ImagePool(self.metrics)
         state.hub = Hub(state.backend, self.metrics)
         state.hub.configure(config.edge.events)
         await state.hub.start()

@@ -586,6 +586,9 @@ class ImagePolicy(Model):
     sources: list[Literal["jpeg", "png", "gif", "webp", "avif"]] = ["jpeg", "png", "gif",
                                                                     "webp"]
     """Source formats that may be opened at all."""
+    quality: dict[Literal["avif", "webp", "jpeg"], int] = {}
+    """Quality per output format when nothing else says (defaults: avif 55, webp 75,
+    jpeg 80); a preset's or device's quality is for JPEG and scaled for the others."""
     signing_keys_env: list[EnvName] = []
     """Env vars with HMAC keys (32+ bytes). Arbitrary `?w=&h=&q=&fit=` need a `sig` made
     with one of them; presets and device defaults don't."""

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 from images import (
     ImageError,
@@ -38,6 +39,8 @@ HINTS = ("Sec-CH-Width", "Width", "Sec-CH-Viewport-Width", "Viewport-Width", "Se
          "DPR", "Save-Data")
 ACCEPT_CH = "Sec-CH-Width, Sec-CH-Viewport-Width, Sec-CH-DPR"
 _EXPLICIT = ("w", "h", "q", "fit")
+_SCALE = {"avif": 0.7, "webp": 0.95}  # JPEG quality → about the same look
+TRANSFORM_TIMEOUT = 30.0  # a transform that takes longer is given up on (the worker goes on)
 _STATUS = {"too-large": "bad-image", "too-many-pixels": "bad-image", "corrupt": "bad-image",
            "output-too-large": "bad-image", "encode-failed": "bad-image",
            "unsupported-format": "unsupported-image"}
@@ -103,6 +106,12 @@ class ImageRoute:
         if fit not in ("contain", "cover"):
             raise Problem("bad-request", "fit is contain or cover")
         fmt = choose_format(headers.get("Accept"), "jpeg", self.formats)
+        if quality is None:
+            quality = p.quality.get(fmt)  # type: ignore[call-overload]
+        elif fmt in _SCALE and "q" not in query:
+            # presets and device classes speak JPEG quality; AVIF and WebP look the same
+            # at lower numbers
+            quality = max(1, round(quality * _SCALE[fmt]))
         try:
             spec = Spec(width=width, height=height, fit=fit,  # type: ignore[arg-type]
                         crop=p.crop, format=fmt, quality=quality)  # type: ignore[arg-type]
@@ -123,7 +132,9 @@ class ImagePool:
     """Worker processes for transforms, started on first use; at most `queue` transforms
     waiting or running (429 beyond, so a burst can't pile up unbounded work)."""
 
-    def __init__(self, workers: int | None = None, queue: int | None = None) -> None:
+    def __init__(self, metrics: Any = None, workers: int | None = None,
+                 queue: int | None = None) -> None:
+        self.metrics = metrics
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.queue = queue or self.workers * 8
         self.pending = 0
@@ -135,22 +146,35 @@ class ImagePool:
                 self.workers, mp_context=multiprocessing.get_context("forkserver"))
         return self._executor
 
-    async def run(self, source: bytes, spec: Spec, limits: Limits) -> Result:
+    async def run(self, source: bytes, spec: Spec, limits: Limits, route: str = "") -> Result:
         if self.pending >= self.queue:
             raise Problem("rate-limited", "the image workers are busy; retry shortly",
                           headers={"Retry-After": "1"})
         self.pending += 1
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool(), transform, source, spec, limits)
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._pool(), transform, source, spec, limits),
+                TRANSFORM_TIMEOUT)
         except ImageError as e:
+            self._rejected(route, e.kind)
             raise Problem(_STATUS.get(e.kind, "bad-image"), f"{e.kind}: {e.detail}",
                           reason=e.kind) from None
+        except TimeoutError:
+            self._rejected(route, "too-slow")
+            raise Problem("bad-image", "too-slow: the image took too long to process",
+                          reason="too-slow") from None
         except BrokenProcessPool:
             self._executor = None  # a worker died (a hostile image?): a fresh pool next time
-            raise Problem("bad-image", "the image could not be processed") from None
+            self._rejected(route, "worker-died")
+            raise Problem("bad-image", "the image could not be processed",
+                          reason="worker-died") from None
         finally:
             self.pending -= 1
+
+    def _rejected(self, route: str, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.image_rejected.labels(route, reason).inc()
 
     def close(self) -> None:
         if self._executor is not None:

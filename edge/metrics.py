@@ -145,6 +145,8 @@ class Metrics(UpstreamMetrics):
         self.image_transforms = Histogram(
             "edge_image_transform_seconds", "Time to resize and encode one image", ["route"],
             registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.image_rejected = Counter("edge_image_rejected", "Source images refused",
+                                      ["route", "reason"], registry=r)
         self.image_bytes = Counter("edge_image_bytes", "Image bytes read from sources and "
                                    "sent as outputs", ["route", "kind"], registry=r)
         self.sse_open = Gauge("edge_sse_streams", "Open event streams (all devices)",

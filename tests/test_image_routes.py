@@ -47,8 +47,38 @@ def image_app(hits: dict[str, int]) -> web.Application:
         hits[name] = hits.get(name, 0) + 1
         if name not in SOURCES:
             return web.json_response({"error": "no such image"}, status=404)
-        return web.Response(body=SOURCES[name], content_type="image/jpeg")
+        etag = f'"{len(SOURCES[name])}"'
+        if request.headers.get("If-None-Match") == etag:
+            hits["304"] = hits.get("304", 0) + 1
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=SOURCES[name], content_type="image/jpeg",
+                            headers={"ETag": etag})
     return catch_all(handler)
+
+
+def png_with_alpha() -> bytes:
+    img = Image.new("RGBA", (1200, 800), (0, 0, 0, 0))
+    img.paste((255, 0, 0, 255), (300, 200, 900, 600))
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (900, 600), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return out.getvalue()
+
+
+def rotated_jpeg() -> bytes:
+    """Stored 1200x800 (landscape) with EXIF orientation 6: shown 800x1200 (portrait)."""
+    img = Image.new("RGB", (1200, 800), (10, 200, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    img.save(out, "JPEG", exif=exif.tobytes())
+    return out.getvalue()
 
 
 ROUTES = {"r.yaml": """
@@ -83,6 +113,8 @@ async def setup(make_edge: Any, upstream: Any) -> tuple[Any, dict[str, int]]:
         "page.jpg": b"<html><body>not an image</body></html>",
         "bomb.png": bomb_png(),
     })
+    SOURCES.update({"alpha.png": png_with_alpha(), "anim.gif": animated_gif(),
+                    "rotated.jpg": rotated_jpeg()})
     tiff = io.BytesIO()
     Image.new("RGB", (64, 64)).save(tiff, "TIFF")
     SOURCES["scan.tif"] = tiff.getvalue()
@@ -167,3 +199,33 @@ async def test_transformed_images_are_cached_and_validated(setup: Any) -> None:
     assert nm.status == 304
     metrics = await (await edge.get("/metrics")).text()
     assert "edge_image_transform_seconds_count" in metrics
+
+
+async def test_alpha_animation_and_orientation(setup: Any) -> None:
+    edge, _ = setup
+    resp, img = await get(edge, "/img/alpha.png?preset=thumb", Accept="image/webp")
+    assert img is not None and img.format == "WEBP" and img.mode == "RGBA"
+    assert img.getpixel((0, 0))[3] == 0  # still transparent
+    resp, img = await get(edge, "/img/alpha.png?preset=thumb")
+    assert img is not None and img.format == "JPEG"
+    assert img.getpixel((0, 0)) == pytest.approx((255, 255, 255), abs=8)  # on white
+    resp, img = await get(edge, "/img/anim.gif?preset=thumb", Accept="image/webp")
+    assert img is not None and getattr(img, "n_frames", 1) == 1
+    assert img.convert("RGB").getpixel((10, 10)) == pytest.approx((255, 0, 0), abs=12)
+    resp, img = await get(edge, "/img/rotated.jpg?preset=thumb")
+    assert img is not None and img.height > img.width  # upright
+    assert not img.getexif()  # metadata stripped
+
+
+async def test_sources_are_revalidated_not_refetched(setup: Any) -> None:
+    edge, hits = setup
+    await get(edge, "/img/photo.jpg?preset=thumb")
+    await get(edge, "/img/photo.jpg", **{"User-Agent": "iPad"})  # another size: the source
+    assert hits.get("304") == 1  # was asked for with its ETag, and was unchanged
+
+
+async def test_refusals_are_counted_by_reason(setup: Any) -> None:
+    edge, _ = setup
+    await edge.get("/img/broken.jpg")
+    metrics = await (await edge.get("/metrics")).text()
+    assert 'edge_image_rejected_total{reason="corrupt",route="GET /img/{name}"} 1.0' in metrics
