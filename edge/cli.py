@@ -187,6 +187,8 @@ def _cache_cell(m: Route) -> str:
             parts.append(f"sie {c.stale_if_error:g}s")
         if c.override_upstream:
             parts.append("OVERRIDES upstream no-store/private/Set-Cookie")
+    if m.image is not None:
+        parts.append(f"image {'/'.join(m.image.formats)} {m.image.ttl:g}s")
     if m.invalidates:
         parts.append("purges " + ",".join(m.invalidates))
     if m.idempotency is not None:
