@@ -1,0 +1,724 @@
+"""Image transforms per second: the edge's image route against thumbor, same source, same box.
+
+    .venv/bin/python bench/images.py [--rounds 3] [--duration 10] [--connections 8]
+                                     [--thumbor-venv /tmp/thumbor-venv] [--no-thumbor]
+                                     [--thumbor-mode reuseport|processes|threads]
+                                     [--quick] [--json]
+
+Source: a 3000x2000 photo-like JPEG (quality 85) made here with Pillow, from a fixed seed:
+smooth colour fields, a sky gradient, soft-edged shapes, mid-scale texture and fine grain, so
+the decoder and encoders do real work. bench/_images_upstream.py serves it for every
+GET /photos/{name} (no validators), so each distinct name is a new source to every server.
+
+Targets, each in its own process(es) on 127.0.0.1:
+
+    edge     `edge serve` on a temp config (access log off), one route
+             GET /img/{name} -> /photos/{name} with image: {widths: [400, 800],
+             presets: {bench: {width: 400, quality: 75}}}; wrk asks
+             /img/<run>-<n>.jpg?preset=bench with Accept: image/webp -> 400 px WebP.
+             Its transforms run in its pool of worker processes (one per CPU).
+    thumbor  thumbor from PyPI in its own venv (installed there on first use unless
+             --no-thumbor), unsafe URLs, the HTTP loader onto the same upstream, no storage,
+             no result storage; one single-process instance per CPU, each on its own
+             SO_REUSEPORT listening socket on one port (--fd), so the kernel spreads the
+             connections (--thumbor-mode processes: `--processes N` on a shared socket;
+             threads: one process with ENGINE_THREADPOOL_SIZE N). wrk asks
+             /unsafe/400x0/filters:format(webp):quality(Q)/http://<upstream>/photos/<run>-<n>.jpg
+             with Q = the WebP quality the edge's route uses for that preset.
+
+wrk (-t1, `--connections` 8, --timeout 30s) with a Lua counter in the path: every request
+names a new photo, so every answer is a cache miss and one transform (the upstream's fetch
+count is checked against the answers). Rounds rotate the order; medians are reported.
+For reference, `images.transform` of the same JPEG with the route's Spec, in this process.
+
+Goals (issue): edge transforms/s >= 2x thumbor's (SKIPPED without thumbor); the 400 px
+WebP <= 10% of the source's bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import PIL
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, features
+
+# This file is bench/images.py: while bench/ is on sys.path (it is sys.path[0] when a bench
+# script runs) `import images` would find it instead of the project's images package. So
+# the package is imported with bench/ off the path; and should a bench script import
+# edge.imaging and so this file as `images`, the package takes its place in sys.modules
+# (the import system hands out what sys.modules holds once this file has run).
+HERE = Path(__file__).resolve().parent
+_PATH = sys.path[:]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+if __name__ == "images":
+    del sys.modules["images"]
+from images import Spec, transform  # noqa: E402
+
+sys.path[:] = _PATH
+from _common import EDGE_BIN, preflight, settle_rounds  # noqa: E402
+from proxy import fmt_row, free_port, parse_wrk, wait_ready  # noqa: E402
+
+if TYPE_CHECKING:
+    from edge.imaging import ImageRoute
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE_SIZE = (3000, 2000)
+SOURCE_QUALITY = 85
+PRESET_WIDTH = 400
+PRESET_QUALITY = 75
+ACCEPT = "image/webp"
+PILLOW_RUNS = 10
+TARGET_VS_THUMBOR = 2.0
+TARGET_OUTPUT_SHARE = 0.10
+IMG_KEY = "bench-image-signing-key-" + "k" * 24
+WRK_TIMEOUT = "30s"
+SETTLE_S = 1.0
+
+
+# ------------------------------------------------------------------------------ source
+
+
+def _noise(rng: random.Random, size: tuple[int, int], mode: str) -> Image.Image:
+    return Image.frombytes(mode, size, rng.randbytes(size[0] * size[1] * len(mode)))
+
+
+def _signed(layer: Image.Image, amount: float) -> Image.Image:
+    """An L layer as a +/- offset around 128, scaled, for ImageChops.add(..., offset=-128)."""
+    return Image.merge("RGB", [layer.point(lambda v: 128 + (v - 128) * amount)] * 3)
+
+
+def photo_like(size: tuple[int, int] = SOURCE_SIZE, seed: int = 8) -> Image.Image:
+    """Deterministic, photo-like: smooth colour fields and a sky gradient, soft-edged
+    objects, mid-scale texture and sensor-like grain, so JPEG and WebP have work to do."""
+    w, h = size
+    rng = random.Random(seed)
+    field_ = _noise(rng, (6, 4), "RGB").resize(size, Image.Resampling.BICUBIC)
+    grad = Image.linear_gradient("L").resize(size)
+    sky = Image.merge("RGB", [grad.point(lambda v: 90 + v * 0.4),
+                              grad.point(lambda v: 140 + v * 0.3),
+                              grad.point(lambda v: 230 - v * 0.5)])
+    img = Image.blend(field_, sky, 0.45)
+    shapes = img.copy()
+    draw = ImageDraw.Draw(shapes)
+    for _ in range(60):
+        x, y = rng.randrange(w), rng.randrange(h // 3, h)
+        rx, ry = rng.randrange(40, 500), rng.randrange(30, 300)
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        if rng.random() < 0.5:
+            draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=colour)
+        else:
+            draw.polygon([(x + rng.randrange(-rx, rx), y + rng.randrange(-ry, ry))
+                          for _ in range(5)], fill=colour)
+    img = Image.blend(img, shapes.filter(ImageFilter.GaussianBlur(1.5)), 0.8)
+    texture = _noise(rng, (w // 6, h // 6), "L").resize(size, Image.Resampling.BICUBIC)
+    img = ImageChops.add(img, _signed(texture, 0.35), offset=-128)
+    grain = _noise(rng, size, "L").filter(ImageFilter.GaussianBlur(0.6))
+    return ImageChops.add(img, _signed(grain, 0.45), offset=-128)
+
+
+def make_source(path: Path) -> bytes:
+    out = io.BytesIO()
+    photo_like().save(out, "JPEG", quality=SOURCE_QUALITY)
+    path.write_bytes(out.getvalue())
+    return out.getvalue()
+
+
+# ------------------------------------------------------------------------------ configs
+
+
+ROUTES_YAML = f"""routes:
+  - route: GET /img/{{name}}
+    source: {{service: img, path: "/photos/{{name}}"}}
+    auth: {{jwt: "off"}}
+    image:
+      widths: [{PRESET_WIDTH}, 800]
+      presets: {{bench: {{width: {PRESET_WIDTH}, quality: {PRESET_QUALITY}}}}}
+      signing_keys_env: [IMG_KEY]
+"""
+
+
+def edge_config(root: Path, upstream: str) -> Path:
+    (root / "routes").mkdir(parents=True)
+    (root / "edge.yaml").write_text(
+        f"services:\n  img:\n    url: {upstream}\n"
+        "observability: {access_log: false}\n"
+        "reload: {watch: false}\n"
+        "drain_timeout: 1s\n")
+    (root / "routes" / "r.yaml").write_text(ROUTES_YAML)
+    return root
+
+
+def route_spec(root: Path) -> tuple[Spec, ImageRoute]:
+    """The Spec the edge makes for wrk's request, by the edge's own code on the same config."""
+    from edge.config import load_config
+    from edge.context import DeviceClassifier
+    from edge.imaging import ImageRoute
+
+    env = {"IMG_KEY": IMG_KEY}
+    config = load_config(root, env)
+    policy = config.routes[0].model.image
+    assert policy is not None
+    route = ImageRoute.build(policy, env)
+    headers = {"Accept": ACCEPT, "Host": "127.0.0.1"}
+    device = DeviceClassifier(config.edge.devices).profile(headers)
+    spec, _ = route.spec("/img/p1.jpg?preset=bench", {"preset": "bench"}, headers, device)
+    return spec, route
+
+
+def thumbor_conf(path: Path, mode: str, workers: int) -> Path:
+    lines = [
+        "ALLOW_UNSAFE_URL = True",
+        "LOADER = 'thumbor.loaders.http_loader'",
+        "STORAGE = 'thumbor.storages.no_storage'",  # no copy of each source on disk
+        "RESULT_STORAGE = None",  # no result storage: every request transforms
+        "NON_BLOCKING_SOCKETS = True",  # the --fd sockets
+    ]
+    if mode == "threads":
+        lines.append(f"ENGINE_THREADPOOL_SIZE = {workers}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------ thumbor
+
+
+def find_thumbor(venv: Path, install: bool) -> tuple[Path | None, str]:
+    """thumbor's executable in `venv` (installed there with pip if missing and allowed),
+    or None and why not."""
+    exe, python = venv / "bin" / "thumbor", venv / "bin" / "python"
+    if not exe.exists():
+        if not install:
+            return None, f"{exe} not found (--no-thumbor-install)"
+        print(f"installing thumbor into {venv} (once; pip install thumbor)...",
+              file=sys.stderr, flush=True)
+        base = shutil.which("python3") or sys.executable
+        for cmd in ([base, "-m", "venv", str(venv)],
+                    [str(venv / "bin" / "pip"), "install", "--quiet", "thumbor"]):
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                                      check=False)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                return None, f"`{' '.join(cmd)}` failed: {e}"
+            if proc.returncode != 0:
+                tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
+                return None, f"`{' '.join(cmd)}` exited {proc.returncode}: {tail}"
+    proc = subprocess.run([str(python), "-c", "import thumbor, PIL; "
+                           "print(thumbor.__version__, PIL.__version__)"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        return None, f"thumbor in {venv} does not import: {tail}"
+    version, pil = proc.stdout.split()
+    return exe, f"thumbor {version} (Pillow {pil}) from {venv}"
+
+
+def reuseport_sockets(count: int) -> list[socket.socket]:
+    """`count` listening sockets on one free port, SO_REUSEPORT: the kernel hashes each new
+    connection to one of them."""
+    socks: list[socket.socket] = []
+    port = 0
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            socks.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind(("127.0.0.1", port))
+            port = s.getsockname()[1]
+            s.listen(1024)
+            s.setblocking(False)
+    except OSError:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *_proxy env
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    with _HTTP.open(req, timeout=30) as r:
+        return r.status, dict(r.headers.items()), r.read()
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()  # fields from the 3rd (state) on
+
+
+def group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None and int(st[2]) == pgid:
+            pids.append(int(entry))
+    return pids
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pgids: Sequence[int]) -> tuple[float, float]:
+    """User + system CPU of every live process in these process groups, and of their
+    leaders alone."""
+    total = lead = 0
+    for pgid in pgids:
+        for pid in group_pids(pgid):
+            if (st := _stat(pid)) is not None:
+                total += int(st[11]) + int(st[12])
+                lead += (int(st[11]) + int(st[12])) if pid == pgid else 0
+    return total / _TICK, lead / _TICK
+
+
+@dataclass(slots=True)
+class Group:
+    """Processes started by this bench, each the leader of its own process group."""
+
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def pgids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+
+@contextmanager
+def spawn(group: Group, cmd: Sequence[str], log: Path, *, env: dict[str, str] | None = None,
+          pass_fds: Sequence[int] = ()) -> Iterator[subprocess.Popen[bytes]]:
+    """One server process in a new session (so Ctrl-C reaches only us); on the way out it
+    gets SIGTERM, then its whole process group (workers it forked) SIGTERM, then SIGKILL."""
+    with log.open("ab") as err:
+        proc = subprocess.Popen(list(cmd), cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, env=env,
+                                pass_fds=tuple(pass_fds), start_new_session=True)
+    group.procs.append(proc)
+    try:
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not group_pids(proc.pid):
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 3
+        while group_pids(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    try:
+        wait_ready(proc, url, timeout=30)
+    except RuntimeError:
+        sys.stderr.write(log.read_text(errors="replace")[-3000:])
+        raise
+
+
+# --------------------------------------------------------------------------------- load
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    key: str
+    label: str
+    base: str  # scheme://host:port
+    path: tuple[str, str]  # the request path: before and after the counter
+    group: Group
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    answers: int  # completed requests
+    fetches: int  # source fetches the upstream served meanwhile
+    cpu_s: float  # the target's processes, user + system
+    cpu_lead_s: float  # of which the processes we started (not the workers they forked)
+
+
+@dataclass(slots=True)
+class Series:
+    runs: list[Run] = field(default_factory=list)
+
+    def median(self, attr: str) -> float:
+        return float(statistics.median(getattr(r, attr) for r in self.runs))
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.runs)
+
+    @property
+    def cpu_ms(self) -> float:
+        """Median over runs of the target's CPU per answer."""
+        return float(statistics.median(r.cpu_s * 1000 / max(1, r.answers) for r in self.runs))
+
+    @property
+    def cpu_lead_ms(self) -> float:
+        return float(statistics.median(r.cpu_lead_s * 1000 / max(1, r.answers)
+                                       for r in self.runs))
+
+    @property
+    def fetch_ratio(self) -> float:
+        return sum(r.fetches for r in self.runs) / max(1, sum(r.answers for r in self.runs))
+
+
+def _lua(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def counter_script(path: Path, before: str, after: str) -> Path:
+    """A wrk script asking before<n>after, n = 1, 2, 3...: a new name every request."""
+    path.write_text(
+        "local n = 0\n"
+        f"local headers = {{[\"Accept\"] = {_lua(ACCEPT)}}}\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        f"  return wrk.format(\"GET\", {_lua(before)} .. n .. {_lua(after)}, headers)\n"
+        "end\n")
+    return path
+
+
+def upstream_count(upstream: str) -> int:
+    return int(get(f"{upstream}/count")[2])
+
+
+def load(t: Target, tmp: Path, tag: str, connections: int, duration: float,
+         upstream: str) -> Run:
+    before, after = t.path
+    script = counter_script(tmp / f"{t.key}.lua", before.replace("{run}", tag), after)
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+           "--timeout", WRK_TIMEOUT, "-s", str(script), t.base]
+    fetched, (cpu, lead) = upstream_count(upstream), cpu_seconds(t.group.pgids)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90,
+                          check=False)
+    cpu_after, lead_after = cpu_seconds(t.group.pgids)
+    fetched = upstream_count(upstream) - fetched
+    # Up to `connections` requests were cut off in flight: their transforms go on for a
+    # moment, and shouldn't take CPU from the next run.
+    time.sleep(SETTLE_S)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    res = parse_wrk(proc.stdout)
+    answers = int(proc.stdout.split(" requests in ")[0].split()[-1])
+    return Run(res.rps, res.p50_ms, res.p99_ms, res.errors, answers, fetched,
+               cpu_after - cpu, lead_after - lead)
+
+
+def check_answer(label: str, url: str, want: tuple[int, int]) -> tuple[dict[str, str], bytes]:
+    status, headers, body = get(url, {"Accept": ACCEPT})
+    ctype = headers.get("Content-Type", "")
+    if status != 200 or not ctype.startswith("image/webp"):
+        raise RuntimeError(f"{label}: {status} {ctype!r}, expected 200 image/webp")
+    with Image.open(io.BytesIO(body)) as im:
+        if (im.format, im.size) != ("WEBP", want):
+            raise RuntimeError(f"{label}: {im.format} {im.size}, expected WEBP {want}")
+    return headers, body
+
+
+# --------------------------------------------------------------------------------- main
+
+
+def pillow_alone(source: bytes, spec: Spec, route: ImageRoute) -> tuple[list[float], bytes]:
+    transform(source, spec, route.limits)  # warm-up
+    times, body = [], b""
+    for _ in range(PILLOW_RUNS):
+        t0 = time.perf_counter()
+        body = transform(source, spec, route.limits).body
+        times.append(time.perf_counter() - t0)
+    return times, body
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    ap.add_argument("--duration", type=float, default=10.0,
+                    help="seconds per wrk run (default 10)")
+    ap.add_argument("--connections", type=int, default=8,
+                    help="wrk connections (default 8: saturates 2 cores, no timeouts)")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per target")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s")
+    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    ap.add_argument("--thumbor-venv", type=Path, default=Path("/tmp/thumbor-venv"),
+                    help="venv holding thumbor (default /tmp/thumbor-venv)")
+    ap.add_argument("--no-thumbor-install", action="store_true",
+                    help="don't pip install thumbor into --thumbor-venv when it's missing")
+    ap.add_argument("--no-thumbor", action="store_true", help="the edge alone")
+    ap.add_argument("--thumbor-mode", choices=("reuseport", "processes", "threads"),
+                    default="reuseport",
+                    help="N thumbor instances on SO_REUSEPORT sockets (default), "
+                    "--processes N on one socket, or one process with N engine threads "
+                    "(N = CPUs)")
+    args = ap.parse_args(argv)
+    settle_rounds(ap, args)
+    if args.connections < 1:
+        ap.error("--connections must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if (code := preflight("images.py", wrk=True)) is not None:
+        return code
+    started = time.monotonic()
+    cpus = os.cpu_count() or 1
+    py = sys.executable
+    try:
+        with ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-img-")))
+            source = make_source(tmp / "source.jpg")
+            up_port, edge_port = free_port(), free_port()
+            upstream = f"http://127.0.0.1:{up_port}"
+            cfg = edge_config(tmp / "edge", upstream)
+            spec, route = route_spec(cfg)
+            assert spec.width is not None and spec.quality is not None
+            times, pillow_body = pillow_alone(source, spec, route)
+            with Image.open(io.BytesIO(pillow_body)) as im:
+                out_size = im.size
+
+            thumbor_exe, thumbor_note = (None, "--no-thumbor") if args.no_thumbor else \
+                find_thumbor(args.thumbor_venv, not args.no_thumbor_install)
+
+            up_log = tmp / "upstream.err"
+            up = stack.enter_context(spawn(Group(), [py, str(HERE / "_images_upstream.py"),
+                                                     str(up_port), str(tmp / "source.jpg")],
+                                           up_log))
+            ready(up, f"{upstream}/count", up_log)
+            targets: list[Target] = []
+
+            edge_group, edge_log = Group(), tmp / "edge.err"
+            edge = stack.enter_context(spawn(
+                edge_group, [str(EDGE_BIN), "serve", "--config", str(cfg), "--host",
+                             "127.0.0.1", "--port", str(edge_port)], edge_log,
+                env={**os.environ, "IMG_KEY": IMG_KEY}))
+            ready(edge, f"http://127.0.0.1:{edge_port}/health", edge_log)
+            targets.append(Target("edge", "edge", f"http://127.0.0.1:{edge_port}",
+                                  ("/img/{run}-", ".jpg?preset=bench"), edge_group))
+
+            thumbor_log = tmp / "thumbor.err"
+            if thumbor_exe is not None:
+                try:
+                    targets.append(start_thumbor(stack, thumbor_exe, args.thumbor_mode, cpus,
+                                                 tmp, thumbor_log, upstream, spec))
+                except RuntimeError as e:
+                    thumbor_note += f"; did not start: {e}"
+                    thumbor_exe = None
+
+            # Before the load: the answers are right, and the edge's are made per name.
+            sample: dict[str, bytes] = {}
+            for t in targets:
+                url = t.base + t.path[0].replace("{run}", "check") + "1" + t.path[1]
+                headers, sample[t.key] = check_answer(t.label, url, out_size)
+                if t.key == "edge":
+                    if "miss" not in headers.get("Cache-Status", ""):
+                        raise RuntimeError(f"edge: first request not a miss: {headers}")
+                    again, _ = check_answer(t.label, url, out_size)
+                    if "hit" not in again.get("Cache-Status", ""):
+                        raise RuntimeError(f"edge: repeat not a cache hit: {again}")
+
+            print(f"image transform benchmark: wrk -t1 -c{args.connections} --timeout "
+                  f"{WRK_TIMEOUT}, {args.rounds} round(s) x {args.duration:g}s per target, "
+                  f"{cpus} CPUs, Python {platform.python_version()}, Pillow "
+                  f"{PIL.__version__} (libjpeg-turbo {features.version('libjpeg_turbo')}, "
+                  f"libwebp {features.version('webp')})", flush=True)
+            results = {t.key: Series() for t in targets}
+            for t in targets:
+                load(t, tmp, f"warm{secrets.token_hex(2)}", args.connections, args.warmup,
+                     upstream)
+            for rnd in range(args.rounds):
+                k = rnd % len(targets)
+                for t in [*targets[k:], *targets[:k]]:
+                    run = load(t, tmp, f"r{rnd}{secrets.token_hex(2)}", args.connections,
+                               args.duration, upstream)
+                    results[t.key].runs.append(run)
+                    print(f"  round {rnd + 1}/{args.rounds}  {t.label:<8} {run.rps:7.1f}/s  "
+                          f"p50 {run.p50_ms:7.1f} ms  p99 {run.p99_ms:7.1f} ms  "
+                          f"{run.answers} answers, {run.fetches} fetches, "
+                          f"CPU {run.cpu_s * 1000 / max(1, run.answers):.1f} ms/answer",
+                          file=sys.stderr, flush=True)
+            logs = {"edge": edge_log, "thumbor": thumbor_log, "upstream": up_log}
+            warnings = [f"{name}: {line.strip()}" for name, log in logs.items()
+                        if log.exists()
+                        for line in log.read_text(errors="replace").splitlines()
+                        if re.search(r"Traceback|\bERROR\b|CRITICAL", line)]
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
+
+    report(args, source, spec, out_size, times, pillow_body, sample, results, thumbor_exe,
+           thumbor_note, warnings, time.monotonic() - started)
+    return 0
+
+
+def start_thumbor(stack: ExitStack, exe: Path, mode: str, n: int, tmp: Path, log: Path,
+                  upstream: str, spec: Spec) -> Target:
+    conf = thumbor_conf(tmp / "thumbor.conf", mode, n)
+    group = Group()
+    base_cmd = [str(exe), "-c", str(conf), "-l", "warning"]
+    if mode == "reuseport":
+        socks = reuseport_sockets(n)
+        port = socks[0].getsockname()[1]
+        try:
+            procs = [stack.enter_context(spawn(group, [*base_cmd, "--fd", str(s.fileno())],
+                                               log, pass_fds=[s.fileno()])) for s in socks]
+        finally:
+            for s in socks:  # each instance holds its own; ours would take connections too
+                s.close()
+    else:
+        port = free_port()
+        extra = ["--processes", str(n)] if mode == "processes" else []
+        procs = [stack.enter_context(spawn(
+            group, [*base_cmd, "-i", "127.0.0.1", "-p", str(port), *extra], log))]
+    base = f"http://127.0.0.1:{port}"
+    for proc in procs:
+        ready(proc, f"{base}/healthcheck", log)
+    before = (f"/unsafe/{spec.width}x0/filters:format(webp):quality({spec.quality})/"
+              f"{upstream}/photos/{{run}}-")
+    return Target("thumbor", "thumbor", base, (before, ".jpg"), group)
+
+
+def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[int, int],
+           times: list[float], pillow_body: bytes, sample: dict[str, bytes],
+           results: dict[str, Series], thumbor_exe: Path | None, thumbor_note: str,
+           warnings: list[str], elapsed: float) -> None:
+    src_w, src_h = SOURCE_SIZE
+    pillow_ms = statistics.median(times) * 1000
+    cpus = os.cpu_count() or 1
+    edge_body = sample["edge"]
+    share = len(edge_body) / len(source)
+    lines = [
+        f"source: {src_w}x{src_h} photo-like JPEG, quality {SOURCE_QUALITY}, "
+        f"{len(source):,} bytes; output: {out_size[0]}x{out_size[1]} WebP, quality "
+        f"{spec.quality} (the route's preset: width {PRESET_WIDTH}, quality "
+        f"{PRESET_QUALITY} for JPEG, which the edge scales for WebP; thumbor is asked for "
+        f"the same)",
+        f"thumbor: {thumbor_note}" + (f", mode {args.thumbor_mode} x{cpus}"
+                                      if thumbor_exe is not None else ""),
+        "",
+    ]
+    head = ["target", "transforms/s", "spread", "p50 ms", "p99 ms", "errors",
+            "fetches/answer", "CPU ms/transform", "output bytes", "of source"]
+    rows = [head]
+    for key, s in results.items():
+        rps = [r.rps for r in s.runs]
+        med = statistics.median(rps)
+        spread = f"±{(max(rps) - min(rps)) / 2 / med * 100:.0f}%" if med else "-"
+        body = sample[key]
+        rows.append([key, f"{med:,.1f}", spread, f"{s.median('p50_ms'):.0f}",
+                     f"{s.median('p99_ms'):.0f}", str(s.errors), f"{s.fetch_ratio:.2f}",
+                     f"{s.cpu_ms:.1f}", f"{len(body):,}",
+                     f"{len(body) / len(source) * 100:.2f}%"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines += [f"under load: {args.connections} connections, a new photo name every request "
+              "(medians over rounds)", fmt_row(head, widths),
+              fmt_row(["-" * w for w in widths], widths)]
+    lines += [fmt_row(r, widths) for r in rows[1:]]
+    same = pillow_body == edge_body
+    lines += [
+        "",
+        f"Pillow alone, in this process: images.transform -> {out_size[0]} px WebP "
+        f"q{spec.quality}: median {pillow_ms:.1f} ms over {len(times)} runs (min "
+        f"{min(times) * 1000:.1f}); {1000 / pillow_ms:.1f}/s per core, "
+        f"{cpus * 1000 / pillow_ms:.1f}/s on {cpus} cores with nothing else running; "
+        f"same bytes as the edge's answer: {'yes' if same else 'NO'}",
+    ]
+    edge_s = results["edge"]
+    lines.append(f"edge CPU per transform: {edge_s.cpu_lead_ms:.1f} ms in the serving process "
+                 "(HTTP, reading the source, handing it to a worker and back), "
+                 f"{edge_s.cpu_ms - edge_s.cpu_lead_ms:.1f} ms in its image workers")
+    if "thumbor" in sample:
+        tb = sample["thumbor"]
+        lines.append("thumbor's answer: " + ("the same bytes as the edge's" if tb == edge_body
+                     else f"{len(tb):,} bytes vs the edge's {len(edge_body):,}"))
+    ratio: float | None = None
+    if "thumbor" in results:
+        pairs = [e.rps / t.rps for e, t in zip(results["edge"].runs, results["thumbor"].runs,
+                                                strict=True) if t.rps]
+        ratio = statistics.median(pairs) if pairs else None
+    ok_ratio = None if ratio is None else ratio >= TARGET_VS_THUMBOR
+    ok_share = share <= TARGET_OUTPUT_SHARE
+    lines.append("")
+    if ratio is None:
+        lines.append(f"edge transforms/s vs thumbor (target >= {TARGET_VS_THUMBOR:g}x): "
+                     f"SKIPPED: no thumbor ({thumbor_note})")
+    else:
+        lines.append(f"edge transforms/s vs thumbor: {ratio:.2f}x (target >= "
+                     f"{TARGET_VS_THUMBOR:g}x): {'PASS' if ok_ratio else 'FAIL'}")
+    lines += [
+        f"edge {out_size[0]} px WebP vs source bytes: {share * 100:.2f}% (target <= "
+        f"{TARGET_OUTPUT_SHARE * 100:.0f}%): {'PASS' if ok_share else 'FAIL'}",
+        "ratio = median of same-round pairs; spread = half the min-max range of "
+        "transforms/s; CPU = the target's processes (user + system) per answer; "
+        "fetches/answer = the upstream's source fetches per answer (1 = every answer a "
+        "transform)",
+        f"total {elapsed:.0f}s",
+    ]
+    print("\n".join(lines))
+    errors = sum(s.errors for s in results.values())
+    if errors:
+        print(f"WARNING: {errors} socket errors / non-2xx responses (see 'errors')")
+    for w in warnings[:10]:
+        print(f"WARNING: {w}")
+    if args.json:
+        print(json.dumps({
+            "rounds": args.rounds, "duration_s": args.duration,
+            "connections": args.connections,
+            "source": {"width": src_w, "height": src_h, "bytes": len(source),
+                       "quality": SOURCE_QUALITY},
+            "output": {"width": out_size[0], "height": out_size[1], "format": "webp",
+                       "quality": spec.quality},
+            "pillow_ms": pillow_ms,
+            "targets": {k: {"transforms_per_s": s.median("rps"),
+                            "p50_ms": s.median("p50_ms"), "p99_ms": s.median("p99_ms"),
+                            "errors": s.errors, "cpu_ms_per_transform": s.cpu_ms,
+                            "cpu_ms_per_transform_leaders": s.cpu_lead_ms,
+                            "fetches_per_answer": s.fetch_ratio,
+                            "output_bytes": len(sample[k])} for k, s in results.items()},
+            "thumbor": {"available": thumbor_exe is not None, "note": thumbor_note,
+                        "mode": args.thumbor_mode if thumbor_exe is not None else None},
+            "edge_vs_thumbor": ratio, "output_share": share,
+            "pass": {"vs_thumbor": ok_ratio, "output_bytes": ok_share},
+        } | ({"warnings": warnings} if warnings else {})))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
