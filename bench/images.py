@@ -77,7 +77,7 @@ from images import Spec, transform  # noqa: E402
 
 sys.path[:] = _PATH
 from _common import EDGE_BIN, preflight, settle_rounds  # noqa: E402
-from proxy import fmt_row, free_port, parse_wrk, wait_ready  # noqa: E402
+from proxy import fmt_row, free_port, parse_wrk, stop, wait_ready  # noqa: E402
 
 if TYPE_CHECKING:
     from edge.imaging import ImageRoute
@@ -325,13 +325,7 @@ def spawn(group: Group, cmd: Sequence[str], log: Path, *, env: dict[str, str] | 
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    stop(proc)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         if not group_pids(proc.pid):
             return

@@ -28,10 +28,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from _common import EDGE_BIN, preflight, round_args, settle_rounds
 
@@ -158,29 +159,46 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 20.0) -
     raise RuntimeError(f"{url} not ready after {timeout:g}s ({last})")
 
 
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL if it lingers past 5 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
 @contextmanager
-def server(cmd: Sequence[str], ready_url: str, log: Path) -> Iterator[bytes]:
+def process(cmd: Sequence[str], ready_url: str, log: Path,
+            env: Mapping[str, str] | None = None
+            ) -> Iterator[tuple[subprocess.Popen[bytes], bytes]]:
     """Run one server process (own session, so Ctrl-C reaches only us); always stop it.
+    Yields the process and the ready URL's body.
 
     stdout (the edge's access log) goes to /dev/null, stderr to `log`, shown on failure.
     """
     with log.open("wb") as err:
         proc = subprocess.Popen(list(cmd), cwd=ROOT, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                env=dict(env) if env is not None else None)
     try:
         try:
-            yield wait_ready(proc, ready_url)
+            body = wait_ready(proc, ready_url)
         except RuntimeError:
             sys.stderr.write(log.read_text(errors="replace")[-3000:])
             raise
+        yield proc, body
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop(proc)
+
+
+@contextmanager
+def server(cmd: Sequence[str], ready_url: str, log: Path) -> Iterator[bytes]:
+    """`process`, for callers that only want the ready URL's body."""
+    with process(cmd, ready_url, log) as (_, body):
+        yield body
 
 
 def edge_config(root: Path, upstream: str, *, access_log: bool) -> Path:

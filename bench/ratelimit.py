@@ -47,7 +47,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -70,9 +69,10 @@ from proxy import (
     free_port,
     parse_wrk,
     per_round,
+    process,
     progress,
+    stop,
     table,
-    wait_ready,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -136,35 +136,6 @@ def cpu_seconds(pid: int | None) -> float:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"; utime, stime = 14, 15
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-@contextmanager
-def server(cmd: Sequence[str], ready_url: str, log: Path,
-           env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """proxy.server with an environment, yielding the process (for its CPU time)."""
-    with log.open("wb") as err:
-        proc = subprocess.Popen(list(cmd), cwd=ROOT, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err, env=dict(env),
-                                start_new_session=True)
-    try:
-        try:
-            wait_ready(proc, ready_url)
-        except RuntimeError:
-            sys.stderr.write(log.read_text(errors="replace")[-3000:])
-            raise
-        yield proc
-    finally:
-        stop(proc)
 
 
 @contextmanager
@@ -342,16 +313,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ExitStack() as stack:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-rl-")))
-            upstream = stack.enter_context(server(
+            upstream = stack.enter_context(process(
                 [py, str(HERE / "_upstream.py"), str(ports["up"])], f"{up}/items/42",
-                tmp / "upstream.err", env))
+                tmp / "upstream.err", env))[0]
             _, _, body = call(f"{up}/items/42", {})
             cfg = edge_config(tmp / "config", up)
             pids: dict[str, int | None] = {"up": upstream.pid, "redis": None}
             edge_cmd = [str(EDGE_BIN), "serve", "--config", str(cfg), "--host", "127.0.0.1",
                         "--port"]
-            pids["mem"] = stack.enter_context(server(
-                [*edge_cmd, str(ports["mem"])], f"{mem}/health", tmp / "mem.err", env)).pid
+            pids["mem"] = stack.enter_context(process(
+                [*edge_cmd, str(ports["mem"])], f"{mem}/health", tmp / "mem.err", env))[0].pid
             client: Any = None
             if use_redis:
                 import redis
@@ -363,9 +334,9 @@ def main(argv: list[str] | None = None) -> int:
                 client = redis.Redis.from_url(redis_url, socket_timeout=2)
                 stack.callback(client.close)
                 client.ping()
-                pids["redis_edge"] = stack.enter_context(server(
+                pids["redis_edge"] = stack.enter_context(process(
                     [*edge_cmd, str(ports["redis_edge"])], f"{red}/health",
-                    tmp / "redis_edge.err", {**env, "EDGE_REDIS_URL": redis_url})).pid
+                    tmp / "redis_edge.err", {**env, "EDGE_REDIS_URL": redis_url}))[0].pid
 
             for t in targets:
                 calls_before = script_stats(client)[0] if client is not None else 0

@@ -39,7 +39,6 @@ import re
 import resource
 import secrets
 import select
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import EDGE_BIN, preflight
-from proxy import fmt_row, free_port, wait_ready
+from proxy import fmt_row, free_port, process, stop
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -73,27 +72,6 @@ _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *
 # ------------------------------------------------------------------------- processes
 
 
-@contextmanager
-def server(cmd: Sequence[str], ready_url: str, log: Path, env: dict[str, str] | None = None
-           ) -> Iterator[subprocess.Popen[bytes]]:
-    """One server process (own session, so Ctrl-C reaches only us); always stopped.
-
-    Like bench/proxy.py's `server`, but yields the process (its RSS is measured)."""
-    with log.open("wb") as err:
-        proc = subprocess.Popen(list(cmd), cwd=ROOT, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
-                                env=env)
-    try:
-        try:
-            wait_ready(proc, ready_url)
-        except RuntimeError:
-            sys.stderr.write(log.read_text(errors="replace")[-3000:])
-            raise
-        yield proc
-    finally:
-        stop(proc)
-
-
 _LOG_TROUBLE = re.compile(r"Traceback|Task was destroyed|Error|ERROR|WARNING")
 
 
@@ -105,16 +83,6 @@ def log_trouble(log: Path) -> str | None:
         return None
     lines = [line for line in text.splitlines() if _LOG_TROUBLE.search(line)]
     return f"{len(lines)} line(s), first: {lines[0][:200]}" if lines else None
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 class ClientProc:
@@ -496,13 +464,13 @@ def main(argv: list[str] | None = None) -> int:
                 with ExitStack() as stack:
                     if t.key == "edge":
                         cfg = edge_config(tmp / "config", args.connections)
-                        proc = stack.enter_context(server(
+                        proc, _ = stack.enter_context(process(
                             [str(EDGE_BIN), "serve", "--config", str(cfg), "--host",
                              "127.0.0.1", "--port", str(edge_port)], f"{edge_base}/health",
                             tmp / "edge.err", env={**os.environ, "PUBKEY": key}))
                         port = edge_port
                     else:
-                        proc = stack.enter_context(server(
+                        proc, _ = stack.enter_context(process(
                             [sys.executable, str(BARE), str(bare_port)],
                             f"{bare_base}/health", tmp / "bare.err"))
                         port = bare_port
