@@ -40,7 +40,7 @@ from .encoding import NotAcceptable, choose_coding, compress
 from .errors import Problem, problem_response
 from .imaging import ACCEPT_CH, ImagePool
 from .metrics import Metrics
-from .policies.cache import Entry, RouteCache, storable
+from .policies.cache import Entry, storable
 from .policies.idempotency import HEADER as IDEMPOTENCY_KEY
 from .policies.idempotency import IdempotencyPolicy, caller, fingerprint, parse_key
 from .policies.ratelimit import Limiter
@@ -187,7 +187,7 @@ class Edge:
         try:
             try:
                 events = rt.events
-                if (events is not None and request.method == "GET"
+                if (events is not None and request.method == "GET" and buffer_limit is None
                         and request.raw_path.partition("?")[0] == events.path):
                     # straight to the stream: one frame fewer held by each idle stream
                     ctx.route_name, ctx.path = "events", events.path
@@ -276,9 +276,8 @@ class Edge:
             hub = self.state.hub
             hub.configure(events)
             if path == events.path and request.method == "GET":
-                ctx.route_name = "events"
-                return await subscribe(request, hub, events, rt.topic_rules, rt.events_auth,
-                                       ctx, rt.rid_header)
+                # a client's GET never gets here (serve takes it straight to the stream)
+                raise Problem("bad-request", "an event stream can't be a batch item")
             if path == events.publish_path and request.method == "POST":
                 ctx.route_name = "publish"
                 return await publish(request, hub, events, rt.publisher_keys,
@@ -598,18 +597,10 @@ class Edge:
             finally:
                 resp.release()
 
-        if key is None:  # a caller the cache can't tell apart from others: no cache
-            ctx.cache_result = "bypass"
-            result = await fetch(None, False)
-            if isinstance(result, Entry):
-                return self._respond(request, rt, rc, plan, result, coding, private,
-                                     "fwd=bypass", False, extra)
-            return result
-
         def respond(entry: Entry, status: str, policy: bool) -> Answer:
             ctx.cache_result = _cache_result(status)
-            answer = self._respond(request, rt, rc, plan, entry, coding, private, status,
-                                   policy, extra)
+            answer = respond_from(entry, request.headers, coding, rc, private, status, policy,
+                                  extra, plan.compression, plan.quality)
             if (policy and not private and answer[0].status == 200 and entry.storable
                     and isinstance(answer[0], web.Response) and request.method == "GET"
                     and "If-None-Match" not in request.headers
@@ -701,19 +692,8 @@ class Edge:
             return respond_from(entry, request.headers, None, rc, private, status, policy,
                                 extra, compression, quality)
 
-        if key is None:
-            result = await fetch(None, False)
-            return respond(result, "fwd=bypass", False) if isinstance(result, Entry) \
-                else result
         ctx.cache_result = "miss"
         return await self.state.cache.serve(key, rc, fetch, lambda e: True, respond)
-
-    @staticmethod
-    def _respond(request: Incoming, rt: Runtime, rc: RouteCache, plan: ShapePlan,
-                 entry: Entry, coding: str | None, private: bool, status: str, policy: bool,
-                 extra: dict[str, str]) -> Answer:
-        return respond_from(entry, request.headers, coding, rc, private, status, policy,
-                            extra, plan.compression, plan.quality)
 
     async def _purge(self, request: Incoming, rt: Runtime,
                      bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
@@ -791,6 +771,8 @@ class Edge:
 
 def _cache_result(cache_status: str) -> str:
     """The metrics label for a Cache-Status value."""
+    if "bypass" in cache_status:
+        return "bypass"
     if cache_status.startswith("hit"):
         return "stale" if "detail=stale" in cache_status else "hit"
     if "collapsed" in cache_status:

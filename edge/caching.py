@@ -99,10 +99,16 @@ class EdgeCache:
             await self.on_purge(tags)
         return event
 
-    async def serve(self, key: str, rc: RouteCache, fetch: Fetch, storable: Callable[[Entry],
-                    bool], respond: Callable[[Entry, str, bool], Answer]) -> Answer:
+    async def serve(self, key: str | None, rc: RouteCache, fetch: Fetch,
+                    storable: Callable[[Entry], bool],
+                    respond: Callable[[Entry, str, bool], Answer]) -> Answer:
         """The answer for `key`: fresh, stale-while-revalidate, coalesced, fetched, or
-        stale-if-error. `respond(entry, cache_status, policy_headers)` renders it."""
+        stale-if-error. `respond(entry, cache_status, policy_headers)` renders it. No key:
+        a caller the cache can't tell apart from others, fetched for itself alone."""
+        if key is None:
+            result = await fetch(None, False)
+            return respond(result, "fwd=bypass", False) if isinstance(result, Entry) \
+                else result
         entry, previous = await self.lookup(key)
         now = time.time()
         if entry is not None:

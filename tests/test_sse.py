@@ -307,3 +307,12 @@ async def test_a_cookie_token_and_the_instance_wide_limit(make_edge: Any,
     full = await edge.get("/events?topic=public")
     assert full.status == 503 and full.headers["Retry-After"] == "5"
     resp.close()
+
+
+async def test_an_event_stream_is_not_a_batch_item(make_edge: Any, upstream: Any) -> None:
+    url = await upstream(headers_echo_app())
+    routes = {**ROUTES, "b.yaml": "route: POST /batch\nbatch: {}\n"}
+    edge = await make_edge(edge_yaml(url), routes, env={"PUBKEY": KEY})
+    resp = await edge.post("/batch", data=b'[{"id": 1, "path": "/events?topic=public"}]')
+    item = (await resp.json())[0]
+    assert item["status"] == 400 and "batch item" in item["body"]["detail"]
