@@ -20,9 +20,10 @@ from .config import AggregateSource, source_deps
 from .context import RequestContext
 from .encoding import DecodeError, TooLarge
 from .errors import Problem
+from .proxy import Skip, read_capped
 from .routing import PathBuilder
 from .shapers.pointer import lookup
-from .shaping import Skip, parse_json, read_capped
+from .shaping import parse_json
 from .upstream import Upstream
 
 

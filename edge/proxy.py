@@ -197,21 +197,27 @@ async def buffer_reply(resp: Reply, cap: int) -> BufferedReply:
     return BufferedReply(resp.status, resp.headers.items(), b"".join(chunks))
 
 
-async def read_reply(resp: Reply, cap: int) -> bytes | None:
-    """The whole body, or None once it passes `cap` (the rest is then discarded)."""
+class Skip(Exception):
+    """The upstream body is over the cap being read to; `body` is what was read so far
+    (a shaped route relays it and the rest as they came)."""
+
+    def __init__(self, reason: str, body: bytes) -> None:
+        super().__init__(reason)
+        self.reason, self.body = reason, body
+
+
+async def read_capped(resp: Reply, cap: int) -> bytes:
+    """The whole body, or Skip('too-large') with what was read once it passes `cap`."""
     length = resp.content_length
     if length is not None and length > cap:
-        return None
+        raise Skip("too-large", b"")
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in resp.content.iter_any():
-            size += len(chunk)
-            if size > cap:
-                return None
-            chunks.append(chunk)
-    except (aiohttp.ClientError, TimeoutError):
-        raise Problem("upstream-bad-response", "the upstream response was cut short") from None
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > cap:
+            raise Skip("too-large", b"".join(chunks))
     return b"".join(chunks)
 
 
@@ -268,10 +274,14 @@ async def send_upstream_response(request: Incoming, resp: Reply,
         _recoded_headers(headers, coding)
     length = resp.content_length
     if ctx.buffer_limit is not None:  # a batch item: the whole body, or an error
-        whole = await read_reply(resp, ctx.buffer_limit)
-        if whole is None:
+        try:
+            whole = await read_capped(resp, ctx.buffer_limit)
+        except Skip:
             raise Problem("response-too-large", f"the response is over the "
-                          f"{ctx.buffer_limit} bytes a batch item may carry")
+                          f"{ctx.buffer_limit} bytes a batch item may carry") from None
+        except (aiohttp.ClientError, TimeoutError):
+            raise Problem("upstream-bad-response", "the upstream response was cut short")\
+                from None
         return web.Response(status=status, headers=headers, body=whole), len(whole)
     if length is not None and length <= SMALL_BODY:
         try:

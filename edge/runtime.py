@@ -12,7 +12,16 @@ import aiohttp
 from .aggregate import AggregatePlan
 from .backends import Backend
 from .batch import BatchRunner, OfflineQueue
-from .config import CachePolicy, Compression, Config, RouteAuth, RouteSpec, Shape
+from .config import (
+    CachePolicy,
+    CacheSettings,
+    Compression,
+    Config,
+    Route,
+    RouteAuth,
+    RouteSpec,
+    Shape,
+)
 from .context import ClientAddress, DeviceClassifier
 from .imaging import ImageRoute
 from .metrics import Metrics
@@ -130,10 +139,7 @@ class Runtime:
                 if shape is not None else None,
                 compress=_pass_compression(m.compression or edge.compression),
                 aggregate=AggregatePlan(m.sources, upstreams) if m.sources else None,
-                cache=RouteCache(m.cache, spec.name, m.auth.jwt, edge.cache)
-                if m.cache is not None else RouteCache(
-                    CachePolicy(ttl=f"{m.image.ttl}s", delta=False), spec.name, m.auth.jwt,
-                    edge.cache) if m.image is not None else None,
+                cache=_route_cache(m, spec.name, edge.cache),
                 image=ImageRoute.build(m.image, config.env) if m.image is not None else None,
                 invalidates=tuple(m.invalidates), limits=limits,
                 idempotency=IdempotencyPolicy(
@@ -149,6 +155,16 @@ class Runtime:
         if self.inflight:
             self.drained = asyncio.get_running_loop().create_future()
             await self.drained
+
+
+def _route_cache(m: Route, name: str, settings: CacheSettings) -> RouteCache | None:
+    """A route's cache policy; image routes are always cached, for their `ttl`."""
+    if m.cache is not None:
+        return RouteCache(m.cache, name, m.auth.jwt, settings)
+    if m.image is not None:
+        policy = CachePolicy.model_construct(ttl=m.image.ttl, delta=False)
+        return RouteCache(policy, name, m.auth.jwt, settings)
+    return None
 
 
 def _edge_params(shape: Shape | None) -> frozenset[str]:

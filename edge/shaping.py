@@ -32,7 +32,15 @@ from .encoding import (
 )
 from .errors import Problem
 from .policies.cache import NOT_ON_304, etag_of, not_modified, quoted
-from .proxy import RESPONSE_DROP, Reply, filter_headers, privatized, send_upstream_response
+from .proxy import (
+    RESPONSE_DROP,
+    Reply,
+    Skip,
+    filter_headers,
+    privatized,
+    read_capped,
+    send_upstream_response,
+)
 from .shapers import Shaper, build_shapers, envelope_of
 from .shapers.paginate import Paginator
 
@@ -61,14 +69,6 @@ class ShapePlan:
                     choose_coding(headers.get("Accept-Encoding")))
         except NotAcceptable as e:
             raise Problem("not-acceptable", str(e)) from None
-
-
-class Skip(Exception):
-    """The upstream body can't be shaped; relay it as it came."""
-
-    def __init__(self, reason: str, body: bytes) -> None:
-        super().__init__(reason)
-        self.reason, self.body = reason, body
 
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
@@ -119,21 +119,6 @@ def _is_json(content_type: str | None) -> bool:
         return False
     media = content_type.partition(";")[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
-
-
-async def read_capped(resp: Reply, cap: int) -> bytes:
-    """The whole body, or Skip('too-large') with what was read once it passes `cap`."""
-    length = resp.content_length
-    if length is not None and length > cap:
-        raise Skip("too-large", b"")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_any():
-        size += len(chunk)
-        chunks.append(chunk)
-        if size > cap:
-            raise Skip("too-large", b"".join(chunks))
-    return b"".join(chunks)
 
 
 @dataclass(slots=True)
