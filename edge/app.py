@@ -131,8 +131,7 @@ class Edge:
             if not rt.rate_allow.is_trusted(client_ip):
                 ctx = RequestContext(request_id=rid, route_name=found.route, params={},
                                      device=rt.devices.profile(headers), client_ip=client_ip)
-                decision = await self.state.limiter.check(found.limits, ctx, headers,
-                                                          found.route)
+                decision = await self.state.limiter.check(found.limits, ctx, headers)
                 if not decision.allowed:
                     return None  # nothing was charged: the full pipeline answers the 429
                 limited = decision.headers
@@ -313,8 +312,7 @@ class Edge:
                                                        request.headers.get("X-Edge-Envelope"))
         ctx.identity = route.auth.check(request, match.params)
         if route.limits is not None and not rt.rate_allow.is_trusted(ctx.client_ip):
-            decision = await self.state.limiter.check(route.limits, ctx, request.headers,
-                                                      route.name)
+            decision = await self.state.limiter.check(route.limits, ctx, request.headers)
             if not decision.allowed:
                 raise Problem("rate-limited", f"over this route's rate limit; retry in "
                               f"{decision.retry_after}s", headers={

@@ -24,23 +24,27 @@ from prometheus_client.registry import Collector
 from .upstream import UpstreamMetrics
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# a rate-limit check: microseconds in memory, a round trip or a timeout with Redis
+CHECK_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
 
 
 class _Histogram:
-    __slots__ = ("counts", "total")
+    __slots__ = ("bounds", "counts", "total")
 
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+    def __init__(self, bounds: tuple[float, ...] = BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.total = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(BUCKETS, seconds)] += 1
+        self.counts[bisect_left(self.bounds, seconds)] += 1
         self.total += seconds
 
     def buckets(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
         running = 0
-        for bound, n in zip((*map(str, BUCKETS), "+Inf"), self.counts, strict=True):
+        for bound, n in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
             running += n
             out.append((bound, running))
         return out
@@ -55,6 +59,7 @@ class _RequestSeries(Collector):
         self.cache: dict[tuple[str, str], int] = {}  # (route, result) → answers
         # (route, limit, key kind, device, allowed) → decisions
         self.limits: dict[tuple[str, str, str, str, bool], int] = {}
+        self.checks: dict[str, _Histogram] = {}  # rate-limit store → check durations
         self.streams: dict[str, int] = {}  # device class → open event streams
         self.events = {"published": 0, "delivered": 0, "dropped": 0, "replay_hit": 0,
                        "replay_miss": 0}
@@ -106,6 +111,12 @@ class _RequestSeries(Collector):
         for (route, name, key, device, allowed), n in list(self.limits.items()):
             limits.add_metric([route, name, key, device, "allowed" if allowed else "limited"],
                               n)
+        checks = HistogramMetricFamily(
+            "edge_ratelimit_check_duration_seconds", "Time to decide a request's rate limits, "
+            "by where they were checked (memory, redis, or while redis is away: local, open)",
+            labels=["store"])
+        for store, h in list(self.checks.items()):
+            checks.add_metric([store], h.buckets(), h.total)
         streams = GaugeMetricFamily("edge_sse_connections", "Open event streams",
                                     labels=["device"])
         for device, n in list(self.streams.items()):
@@ -121,7 +132,7 @@ class _RequestSeries(Collector):
         replays.add_metric(["hit"], self.events["replay_hit"])
         replays.add_metric(["miss"], self.events["replay_miss"])
         yield from (requests, latency, bytes_in, bytes_out, upstream, shaped_up, shaped_sent,
-                    cache, limits, streams, events, replays)
+                    cache, limits, checks, streams, events, replays)
 
 
 class Metrics(UpstreamMetrics):
@@ -184,9 +195,16 @@ class Metrics(UpstreamMetrics):
         counts[0] += upstream_bytes
         counts[1] += sent
 
-    def ratelimit(self, route: str, limit: str, key: str, device: str, allowed: bool) -> None:
-        k = (route, limit, key, device, allowed)
-        self._series.limits[k] = self._series.limits.get(k, 0) + 1
+    def ratelimit_check(self, store: str, seconds: float) -> None:
+        hist = self._series.checks.get(store)
+        if hist is None:
+            hist = self._series.checks[store] = _Histogram(CHECK_BUCKETS)
+        hist.observe(seconds)
+
+    def ratelimit(self, series: tuple[str, str, str, str, bool]) -> None:
+        """One decision: (route, limit, key kind, device class, allowed)."""
+        limits = self._series.limits
+        limits[series] = limits.get(series, 0) + 1
 
     def sse_connections(self, device: str, delta: int) -> None:
         self._series.streams[device] = self._series.streams.get(device, 0) + delta

@@ -28,7 +28,7 @@ from .metrics import Metrics
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
 from .policies.cache import RouteCache, fill_tags
 from .policies.idempotency import IdempotencyPolicy
-from .policies.ratelimit import CompiledLimit, compile_limits
+from .policies.ratelimit import RouteLimits, compile_limits
 from .proxy import REQUEST_DROP, PassCompression, QueryMapper
 from .routing import RouteTable
 from .shaping import ShapePlan
@@ -65,7 +65,7 @@ class CompiledRoute:
     batch: BatchRunner | OfflineQueue | None = None
     cache: RouteCache | None = None
     invalidates: tuple[str, ...] = ()
-    limits: list[CompiledLimit] | None = None
+    limits: RouteLimits | None = None
     image: ImageRoute | None = None
 
     def invalidate_tags(self, params: Mapping[str, str]) -> list[str]:
@@ -107,12 +107,14 @@ class Runtime:
         self.table: RouteTable[CompiledRoute] = RouteTable()
         self.routes: list[CompiledRoute] = []
         self.rate_allow = ClientAddress(edge.rate_limits.allow)
-        default_limits = compile_limits(edge.rate_limits.defaults, "default") or None
+        # edge.yaml's defaults are one budget across the routes that use them (their scope)
+        default_limits = compile_limits(edge.rate_limits.defaults, "default")
         for spec in config.routes:
             m = spec.model
             auth = RouteAuthPolicy(m.auth, self.verifier, cookie, identity)
-            limits = default_limits if m.rate_limit is None else (
-                compile_limits(m.rate_limit, spec.name) or None)
+            compiled = default_limits if m.rate_limit is None else \
+                compile_limits(m.rate_limit, spec.name)
+            limits = RouteLimits(compiled, spec.name) if compiled else None
             max_body = m.max_request_body or edge.limits.max_request_body
             if m.batch is not None or m.offline_queue is not None:
                 route = CompiledRoute(

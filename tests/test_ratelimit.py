@@ -211,6 +211,13 @@ async def degraded(edge: Any) -> float:
     return float(m.group(1))
 
 
+async def checks(edge: Any) -> dict[str, float]:
+    """edge_ratelimit_check_duration_seconds_count by store."""
+    text = await (await edge.get("/metrics")).text()
+    return {m[1]: float(m[2]) for m in re.finditer(
+        r'^edge_ratelimit_check_duration_seconds_count\{store="(\w+)"\} (\S+)$', text, re.M)}
+
+
 @pytest.mark.parametrize("mode", ["local", "open", "closed"])
 async def test_redis_going_away_and_coming_back(make_edge: Any, up: str, mode: str) -> None:
     port = free_port()
@@ -221,12 +228,15 @@ async def test_redis_going_away_and_coming_back(make_edge: Any, up: str, mode: s
                                env={"EDGE_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
         assert await flood(edge, "/exact", 60) == {200: 50, 429: 10}
         assert await degraded(edge) == 0
+        assert await checks(edge) == {"redis": 60}
         redis.terminate()
         redis.wait(5)
         started = time.monotonic()
         got = await flood(edge, "/exact", 60)
         assert time.monotonic() - started < 5  # never hangs on Redis
         assert await degraded(edge) == 1
+        if mode != "closed":  # timed where they were decided; a 503 decides nothing
+            assert await checks(edge) == {"redis": 60, mode: 60}
         if mode == "local":  # a fresh per-instance budget
             assert got == {200: 50, 429: 10}
         elif mode == "open":
@@ -250,6 +260,8 @@ async def test_decisions_are_counted(make_edge: Any, up: str) -> None:
     assert (f'edge_ratelimit_decisions_total{{device="desktop",key="ip",limit="{name}-steady",'
             f'result="allowed",route="GET /steady"}} 3.0') in text
     assert f'limit="{name}-steady",result="limited",route="GET /steady"}} 2.0' in text
+    assert await checks(edge) == {"memory": 5}
+    assert 'edge_ratelimit_check_duration_seconds_bucket{le="1e-05",store="memory"}' in text
 
 
 @pytest.mark.parametrize("limits, expected", [
@@ -292,3 +304,40 @@ rate_limit: [{{name: {name}-c, key: device, rate: 10/h, burst: 5}}]
     assert edge.edge.state.cache.ready.answers  # the hits came from the fast lane
     other = await edge.get("/cached", headers={**dev, "X-Device-ID": "d2"})
     assert other.status == 200 and other.headers["Cache-Status"].startswith("edge; hit")
+
+
+async def test_redis_checks_ride_together_exactly() -> None:
+    """Checks made together go in few script calls (at most GCRA_BATCH each), and a key
+    that many of them share is decided exactly as if they had gone one by one."""
+    from edge.backends.redis import GCRA_BATCH, RedisBackend
+
+    port = free_port()
+    redis = start_redis(port)
+    backend = RedisBackend(f"redis://127.0.0.1:{port}/0")
+    try:
+        hour = 3600.0
+        shared, own = "rl:shared", "rl:own"
+        n = GCRA_BATCH + 44
+        # every request checks the shared key (burst 50); every 10th also its own (burst 3)
+        got = await asyncio.gather(*(
+            backend.gcra([shared, own] if i % 10 == 0 else [shared],
+                         [hour / 10] * (2 if i % 10 == 0 else 1),
+                         [hour / 10 * (50 if j == 0 else 3)
+                          for j in range(2 if i % 10 == 0 else 1)])
+            for i in range(n)))
+        allowed = [i for i, (ok, _, _) in enumerate(got) if ok]
+        # in order: the first 3 requests with their own key pass it, the rest of those fail
+        # it (and are not charged to the shared key either), the rest fill the shared burst
+        assert allowed == [i for i in range(n) if i % 10 or i in (0, 10, 20)][:50]
+        stats = await backend.client.info("commandstats")
+        calls = stats["cmdstat_evalsha"]["calls"] + stats.get("cmdstat_eval", {}).get("calls", 0)
+        # all queued in one turn of the loop: batches of at most 256 (plus, the first time,
+        # redis-py's retry after loading the script)
+        assert 2 <= calls <= 3
+        tat = float(await backend.client.get("edge:" + shared))
+        now = got[-1][1]
+        assert tat / 1e6 - now == pytest.approx(hour / 10 * 50, abs=1)
+    finally:
+        await backend.close()
+        redis.kill()
+        redis.wait(5)

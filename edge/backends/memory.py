@@ -73,21 +73,29 @@ class MemoryBackend:
 
     def gcra_now(self, keys: list[str], intervals: list[float], tolerances: list[float]
                  ) -> tuple[bool, float, list[float]]:
-        # synchronous: one step, exact however many requests are in flight
+        # synchronous: one step, exact however many requests are in flight. Plain loops:
+        # this runs on every limited request, and one or two keys is the common case.
         now = time.monotonic()
         tats = self._tats
-        current = [max(tats.get(k, now), now) for k in keys]
-        ok = all(cur + i - now <= t + 1e-9 for cur, i, t in zip(current, intervals,
-                                                                 tolerances, strict=True))
+        current = []
+        ok = True
+        for i, key in enumerate(keys):
+            cur = tats.get(key, now)
+            if cur < now:
+                cur = now
+            current.append(cur)
+            if cur + intervals[i] - now > tolerances[i] + 1e-9:
+                ok = False
         if not ok:
             return False, now, current
-        after = [cur + i for cur, i in zip(current, intervals, strict=True)]
-        for key, tat in zip(keys, after, strict=True):
-            tats[key] = tat
+        for i, key in enumerate(keys):
+            current[i] += intervals[i]
+            tats[key] = current[i]
             tats.move_to_end(key)
-        while len(tats) > self.max_entries:
-            tats.popitem(last=False)  # the longest idle bucket, most likely full again
-        return True, now, after
+        if len(tats) > self.max_entries:
+            for _ in range(len(tats) - self.max_entries):
+                tats.popitem(last=False)  # the longest idle bucket, most likely full again
+        return True, now, current
 
     async def event_publish(self, topics: list[str], payload: bytes, history: int,
                             max_age: float, channel: str) -> tuple[int, float]:

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +69,48 @@ class CompiledLimit:
 
     def policy(self, device: str) -> Policy:
         return self.by_device.get(device, self.default)
+
+
+class RouteLimits:
+    """One route's limits, with what each device class needs made once: the policies, the
+    numbers the GCRA step reads, the `RateLimit-Policy` value and the metric series."""
+
+    __slots__ = ("limits", "route", "_plans")
+
+    def __init__(self, limits: Sequence[CompiledLimit], route: str) -> None:
+        self.limits = tuple(limits)
+        self.route = route
+        self._plans: dict[str, _Plan] = {}  # device class → plan; classes come from config
+
+    def __iter__(self) -> Iterator[CompiledLimit]:
+        return iter(self.limits)
+
+    def __len__(self) -> int:
+        return len(self.limits)
+
+    def plan(self, device: str) -> _Plan:
+        plan = self._plans.get(device)
+        if plan is None:
+            plan = self._plans[device] = _Plan(self.limits, self.route, device)
+        return plan
+
+
+class _Plan:
+    __slots__ = ("policies", "intervals", "tolerances", "policy_header", "state_prefixes",
+                 "allowed", "limited")
+
+    def __init__(self, limits: Sequence[CompiledLimit], route: str, device: str) -> None:
+        self.policies = [limit.policy(device) for limit in limits]
+        self.intervals = [p.interval for p in self.policies]
+        self.tolerances = [p.tolerance for p in self.policies]
+        self.policy_header = ", ".join(
+            p.header if limit.name == p.name else
+            f'"{limit.name}";q={p.count};w={_secs(p.period)}'
+            for limit, p in zip(limits, self.policies, strict=True))
+        self.state_prefixes = [f'"{limit.name}";r=' for limit in limits]
+        self.allowed = [(route, limit.name, limit.kind_label, device, True) for limit in limits]
+        self.limited = [(route, limit.name, limit.kind_label, device, False)
+                        for limit in limits]
 
 
 def compile_limits(limits: Sequence[RateLimit], scope: str) -> list[CompiledLimit]:
@@ -127,47 +169,56 @@ class Limiter:
         self.degraded = False
         metrics.ratelimit_degraded.set(0)
 
-    async def check(self, limits: Sequence[CompiledLimit], ctx: RequestContext,
-                    headers: Mapping[str, str], route: str) -> Decision:
-        device = ctx.device.device
-        keys, policies = [], []
-        for limit in limits:
-            parts = "|".join([_key_part(k, ctx, headers, self.settings, route)
-                              for k in limit.kinds])
+    async def check(self, limits: RouteLimits, ctx: RequestContext,
+                    headers: Mapping[str, str]) -> Decision:
+        started = time.perf_counter()
+        plan = limits.plan(ctx.device.device)
+        keys = []
+        for limit in limits.limits:
+            if len(limit.kinds) == 1:
+                parts = _key_part(limit.kinds[0], ctx, headers, self.settings, limits.route)
+            else:
+                parts = "|".join([_key_part(k, ctx, headers, self.settings, limits.route)
+                                  for k in limit.kinds])
             raw = f"{limit.scope}|{parts}"
             keys.append("rl:" + (hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
                                  if len(raw) > 96 else raw))
-            policies.append(limit.policy(device))
         if self.shared is None:  # the embedded default: no await, no coroutine
             result: tuple[bool, float, list[float]] | None = self.local.gcra_now(
-                keys, [p.interval for p in policies], [p.tolerance for p in policies])
+                keys, plan.intervals, plan.tolerances)
+            store = "memory"
         else:
-            result = await self._gcra(keys, policies)
+            result = await self._gcra(keys, plan.intervals, plan.tolerances)
+            store = self.settings.on_backend_failure if self.degraded else "redis"
         if result is None:  # `open` while Redis is away
+            self.metrics.ratelimit_check(store, time.perf_counter() - started)
             return Decision(True, {})
         ok, now, tats = result
-        out_policy, out_state = [], []
+        state = []
         retry = 0.0
-        metrics = self.metrics
-        for i, limit in enumerate(limits):
-            policy = policies[i]
+        count = self.metrics.ratelimit
+        for i, policy in enumerate(plan.policies):
             ahead = tats[i] - now
-            out_policy.append(policy.header if limit.name == policy.name
-                              else f'"{limit.name}";q={policy.count};w={_secs(policy.period)}')
-            remaining = int((policy.tolerance - ahead + 1e-9) // policy.interval) if ok else 0
-            out_state.append(f'"{limit.name}";r={max(0, remaining)};t={max(0, math.ceil(ahead))}')
-            fits = ahead + policy.interval <= policy.tolerance + 1e-9
-            if not ok and not fits:
-                retry = max(retry, ahead + policy.interval - policy.tolerance)
-            metrics.ratelimit(route, limit.name, limit.kind_label, device, ok or fits)
-        decision_headers = {"RateLimit-Policy": ", ".join(out_policy),
-                            "RateLimit": ", ".join(out_state)}
+            if ok:
+                remaining = int((policy.tolerance - ahead + 1e-9) // policy.interval)
+                count(plan.allowed[i])
+            else:
+                remaining = 0
+                over = ahead + policy.interval - policy.tolerance
+                if over > 1e-9:
+                    retry = max(retry, over)
+                    count(plan.limited[i])
+                else:  # this limit had room; another one refused the request
+                    count(plan.allowed[i])
+            state.append(f"{plan.state_prefixes[i]}{max(0, remaining)};"
+                         f"t={max(0, math.ceil(ahead))}")
+        decision_headers = {"RateLimit-Policy": plan.policy_header,
+                            "RateLimit": ", ".join(state)}
+        self.metrics.ratelimit_check(store, time.perf_counter() - started)
         return Decision(ok, decision_headers, max(1, math.ceil(retry)) if not ok else 0)
 
-    async def _gcra(self, keys: list[str], policies: list[Policy]
+    async def _gcra(self, keys: list[str], intervals: list[float], tolerances: list[float]
                     ) -> tuple[bool, float, list[float]] | None:
-        intervals = [p.interval for p in policies]
-        tolerances = [p.tolerance for p in policies]
         if self.shared is not None and time.monotonic() >= self.retry_at:
             try:
                 result = await self.shared.gcra(keys, intervals, tolerances)
