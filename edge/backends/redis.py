@@ -16,6 +16,7 @@ from . import BackendError
 log = logging.getLogger("edge.redis")
 # Requests must never hang on Redis: every call has a tight timeout.
 SOCKET_TIMEOUT = 0.25
+GCRA_BATCH = 256  # most rate-limit checks in one script call
 PREFIX = "edge:"
 _DELETE_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -25,12 +26,15 @@ return 0
 
 # GCRA for a batch of requests, each for several keys, all or nothing per request, on
 # Redis's clock (microseconds). Requests that arrive together share one round trip; they
-# are decided one after another, so a batch is exactly the same as separate calls.
+# are decided one after another, so a batch is exactly the same as separate calls. A key
+# that several requests of the batch share (a device's burst, a per-IP limit) is read once
+# and written once, with its last TAT and the longest expiry it needs.
 # ARGV = [requests, then per request: nkeys, then per key: interval, tolerance]
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {now}
+local tats, touched = {}, {}
 local k, a = 1, 2
 for r = 1, tonumber(ARGV[1]) do
   local n = tonumber(ARGV[a])
@@ -38,9 +42,14 @@ for r = 1, tonumber(ARGV[1]) do
   local cur, new = {}, {}
   local ok = 1
   for i = 1, n do
+    local key = KEYS[k + i - 1]
     local interval, tolerance = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
     a = a + 2
-    local tat = tonumber(redis.call('GET', KEYS[k + i - 1]) or '0')
+    local tat = tats[key]
+    if tat == nil then
+      tat = tonumber(redis.call('GET', key) or '0')
+      tats[key] = tat
+    end
     if tat < now then tat = now end
     cur[i] = tat
     new[i] = tat + interval
@@ -49,14 +58,19 @@ for r = 1, tonumber(ARGV[1]) do
   out[#out + 1] = ok
   for i = 1, n do
     if ok == 1 then
-      redis.call('SET', KEYS[k + i - 1], string.format('%.0f', new[i]), 'PX',
-                 math.ceil((new[i] - now) / 1000) + 1000)
+      local key = KEYS[k + i - 1]
+      tats[key] = new[i]
+      touched[key] = true
       out[#out + 1] = new[i]
     else
       out[#out + 1] = cur[i]
     end
   end
   k = k + n
+end
+for key in pairs(touched) do
+  redis.call('SET', key, string.format('%.0f', tats[key]), 'PX',
+             math.ceil((tats[key] - now) / 1000) + 1000)
 end
 return out
 """
@@ -110,6 +124,7 @@ class RedisBackend:
         self._delete_if = self.client.register_script(_DELETE_IF)
         self._gcra = self.client.register_script(_GCRA)
         self._gcra_pending: list[Any] = []
+        self._gcra_busy = False  # a script call is on its way
         self._tasks: set[asyncio.Task[None]] = set()
         self._publish_event = self.client.register_script(_PUBLISH)
         # Subscriptions sit idle for long stretches: their own client, no read timeout.
@@ -151,22 +166,36 @@ class RedisBackend:
 
     async def gcra(self, keys: list[str], intervals: list[float], tolerances: list[float]
                    ) -> tuple[bool, float, list[float]]:
-        """Queued, and sent with every other check made in this turn of the event loop:
-        one script call (one round trip, one client-side overhead) for the lot."""
+        """Queued, and sent with every other check queued by then: one script call (one round
+        trip, one client-side overhead) for the lot. One call is on its way at a time, so
+        under load the checks arriving during a round trip ride together on the next one;
+        a lone check goes at the end of this turn of the event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[bool, float, list[float]]] = loop.create_future()
         self._gcra_pending.append((keys, intervals, tolerances, future))
-        if len(self._gcra_pending) == 1:
+        if len(self._gcra_pending) == 1 and not self._gcra_busy:
             loop.call_soon(self._gcra_flush)
         return await future
 
     def _gcra_flush(self) -> None:
-        batch, self._gcra_pending = self._gcra_pending, []
+        if self._gcra_busy or not self._gcra_pending:
+            return
+        batch = self._gcra_pending[:GCRA_BATCH]
+        del self._gcra_pending[:GCRA_BATCH]
+        self._gcra_busy = True
         task = asyncio.ensure_future(self._gcra_send(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _gcra_send(self, batch: list[Any]) -> None:
+        try:
+            await self._gcra_call(batch)
+        finally:
+            self._gcra_busy = False
+            if self._gcra_pending:
+                self._gcra_flush()
+
+    async def _gcra_call(self, batch: list[Any]) -> None:
         keys: list[str] = []
         args: list[int] = [len(batch)]
         for k, intervals, tolerances, _ in batch:
@@ -176,10 +205,13 @@ class RedisBackend:
                 args += [max(1, round(interval * 1e6)), round(tolerance * 1e6)]
         try:
             out = await self._call(self._gcra(keys=keys, args=args))
-        except BackendError as e:
+        except BaseException as e:  # nobody may wait forever, even when the call is cancelled
+            error = e if isinstance(e, BackendError) else BackendError(f"redis: {e!r}")
             for *_, future in batch:
                 if not future.done():
-                    future.set_exception(e)
+                    future.set_exception(error)
+            if not isinstance(e, Exception):
+                raise
             return
         now = int(out[0]) / 1e6
         i = 1
