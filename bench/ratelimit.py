@@ -4,10 +4,11 @@ through Redis, side by side.
     .venv/bin/python bench/ratelimit.py [--rounds 8] [--duration 3] [--connections 64]
                                         [--redis-url URL] [--quick] [--json]
 
-Starts, each in its own process on 127.0.0.1: the bench upstream (bench/_upstream.py,
-GET /items/{id}, ~1 KB of JSON), a private Redis (`redis-server --save "" --appendonly no`
-on a free port, stopped at the end; `--redis-url` uses an existing one instead) and two
-`edge serve` processes on the same temp config (access log off, no reload watcher):
+Starts, each in its own process on 127.0.0.1: the upstream (nginx serving bench/_upstream.py's
+~1 KB JSON body as a static file at /items/42, so it takes little CPU; without an nginx binary
+bench/_upstream.py itself), a private Redis (`redis-server --save "" --appendonly no` on a free
+port, stopped at the end; `--redis-url` uses an existing one instead) and two `edge serve`
+processes on the same temp config (access log off, no reload watcher):
 
     memory edge   no EDGE_REDIS_URL: rate limits live in the process's memory
     redis edge    EDGE_REDIS_URL=<the Redis>: one GCRA script in Redis per limited request
@@ -25,7 +26,9 @@ targets in turn; every round the two edges swap places and each edge's /free and
 swap order, so a limited run always sits next to its baseline. Each limited variant is
 compared with /free *of the same edge process*, per round (same-round pairs), and the table
 shows medians, as in bench/proxy.py, whose helpers this reuses. The ratios of runs seconds
-apart are noisy on a 2-core machine, hence more, shorter rounds than the other benches.
+apart are noisy on a 2-core machine, hence more, shorter rounds than the other benches. `--pin`
+gives the edges CPU 0 and wrk, the upstream and Redis CPU 1 (sched_setaffinity); on these
+VMs it did not make the figures steadier, so the scheduler is left alone by default.
 
 Before the load one request per target checks the body, that /limited answers with
 RateLimit and RateLimit-Policy headers and /free with neither, and that the redis edge's
@@ -79,7 +82,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 GOAL_MEMORY = 0.10  # at most this many fewer req/s than no limit
 GOAL_REDIS = 0.25
-DEFAULT_ROUNDS, DEFAULT_DURATION = 8, 3.0
+DEFAULT_ROUNDS, DEFAULT_DURATION = 12, 2.0
 DEVICE = "bench-device-1"
 DEVICE_HEADER = "X-Device-ID"
 LIMIT_NAME = "bench"
@@ -183,6 +186,29 @@ def script_stats(client: Any) -> tuple[int, float]:
     return calls, usec
 
 
+def nginx_static(root: Path, port: int, body: bytes) -> Path:
+    """One nginx worker answering GET /items/42 with `body` from a file (application/json);
+    keepalive_requests raised so it never closes the edge's pooled connections mid-run."""
+    (root / "items").mkdir(parents=True)
+    (root / "items" / "42").write_bytes(body)
+    temps = "".join(f"  {k}_temp_path {root / k};\n"
+                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = root / "nginx.conf"
+    conf.write_text(
+        "worker_processes 1;\n"
+        f"error_log {root / 'error.log'} warn;\n"
+        f"pid {root / 'nginx.pid'};\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "  access_log off;\n"
+        "  keepalive_requests 1000000;\n"
+        "  default_type application/json;\n"
+        f"{temps}"
+        f"  server {{ listen 127.0.0.1:{port}; root {root}; location /items/ {{ }} }}\n"
+        "}\n")
+    return conf
+
+
 def edge_config(root: Path, upstream: str) -> Path:
     (root / "routes").mkdir(parents=True)
     (root / "edge.yaml").write_text(
@@ -252,6 +278,19 @@ def limit_metrics(edge: str) -> tuple[dict[str, int], float | None]:
     return out, float(degraded[1]) if degraded else None
 
 
+_CHECK = re.compile(r'^edge_ratelimit_check_duration_seconds_(sum|count)\{store="(\w+)"\} (\S+)$',
+                    re.M)
+
+
+def check_time(edge: str, store: str) -> tuple[float, float]:
+    """(checks, seconds spent deciding them) so far, from /metrics."""
+    status, _, raw = call(f"{edge}/metrics", {})
+    if status != 200:
+        raise RuntimeError(f"{edge}/metrics: {status}")
+    got = {m[1]: float(m[3]) for m in _CHECK.finditer(raw.decode()) if m[2] == store}
+    return got.get("count", 0.0), got.get("sum", 0.0)
+
+
 def round_order(targets: Sequence[Target], rnd: int) -> list[Target]:
     """This round's order: the edges' pairs (/free, /limited) rotate and each pair's order
     flips every round, so a limited run is always next to its baseline and neither always
@@ -277,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redis-url", help="use this Redis (e.g. redis://127.0.0.1:6379/0) "
                     "instead of starting a private redis-server")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    ap.add_argument("--pin", action="store_true",
+                    help="give the edges CPU 0 and wrk, the upstream and Redis CPU 1")
+    ap.add_argument("--python-upstream", action="store_true",
+                    help="bench/_upstream.py as the upstream even when nginx is installed")
     args = ap.parse_args(argv)
     settle_rounds(ap, args)
     if (code := preflight("ratelimit.py", wrk=True)) is not None:
@@ -287,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
         print("note: no redis-server binary (`apt-get install redis-server`) and no "
               "--redis-url: skipping the Redis limiter", file=sys.stderr)
 
+    nginx_bin = None if args.python_upstream else shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)),
+        None)
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = args.pin and len(cpus) >= 2
+    if pin:  # wrk, the upstream and Redis inherit this; the edges move to cpus[0] below
+        os.sched_setaffinity(0, {cpus[1]})
     py = sys.executable
     env = {k: v for k, v in os.environ.items() if k != "EDGE_REDIS_URL"}
     ports = {k: free_port() for k in ("up", "mem", "redis_edge", "redis")}
@@ -313,16 +363,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ExitStack() as stack:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-rl-")))
-            upstream = stack.enter_context(process(
-                [py, str(HERE / "_upstream.py"), str(ports["up"])], f"{up}/items/42",
-                tmp / "upstream.err", env))[0]
+            if nginx_bin:
+                sys.path.insert(0, str(HERE))
+                from _upstream import BODY
+
+                if os.geteuid() == 0:  # root's nginx workers run as nobody: let them in
+                    tmp.chmod(0o755)
+                ngx = tmp / "nginx"
+                conf = nginx_static(ngx, ports["up"], BODY)
+                upstream = stack.enter_context(process(
+                    [nginx_bin, "-p", str(ngx), "-c", str(conf), "-e", str(ngx / "error.log"),
+                     "-g", "daemon off;"], f"{up}/items/42", tmp / "nginx.err", env))[0]
+            else:
+                upstream = stack.enter_context(process(
+                    [py, str(HERE / "_upstream.py"), str(ports["up"])], f"{up}/items/42",
+                    tmp / "upstream.err", env))[0]
             _, _, body = call(f"{up}/items/42", {})
             cfg = edge_config(tmp / "config", up)
             pids: dict[str, int | None] = {"up": upstream.pid, "redis": None}
             edge_cmd = [str(EDGE_BIN), "serve", "--config", str(cfg), "--host", "127.0.0.1",
                         "--port"]
-            pids["mem"] = stack.enter_context(process(
-                [*edge_cmd, str(ports["mem"])], f"{mem}/health", tmp / "mem.err", env))[0].pid
+            mem_edge = stack.enter_context(process(
+                [*edge_cmd, str(ports["mem"])], f"{mem}/health", tmp / "mem.err", env))[0]
+            pids["mem"] = mem_edge.pid
+            if pin:
+                os.sched_setaffinity(mem_edge.pid, {cpus[0]})
             client: Any = None
             if use_redis:
                 import redis
@@ -334,9 +399,12 @@ def main(argv: list[str] | None = None) -> int:
                 client = redis.Redis.from_url(redis_url, socket_timeout=2)
                 stack.callback(client.close)
                 client.ping()
-                pids["redis_edge"] = stack.enter_context(process(
+                redis_edge = stack.enter_context(process(
                     [*edge_cmd, str(ports["redis_edge"])], f"{red}/health",
-                    tmp / "redis_edge.err", {**env, "EDGE_REDIS_URL": redis_url}))[0].pid
+                    tmp / "redis_edge.err", {**env, "EDGE_REDIS_URL": redis_url}))[0]
+                pids["redis_edge"] = redis_edge.pid
+                if pin:
+                    os.sched_setaffinity(redis_edge.pid, {cpus[0]})
 
             for t in targets:
                 calls_before = script_stats(client)[0] if client is not None else 0
@@ -349,12 +417,16 @@ def main(argv: list[str] | None = None) -> int:
                     if (t.key == "redis_limited") != (made > 0) and not args.redis_url:
                         raise RuntimeError(f"{t.label}: {made} Lua script calls in Redis")
 
-            print(f"edge rate-limit benchmark: upstream /items/42 = {len(body):,} B JSON; "
+            print(f"edge rate-limit benchmark: upstream "
+                  f"{'nginx (static file)' if nginx_bin else 'bench/_upstream.py'} "
+                  f"/items/42 = {len(body):,} B JSON; "
                   f"wrk -t1 -c{args.connections} -H '{DEVICE_HEADER}: {DEVICE}', "
                   f"{args.rounds} round(s) x {args.duration:g}s per target; Redis "
                   f"{redis_url if use_redis else 'skipped'}"
                   f"{' (private)' if use_redis and not args.redis_url else ''}; "
-                  f"{os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
+                  f"{os.cpu_count()} CPUs"
+                  f"{f' (edges on CPU {cpus[0]}, the rest on CPU {cpus[1]})' if pin else ''}, "
+                  f"Python {platform.python_version()}", flush=True)
             lim = headers_seen["mem_limited"]
             print(f"  /limited answers: RateLimit-Policy: {lim['RateLimit-Policy']}  "
                   f"RateLimit: {lim['RateLimit']}  (/free: none)", flush=True)
@@ -383,12 +455,18 @@ def main(argv: list[str] | None = None) -> int:
 
             for t in targets:
                 measure(t, args.warmup, record=False)
+            timed0 = {"mem": check_time(mem, "memory")}
+            if use_redis:
+                timed0["redis"] = check_time(red, "redis")
             for rnd in range(args.rounds):
                 for t in round_order(targets, rnd):
                     res = measure(t, args.duration, record=True)
                     series[t.key].results.append(res)
                     progress("", rnd, args.rounds, t.label, res, 28)
 
+            timed = {"mem": check_time(mem, "memory")}
+            if use_redis:
+                timed["redis"] = check_time(red, "redis")
             decisions["mem"], _ = limit_metrics(mem)
             if use_redis:
                 decisions["redis"], degraded = limit_metrics(red)
@@ -407,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         a / b for a, b in zip(extra[k].edge_us, extra[base].edge_us, strict=True))
         for k, base in baseline.items() if k in cpu_added}
     cols = ["non-2xx", "vs /free same edge", "edge CPU µs/req", "redis CPU µs/req"]
-    cells: dict[str, list[str]] = {}
+    cells: dict[str, Sequence[str]] = {}
     for t in targets:
         x = extra[t.key]
         e, r = x.med(x.edge_us), x.med(x.redis_us)
@@ -419,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += table(f"{args.connections} connections (medians)", targets, series, cols, cells)
     non2xx = sum(sum(x.non2xx) for x in extra.values())
     passed: dict[str, bool | None] = {}
+    check_us: dict[str, float] = {}
     lines.append("")
     for key, what, goal in (("mem_limited", "memory", GOAL_MEMORY),
                             ("redis_limited", "redis", GOAL_REDIS)):
@@ -432,6 +511,22 @@ def main(argv: list[str] | None = None) -> int:
         if key in cpu_added:
             lines.append(f"  edge CPU per request {cpu_added[key]:+.0f} µs "
                          f"({(cpu_ratio[key] - 1) * 100:+.0f}%) vs /free of the same edge")
+        edge_key = "mem" if key == "mem_limited" else "redis"
+        n_checks = timed[edge_key][0] - timed0[edge_key][0]
+        if n_checks:
+            spent = timed[edge_key][1] - timed0[edge_key][1]
+            x = extra[key]
+            cpu_s = sum(us * n for us, n in zip(x.edge_us, x.requests, strict=True)) / 1e6
+            check_us[what] = spent / n_checks * 1e6
+            share = spent / cpu_s if cpu_s else 0.0
+            lines.append(
+                f"  the check itself (edge_ratelimit_check_duration_seconds): "
+                f"{check_us[what]:.1f} µs mean over {n_checks:,.0f} checks"
+                + (f" = {share * 100:.1f}% of the edge's CPU time on /limited (in-process "
+                   "timing, free of the run-to-run noise of the req/s ratios)"
+                   if key == "mem_limited" else
+                   " from queueing to answer: the round trip and, at this saturating load, "
+                   "the wait for the busy event loop (which serves other requests meanwhile)"))
     breakdown: dict[str, Any] = {}
     if "redis_limited" in extra:
         x = extra["redis_limited"]
@@ -478,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             "edge_cpu_us_added": {"memory": cpu_added.get("mem_limited"),
                                   "redis": cpu_added.get("redis_limited")},
             "redis_breakdown": breakdown or None,
+            "check_us_mean": check_us,
             "decisions": decisions, "non2xx": non2xx,
             "pass": passed,
         }))
