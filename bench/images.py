@@ -17,6 +17,9 @@ Targets, each in its own process(es) on 127.0.0.1:
              presets: {bench: {width: 400, quality: 75}}}; wrk asks
              /img/<run>-<n>.jpg?preset=bench with Accept: image/webp -> 400 px WebP.
              Its transforms run in its pool of worker processes (one per CPU).
+    edge-fast  the same edge, route GET /fast/{name}: the same image policy with
+             `effort: fast` (bicubic resize, WebP method 1; the default `balanced` is
+             Lanczos and method 4, as thumbor).
     thumbor  thumbor from PyPI in its own venv (installed there on first use unless
              --no-thumbor), unsafe URLs, the HTTP loader onto the same upstream, no storage,
              no result storage; one single-process instance per CPU, each on its own
@@ -29,7 +32,9 @@ Targets, each in its own process(es) on 127.0.0.1:
 wrk (-t1, `--connections` 8, --timeout 30s) with a Lua counter in the path: every request
 names a new photo, so every answer is a cache miss and one transform (the upstream's fetch
 count is checked against the answers). Rounds rotate the order; medians are reported.
-For reference, `images.transform` of the same JPEG with the route's Spec, in this process.
+For reference, `images.transform` of the same JPEG with the route's Spec, in this process,
+and the JPEG decode alone (reduced by draft() as the transform does): the part of every
+transform that no setting changes.
 
 Goals (issue): edge transforms/s >= 2x thumbor's (SKIPPED without thumbor); the 400 px
 WebP <= 10% of the source's bytes.
@@ -40,6 +45,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import platform
 import random
@@ -56,7 +62,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -155,6 +161,13 @@ ROUTES_YAML = f"""routes:
       widths: [{PRESET_WIDTH}, 800]
       presets: {{bench: {{width: {PRESET_WIDTH}, quality: {PRESET_QUALITY}}}}}
       signing_keys_env: [IMG_KEY]
+  - route: GET /fast/{{name}}
+    source: {{service: img, path: "/photos/{{name}}"}}
+    auth: {{jwt: "off"}}
+    image:
+      widths: [{PRESET_WIDTH}, 800]
+      presets: {{bench: {{width: {PRESET_WIDTH}, quality: {PRESET_QUALITY}}}}}
+      effort: fast
 """
 
 
@@ -396,6 +409,14 @@ class Series:
         return sum(r.fetches for r in self.runs) / max(1, sum(r.answers for r in self.runs))
 
 
+def _draft_scale(out_size: tuple[int, int]) -> int:
+    """The 1/2^n scale draft() picks: the smallest still at least the output width."""
+    scale = 1
+    while scale < 8 and SOURCE_SIZE[0] // (scale * 2) >= out_size[0]:
+        scale *= 2
+    return scale
+
+
 def _lua(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -462,6 +483,21 @@ def pillow_alone(source: bytes, spec: Spec, route: ImageRoute) -> tuple[list[flo
     return times, body
 
 
+def decode_alone(source: bytes, spec: Spec) -> list[float]:
+    """The JPEG decode of every transform: draft() to the smallest 1/2^n scale that still
+    covers the output width, as images.transform does, then load()."""
+    assert spec.width is not None
+    want = (spec.width, math.ceil(spec.width * SOURCE_SIZE[1] / SOURCE_SIZE[0]))
+    times = []
+    for _ in range(PILLOW_RUNS + 1):
+        t0 = time.perf_counter()
+        with Image.open(io.BytesIO(source)) as im:
+            im.draft("RGB", want)
+            im.load()
+        times.append(time.perf_counter() - t0)
+    return times[1:]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
@@ -506,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
             spec, route = route_spec(cfg)
             assert spec.width is not None and spec.quality is not None
             times, pillow_body = pillow_alone(source, spec, route)
+            fast_times, _ = pillow_alone(source, replace(spec, effort="fast"), route)
+            decode_times = decode_alone(source, spec)
             with Image.open(io.BytesIO(pillow_body)) as im:
                 out_size = im.size
 
@@ -527,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
             ready(edge, f"http://127.0.0.1:{edge_port}/health", edge_log)
             targets.append(Target("edge", "edge", f"http://127.0.0.1:{edge_port}",
                                   ("/img/{run}-", ".jpg?preset=bench"), edge_group))
+            targets.append(Target("edge-fast", "edge-fast", f"http://127.0.0.1:{edge_port}",
+                                  ("/fast/{run}-", ".jpg?preset=bench"), edge_group))
 
             thumbor_log = tmp / "thumbor.err"
             if thumbor_exe is not None:
@@ -542,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             for t in targets:
                 url = t.base + t.path[0].replace("{run}", "check") + "1" + t.path[1]
                 headers, sample[t.key] = check_answer(t.label, url, out_size)
-                if t.key == "edge":
+                if t.key.startswith("edge"):
                     if "miss" not in headers.get("Cache-Status", ""):
                         raise RuntimeError(f"edge: first request not a miss: {headers}")
                     again, _ = check_answer(t.label, url, out_size)
@@ -564,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
                     run = load(t, tmp, f"r{rnd}{secrets.token_hex(2)}", args.connections,
                                args.duration, upstream)
                     results[t.key].runs.append(run)
-                    print(f"  round {rnd + 1}/{args.rounds}  {t.label:<8} {run.rps:7.1f}/s  "
+                    print(f"  round {rnd + 1}/{args.rounds}  {t.label:<9} {run.rps:7.1f}/s  "
                           f"p50 {run.p50_ms:7.1f} ms  p99 {run.p99_ms:7.1f} ms  "
                           f"{run.answers} answers, {run.fetches} fetches, "
                           f"CPU {run.cpu_s * 1000 / max(1, run.answers):.1f} ms/answer",
@@ -578,8 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
 
-    report(args, source, spec, out_size, times, pillow_body, sample, results, thumbor_exe,
-           thumbor_note, warnings, time.monotonic() - started)
+    report(args, source, spec, out_size, (times, fast_times, decode_times), pillow_body, sample,
+           results, thumbor_exe, thumbor_note, warnings, time.monotonic() - started)
     return 0
 
 
@@ -611,11 +651,15 @@ def start_thumbor(stack: ExitStack, exe: Path, mode: str, n: int, tmp: Path, log
 
 
 def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[int, int],
-           times: list[float], pillow_body: bytes, sample: dict[str, bytes],
+           timings: tuple[list[float], list[float], list[float]], pillow_body: bytes,
+           sample: dict[str, bytes],
            results: dict[str, Series], thumbor_exe: Path | None, thumbor_note: str,
            warnings: list[str], elapsed: float) -> None:
     src_w, src_h = SOURCE_SIZE
+    times, fast_times, decode_times = timings
     pillow_ms = statistics.median(times) * 1000
+    fast_ms = statistics.median(fast_times) * 1000
+    decode_ms = statistics.median(decode_times) * 1000
     cpus = os.cpu_count() or 1
     edge_body = sample["edge"]
     share = len(edge_body) / len(source)
@@ -653,7 +697,12 @@ def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[
         f"q{spec.quality}: median {pillow_ms:.1f} ms over {len(times)} runs (min "
         f"{min(times) * 1000:.1f}); {1000 / pillow_ms:.1f}/s per core, "
         f"{cpus * 1000 / pillow_ms:.1f}/s on {cpus} cores with nothing else running; "
-        f"same bytes as the edge's answer: {'yes' if same else 'NO'}",
+        f"same bytes as the edge's answer: {'yes' if same else 'NO'}; with effort: fast "
+        f"{fast_ms:.1f} ms",
+        f"the JPEG decode alone (draft to 1/{_draft_scale(out_size)}): median "
+        f"{decode_ms:.1f} ms: entropy decoding every coefficient, whatever the scale, so "
+        f"no setting goes below it; at most {cpus * 1000 / decode_ms:.0f} transforms/s "
+        f"on {cpus} cores even if resizing, encoding and HTTP took no time",
     ]
     edge_s = results["edge"]
     lines.append(f"edge CPU per transform: {edge_s.cpu_lead_ms:.1f} ms in the serving process "
@@ -664,10 +713,18 @@ def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[
         lines.append("thumbor's answer: " + ("the same bytes as the edge's" if tb == edge_body
                      else f"{len(tb):,} bytes vs the edge's {len(edge_body):,}"))
     ratio: float | None = None
+    fast_ratio: float | None = None
     if "thumbor" in results:
-        pairs = [e.rps / t.rps for e, t in zip(results["edge"].runs, results["thumbor"].runs,
-                                                strict=True) if t.rps]
-        ratio = statistics.median(pairs) if pairs else None
+        def vs_thumbor(key: str) -> float | None:
+            pairs = [e.rps / t.rps for e, t in zip(results[key].runs,
+                                                    results["thumbor"].runs, strict=True)
+                     if t.rps]
+            return statistics.median(pairs) if pairs else None
+        ratio, fast_ratio = vs_thumbor("edge"), vs_thumbor("edge-fast")
+        thumbor_ms = results["thumbor"].cpu_ms
+        lines.append(f"thumbor CPU per transform: {thumbor_ms:.1f} ms; 2x its throughput "
+                     f"means at most {thumbor_ms / 2:.1f} ms per transform, of which the "
+                     f"decode alone takes {decode_ms:.1f}")
     ok_ratio = None if ratio is None else ratio >= TARGET_VS_THUMBOR
     ok_share = share <= TARGET_OUTPUT_SHARE
     lines.append("")
@@ -677,6 +734,9 @@ def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[
     else:
         lines.append(f"edge transforms/s vs thumbor: {ratio:.2f}x (target >= "
                      f"{TARGET_VS_THUMBOR:g}x): {'PASS' if ok_ratio else 'FAIL'}")
+        if fast_ratio is not None:
+            lines.append(f"edge-fast (effort: fast) transforms/s vs thumbor: "
+                         f"{fast_ratio:.2f}x")
     lines += [
         f"edge {out_size[0]} px WebP vs source bytes: {share * 100:.2f}% (target <= "
         f"{TARGET_OUTPUT_SHARE * 100:.0f}%): {'PASS' if ok_share else 'FAIL'}",
@@ -709,7 +769,8 @@ def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[
                             "output_bytes": len(sample[k])} for k, s in results.items()},
             "thumbor": {"available": thumbor_exe is not None, "note": thumbor_note,
                         "mode": args.thumbor_mode if thumbor_exe is not None else None},
-            "edge_vs_thumbor": ratio, "output_share": share,
+            "edge_vs_thumbor": ratio, "edge_fast_vs_thumbor": fast_ratio,
+            "pillow_fast_ms": fast_ms, "decode_ms": decode_ms, "output_share": share,
             "pass": {"vs_thumbor": ok_ratio, "output_bytes": ok_share},
         } | ({"warnings": warnings} if warnings else {})))
 

@@ -114,7 +114,8 @@ class ImageRoute:
             quality = max(1, round(quality * _SCALE[fmt]))
         try:
             spec = Spec(width=width, height=height, fit=fit,  # type: ignore[arg-type]
-                        crop=p.crop, format=fmt, quality=quality)  # type: ignore[arg-type]
+                        crop=p.crop, format=fmt, quality=quality,  # type: ignore[arg-type]
+                        effort=p.effort)
         except ValueError as e:
             raise Problem("bad-request", str(e)) from None
         return spec, list(dict.fromkeys(used))

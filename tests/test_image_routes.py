@@ -96,6 +96,11 @@ routes:
       default: {width: 800}
       signing_keys_env: [IMG_KEY]
       max_pixels: 30000000
+  - route: GET /fast/{name}
+    source: {service: img, path: "/photos/{name}"}
+    auth: {jwt: "off"}
+    image: {widths: [200, 480, 800, 1440], by_device: {phone: {width: 480, quality: 75}},
+            effort: fast}
 """}
 EXTRA = """
 devices:
@@ -229,3 +234,14 @@ async def test_refusals_are_counted_by_reason(setup: Any) -> None:
     await edge.get("/img/broken.jpg")
     metrics = await (await edge.get("/metrics")).text()
     assert 'edge_image_rejected_total{reason="corrupt",route="GET /img/{name}"} 1.0' in metrics
+
+
+async def test_effort_fast_is_another_encoding_of_the_same_picture(setup: Any) -> None:
+    edge, _ = setup
+    phone = {"Accept": "image/webp", "User-Agent": "App iPhone"}
+    balanced = await edge.get("/img/photo.jpg", headers=phone)
+    fast = await edge.get("/fast/photo.jpg", headers=phone)
+    assert balanced.status == fast.status == 200
+    a, b = await balanced.read(), await fast.read()
+    assert a != b and balanced.headers["ETag"] != fast.headers["ETag"]
+    assert Image.open(io.BytesIO(a)).size == Image.open(io.BytesIO(b)).size == (480, 320)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from PIL import Image, ImageCms, ImageFile, JpegImagePlugin, features
+from PIL import Image, ImageChops, ImageCms, ImageFile, ImageStat, JpegImagePlugin, features
 
 from images import formats
 from images.errors import ImageError
@@ -328,6 +328,25 @@ def test_every_output_format(fmt: Any) -> None:
     assert result.content_type == f"image/{fmt}"
 
 
+@pytest.mark.parametrize("fmt", ["jpeg", "webp", "png", pytest.param("avif", marks=needs_avif)])
+def test_every_effort_makes_the_same_picture(fmt: Any) -> None:
+    """`fast` and `small` change the encoder's work, not the size or (much) the pixels."""
+    source = encode(photo((600, 400)), "JPEG")
+    results = {e: transform(source, Spec(width=300, format=fmt, effort=e), LIMITS)
+               for e in ("fast", "balanced", "small")}
+    pictures = {e: decode(r.body).convert("RGB") for e, r in results.items()}
+    assert {p.size for p in pictures.values()} == {(300, 200)}
+    for effort in ("fast", "small"):
+        diff = ImageChops.difference(pictures[effort], pictures["balanced"])
+        assert max(hi for _, hi in diff.getextrema()) < 96  # a different encoder, same image
+        assert sum(ImageStat.Stat(diff).mean) / 3 < 4
+    if fmt == "jpeg":  # fast: baseline; the others: optimised progressive
+        assert b"\xff\xc2" in results["balanced"].body[:2000]
+        assert b"\xff\xc2" not in results["fast"].body[:2000]
+    elif fmt != "png":  # lossy: the fast encoder really differs
+        assert results["fast"].body != results["balanced"].body
+
+
 @pytest.mark.parametrize(
     "source",
     [
@@ -422,6 +441,7 @@ def test_unencodable_format_is_unsupported(monkeypatch: pytest.MonkeyPatch) -> N
         ({"format": "gif"}, "format must be one of avif, jpeg, png, webp, got 'gif'"),
         ({"quality": 0}, "quality must be 1-100, got 0"),
         ({"quality": 101}, "quality must be 1-100, got 101"),
+        ({"effort": "max"}, "effort must be one of balanced, fast, small, got 'max'"),
     ],
 )  # fmt: skip
 def test_spec_is_checked(kwargs: dict[str, Any], message: str) -> None:
