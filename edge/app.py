@@ -674,7 +674,8 @@ class Edge:
             finally:
                 resp.release()
             t1 = time.perf_counter()
-            result = await self.state.images.run(raw, spec, img.limits, route.name)
+            result = await self.state.images.run(raw, spec, img.limits, route.name,
+                                                 img.policy.timeout)
             c.timings["transform"] = time.perf_counter() - t1
             self.metrics.image_done(route.name, len(raw), len(result.body),
                                     c.timings["transform"])

@@ -601,6 +601,9 @@ class ImagePolicy(Model):
     max_pixels: int = Field(40_000_000, ge=1, le=89_000_000)
     """Checked from the image header, before decoding."""
     max_output: Size = 5 * 1024 * 1024
+    timeout: Duration = 30.0
+    """The longest one transform may take: past it the answer is 422 `too-slow`, and the
+    worker doing it is replaced (killed once the pool's other work is done or over time)."""
     ttl: Duration = 86400.0
     """How long a transformed image is kept and may be cached by CDNs and apps."""
 

@@ -7,6 +7,7 @@ The transformation itself lives in the top-level `images` package (no HTTP there
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 from collections.abc import Mapping
@@ -34,13 +35,14 @@ from .config import ImagePolicy
 from .context import DeviceProfile
 from .errors import Problem
 
+log = logging.getLogger("edge.images")
+
 # Request headers that may change the answer (besides the device's): sent in Vary.
 HINTS = ("Sec-CH-Width", "Width", "Sec-CH-Viewport-Width", "Viewport-Width", "Sec-CH-DPR",
          "DPR", "Save-Data")
 ACCEPT_CH = "Sec-CH-Width, Sec-CH-Viewport-Width, Sec-CH-DPR"
 _EXPLICIT = ("w", "h", "q", "fit")
 _SCALE = {"avif": 0.7, "webp": 0.95}  # JPEG quality → about the same look
-TRANSFORM_TIMEOUT = 30.0  # a transform that takes longer is given up on (the worker goes on)
 _STATUS = {"too-large": "bad-image", "too-many-pixels": "bad-image", "corrupt": "bad-image",
            "output-too-large": "bad-image", "encode-failed": "bad-image",
            "unsupported-format": "unsupported-image"}
@@ -131,7 +133,12 @@ def _int(raw: str | None, name: str) -> int | None:
 
 class ImagePool:
     """Worker processes for transforms, started on first use; at most `queue` transforms
-    waiting or running (429 beyond, so a burst can't pile up unbounded work)."""
+    waiting or running (429 beyond, so a burst can't pile up unbounded work).
+
+    A transform past its timeout can't be stopped inside its worker, so the pool is
+    retired instead: new work goes to a fresh pool at once, and the old one's processes
+    are killed one timeout later, when every transform it was given has had its own time
+    (and its callers their answers)."""
 
     def __init__(self, metrics: Any = None, workers: int | None = None,
                  queue: int | None = None) -> None:
@@ -140,6 +147,7 @@ class ImagePool:
         self.queue = queue or self.workers * 8
         self.pending = 0
         self._executor: ProcessPoolExecutor | None = None
+        self._retiring: dict[asyncio.Task[None], ProcessPoolExecutor] = {}
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -147,26 +155,29 @@ class ImagePool:
                 self.workers, mp_context=multiprocessing.get_context("forkserver"))
         return self._executor
 
-    async def run(self, source: bytes, spec: Spec, limits: Limits, route: str = "") -> Result:
+    async def run(self, source: bytes, spec: Spec, limits: Limits, route: str = "",
+                  timeout: float = 30.0) -> Result:
         if self.pending >= self.queue:
             raise Problem("rate-limited", "the image workers are busy; retry shortly",
                           headers={"Retry-After": "1"})
         self.pending += 1
+        pool = self._pool()
         try:
             loop = asyncio.get_running_loop()
             return await asyncio.wait_for(
-                loop.run_in_executor(self._pool(), transform, source, spec, limits),
-                TRANSFORM_TIMEOUT)
+                loop.run_in_executor(pool, transform, source, spec, limits), timeout)
         except ImageError as e:
             self._rejected(route, e.kind)
             raise Problem(_STATUS.get(e.kind, "bad-image"), f"{e.kind}: {e.detail}",
                           reason=e.kind) from None
         except TimeoutError:
+            self._retire(pool, timeout)
             self._rejected(route, "too-slow")
             raise Problem("bad-image", "too-slow: the image took too long to process",
                           reason="too-slow") from None
         except BrokenProcessPool:
-            self._executor = None  # a worker died (a hostile image?): a fresh pool next time
+            if self._executor is pool:  # a worker died (a hostile image?): a fresh pool
+                self._executor = None
             self._rejected(route, "worker-died")
             raise Problem("bad-image", "the image could not be processed",
                           reason="worker-died") from None
@@ -177,7 +188,34 @@ class ImagePool:
         if self.metrics is not None:
             self.metrics.image_rejected.labels(route, reason).inc()
 
+    def _retire(self, pool: ProcessPoolExecutor, grace: float) -> None:
+        if self._executor is not pool:
+            return  # already retired by another transform that overran
+        self._executor = None
+        log.warning("an image transform overran its %gs: its worker pool is replaced", grace)
+
+        async def kill_later() -> None:
+            await asyncio.sleep(grace)
+            _kill(pool)
+
+        task = asyncio.ensure_future(kill_later())
+        self._retiring[task] = pool
+        task.add_done_callback(lambda done: self._retiring.pop(done, None))
+
     def close(self) -> None:
+        for task, pool in list(self._retiring.items()):
+            task.cancel()
+            _kill(pool)
+        self._retiring.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool whose worker may be stuck: shutdown() alone would wait for it."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.kill()

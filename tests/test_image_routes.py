@@ -3,6 +3,7 @@ arbitrary sizes, hostile sources rejected cleanly, ETags and the cache."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
 import zlib
@@ -101,6 +102,10 @@ routes:
     auth: {jwt: "off"}
     image: {widths: [200, 480, 800, 1440], by_device: {phone: {width: 480, quality: 75}},
             effort: fast}
+  - route: GET /slow/{name}
+    source: {service: img, path: "/photos/{name}"}
+    auth: {jwt: "off"}
+    image: {timeout: 1ms}
 """}
 EXTRA = """
 devices:
@@ -245,3 +250,26 @@ async def test_effort_fast_is_another_encoding_of_the_same_picture(setup: Any) -
     a, b = await balanced.read(), await fast.read()
     assert a != b and balanced.headers["ETag"] != fast.headers["ETag"]
     assert Image.open(io.BytesIO(a)).size == Image.open(io.BytesIO(b)).size == (480, 320)
+
+
+async def test_a_transform_past_its_timeout_is_answered_and_its_worker_killed(
+        setup: Any) -> None:
+    edge, _ = setup
+    assert (await edge.get("/img/photo.jpg")).status == 200  # the pool is up
+    pool = edge.edge.state.images
+    resp = await edge.get("/slow/photo.jpg")
+    assert resp.status == 422
+    assert (await resp.json())["reason"] == "too-slow"
+    retired = list(pool._retiring.values())
+    assert len(retired) == 1
+    workers = list(retired[0]._processes.values())
+    assert workers
+    for _ in range(100):  # killed one timeout (1 ms) later
+        if not any(w.is_alive() for w in workers):
+            break
+        await asyncio.sleep(0.05)
+    assert not any(w.is_alive() for w in workers)
+    # new work has a fresh pool
+    resp = await edge.get("/img/photo.jpg?preset=thumb")
+    assert resp.status == 200
+    assert pool._executor is not None and pool._executor is not retired[0]
