@@ -55,6 +55,12 @@ class EdgeCache:
         self.on_purge: Callable[[list[str]], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    def configure(self, settings: CacheSettings) -> None:
+        """A reloaded config's cache settings: the memory tier's bound and the largest entry
+        apply at once (the entries stay; delta history follows the routes, rebuilt anyway)."""
+        self.settings = settings
+        self.store.memory.resize(settings.max_memory)
+
     async def start(self) -> None:
         await self.invalidations.start()
 

@@ -52,6 +52,8 @@ class Reloader:
                       old.generation, e)
             return False
         state.runtime = runtime
+        state.limiter.configure(config.edge.rate_limits)
+        state.cache.configure(config.edge.cache)
         hub = getattr(state, "hub", None)
         if hub is not None:
             hub.configure(config.edge.events)  # changed rules: streams reconnect under them

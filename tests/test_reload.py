@@ -108,3 +108,31 @@ async def test_unchanged_services_keep_their_pool(make_edge: Any, upstream: Any,
     (tmp_path / "config" / "routes" / "r.yaml").write_text(TWO)
     assert await state.reloader.reload()
     assert state.runtime.upstreams["svc"] is before
+
+
+async def test_process_wide_settings_follow_a_reload(make_edge: Any, upstream: Any,
+                                                     tmp_path: Path) -> None:
+    """rate_limits' headers and bounds and the cache's memory bound apply on reload; the
+    buckets and the cached entries that still fit stay."""
+    url = await upstream(app_with_slow())
+    limited = """
+route: GET /a
+source: {service: svc, path: /a}
+rate_limit: [{key: device, rate: 1/h, burst: 1}]
+"""
+    client = await make_edge(services_yaml({"svc": url}), {"r.yaml": limited})
+    state = client.edge.state
+    phone = {"X-Device-ID": "phone-1"}
+    assert (await client.get("/a", headers=phone)).status == 200
+    assert (await client.get("/a", headers=phone)).status == 429  # its own budget is spent
+    assert (await client.get("/a", headers={"X-Phone": "p2"})).status == 200  # the IP's
+    (tmp_path / "config" / "edge.yaml").write_text(services_yaml(
+        {"svc": url}, "rate_limits: {device_header: X-Phone, max_keys: 500}\n"
+                      "cache: {max_memory: 1KiB}\n"))
+    assert await state.reloader.reload()
+    # X-Device-ID means nothing now: those requests share the address's budget, spent above
+    assert (await client.get("/a", headers=phone)).status == 429
+    assert (await client.get("/a", headers={"X-Phone": "p3"})).status == 200  # a device
+    assert (await client.get("/a", headers={"X-Phone": "p3"})).status == 429
+    assert state.limiter.local.max_buckets == 500
+    assert state.cache.store.memory.max_bytes == 1024

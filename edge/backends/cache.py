@@ -55,6 +55,12 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
         self.bytes = 0
         self._data: OrderedDict[str, tuple[float, Any, int]] = OrderedDict()
 
+    def resize(self, max_bytes: int) -> None:
+        """A new bound (a config reload); shrinking drops the least recently used at once."""
+        self.max_bytes = max_bytes
+        while self.bytes > self.max_bytes and self._data:
+            self._drop(next(iter(self._data)))
+
     async def _get(self, key: str, encoding: Any = None, _conn: Any = None) -> Any:
         item = self._data.get(key)
         if item is None:

@@ -24,6 +24,7 @@ class MemoryBackend:
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._hashes: dict[str, dict[str, bytes]] = {}
         self._tats: OrderedDict[str, float] = OrderedDict()  # rate-limit buckets
+        self.max_buckets = max_entries  # the rate limiter sets its own (rate_limits.max_keys)
         self._seq = 0
         self._topics: OrderedDict[str, _Topic] = OrderedDict()
 
@@ -92,8 +93,8 @@ class MemoryBackend:
             current[i] += intervals[i]
             tats[key] = current[i]
             tats.move_to_end(key)
-        if len(tats) > self.max_entries:
-            for _ in range(len(tats) - self.max_entries):
+        if len(tats) > self.max_buckets:
+            for _ in range(len(tats) - self.max_buckets):
                 tats.popitem(last=False)  # the longest idle bucket, most likely full again
         return True, now, current
 

@@ -164,10 +164,17 @@ class Limiter:
         self.local = backend if isinstance(backend, MemoryBackend) \
             else MemoryBackend(settings.max_keys)
         self.settings = settings
+        self.local.max_buckets = settings.max_keys
         self.metrics = metrics
         self.retry_at = 0.0
         self.degraded = False
         metrics.ratelimit_degraded.set(0)
+
+    def configure(self, settings: RateLimits) -> None:
+        """A reloaded config's settings (headers, claim, failure mode, bucket bound) apply
+        to the next check; the buckets themselves are kept."""
+        self.settings = settings
+        self.local.max_buckets = settings.max_keys
 
     async def check(self, limits: RouteLimits, ctx: RequestContext,
                     headers: Mapping[str, str]) -> Decision:
