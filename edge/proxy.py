@@ -14,6 +14,7 @@ from .config import QueryPolicy
 from .context import Incoming, RequestContext
 from .encoding import NotAcceptable, StreamCompressor, choose_coding, compress, is_compressible
 from .errors import Problem
+from .locations import HEADERS as LOCATION_HEADERS
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the de-facto ones.
 HOP_BY_HOP = frozenset({
@@ -48,6 +49,20 @@ def filter_headers(headers: Mapping[str, str], drop: frozenset[str]) -> CIMultiD
         low = name.lower()
         if low not in drop and low not in extra:
             out.add(name, value)
+    return out
+
+
+def upstream_headers(headers: Mapping[str, str], drop: frozenset[str],
+                     ctx: RequestContext) -> CIMultiDict[str]:
+    """An upstream response's headers to relay: hop-by-hop and `drop` gone, and `Location`
+    and `Content-Location` turned into the edge's paths (edge/locations.py)."""
+    out = filter_headers(headers, drop)
+    rewrite = getattr(ctx.route, "locations", None)
+    if rewrite is not None:
+        for name in LOCATION_HEADERS:
+            value = out.get(name)
+            if value is not None:
+                out[name] = rewrite(value)
     return out
 
 
@@ -260,7 +275,7 @@ async def send_upstream_response(request: Incoming, resp: Reply,
                                  compression: PassCompression | None = None
                                  ) -> tuple[web.StreamResponse, int]:
     """Relay status, headers and body; returns the response and the body bytes sent."""
-    headers = filter_headers(resp.headers, RESPONSE_DROP)
+    headers = upstream_headers(resp.headers, RESPONSE_DROP, ctx)
     headers.update(extra_headers)
     if ctx.identity is not None:
         headers["Cache-Control"] = privatized(headers.get("Cache-Control"))

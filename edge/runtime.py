@@ -24,6 +24,7 @@ from .config import (
 )
 from .context import ClientAddress, DeviceClassifier
 from .imaging import ImageRoute
+from .locations import LocationRewriter
 from .metrics import Metrics
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
 from .policies.cache import RouteCache, fill_tags
@@ -67,6 +68,7 @@ class CompiledRoute:
     invalidates: tuple[str, ...] = ()
     limits: RouteLimits | None = None
     image: ImageRoute | None = None
+    locations: LocationRewriter | None = None  # the service's paths → edge paths
 
     def invalidate_tags(self, params: Mapping[str, str]) -> list[str]:
         return fill_tags(self.invalidates, params)
@@ -109,6 +111,7 @@ class Runtime:
         self.rate_allow = ClientAddress(edge.rate_limits.allow)
         # edge.yaml's defaults are one budget across the routes that use them (their scope)
         default_limits = compile_limits(edge.rate_limits.defaults, "default")
+        rewriters = {name: LocationRewriter(svc.url) for name, svc in edge.services.items()}
         for spec in config.routes:
             m = spec.model
             auth = RouteAuthPolicy(m.auth, self.verifier, cookie, identity)
@@ -131,6 +134,8 @@ class Runtime:
             shape = m.shape if m.shape is not None or m.sources is None else Shape()
             upstream = upstreams[first.service]
             timeout = upstream.timeout(first.timeout)
+            if m.source is not None and spec.method == "GET":
+                rewriters[first.service].add(m.source.path, spec.template)
             route = CompiledRoute(
                 spec=spec, name=spec.name, upstream=upstream,
                 query=QueryMapper(m.query, _edge_params(shape)),
@@ -144,6 +149,7 @@ class Runtime:
                 cache=_route_cache(m, spec.name, edge.cache),
                 image=ImageRoute.build(m.image, config.env) if m.image is not None else None,
                 invalidates=tuple(m.invalidates), limits=limits,
+                locations=rewriters[first.service],
                 idempotency=IdempotencyPolicy(
                     m.idempotency, lock_ttl=max(30.0, 3 * (timeout.sock_read or 10.0)))
                 if m.idempotency is not None else None,

@@ -36,10 +36,10 @@ from .proxy import (
     RESPONSE_DROP,
     Reply,
     Skip,
-    filter_headers,
     privatized,
     read_capped,
     send_upstream_response,
+    upstream_headers,
 )
 from .shapers import Shaper, build_shapers, envelope_of
 from .shapers.paginate import Paginator
@@ -165,7 +165,7 @@ async def shape_reply(request: Incoming, resp: Reply, ctx: RequestContext, plan:
     except (aiohttp.ClientError, TimeoutError):
         raise Problem("upstream-bad-response", "the upstream response was cut short") from None
     ctx.timings["upstream_bytes"] = len(raw)
-    headers = filter_headers(resp.headers, _SHAPED_DROP)
+    headers = upstream_headers(resp.headers, _SHAPED_DROP, ctx)
     try:
         doc = parse_json(raw, resp.headers.get("Content-Encoding"), max_size=plan.max_body,
                          max_depth=plan.max_depth)
@@ -179,7 +179,7 @@ async def shape_reply(request: Incoming, resp: Reply, ctx: RequestContext, plan:
             reason = "malformed-json"
         else:
             reason = "undecodable"
-        passthrough = filter_headers(resp.headers, RESPONSE_DROP)
+        passthrough = upstream_headers(resp.headers, RESPONSE_DROP, ctx)
         passthrough.update(extra)
         passthrough["X-Edge-Shaped"] = f"skipped; reason={reason}"
         ctx.shape_skipped = reason
@@ -248,7 +248,7 @@ async def _relay_rest(request: web.BaseRequest, resp: Reply,
                       ctx: RequestContext, head: bytes,
                       extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
     """Stream an over-cap body through: what was already read, then the rest."""
-    headers: CIMultiDict[str] = filter_headers(resp.headers, RESPONSE_DROP)
+    headers: CIMultiDict[str] = upstream_headers(resp.headers, RESPONSE_DROP, ctx)
     headers.update(extra)
     if ctx.response_headers:
         headers.update(ctx.response_headers)

@@ -111,6 +111,14 @@ async def test_demo_serves_the_example_routes(demo: Any) -> None:
             seen.append((await r.json())["results"][0])
     assert {res["server_id"] for res in seen} == {seen[0]["server_id"]}
     assert [res.get("replayed", False) for res in seen] == [False, True, True]
+    # the claims service names the new claim by its own path; the app gets the edge's
+    async with s.post(f"{base}/api/v1/claims", json=claim,
+                      headers={**member, "Idempotency-Key": "demo-location-1"}) as r:
+        assert r.status == 201
+        created = r.headers["Location"]
+        assert created == f"/api/v1/claims/{(await r.json())['id']}"
+    async with s.get(f"{base}{created}", headers=member) as r:
+        assert r.status == 200
     # cached: hits, 304s, and a delta after a claim changes
     async with s.get(f"{base}/api/v1/providers?city=Jakarta&size=2") as r:
         assert r.headers["Cache-Status"].startswith("edge; hit")
