@@ -341,3 +341,36 @@ async def test_redis_checks_ride_together_exactly() -> None:
         await backend.close()
         redis.kill()
         redis.wait(5)
+
+
+async def test_checks_queued_behind_a_hung_redis_call_fail_with_it() -> None:
+    """Redis accepts but never answers: the call in flight times out, and the checks that
+    queued behind it fail with it (and fall back) instead of waiting for another call."""
+    from edge.backends import BackendError
+    from edge.backends.redis import RedisBackend
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hang(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = RedisBackend(f"redis://127.0.0.1:{port}/0")
+    try:
+        first = asyncio.ensure_future(backend.gcra(["rl:a"], [1.0], [1.0]))
+        await asyncio.sleep(0.05)  # on its way
+        queued = [asyncio.ensure_future(backend.gcra(["rl:b"], [1.0], [1.0]))
+                  for _ in range(20)]
+        got = await asyncio.gather(first, *queued, return_exceptions=True)
+        assert all(isinstance(g, BackendError) for g in got)
+        # one connection, for the first call: nothing more was tried for the queued checks
+        await asyncio.sleep(0.1)
+        assert len(accepted) == 1
+        assert not backend._gcra_pending and not backend._gcra_busy
+    finally:
+        await backend.close()
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()

@@ -207,7 +207,9 @@ class RedisBackend:
             out = await self._call(self._gcra(keys=keys, args=args))
         except BaseException as e:  # nobody may wait forever, even when the call is cancelled
             error = e if isinstance(e, BackendError) else BackendError(f"redis: {e!r}")
-            for *_, future in batch:
+            # the checks queued meanwhile fail with it rather than wait for another timeout
+            queued, self._gcra_pending = self._gcra_pending, []
+            for *_, future in [*batch, *queued]:
                 if not future.done():
                     future.set_exception(error)
             if not isinstance(e, Exception):
