@@ -19,7 +19,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,12 +81,6 @@ class RouteLimits:
         self.limits = tuple(limits)
         self.route = route
         self._plans: dict[str, _Plan] = {}  # device class → plan; classes come from config
-
-    def __iter__(self) -> Iterator[CompiledLimit]:
-        return iter(self.limits)
-
-    def __len__(self) -> int:
-        return len(self.limits)
 
     def plan(self, device: str) -> _Plan:
         plan = self._plans.get(device)
