@@ -24,6 +24,7 @@ from .accesslog import AccessLog
 from .aio import stop
 from .backends import open_backend
 from .backends.cache import ALL as ALL_TAG
+from .backends.redis import RedisCalls
 from .batch import SubRequest
 from .caching import (
     Answer,
@@ -822,8 +823,10 @@ class EdgeApp:
         state, config = self.state, self.config
         state.runtime, _ = build_runtime(config, None, self.metrics, 1)
         self.metrics.config_generation.set(1)
-        state.backend = open_backend(config.redis_url(), config.edge.backend.memory_max_entries)
-        state.cache = EdgeCache(config.edge.cache, state.backend, config.redis_url())
+        calls = RedisCalls(self.metrics.redis_seconds, self.metrics.redis_errors)
+        state.backend = open_backend(config.redis_url(), config.edge.backend.memory_max_entries,
+                                     calls)
+        state.cache = EdgeCache(config.edge.cache, state.backend, config.redis_url(), calls)
         await state.cache.start()
         state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics)
         state.images = ImagePool(self.metrics)

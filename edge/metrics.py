@@ -162,6 +162,14 @@ class Metrics(UpstreamMetrics):
                                    "sent as outputs", ["route", "kind"], registry=r)
         self.sse_open = Gauge("edge_sse_streams", "Open event streams (all devices)",
                               registry=r)
+        # Redis as the edge sees it: each call by operation (get, add, put, delete, gcra,
+        # publish, event_publish, event_history, hash_set, hash_all, cache_get, cache_set)
+        self.redis_seconds = Histogram(
+            "edge_redis_duration_seconds", "Redis calls by operation, as the edge waited for "
+            "them", ["op"], buckets=CHECK_BUCKETS, registry=r)
+        self.redis_errors = Counter("edge_redis_errors", "Redis calls that failed (errors, "
+                                    "timeouts, no connection) by operation", ["op"],
+                                    registry=r)
         self.ratelimit_degraded = Gauge(
             "edge_ratelimit_degraded", "1 while shared rate limits can't reach Redis "
             "(see rate_limits.on_backend_failure)", registry=r)

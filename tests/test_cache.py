@@ -4,6 +4,7 @@ coalescing, private answers, CDN headers, purges (also across instances), deltas
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from email.utils import formatdate
 from typing import Any
@@ -384,6 +385,9 @@ async def test_purge_on_one_instance_is_seen_by_another(make_edge: Any,
     await a.get(doc)
     hit = await b.get(doc)  # the shared tier: b never asked, yet it is a hit
     assert hit.headers["Cache-Status"].startswith("edge; hit")
+    metrics = await (await b.get("/metrics")).text()  # b's Redis read, timed
+    assert re.search(r'^edge_redis_duration_seconds_count\{op="cache_get"\} [1-9]', metrics,
+                     re.M)
     upstream_path = "/doc/" + doc.rsplit("/", 1)[1]
     assert up[0].hits[upstream_path] == 1
     up[0].version = 2
@@ -405,6 +409,8 @@ async def test_redis_down_means_misses_not_errors(make_edge: Any,
     for _ in range(2):
         assert (await edge.get("/public/1")).status == 200
     assert up[0].hits["/doc/1"] == 1  # the memory tier still works
+    metrics = await (await edge.get("/metrics")).text()
+    assert re.search(r'^edge_redis_errors_total\{op="cache_set"\} [1-9]', metrics, re.M)
 
 
 async def test_delta_from_the_version_the_app_holds(edge: Any, up: tuple[Upstream, str]

@@ -211,6 +211,16 @@ async def degraded(edge: Any) -> float:
     return float(m.group(1))
 
 
+async def redis_calls(edge: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """edge_redis_duration_seconds_count and edge_redis_errors_total, by op."""
+    text = await (await edge.get("/metrics")).text()
+    timed = {m[1]: float(m[2]) for m in re.finditer(
+        r'^edge_redis_duration_seconds_count\{op="(\w+)"\} (\S+)$', text, re.M)}
+    failed = {m[1]: float(m[2]) for m in re.finditer(
+        r'^edge_redis_errors_total\{op="(\w+)"\} (\S+)$', text, re.M)}
+    return timed, failed
+
+
 async def checks(edge: Any) -> dict[str, float]:
     """edge_ratelimit_check_duration_seconds_count by store."""
     text = await (await edge.get("/metrics")).text()
@@ -229,12 +239,15 @@ async def test_redis_going_away_and_coming_back(make_edge: Any, up: str, mode: s
         assert await flood(edge, "/exact", 60) == {200: 50, 429: 10}
         assert await degraded(edge) == 0
         assert await checks(edge) == {"redis": 60}
+        calls, errors = await redis_calls(edge)
+        assert calls["gcra"] >= 1 and "gcra" not in errors  # batched: fewer than 60
         redis.terminate()
         redis.wait(5)
         started = time.monotonic()
         got = await flood(edge, "/exact", 60)
         assert time.monotonic() - started < 5  # never hangs on Redis
         assert await degraded(edge) == 1
+        assert (await redis_calls(edge))[1]["gcra"] >= 1
         if mode != "closed":  # timed where they were decided; a 503 decides nothing
             assert await checks(edge) == {"redis": 60, mode: 60}
         if mode == "local":  # a fresh per-instance budget

@@ -8,7 +8,7 @@ policy decides whether that fails open or closed.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class BackendError(Exception):
@@ -70,11 +70,14 @@ class Backend(Protocol):
         ...
 
 
-def open_backend(redis_url: str | None, max_entries: int = 100_000) -> Backend:
+def open_backend(redis_url: str | None, max_entries: int = 100_000,
+                 calls: Any = None) -> Backend:
+    """Redis when there is a URL (its calls timed by `calls`, a redis.RedisCalls), else
+    this process's memory."""
     if redis_url:
         from .redis import RedisBackend
 
-        return RedisBackend(redis_url)
+        return RedisBackend(redis_url, calls)
     from .memory import MemoryBackend
 
     return MemoryBackend(max_entries)

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from ..aio import stop
 from . import Backend, BackendError
+from .redis import RedisCalls
 
 log = logging.getLogger("edge.cache")
 PURGE_CHANNEL = "cache:purge"
@@ -148,17 +149,19 @@ class TieredCache:
     """Memory in front of Redis (when there is one), behind aiocache's interface."""
 
     def __init__(self, max_bytes: int, redis_url: str | None,
-                 dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any]) -> None:
+                 dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any],
+                 calls: RedisCalls | None = None) -> None:
         self.memory = LruBytesCache(max_bytes)
         self.shared: RedisCache | None = (_redis_cache(redis_url, dumps, loads)
                                           if redis_url else None)
+        self.calls = calls or RedisCalls()
 
     async def get(self, key: str) -> Any:
         value = await self.memory.get(key)
         if value is not None or self.shared is None:
             return value
         try:
-            value = await self.shared.get(key)
+            value = await self.calls.run("cache_get", self.shared.get(key))
         except (RedisError, OSError, TimeoutError) as e:
             log.warning("cache read from redis failed: %s", e)
             return None
@@ -172,7 +175,7 @@ class TieredCache:
         await self.memory.set(key, value, ttl=ttl)
         if self.shared is not None:
             try:
-                await self.shared.set(key, value, ttl=float(ttl))
+                await self.calls.run("cache_set", self.shared.set(key, value, ttl=float(ttl)))
             except (RedisError, OSError, TimeoutError) as e:
                 log.warning("cache write to redis failed: %s", e)
 

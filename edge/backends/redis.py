@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from prometheus_async import aio
+from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
 from . import BackendError
@@ -18,6 +20,28 @@ log = logging.getLogger("edge.redis")
 SOCKET_TIMEOUT = 0.25
 GCRA_BATCH = 256  # most rate-limit checks in one script call
 PREFIX = "edge:"
+T = TypeVar("T")
+
+
+class RedisCalls:
+    """Every Redis call timed by operation (prometheus-async's `aio.time` into
+    `edge_redis_duration_seconds{op}`), and the ones that failed counted
+    (`edge_redis_errors_total{op}`). Without metrics, calls just run."""
+
+    def __init__(self, seconds: Histogram | None = None, errors: Counter | None = None
+                 ) -> None:
+        self.seconds, self.errors = seconds, errors
+
+    async def run(self, op: str, awaitable: Awaitable[T]) -> T:
+        if self.seconds is None:
+            return await awaitable
+        try:
+            result: T = await aio.time(self.seconds.labels(op), awaitable)
+            return result
+        except Exception:
+            if self.errors is not None:
+                self.errors.labels(op).inc()
+            raise
 _DELETE_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -117,7 +141,8 @@ return {id, now}
 class RedisBackend:
     name = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, calls: RedisCalls | None = None) -> None:
+        self.calls = calls or RedisCalls()
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
             health_check_interval=10)
@@ -141,28 +166,29 @@ class RedisBackend:
         await self.client.aclose()
         await self.sub_client.aclose()
 
-    async def _call(self, awaitable: Any) -> Any:
+    async def _call(self, op: str, awaitable: Any) -> Any:
         try:
-            return await awaitable
+            return await self.calls.run(op, awaitable)
         except (RedisError, OSError, TimeoutError) as e:
             raise BackendError(f"redis: {e}") from None
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._call(self.client.get(PREFIX + key))
+        value = await self._call("get", self.client.get(PREFIX + key))
         return bytes(value) if value is not None else None
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
-        return bool(await self._call(self.client.set(PREFIX + key, value,
+        return bool(await self._call("add", self.client.set(PREFIX + key, value,
                                                      px=max(1, int(ttl * 1000)), nx=True)))
 
     async def put(self, key: str, value: bytes, ttl: float) -> None:
-        await self._call(self.client.set(PREFIX + key, value, px=max(1, int(ttl * 1000))))
+        await self._call("put", self.client.set(PREFIX + key, value,
+                                                      px=max(1, int(ttl * 1000))))
 
     async def delete(self, key: str, only_if: bytes | None = None) -> None:
         if only_if is None:
-            await self._call(self.client.delete(PREFIX + key))
+            await self._call("delete", self.client.delete(PREFIX + key))
         else:
-            await self._call(self._delete_if(keys=[PREFIX + key], args=[only_if]))
+            await self._call("delete", self._delete_if(keys=[PREFIX + key], args=[only_if]))
 
     async def gcra(self, keys: list[str], intervals: list[float], tolerances: list[float]
                    ) -> tuple[bool, float, list[float]]:
@@ -204,7 +230,7 @@ class RedisBackend:
             for interval, tolerance in zip(intervals, tolerances, strict=True):
                 args += [max(1, round(interval * 1e6)), round(tolerance * 1e6)]
         try:
-            out = await self._call(self._gcra(keys=keys, args=args))
+            out = await self._call("gcra", self._gcra(keys=keys, args=args))
         except BaseException as e:  # nobody may wait forever, even when the call is cancelled
             error = e if isinstance(e, BackendError) else BackendError(f"redis: {e!r}")
             # the checks queued meanwhile fail with it rather than wait for another timeout
@@ -225,7 +251,7 @@ class RedisBackend:
 
     async def event_publish(self, topics: list[str], payload: bytes, history: int,
                             max_age: float, channel: str) -> tuple[int, float]:
-        out = await self._call(self._publish_event(
+        out = await self._call("event_publish", self._publish_event(
             keys=[PREFIX + "ev:seq"],
             args=[PREFIX, history, int(max_age * 1000), channel, payload, *topics]))
         return int(out[0]), int(out[1]) / 1000
@@ -236,7 +262,7 @@ class RedisBackend:
             pipe.xrange(PREFIX + "ev:s:" + topic, min=f"{after + 1}-0", max="+")
             pipe.get(PREFIX + "ev:lost:" + topic)
             pipe.get(PREFIX + "ev:last:" + topic)
-            entries, lost_raw, last_raw = await self._call(pipe.execute())
+            entries, lost_raw, last_raw = await self._call("event_history", pipe.execute())
         cutoff = time.time() - max_age
         lost = int(lost_raw or 0)
         out = []
@@ -254,14 +280,14 @@ class RedisBackend:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(PREFIX + name, field, value)
             pipe.pexpire(PREFIX + name, max(1, int(ttl * 1000)))
-            await self._call(pipe.execute())
+            await self._call("hash_set", pipe.execute())
 
     async def hash_all(self, name: str) -> dict[str, bytes]:
-        raw = await self._call(self.client.hgetall(PREFIX + name))
+        raw = await self._call("hash_all", self.client.hgetall(PREFIX + name))
         return {k.decode(): bytes(v) for k, v in raw.items()}
 
     async def publish(self, channel: str, message: bytes) -> None:
-        await self._call(self.client.publish(PREFIX + channel, message))
+        await self._call("publish", self.client.publish(PREFIX + channel, message))
 
     async def listen(self, channel: str) -> AsyncIterator[bytes]:
         delay = 0.1
