@@ -69,6 +69,7 @@ from proxy import (
     run_wrk,
     server,
     table,
+    write_config,
 )
 from shaped import RESOURCE, header_script, port_base
 
@@ -109,19 +110,12 @@ def expect(what: str, got: object, want: object) -> None:
 
 
 def edge_config(root: Path, upstream: str) -> Path:
-    (root / "routes").mkdir(parents=True)
-    (root / "edge.yaml").write_text(
-        f"services:\n  claims:\n    url: {upstream}\n"
-        "observability: {access_log: false}\n"
-        "reload: {watch: false}\n"
-        "drain_timeout: 1s\n")
     src = f'source: {{service: claims, path: "{RESOURCE}"}}'
-    (root / "routes" / "r.yaml").write_text(
+    return write_config(root, {"claims": upstream}, (
         "routes:\n"
         f"  - route: GET /cached\n    {src}\n    auth: {{jwt: off}}\n    shape: {{}}\n"
         "    cache: {scope: public, ttl: 10m}\n"
-        f"  - route: GET /uncached\n    {src}\n    auth: {{jwt: off}}\n    shape: {{}}\n")
-    return root
+        f"  - route: GET /uncached\n    {src}\n    auth: {{jwt: off}}\n    shape: {{}}\n"))
 
 
 def nginx_config(root: Path, port: int, upstream: str) -> Path:

@@ -83,7 +83,14 @@ from images import Spec, transform  # noqa: E402
 
 sys.path[:] = _PATH
 from _common import EDGE_BIN, preflight, settle_rounds  # noqa: E402
-from proxy import fmt_row, free_port, parse_wrk, stop, wait_ready  # noqa: E402
+from proxy import (  # noqa: E402
+    fmt_row,
+    free_port,
+    parse_wrk,
+    stop,
+    wait_ready,
+    write_config,
+)
 
 if TYPE_CHECKING:
     from edge.imaging import ImageRoute
@@ -172,14 +179,7 @@ ROUTES_YAML = f"""routes:
 
 
 def edge_config(root: Path, upstream: str) -> Path:
-    (root / "routes").mkdir(parents=True)
-    (root / "edge.yaml").write_text(
-        f"services:\n  img:\n    url: {upstream}\n"
-        "observability: {access_log: false}\n"
-        "reload: {watch: false}\n"
-        "drain_timeout: 1s\n")
-    (root / "routes" / "r.yaml").write_text(ROUTES_YAML)
-    return root
+    return write_config(root, {"img": upstream}, ROUTES_YAML)
 
 
 def route_spec(root: Path) -> tuple[Spec, ImageRoute]:

@@ -201,17 +201,28 @@ def server(cmd: Sequence[str], ready_url: str, log: Path) -> Iterator[bytes]:
         yield body
 
 
-def edge_config(root: Path, upstream: str, *, access_log: bool) -> Path:
-    root.mkdir(parents=True)
-    (root / "routes").mkdir()
+def write_config(root: Path, services: Mapping[str, str], routes: str = "", *,
+                 extra: str = "", access_log: bool = False) -> Path:
+    """A bench edge's config dir: edge.yaml with `services` (name → URL), `extra` YAML, the
+    access log as asked, no reload watcher and a 1 s drain; `routes` as routes/r.yaml."""
+    (root / "routes").mkdir(parents=True)
     (root / "edge.yaml").write_text(
-        f"services:\n  svc:\n    url: {upstream}\n"
-        f"observability:\n  access_log: {'true' if access_log else 'false'}\n"
+        "services:\n" + "".join(f"  {name}:\n    url: {url}\n"
+                                for name, url in services.items())
+        + extra
+        + f"observability: {{access_log: {'true' if access_log else 'false'}}}\n"
+        "reload: {watch: false}\n"
         "drain_timeout: 1s\n")
-    (root / "routes" / "r.yaml").write_text(
-        "routes:\n  - route: GET /api/items/{item_id}\n"
-        '    source: {service: svc, path: "/items/{item_id}"}\n')
+    if routes:
+        (root / "routes" / "r.yaml").write_text(routes)
     return root
+
+
+def edge_config(root: Path, upstream: str, *, access_log: bool) -> Path:
+    return write_config(root, {"svc": upstream},
+                        "routes:\n  - route: GET /api/items/{item_id}\n"
+                        '    source: {service: svc, path: "/items/{item_id}"}\n',
+                        access_log=access_log)
 
 
 # ---------------------------------------------------------------------------- report

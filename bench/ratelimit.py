@@ -76,6 +76,7 @@ from proxy import (
     progress,
     stop,
     table,
+    write_config,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -210,21 +211,14 @@ def nginx_static(root: Path, port: int, body: bytes) -> Path:
 
 
 def edge_config(root: Path, upstream: str) -> Path:
-    (root / "routes").mkdir(parents=True)
-    (root / "edge.yaml").write_text(
-        f"services:\n  up:\n    url: {upstream}\n"
-        "observability: {access_log: false}\n"
-        "reload: {watch: false}\n"
-        "drain_timeout: 1s\n")
-    (root / "routes" / "r.yaml").write_text(
+    return write_config(root, {"up": upstream}, (
         "routes:\n"
         "  - route: GET /free/{id}\n"
         '    source: {service: up, path: "/items/{id}"}\n'
         "  - route: GET /limited/{id}\n"
         '    source: {service: up, path: "/items/{id}"}\n'
         f"    rate_limit: [{{name: {LIMIT_NAME}, key: device, rate: 100000000/s, "
-        "burst: 100000000}]\n")
-    return root
+        "burst: 100000000}]\n"))
 
 
 # ---------------------------------------------------------------------------- checks

@@ -47,6 +47,7 @@ from proxy import (
     run_wrk,
     server,
     table,
+    write_config,
 )
 
 TARGET_RATIO = 0.50
@@ -85,22 +86,15 @@ def port_base() -> int:
 
 
 def edge_config(root: Path, upstream: str) -> Path:
-    (root / "routes").mkdir(parents=True)
-    (root / "edge.yaml").write_text(
-        f"services:\n  claims:\n    url: {upstream}\n"
-        "keymaps:\n  k1: {claim_number: cn, total_amount: ta}\n"
-        "observability: {access_log: false}\n"
-        "reload: {watch: false}\n"
-        "drain_timeout: 1s\n")
     src = f'source: {{service: claims, path: "{RESOURCE}"}}'
-    (root / "routes" / "r.yaml").write_text(
+    return write_config(root, {"claims": upstream}, extra=(
+        "keymaps:\n  k1: {claim_number: cn, total_amount: ta}\n"), routes=(
         "routes:\n"
         f"  - route: GET /plain\n    {src}\n"
         f"  - route: GET /shaped\n    {src}\n"
         f'    shape: {{fields: "{SHAPED_FIELDS}", prune: true, keymap: k1}}\n'
         f"  - route: GET /compressed\n    {src}\n"
-        "    shape: {}\n")
-    return root
+        "    shape: {}\n"))
 
 
 def header_script(path: Path, headers: dict[str, str]) -> Path:

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import EDGE_BIN, preflight
-from proxy import fmt_row, free_port, process, stop
+from proxy import fmt_row, free_port, process, stop, write_config
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -231,10 +231,9 @@ class Target:
 
 
 def edge_config(root: Path, n: int) -> Path:
-    (root / "routes").mkdir(parents=True)  # no routes: `edge serve` accepts an empty dir
-    (root / "edge.yaml").write_text(
-        # one service is required; nothing listens there and no route uses it
-        f"services:\n  none:\n    url: http://127.0.0.1:{free_port()}\n"
+    # no routes (`edge serve` accepts an empty dir); one service is required: nothing
+    # listens there and no route uses it
+    return write_config(root, {"none": f"http://127.0.0.1:{free_port()}"}, extra=(
         "events:\n"
         "  topics:\n"
         "    - {topic: public, public: true}\n"
@@ -242,11 +241,7 @@ def edge_config(root: Path, n: int) -> Path:
         "  heartbeat: 15s\n"
         f"  max_connections: {max(12_000, n + 100)}\n"
         # every bench stream comes from 127.0.0.1 without a token: one identity (the IP)
-        "  max_per_identity: 20000\n"
-        "observability: {access_log: false}\n"
-        "reload: {watch: false}\n"
-        "drain_timeout: 1s\n")
-    return root
+        "  max_per_identity: 20000\n"))
 
 
 def edge_streams(base: str) -> int:
