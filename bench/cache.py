@@ -43,7 +43,6 @@ import base64
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -61,8 +60,10 @@ from payload import MEMBER, start_demo
 from proxy import (
     Series,
     Target,
+    find_nginx,
     fmt_row,
     free_port,
+    nginx_command,
     per_round,
     progress,
     rotated,
@@ -118,27 +119,10 @@ def edge_config(root: Path, upstream: str) -> Path:
         f"  - route: GET /uncached\n    {src}\n    auth: {{jwt: off}}\n    shape: {{}}\n"))
 
 
-def nginx_config(root: Path, port: int, upstream: str) -> Path:
-    """One worker caching every 200 of `upstream` for 10 minutes, all state under `root`.
-
-    keepalive_requests is raised from nginx's 1000 so that, like the edge, it never closes
-    wrk's keep-alive connections mid-run; sendfile/tcp_nopush as in Debian's nginx.conf."""
-    root.mkdir(parents=True)
-    conf = root / "nginx.conf"
-    temps = "".join(f"  {k}_temp_path {root / k};\n"
-                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    conf.write_text(
-        "worker_processes 1;\n"
-        f"error_log {root / 'error.log'} warn;\n"
-        f"pid {root / 'nginx.pid'};\n"
-        "events { worker_connections 1024; }\n"
-        "http {\n"
-        "  access_log off;\n"
-        "  sendfile on;\n"
-        "  tcp_nopush on;\n"
-        "  keepalive_requests 1000000;\n"
-        f"{temps}"
-        f"  proxy_cache_path {root / 'cache'} levels=1:2 keys_zone=bench:1m max_size=64m\n"
+def nginx_http(port: int, upstream: str) -> str:
+    """nginx caching every 200 of `upstream` for 10 minutes (nginx_command's http block)."""
+    return (
+        "  proxy_cache_path {root}/cache levels=1:2 keys_zone=bench:1m max_size=64m\n"
         "                   inactive=1h use_temp_path=off;\n"
         f"  upstream up {{ server {upstream.removeprefix('http://')}; keepalive 8; }}\n"
         "  server {\n"
@@ -153,9 +137,7 @@ def nginx_config(root: Path, port: int, upstream: str) -> Path:
         "      proxy_ignore_headers Cache-Control Expires Set-Cookie Vary X-Accel-Expires;\n"
         "      add_header X-Cache-Status $upstream_cache_status always;\n"
         "    }\n"
-        "  }\n"
-        "}\n")
-    return conf
+        "  }\n")
 
 
 def check_hit(label: str, url: str, headers: dict[str, str], header: str, prefix: str
@@ -299,8 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     settle_rounds(ap, args)
     if (code := preflight("cache.py", wrk=True)) is not None:
         return code
-    nginx_bin = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+    nginx_bin = find_nginx()
     if nginx_bin is None:
         print("note: no nginx binary (`apt-get install nginx-light`): skipping the nginx "
               "comparison", file=sys.stderr)
@@ -335,13 +316,9 @@ def main(argv: list[str] | None = None) -> int:
                 [str(EDGE_BIN), "serve", "--config", str(cfg), "--host", "127.0.0.1",
                  "--port", str(port)], f"{edge}/health", tmp / "edge.err"))
             if nginx_bin:
-                if os.geteuid() == 0:  # root's nginx workers run as nobody: let them in
-                    tmp.chmod(0o755)
-                ngx = tmp / "nginx"
-                conf = nginx_config(ngx, nginx_port, up)
                 stack.enter_context(server(
-                    [nginx_bin, "-p", str(ngx), "-c", str(conf), "-e", str(ngx / "error.log"),
-                     "-g", "daemon off;"], urls["nginx"], tmp / "nginx.err"))
+                    nginx_command(nginx_bin, tmp, nginx_http(nginx_port, up)), urls["nginx"],
+                    tmp / "nginx.err"))
 
             # warm: the first request stores, the second is a hit; learn the ETags
             for hdrs in (BR, IDENTITY):

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -199,6 +200,42 @@ def server(cmd: Sequence[str], ready_url: str, log: Path) -> Iterator[bytes]:
     """`process`, for callers that only want the ready URL's body."""
     with process(cmd, ready_url, log) as (_, body):
         yield body
+
+
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)),
+        None)
+
+
+def nginx_command(nginx: str, tmp: Path, http: str) -> list[str]:
+    """The command running one nginx worker in the foreground, its state in `tmp`/nginx, with
+    `http` inside its http block after the common part: no access log, sendfile and
+    tcp_nopush as in Debian's nginx.conf, keepalive_requests raised from nginx's 1000 so it
+    never closes keep-alive connections mid-run, and the temp paths. `{root}` in `http` is
+    that state dir."""
+    if os.geteuid() == 0:  # root's nginx workers run as nobody: let them in
+        tmp.chmod(0o755)
+    root = tmp / "nginx"
+    root.mkdir(parents=True, exist_ok=True)
+    temps = "".join(f"  {k}_temp_path {root / k};\n"
+                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = root / "nginx.conf"
+    conf.write_text(
+        "worker_processes 1;\n"
+        f"error_log {root / 'error.log'} warn;\n"
+        f"pid {root / 'nginx.pid'};\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "  access_log off;\n"
+        "  sendfile on;\n"
+        "  tcp_nopush on;\n"
+        "  keepalive_requests 1000000;\n"
+        f"{temps}"
+        + http.replace("{root}", str(root))
+        + "}\n")
+    return [nginx, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log"),
+            "-g", "daemon off;"]
 
 
 def write_config(root: Path, services: Mapping[str, str], routes: str = "", *,

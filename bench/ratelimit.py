@@ -69,7 +69,9 @@ from proxy import (
     Series,
     Target,
     WrkResult,
+    find_nginx,
     free_port,
+    nginx_command,
     parse_wrk,
     per_round,
     process,
@@ -187,27 +189,13 @@ def script_stats(client: Any) -> tuple[int, float]:
     return calls, usec
 
 
-def nginx_static(root: Path, port: int, body: bytes) -> Path:
-    """One nginx worker answering GET /items/42 with `body` from a file (application/json);
-    keepalive_requests raised so it never closes the edge's pooled connections mid-run."""
-    (root / "items").mkdir(parents=True)
-    (root / "items" / "42").write_bytes(body)
-    temps = "".join(f"  {k}_temp_path {root / k};\n"
-                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    conf = root / "nginx.conf"
-    conf.write_text(
-        "worker_processes 1;\n"
-        f"error_log {root / 'error.log'} warn;\n"
-        f"pid {root / 'nginx.pid'};\n"
-        "events { worker_connections 1024; }\n"
-        "http {\n"
-        "  access_log off;\n"
-        "  keepalive_requests 1000000;\n"
-        "  default_type application/json;\n"
-        f"{temps}"
-        f"  server {{ listen 127.0.0.1:{port}; root {root}; location /items/ {{ }} }}\n"
-        "}\n")
-    return conf
+def nginx_static(tmp: Path, port: int, body: bytes) -> str:
+    """nginx_command's http block answering GET /items/42 with `body` (application/json)
+    from a file in its state dir."""
+    (tmp / "nginx" / "items").mkdir(parents=True)
+    (tmp / "nginx" / "items" / "42").write_bytes(body)
+    return ("  default_type application/json;\n"
+            f"  server {{ listen 127.0.0.1:{port}; root {{root}}; location /items/ {{ }} }}\n")
 
 
 def edge_config(root: Path, upstream: str) -> Path:
@@ -324,9 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         print("note: no redis-server binary (`apt-get install redis-server`) and no "
               "--redis-url: skipping the Redis limiter", file=sys.stderr)
 
-    nginx_bin = None if args.python_upstream else shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)),
-        None)
+    nginx_bin = None if args.python_upstream else find_nginx()
     cpus = sorted(os.sched_getaffinity(0))
     pin = args.pin and len(cpus) >= 2
     if pin:  # wrk, the upstream and Redis inherit this; the edges move to cpus[0] below
@@ -361,13 +347,9 @@ def main(argv: list[str] | None = None) -> int:
                 sys.path.insert(0, str(HERE))
                 from _upstream import BODY
 
-                if os.geteuid() == 0:  # root's nginx workers run as nobody: let them in
-                    tmp.chmod(0o755)
-                ngx = tmp / "nginx"
-                conf = nginx_static(ngx, ports["up"], BODY)
                 upstream = stack.enter_context(process(
-                    [nginx_bin, "-p", str(ngx), "-c", str(conf), "-e", str(ngx / "error.log"),
-                     "-g", "daemon off;"], f"{up}/items/42", tmp / "nginx.err", env))[0]
+                    nginx_command(nginx_bin, tmp, nginx_static(tmp, ports["up"], BODY)),
+                    f"{up}/items/42", tmp / "nginx.err", env))[0]
             else:
                 upstream = stack.enter_context(process(
                     [py, str(HERE / "_upstream.py"), str(ports["up"])], f"{up}/items/42",
