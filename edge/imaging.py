@@ -137,8 +137,8 @@ class ImagePool:
 
     A transform past its timeout can't be stopped inside its worker, so the pool is
     retired instead: new work goes to a fresh pool at once, and the old one's processes
-    are killed one timeout later, when every transform it was given has had its own time
-    (and its callers their answers)."""
+    are killed once every transform it was given has had its own time (and its callers
+    their answers)."""
 
     def __init__(self, metrics: Any = None, workers: int | None = None,
                  queue: int | None = None) -> None:
@@ -148,6 +148,8 @@ class ImagePool:
         self.pending = 0
         self._executor: ProcessPoolExecutor | None = None
         self._retiring: dict[asyncio.Task[None], ProcessPoolExecutor] = {}
+        # transforms on their way: which pool runs each, and by when (loop time) it is due
+        self._running: dict[object, tuple[ProcessPoolExecutor, float]] = {}
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -162,8 +164,10 @@ class ImagePool:
                           headers={"Retry-After": "1"})
         self.pending += 1
         pool = self._pool()
+        loop = asyncio.get_running_loop()
+        token = object()
+        self._running[token] = (pool, loop.time() + timeout)
         try:
-            loop = asyncio.get_running_loop()
             return await asyncio.wait_for(
                 loop.run_in_executor(pool, transform, source, spec, limits), timeout)
         except ImageError as e:
@@ -171,7 +175,7 @@ class ImagePool:
             raise Problem(_STATUS.get(e.kind, "bad-image"), f"{e.kind}: {e.detail}",
                           reason=e.kind) from None
         except TimeoutError:
-            self._retire(pool, timeout)
+            self._retire(pool)
             self._rejected(route, "too-slow")
             raise Problem("bad-image", "too-slow: the image took too long to process",
                           reason="too-slow") from None
@@ -183,16 +187,21 @@ class ImagePool:
                           reason="worker-died") from None
         finally:
             self.pending -= 1
+            del self._running[token]
 
     def _rejected(self, route: str, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.image_rejected.labels(route, reason).inc()
 
-    def _retire(self, pool: ProcessPoolExecutor, grace: float) -> None:
+    def _retire(self, pool: ProcessPoolExecutor) -> None:
         if self._executor is not pool:
             return  # already retired by another transform that overran
         self._executor = None
-        log.warning("an image transform overran its %gs: its worker pool is replaced", grace)
+        now = asyncio.get_running_loop().time()
+        due = max((at for p, at in self._running.values() if p is pool), default=now)
+        grace = max(0.0, due - now)
+        log.warning("an image transform overran its timeout: its worker pool is replaced "
+                    "and stopped in %.1fs, when the rest of its work is due", grace)
 
         async def kill_later() -> None:
             await asyncio.sleep(grace)
