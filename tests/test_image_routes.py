@@ -283,3 +283,26 @@ async def test_work_sharing_a_pool_with_an_overrun_still_finishes(setup: Any) ->
         edge.get("/img/photo.jpg?preset=thumb", headers={"Accept": "image/webp"}))
     assert slow.status == 422
     assert other.status == 200, await other.text()
+
+
+def test_image_policy_offers_exactly_what_images_accepts() -> None:
+    """edge/config.py spells the image knobs' values out (so loading config doesn't import
+    Pillow); they must stay the images package's own."""
+    from typing import get_args
+
+    from edge.config import ImagePolicy
+    from images.formats import OUTPUT_FORMATS, SOURCE_FORMATS
+    from images.transform import CROPS, EFFORTS, FITS
+
+    def values(name: str) -> set[str]:
+        annotation = ImagePolicy.model_fields[name].annotation
+        while get_args(annotation) and not isinstance(get_args(annotation)[0], str):
+            annotation = get_args(annotation)[0]  # list[Literal[...]] / dict[Literal, int]
+        return set(get_args(annotation))
+
+    assert values("fit") == FITS
+    assert values("crop") == CROPS
+    assert values("effort") == EFFORTS
+    assert values("formats") == OUTPUT_FORMATS
+    assert values("sources") == SOURCE_FORMATS
+    assert values("quality") == OUTPUT_FORMATS - {"png"}  # lossless

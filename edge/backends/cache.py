@@ -59,6 +59,9 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
     def resize(self, max_bytes: int) -> None:
         """A new bound (a config reload); shrinking drops the least recently used at once."""
         self.max_bytes = max_bytes
+        self._trim()
+
+    def _trim(self) -> None:
         while self.bytes > self.max_bytes and self._data:
             self._drop(next(iter(self._data)))
 
@@ -81,8 +84,7 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
         expires = time.monotonic() + ttl if ttl else float("inf")
         self._data[key] = (expires, value, size)
         self.bytes += size
-        while self.bytes > self.max_bytes:
-            self._drop(next(iter(self._data)))
+        self._trim()
         return True
 
     async def _add(self, key: str, value: Any, ttl: float | None = None,

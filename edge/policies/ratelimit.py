@@ -155,18 +155,16 @@ class Limiter:
 
     def __init__(self, backend: Backend, settings: RateLimits, metrics: Any) -> None:
         self.shared = backend if not isinstance(backend, MemoryBackend) else None
-        self.local = backend if isinstance(backend, MemoryBackend) \
-            else MemoryBackend(settings.max_keys)
-        self.settings = settings
-        self.local.max_buckets = settings.max_keys
+        self.local = backend if isinstance(backend, MemoryBackend) else MemoryBackend()
+        self.configure(settings)
         self.metrics = metrics
         self.retry_at = 0.0
         self.degraded = False
         metrics.ratelimit_degraded.set(0)
 
     def configure(self, settings: RateLimits) -> None:
-        """A reloaded config's settings (headers, claim, failure mode, bucket bound) apply
-        to the next check; the buckets themselves are kept."""
+        """The settings (headers, claim, failure mode, bucket bound); on a reload they apply
+        to the next check and the buckets themselves are kept."""
         self.settings = settings
         self.local.max_buckets = settings.max_keys
 
