@@ -15,15 +15,12 @@ built from the prebuilt body and headers: the least work an aiohttp handler can 
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import gc
 import json
-import signal
 import sys
 from pathlib import Path
 
-from _common import new_loop
+from _common import new_loop, serve_until_stopped
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -37,21 +34,8 @@ async def serve(port: int, body: bytes, headers: CIMultiDictProxy[str]) -> None:
     async def handle(_request: web.BaseRequest) -> web.Response:
         return web.Response(body=body, headers=headers)
 
-    runner = web.ServerRunner(web.Server(handle, access_log=None), handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=2048)
-    await site.start()
-    gc.collect()  # as the edge does once it listens
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_stopped(
+        web.ServerRunner(web.Server(handle, access_log=None), handle_signals=False), port)
 
 
 def main() -> None:

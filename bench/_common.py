@@ -9,6 +9,10 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -18,6 +22,28 @@ def new_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+async def serve_until_stopped(runner: web.BaseRunner, port: int, **site: Any) -> None:
+    """Serve `runner` on 127.0.0.1:`port` with the edge's listen backlog and GC settings
+    until SIGTERM or SIGINT, then clean up. `site`: more TCPSite options."""
+    import gc
+
+    from aiohttp import web
+
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=2048, **site).start()
+    gc.collect()  # as the edge does once it listens
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def round_args(ap: argparse.ArgumentParser, *, connections_help: str) -> None:

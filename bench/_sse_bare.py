@@ -19,13 +19,10 @@ log off, the edge's listen backlog and GC settings.
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
-import signal
 import sys
 
-from _common import new_loop
+from _common import new_loop, serve_until_stopped
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
@@ -80,21 +77,9 @@ async def serve(port: int) -> None:
     app.router.add_get("/count", count)
     app.router.add_get("/health", health)
     app.on_shutdown.append(stop_streams)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=2048, shutdown_timeout=1.0)
-    await site.start()
-    gc.collect()  # as the edge does once it listens
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_stopped(
+        web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0), port,
+        shutdown_timeout=1.0)
 
 
 def main() -> None:

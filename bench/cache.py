@@ -63,11 +63,9 @@ from proxy import (
     find_nginx,
     fmt_row,
     free_port,
+    load_rounds,
     nginx_command,
     per_round,
-    progress,
-    rotated,
-    run_wrk,
     server,
     table,
     write_config,
@@ -361,13 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"ETag {etag_br}; wrk -t1 -c{args.connections}, {args.rounds} round(s) x "
                   f"{args.duration:g}s per target, {os.cpu_count()} CPUs, "
                   f"Python {platform.python_version()}", flush=True)
-            for t in targets:
-                run_wrk(t.url, args.connections, args.warmup, scripts[t.key])
-            for rnd in range(args.rounds):
-                for t in rotated(targets, rnd):
-                    res = run_wrk(t.url, args.connections, args.duration, scripts[t.key])
-                    series[t.key].results.append(res)
-                    progress("", rnd, args.rounds, t.label, res, 30)
+            load_rounds(targets, series, scripts, args.connections, args.warmup, args.duration,
+                        args.rounds, 30)
             check_targets(urls, etag_br)  # still hits and 304s after the load
 
         print("dashboard delta: starting `edge demo`", file=sys.stderr, flush=True)

@@ -87,6 +87,7 @@ from proxy import (  # noqa: E402
     fmt_row,
     free_port,
     parse_wrk,
+    rotated,
     stop,
     wait_ready,
     write_config,
@@ -160,22 +161,19 @@ def make_source(path: Path) -> bytes:
 # ------------------------------------------------------------------------------ configs
 
 
-ROUTES_YAML = f"""routes:
-  - route: GET /img/{{name}}
-    source: {{service: img, path: "/photos/{{name}}"}}
-    auth: {{jwt: "off"}}
-    image:
-      widths: [{PRESET_WIDTH}, 800]
-      presets: {{bench: {{width: {PRESET_WIDTH}, quality: {PRESET_QUALITY}}}}}
-      signing_keys_env: [IMG_KEY]
-  - route: GET /fast/{{name}}
-    source: {{service: img, path: "/photos/{{name}}"}}
-    auth: {{jwt: "off"}}
-    image:
-      widths: [{PRESET_WIDTH}, 800]
-      presets: {{bench: {{width: {PRESET_WIDTH}, quality: {PRESET_QUALITY}}}}}
-      effort: fast
-"""
+def _image_route(prefix: str, extra: str) -> str:
+    """GET /<prefix>/{name} → the upstream's photo, with the bench preset and `extra`."""
+    return (f"  - route: GET /{prefix}/{{name}}\n"
+            '    source: {service: img, path: "/photos/{name}"}\n'
+            '    auth: {jwt: "off"}\n'
+            "    image:\n"
+            f"      widths: [{PRESET_WIDTH}, 800]\n"
+            f"      presets: {{bench: {{width: {PRESET_WIDTH}, quality: {PRESET_QUALITY}}}}}\n"
+            f"      {extra}\n")
+
+
+ROUTES_YAML = ("routes:\n" + _image_route("img", "signing_keys_env: [IMG_KEY]")
+               + _image_route("fast", "effort: fast"))
 
 
 def edge_config(root: Path, upstream: str) -> Path:
@@ -599,8 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                 load(t, tmp, f"warm{secrets.token_hex(2)}", args.connections, args.warmup,
                      upstream)
             for rnd in range(args.rounds):
-                k = rnd % len(targets)
-                for t in [*targets[k:], *targets[:k]]:
+                for t in rotated(targets, rnd):
                     run = load(t, tmp, f"r{rnd}{secrets.token_hex(2)}", args.connections,
                                args.duration, upstream)
                     results[t.key].runs.append(run)

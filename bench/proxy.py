@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from _common import EDGE_BIN, preflight, round_args, settle_rounds
 
@@ -289,7 +289,10 @@ def table(title: str, targets: Sequence[Target], series: dict[str, Series],
     return lines
 
 
-def rotated(targets: Sequence[Target], rnd: int) -> list[Target]:
+T = TypeVar("T")
+
+
+def rotated(targets: Sequence[T], rnd: int) -> list[T]:
     """This round's order: the start rotates, so no target always runs first."""
     k = rnd % len(targets)
     return [*targets[k:], *targets[:k]]
@@ -298,6 +301,20 @@ def rotated(targets: Sequence[Target], rnd: int) -> list[Target]:
 def progress(tag: str, rnd: int, rounds: int, label: str, res: WrkResult, width: int) -> None:
     print(f"  {tag}round {rnd + 1}/{rounds}  {label:<{width}} {res.rps:>9,.0f} req/s  "
           f"p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms", file=sys.stderr, flush=True)
+
+
+def load_rounds(targets: Sequence[Target], series: Mapping[str, Series], scripts: Mapping[
+        str, Path | None], connections: int, warmup: float, duration: float, rounds: int,
+                width: int) -> None:
+    """A warm-up run of each target, then `rounds` rotated rounds of wrk runs (each target
+    with its own script), every result into its target's Series, progress on stderr."""
+    for t in targets:
+        run_wrk(t.url, connections, warmup, scripts[t.key])
+    for rnd in range(rounds):
+        for t in rotated(targets, rnd):
+            res = run_wrk(t.url, connections, duration, scripts[t.key])
+            series[t.key].results.append(res)
+            progress("", rnd, rounds, t.label, res, width)
 
 
 def per_round(a: Series, b: Series, attr: str, op: str) -> float:

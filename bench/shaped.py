@@ -41,10 +41,8 @@ from proxy import (
     Series,
     Target,
     free_port,
+    load_rounds,
     per_round,
-    progress,
-    rotated,
-    run_wrk,
     server,
     table,
     write_config,
@@ -148,13 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"-c{args.connections}, Accept-Encoding: br, {args.rounds} round(s) x "
                   f"{args.duration:g}s per target, {os.cpu_count()} CPUs, "
                   f"Python {platform.python_version()}", flush=True)
-            for t in targets:
-                run_wrk(t.url, args.connections, args.warmup, scripts[t.key])
-            for rnd in range(args.rounds):
-                for t in rotated(targets, rnd):
-                    res = run_wrk(t.url, args.connections, args.duration, scripts[t.key])
-                    series[t.key].results.append(res)
-                    progress("", rnd, args.rounds, t.label, res, 26)
+            load_rounds(targets, series, scripts, args.connections, args.warmup, args.duration,
+                        args.rounds, 26)
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
