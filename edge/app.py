@@ -52,10 +52,10 @@ from .proxy import (
     Skip,
     buffer_reply,
     filter_headers,
+    forward_body,
     join_query,
     read_capped,
     read_request_body,
-    request_body,
     send_upstream_response,
     timing_header,
 )
@@ -401,11 +401,12 @@ class Edge:
             elif idempotency.required:
                 raise Problem("idempotency-key-missing",
                               f"{route.name} needs an Idempotency-Key header")
-        body = request_body(request, route.max_body, bytes_in)
-        if body is not None:
-            if request.content_length is not None:
-                headers["Content-Length"] = str(request.content_length)
+        if request.content_length or request.body_exists:
             await _expect(request)
+        body = await forward_body(request, route.max_body, bytes_in, decode=route.decode)
+        if body is not None and not isinstance(body, bytes) \
+                and request.content_length is not None:
+            headers["Content-Length"] = str(request.content_length)
         t0 = time.perf_counter()
         resp = await self._upstream(request.method, path, headers, body, route, bytes_in)
         upstream_time = time.perf_counter() - t0
@@ -487,7 +488,8 @@ class Edge:
         """An unsafe request with an Idempotency-Key: the upstream sees it at most once."""
         key = parse_key(raw_key)
         await _expect(request)
-        body = await read_request_body(request, route.max_body, bytes_in)
+        body = await read_request_body(request, route.max_body, bytes_in,
+                                       decode=route.decode)
         live: list[aiohttp.ClientResponse] = []
 
         async def call() -> BufferedReply:
@@ -813,7 +815,10 @@ class EdgeApp:
     @property
     def server_kwargs(self) -> dict[str, Any]:
         limits = self.config.edge.limits
-        return {"access_log": None, "max_field_size": limits.max_header_size,
+        # auto_decompress=False: request bodies reach the proxy as the client framed them
+        # (proxy.forward_body); decoding is a route's choice, never the server's.
+        return {"access_log": None, "auto_decompress": False,
+                "max_field_size": limits.max_header_size,
                 "max_line_size": limits.max_path_length + 64}
 
     def make_server(self) -> web.Server:

@@ -630,6 +630,12 @@ class Route(Model):
     auth: RouteAuth = RouteAuth()
     max_request_body: Size | None = None
     """Overrides limits.max_request_body for this route."""
+    request_encoding: Literal["pass", "decode"] = "pass"
+    """A compressed request body (`Content-Encoding: gzip`, `br`, `deflate`): `pass` sends
+    the upstream the bytes and headers the client sent; `decode` undoes the coding first
+    (bounded by max_request_body, bombs refused with 413, unknown codings with 415) and
+    sends the decoded bytes with their own Content-Length and no Content-Encoding. Routes
+    whose policies read the body (batch, offline queue, `auth.body` rules) always decode."""
     shape: Shape | None = None
     """Reshape JSON responses (buffers them); without it, bodies stream through."""
     compression: Compression | None = None

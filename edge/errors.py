@@ -25,6 +25,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "idempotency-conflict": (409, "A request with this Idempotency-Key is in progress"),
     "payload-too-large": (413, "Request body too large"),
     "unsupported-image": (415, "Unsupported image format"),
+    "unsupported-media-type": (415, "Unsupported request body encoding"),
     "uri-too-long": (414, "Request path too long"),
     "idempotency-key-reused": (422, "Idempotency-Key reused for a different request"),
     "bad-image": (422, "Image can't be processed"),

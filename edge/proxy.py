@@ -12,7 +12,16 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from .config import QueryPolicy
 from .context import Incoming, RequestContext
-from .encoding import NotAcceptable, StreamCompressor, choose_coding, compress, is_compressible
+from .encoding import (
+    DecodeError,
+    NotAcceptable,
+    StreamCompressor,
+    TooLarge,
+    choose_coding,
+    compress,
+    decode,
+    is_compressible,
+)
 from .errors import Problem
 from .locations import HEADERS as LOCATION_HEADERS
 
@@ -29,6 +38,9 @@ RESPONSE_DROP = HOP_BY_HOP | {"content-length", "server", "date"}
 # client instead of a chunk loop. Still bounded, so memory stays flat.
 SMALL_BODY = 64 * 1024
 CHUNK = 64 * 1024
+# A request body without a length is read up to this much before the upstream is called.
+SPOOL = 1024 * 1024
+DECODABLE = "gzip, deflate, br"
 
 
 class BodyTooLarge(Exception):
@@ -116,8 +128,7 @@ def request_body(request: Incoming, limit: int,
     length = request.content_length
     if length is not None:
         if length > limit:
-            raise Problem("payload-too-large",
-                          f"request body is {length} bytes; this route accepts {limit}")
+            raise _too_large(limit, length)
         if length == 0:
             return None
     elif not request.body_exists:
@@ -125,16 +136,74 @@ def request_body(request: Incoming, limit: int,
     return _stream_body(request.content, limit, counter)
 
 
-async def read_request_body(request: Incoming, limit: int, counter: list[int]) -> bytes:
-    """The client's whole body (b"" when none), refusing more than `limit` bytes."""
+def _too_large(limit: int, length: int | None = None) -> Problem:
+    if length is not None:
+        return Problem("payload-too-large",
+                       f"request body is {length} bytes; this route accepts {limit}")
+    return Problem("payload-too-large", f"request body is over this route's {limit} bytes")
+
+
+async def forward_body(request: Incoming, limit: int, counter: list[int], *,
+                       decode: bool) -> AsyncIterator[bytes] | bytes | None:
+    """The body to send upstream, framed so that what the upstream is promised is what it
+    gets. The server never decodes request bodies (auto_decompress=False), so by default
+    the client's bytes go with the client's Content-Encoding and Content-Length.
+
+    A body without a length (chunked) is read up to SPOOL bytes first: one that ends there
+    goes with its own Content-Length, and one over the route's limit never reaches the
+    upstream. Past SPOOL it streams on; if it then passes the limit, the upstream
+    connection is dropped mid-body, so the upstream never sees a complete request.
+    With `decode`, the whole body is read and decoded (see `decode_body`)."""
+    if decode:
+        raw = await read_request_body(request, limit, counter, decode=True)
+        return raw or None
+    stream = request_body(request, limit, counter)
+    if stream is None or request.content_length is not None:
+        return stream
+    head: list[bytes] = []
+    size = 0
+    spool = min(limit, SPOOL)
+    try:
+        async for chunk in stream:
+            head.append(chunk)
+            size += len(chunk)
+            if size > spool:
+                return _Chunks(b"".join(head), stream).iter_any()
+    except BodyTooLarge:
+        raise _too_large(limit) from None
+    return b"".join(head) or None
+
+
+def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """A request body with its Content-Encoding undone, held to `limit` decoded bytes."""
+    if not content_encoding or not raw:
+        return raw
+    try:
+        return decode(raw, content_encoding, max_size=limit)
+    except TooLarge:
+        raise Problem("payload-too-large",
+                      f"the decoded request body is over this route's {limit} bytes") from None
+    except DecodeError as e:
+        if str(e).startswith("unsupported") or str(e).startswith("too many"):
+            raise Problem("unsupported-media-type", f"{e}; this route reads gzip, deflate "
+                          "and br", headers={"Accept-Encoding": DECODABLE}) from None
+        raise Problem("bad-request", f"the request body is not valid: {e}") from None
+
+
+async def read_request_body(request: Incoming, limit: int, counter: list[int], *,
+                            decode: bool = True) -> bytes:
+    """The client's whole body (b"" when none), refusing more than `limit` bytes, with its
+    Content-Encoding undone unless `decode` is False."""
     stream = request_body(request, limit, counter)
     if stream is None:
         return b""
     try:
-        return b"".join([chunk async for chunk in stream])
+        raw = b"".join([chunk async for chunk in stream])
     except BodyTooLarge:
-        raise Problem("payload-too-large",
-                      f"request body is over this route's {limit} bytes") from None
+        raise _too_large(limit) from None
+    if not decode:
+        return raw
+    return decode_body(raw, request.headers.get("Content-Encoding"), limit)
 
 
 class Reply(Protocol):

@@ -69,6 +69,7 @@ class CompiledRoute:
     limits: RouteLimits | None = None
     image: ImageRoute | None = None
     locations: LocationRewriter | None = None  # the service's paths → edge paths
+    decode: bool = False  # request bodies are decoded before they go upstream
 
     def invalidate_tags(self, params: Mapping[str, str]) -> list[str]:
         return fill_tags(self.invalidates, params)
@@ -131,6 +132,7 @@ class Runtime:
                 self.routes.append(route)
                 continue
             first = m.source or next(iter((m.sources or {}).values()))
+            decode = m.request_encoding == "decode"
             shape = m.shape if m.shape is not None or m.sources is None else Shape()
             upstream = upstreams[first.service]
             timeout = upstream.timeout(first.timeout)
@@ -140,7 +142,8 @@ class Runtime:
                 spec=spec, name=spec.name, upstream=upstream,
                 query=QueryMapper(m.query, _edge_params(shape)),
                 auth=auth, timeout=timeout, max_body=max_body,
-                strip_headers=strip if m.auth.forward_token else strip | {"authorization"},
+                strip_headers=(strip if m.auth.forward_token else strip | {"authorization"})
+                | ({"content-encoding"} if decode else set()), decode=decode,
                 shape=ShapePlan(shape, m.compression or edge.compression, edge,
                                 tuple(m.sources) if m.sources else (first.service,))
                 if shape is not None else None,

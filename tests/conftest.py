@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer, TestClient
+from aiohttp.web_runner import ServerRunner
 
 from edge.app import EdgeApp
 from edge.config import Config, load_config
@@ -63,6 +64,20 @@ def headers_echo_app() -> web.Application:
     return catch_all(echo)
 
 
+class EdgeTestServer(RawTestServer):
+    """RawTestServer drops its server kwargs; this one serves with the edge's own
+    (auto_decompress, header limits, timeouts), as `edge serve` does."""
+
+    def __init__(self, handler: Any, server_kwargs: dict[str, Any], **kw: Any) -> None:
+        super().__init__(handler, **kw)
+        self.edge_kwargs = server_kwargs
+
+    async def _make_runner(self, debug: bool = True, **kwargs: Any) -> ServerRunner:
+        srv = web.Server(self._handler, loop=self._loop, debug=debug,
+                         **{**kwargs, **self.edge_kwargs})
+        return ServerRunner(srv, debug=debug)
+
+
 EdgeFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
@@ -83,7 +98,7 @@ async def make_edge(tmp_path: Path, aiohttp_client: Any) -> Any:
         edge = EdgeApp(config, env=env, watch=watch, access_log=io.BytesIO())
         await edge.start()
         started.append(edge)
-        client = await aiohttp_client(RawTestServer(edge.handler.handle, **edge.server_kwargs),
+        client = await aiohttp_client(EdgeTestServer(edge.handler.handle, edge.server_kwargs),
                                       **client_kw)
         client.edge = edge
         return client
