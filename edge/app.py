@@ -403,7 +403,12 @@ class Edge:
                               f"{route.name} needs an Idempotency-Key header")
         if request.content_length or request.body_exists:
             await _expect(request)
-        body = await forward_body(request, route.max_body, bytes_in, decode=route.decode)
+        body: AsyncIterator[bytes] | bytes | None
+        if route.body_rules is not None:
+            raw = await read_request_body(request, route.max_body, bytes_in)
+            body = route.body_rules.apply(raw, ctx)
+        else:
+            body = await forward_body(request, route.max_body, bytes_in, decode=route.decode)
         if body is not None and not isinstance(body, bytes) \
                 and request.content_length is not None:
             headers["Content-Length"] = str(request.content_length)
@@ -414,7 +419,8 @@ class Edge:
         extra = {rt.rid_header: ctx.request_id, "Server-Timing": timing_header(upstream_time)}
         try:
             await self._invalidate(route, ctx, request.method, resp.status)
-            return await self._send(request, resp, ctx, route, fmt, coding, extra)
+            reply = resp if route.owner is None else await route.owner.release(resp, ctx)
+            return await self._send(request, reply, ctx, route, fmt, coding, extra)
         finally:
             resp.release()
 
@@ -490,6 +496,8 @@ class Edge:
         await _expect(request)
         body = await read_request_body(request, route.max_body, bytes_in,
                                        decode=route.decode)
+        if route.body_rules is not None:
+            body = route.body_rules.apply(body, ctx)
         live: list[aiohttp.ClientResponse] = []
 
         async def call() -> BufferedReply:
@@ -497,7 +505,8 @@ class Edge:
                                         bytes_in)
             live.append(resp)
             await self._invalidate(route, ctx, request.method, resp.status)
-            return await buffer_reply(resp, policy.max_response)
+            reply = resp if route.owner is None else await route.owner.release(resp, ctx)
+            return await buffer_reply(reply, policy.max_response)
 
         t0 = time.perf_counter()
         try:
@@ -583,7 +592,8 @@ class Edge:
             try:
                 if resp.status == 304 and previous is not None:
                     return rc.refreshed(previous, started)
-                out = await shape_reply(request, resp, c, plan, fmt, timing)
+                reply = resp if route.owner is None else await route.owner.release(resp, c)
+                out = await shape_reply(request, reply, c, plan, fmt, timing)
                 if not isinstance(out, Shaped):
                     return out
                 if out.status != 200:
@@ -591,6 +601,7 @@ class Edge:
                 up_etag = resp.headers.get("ETag")
                 entry = rc.new_entry(200, out.headers.items(), out.body, fmt, started, tags,
                                      up_etag, resp.headers.get("Last-Modified"), previous)
+                entry.owner = c.owner
                 entry.storable = rc.override or storable(resp.headers)
                 if entry.storable:  # never keep (and replay) somebody's cookie
                     entry.headers = [h for h in entry.headers if h[0].lower() != "set-cookie"]
@@ -599,6 +610,8 @@ class Edge:
                 resp.release()
 
         def respond(entry: Entry, status: str, policy: bool) -> Answer:
+            if route.owner is not None:
+                route.owner.check_held(entry.owner, ctx)
             ctx.cache_result = _cache_result(status)
             answer = respond_from(entry, request.headers, coding, rc, private, status, policy,
                                   extra, plan.compression, plan.quality)

@@ -142,9 +142,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(p)
         print(f"{len(e.problems)} problem(s)", file=sys.stderr)
         return 1
+    for w in config.warnings:
+        print(w)
     print(f"{args.config}: ok ({len(config.edge.services)} services, "
-          f"{len(config.routes)} routes)")
-    return 0
+          f"{len(config.routes)} routes" + (f", {len(config.warnings)} warning(s)"
+                                           if config.warnings else "") + ")")
+    return 1 if config.warnings and args.strict else 0
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
@@ -366,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("check", help="validate a config dir; exit 1 with file:line:col errors")
     p.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("routes", help="table of routes, their sources and policies")

@@ -447,12 +447,53 @@ class AllowRule(Model):
     """The claim (a list, or a space-separated string like `scope`) contains this."""
 
 
+class OwnerRule(Model):
+    """Object-level access (OWASP API1): the upstream's answer is released only when a
+    field in it names the caller. Otherwise the client gets 404 (never 403: it must not
+    learn that the object exists), and so does an upstream 403/404 on this route, so both
+    look the same. A 2xx answer that can't be checked (not JSON, too big, no such field)
+    is refused too. Checked before the answer is shaped or cached; a cached answer keeps
+    its owner and is checked again on every hit."""
+
+    field: str
+    """A JSON pointer into the upstream's answer: `/member_id`."""
+    claim: str | None = None
+    """It must equal this claim of the caller's token (`sub`)..."""
+    param: str | None = None
+    """...or this path parameter."""
+    unless: list[AllowRule] = []
+    """Callers for whom any of these holds skip the check (staff: `{claim: roles,
+    contains: admin}`)."""
+
+
+class BodyRule(Model):
+    """A field of the request's JSON body must name the caller, else 403. The body is read
+    (and decoded) whole, so the upstream gets it with its own Content-Length."""
+
+    field: str
+    """A JSON pointer into the request body: `/member_id`."""
+    claim: str
+    """It must equal this claim of the caller's token."""
+    set: bool = False
+    """When the body lacks the field, fill it in from the claim (instead of 403)."""
+    unless: list[AllowRule] = []
+    """Callers for whom any of these holds skip the check."""
+
+
 class RouteAuth(Model):
     jwt: Literal["required", "optional", "off"] = "optional"
     """required: 401 without a valid token; optional: a token, if sent, must be valid;
     off: tokens are ignored."""
     allow: list[AllowRule] = []
     """If any rule is given, at least one must hold (403 otherwise)."""
+    owner: OwnerRule | None = None
+    """Release the answer only to its owner (a field of the answer names them)."""
+    body: list[BodyRule] = []
+    """Fields of a JSON request body that must name the caller (POST/PUT/PATCH/DELETE)."""
+    unowned: str | None = None
+    """Why any caller may have every object this route reaches. It silences `edge check`'s
+    warning about a `jwt: required` route with a path parameter and no `allow` or `owner`
+    rule: say it, so the next engineer knows it was meant."""
     forward_token: bool = False
     """Pass the client's Authorization header to the upstream."""
 
@@ -742,6 +783,7 @@ class Config:
     edge: EdgeFile
     routes: tuple[RouteSpec, ...]
     env: dict[str, str] = field(default_factory=dict, compare=False)
+    warnings: tuple[str, ...] = ()  # `file:line:col: warning: ...`, shown by `edge check`
 
     def redis_url(self) -> str | None:
         name = self.edge.backend.redis_url_env
@@ -857,9 +899,12 @@ def load_config(root: str | os.PathLike[str], env: dict[str, str] | None = None)
             if spec is not None:
                 routes.append(spec)
     problems.extend(_check_collisions(routes))
+    warnings = [p for p in problems if ": warning: " in p]
+    problems = [p for p in problems if ": warning: " not in p]
     if problems:
         raise ConfigError(problems)
-    return Config(root=root, edge=edge, routes=tuple(routes), env=env)
+    return Config(root=root, edge=edge, routes=tuple(routes), env=env,
+                  warnings=tuple(warnings))
 
 
 def _check_edge(edge: EdgeFile, pos: yamlpos.Positions, root: Path) -> list[str]:
@@ -986,6 +1031,7 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
                            problems) and ok
     if model.shape is not None and edge is not None:
         ok = _check_shape(model.shape, name, (*p, "shape"), pos, edge, problems) and ok
+    ok = _check_objects(model, method, name, template, p, pos, problems) and ok
     if model.auth.allow and model.auth.jwt != "required":
         problems.append(f"{pos.where((*p, 'auth', 'allow'))}: error: {name}: auth.allow "
                         "needs `jwt: required`")
@@ -994,6 +1040,64 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
         return None
     line = pos.of((*p, "route"))[0]
     return RouteSpec(model, method, template, builder, pos.file, line)
+
+
+def _check_objects(model: Route, method: str, name: str, template: Template,
+                   p: tuple[Any, ...], pos: yamlpos.Positions, problems: list[str]) -> bool:
+    """auth.owner and auth.body, and the warning for a route whose objects anyone with a
+    token may reach."""
+    auth, ok = model.auth, True
+    ap = (*p, "auth")
+    rules: list[tuple[tuple[Any, ...], str, str | None, str | None]] = []
+    if auth.owner is not None:
+        o = auth.owner
+        rules.append(((*ap, "owner"), o.field, o.claim, o.param))
+        if (o.claim is None) == (o.param is None):
+            problems.append(f"{pos.where((*ap, 'owner'))}: error: {name}: auth.owner: give "
+                            "exactly one of `claim` or `param`")
+            ok = False
+        if o.param is not None and o.param not in template.params:
+            problems.append(f"{pos.where((*ap, 'owner', 'param'))}: error: {name}: "
+                            f"auth.owner.param: {o.param!r} is not a parameter of the route")
+            ok = False
+        if model.sources is not None or model.image is not None:
+            problems.append(f"{pos.where((*ap, 'owner'), key=True)}: error: {name}: "
+                            "auth.owner is for routes with one JSON `source`")
+            ok = False
+    for i, b in enumerate(auth.body):
+        rules.append(((*ap, "body", i), b.field, b.claim, None))
+        if method not in UNSAFE_METHODS:
+            problems.append(f"{pos.where((*ap, 'body', i))}: error: {name}: auth.body is for "
+                            "POST, PUT, PATCH and DELETE routes")
+            ok = False
+    if model.batch is not None or model.offline_queue is not None:
+        if rules:
+            problems.append(f"{pos.where(ap, key=True)}: error: {name}: object rules go on "
+                            "the routes a batch's items reach, not on the batch")
+            ok = False
+    for rp, pointer, _, _ in rules:
+        if not pointer.startswith("/") or pointer == "/":
+            problems.append(f"{pos.where((*rp, 'field'))}: error: {name}: a JSON pointer "
+                            f"like '/member_id' is expected, got {pointer!r}")
+            ok = False
+        if auth.jwt != "required":
+            problems.append(f"{pos.where(rp)}: error: {name}: object rules need "
+                            "`jwt: required`")
+            ok = False
+    for where, unless in ([((*ap, "owner"), auth.owner.unless)] if auth.owner else []) + \
+            [((*ap, "body", i), b.unless) for i, b in enumerate(auth.body)]:
+        for j, rule in enumerate(unless):
+            if (rule.equals is None) == (rule.contains is None):
+                problems.append(f"{pos.where((*where, 'unless', j))}: error: {name}: give "
+                                "exactly one of `equals` or `contains`")
+                ok = False
+    if (auth.jwt == "required" and template.params and not auth.allow and auth.owner is None
+            and not auth.unowned and model.batch is None and model.offline_queue is None):
+        problems.append(
+            f"{pos.where((*p, 'route'))}: warning: {name}: any caller with a valid token "
+            f"reaches every {{{template.params[0]}}}: add `auth.allow` (the path names the "
+            "owner) or `auth.owner` (the answer does), or say why not with `auth.unowned`")
+    return ok
 
 
 def _check_limits(limits: list[RateLimit], lp: tuple[Any, ...], name: str,

@@ -197,3 +197,4 @@ class RequestContext:
     conditional: Any = None  # the request headers, for a GET/HEAD's If-None-Match & co.
     cache_result: str | None = None  # how a cached route's answer came about
     response_headers: dict[str, str] | None = None  # added to the answer (RateLimit …)
+    owner: str | None = None  # whose object the answer is (auth.owner), once checked

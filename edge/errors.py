@@ -19,6 +19,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "invalid-token": (401, "Invalid token"),
     "forbidden": (403, "Forbidden"),
     "not-found": (404, "No route matches this path"),
+    "resource-not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),
     "not-acceptable": (406, "No acceptable representation"),
     "idempotency-key-missing": (400, "Idempotency-Key required"),

@@ -29,6 +29,7 @@ from .metrics import Metrics
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
 from .policies.cache import RouteCache, fill_tags
 from .policies.idempotency import IdempotencyPolicy
+from .policies.objects import BodyCheck, OwnerCheck
 from .policies.ratelimit import RouteLimits, compile_limits
 from .proxy import REQUEST_DROP, PassCompression, QueryMapper
 from .routing import RouteTable
@@ -70,6 +71,8 @@ class CompiledRoute:
     image: ImageRoute | None = None
     locations: LocationRewriter | None = None  # the service's paths → edge paths
     decode: bool = False  # request bodies are decoded before they go upstream
+    owner: OwnerCheck | None = None  # auth.owner: the answer is released to its owner only
+    body_rules: BodyCheck | None = None  # auth.body: the request body names the caller
 
     def invalidate_tags(self, params: Mapping[str, str]) -> list[str]:
         return fill_tags(self.invalidates, params)
@@ -132,7 +135,7 @@ class Runtime:
                 self.routes.append(route)
                 continue
             first = m.source or next(iter((m.sources or {}).values()))
-            decode = m.request_encoding == "decode"
+            decode = m.request_encoding == "decode" or bool(m.auth.body)
             shape = m.shape if m.shape is not None or m.sources is None else Shape()
             upstream = upstreams[first.service]
             timeout = upstream.timeout(first.timeout)
@@ -153,6 +156,9 @@ class Runtime:
                 image=ImageRoute.build(m.image, config.env) if m.image is not None else None,
                 invalidates=tuple(m.invalidates), limits=limits,
                 locations=rewriters[first.service],
+                owner=OwnerCheck(m.auth.owner, edge.limits.max_shaped_body,
+                                 edge.limits.max_json_depth) if m.auth.owner else None,
+                body_rules=BodyCheck(m.auth.body) if m.auth.body else None,
                 idempotency=IdempotencyPolicy(
                     m.idempotency, lock_ttl=max(30.0, 3 * (timeout.sock_read or 10.0)))
                 if m.idempotency is not None else None,

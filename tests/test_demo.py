@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from edge.cli import DEMO_PUBLISHER_KEY, DEMO_SECRET, make_token
@@ -176,3 +178,36 @@ async def test_demo_serves_the_example_routes(demo: Any) -> None:
         assert r.status == 200 and r.headers["Content-Type"] == "image/png"
     async with s.get(f"{base}/metrics") as r:
         assert 'route="GET /api/v1/members/{member_id}"' in await r.text()
+
+
+async def test_demo_routes_keep_members_to_their_own_records(demo: Any) -> None:
+    """The holes a review found in the bundled routes: objects whose path names no owner."""
+    base, s = demo
+    m1001 = {"Authorization": "Bearer " + make_token(DEMO_SECRET, "1001", ["member"], 600)}
+    m1002 = {"Authorization": "Bearer " + make_token(DEMO_SECRET, "1002", ["member"], 600)}
+    staff = {"Authorization": "Bearer " + make_token(DEMO_SECRET, "9001", ["admin"], 600)}
+    for path in ("/api/v1/claims/CLM-000197", "/api/v1/policies/POL-1002"):
+        async with s.get(f"{base}{path}", headers=m1001) as r:
+            assert r.status == 404, path
+            assert (await r.json())["type"] == "urn:edge:problem:resource-not-found"
+        for who in (m1002, staff):
+            async with s.get(f"{base}{path}", headers=who) as r:
+                assert r.status == 200, path
+    claim = {"member_id": "1001", "provider_id": "PRV-001", "service_date": "2026-03-14",
+             "items": [{"benefit_code": "CONS-GP", "amount": 150000}]}
+    async with s.post(f"{base}/api/v1/claims", json=claim, headers=m1002) as r:
+        assert r.status == 403
+    ops = {"operations": [{"local_id": "x-1", "method": "POST", "path": "/api/v1/claims",
+                           "body": claim, "timestamp": "2026-11-20T08:00:00Z"}]}
+    async with s.post(f"{base}/offline/queue", json=ops, headers=m1002) as r:
+        assert (await r.json())["results"][0]["status"] == 403
+    check = {"member_id": "1001", "benefit_code": "CONS-GP", "amount": 1000}
+    async with s.post(f"{base}/api/v1/benefits/check", json=check, headers=m1002) as r:
+        assert r.status == 403
+    # a gzip body reaches the claims service whole (it used to be a 500)
+    own = {**claim, "member_id": "1002"}
+    async with s.post(f"{base}/api/v1/claims", data=gzip.compress(orjson.dumps(own)),
+                      headers={**m1002, "Content-Encoding": "gzip",
+                               "Content-Type": "application/json"}) as r:
+        assert r.status == 201
+        assert (await r.json())["member_id"] == "1002"

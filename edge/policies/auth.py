@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import jwt
 from jwt import PyJWK, PyJWKSet
 
-from ..config import Auth, Jwt, RouteAuth
+from ..config import AllowRule, Auth, Jwt, RouteAuth
 from ..context import Incoming
 from ..errors import Problem
 
@@ -143,6 +143,14 @@ class _Rule:
         return isinstance(got, str) and want in got.split()
 
 
+def compile_rules(rules: Sequence[AllowRule]) -> tuple[_Rule, ...]:
+    return tuple(
+        _Rule(r.claim, (r.equals if r.equals is not None else r.contains) or "",
+              "equals" if r.equals is not None else "contains",
+              tuple(re.findall(r"\{([^}]*)\}", (r.equals or r.contains) or "")))
+        for r in rules)
+
+
 class RouteAuthPolicy:
     """A route's `auth` block, compiled: who may call it and what reaches the upstream."""
 
@@ -153,11 +161,7 @@ class RouteAuthPolicy:
         self.cookie = token_cookie
         self.forward_token = cfg.forward_token
         self.identity_headers = dict(identity_headers)
-        self.rules = tuple(
-            _Rule(r.claim, (r.equals if r.equals is not None else r.contains) or "",
-                  "equals" if r.equals is not None else "contains",
-                  tuple(re.findall(r"\{([^}]*)\}", (r.equals or r.contains) or "")))
-            for r in cfg.allow)
+        self.rules = compile_rules(cfg.allow)
 
     def token(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str | None:
         raw = headers.get("Authorization")

@@ -112,6 +112,7 @@ class Entry:
     history: list[tuple[str, bytes]] = field(default_factory=list)  # older, newest first
     deltas: dict[tuple[str, str], bytes | None] = field(default_factory=dict)  # not stored
     storable: bool = True  # false when the upstream said no-store/private or set a cookie
+    owner: str | None = None  # auth.owner: whose object this is (checked on every hit)
 
     @property
     def size(self) -> int:
@@ -128,18 +129,22 @@ class Entry:
         return bytes(msgpack.packb([
             1, self.status, self.headers, self.body, self.etag, self.fmt, self.stored_at,
             self.fresh_until, self.stale_until, self.store_until, list(self.tags),
-            self.up_etag, self.up_last_modified, self.variants, self.history,
+            self.up_etag, self.up_last_modified, self.variants, self.history, self.owner,
         ], use_bin_type=True))
 
     @classmethod
     def unpack(cls, raw: bytes) -> Entry:
+        fields = msgpack.unpackb(raw)
         (version, status, headers, body, etag, fmt, stored_at, fresh_until, stale_until,
-         store_until, tags, up_etag, up_lm, variants, history) = msgpack.unpackb(raw)
+         store_until, tags, up_etag, up_lm, variants, history) = fields[:15]
         if version != 1:
             raise ValueError("unknown entry version")
-        return cls(status, [tuple(h) for h in headers], body, etag, fmt, stored_at,
-                   fresh_until, stale_until, store_until, tuple(tags), up_etag, up_lm,
-                   dict(variants), [tuple(h) for h in history])
+        entry = cls(status, [tuple(h) for h in headers], body, etag, fmt, stored_at,
+                    fresh_until, stale_until, store_until, tuple(tags), up_etag, up_lm,
+                    dict(variants), [tuple(h) for h in history])
+        if len(fields) > 15:
+            entry.owner = fields[15]
+        return entry
 
     def delta(self, base: str, kind: str) -> bytes | None:
         """A patch from the version `base` to this one, if it is kept and smaller."""
