@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
@@ -25,8 +25,9 @@ from yarl import URL
 from .config import BatchPolicy, OfflineQueuePolicy
 from .encoding import DecodeError, TooLarge, decode
 from .errors import Problem
+from .headers import canonical, is_token, one_line
 from .policies.idempotency import HEADER as IDEMPOTENCY_KEY
-from .proxy import HOP_BY_HOP
+from .proxy import HOP_BY_HOP, REQUEST_DROP
 from .routing import METHODS
 from .shapers.pointer import lookup
 
@@ -37,12 +38,14 @@ _NOT_INHERITED = HOP_BY_HOP | {
     "accept-encoding", "idempotency-key", "if-match", "if-none-match", "if-modified-since",
     "if-unmodified-since", "if-range", "range", "x-request-id",
 }
-# Headers an item may not set: the batch's credentials and framing are the items' too.
-_ITEM_FORBIDDEN = HOP_BY_HOP | {
-    "authorization", "proxy-authorization", "cookie", "host", "content-length",
-    "content-encoding", "accept-encoding", "expect", "forwarded", "x-forwarded-for",
-    "x-forwarded-proto", "x-forwarded-host",
-}
+# Headers an item may not set, as canonical names: the batch's credentials and framing are
+# the items' too, and the edge sets the rest itself on the way up.
+_ITEM_FORBIDDEN = frozenset(canonical(n) for n in REQUEST_DROP | {
+    "authorization", "cookie", "content-encoding", "accept-encoding"})
+# An item's own headers become request lines: bounded like a sane client's.
+MAX_ITEM_HEADERS = 32
+MAX_NAME = 128
+MAX_VALUE = 4096
 # Left out of an item's answer: framing that the batch's own response replaces.
 _ANSWER_DROP = HOP_BY_HOP | {"content-length", "content-encoding", "vary", "date", "server"}
 ORDERS = ("auto", "parallel", "sequential")
@@ -108,9 +111,38 @@ def _inherited(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     return out
 
 
+def _owned(identity: Iterable[str] | None) -> frozenset[str] | None:
+    return None if identity is None else frozenset(canonical(n) for n in identity)
+
+
+def _check_header(name: str, value: Any, refused: frozenset[str], underscores: bool) -> None:
+    """Raises Problem('bad-request') unless an item may send this header as it is."""
+    if len(name) > MAX_NAME:
+        raise Problem("bad-request", f"header name {name[:32]!r}... is longer than {MAX_NAME} "
+                      "characters")
+    if canonical(name) in refused:
+        raise Problem("bad-request", f"header {name!r} is set by the edge or comes from the "
+                      "batch request itself; an item can't set it")
+    if not underscores and "_" in name:
+        raise Problem("bad-request", f"header {name!r}: upstreams may read '_' as '-', so it "
+                      "could stand for a header the edge sets; use '-'")
+    if not is_token(name):
+        raise Problem("bad-request", f"{name!r} is not a valid header name (letters, digits "
+                      "and !#$%&'*+-.^_`|~ only)")
+    if not isinstance(value, str) or not one_line(value):
+        raise Problem("bad-request", f"header {name!r} must be a one-line string without "
+                      "control characters")
+    if len(value) > MAX_VALUE:
+        raise Problem("bad-request", f"header {name!r} is longer than {MAX_VALUE} characters")
+
+
 def _item_request(raw: Any, base: CIMultiDictProxy[str], remote: str | None, scheme: str,
-                  *, offline: bool, extra: dict[str, str] | None = None) -> SubRequest:
-    """Build one sub-request from its JSON; raises Problem('bad-request') for that item."""
+                  *, offline: bool, owned: frozenset[str] | None,
+                  extra: dict[str, str] | None = None) -> SubRequest:
+    """Build one sub-request from its JSON; raises Problem('bad-request') for that item.
+
+    `owned` are the identity headers' canonical names; None when unknown, and then no name
+    with '_' is taken, since it might stand for one of them."""
     method = raw.get("method", "GET")
     if not isinstance(method, str) or method.upper() not in METHODS:
         raise Problem("bad-request", f"method must be one of {', '.join(METHODS)}")
@@ -124,12 +156,13 @@ def _item_request(raw: Any, base: CIMultiDictProxy[str], remote: str | None, sch
     item_headers = raw.get("headers") or {}
     if not isinstance(item_headers, dict):
         raise Problem("bad-request", "headers must be an object of strings")
+    if len(item_headers) > MAX_ITEM_HEADERS:
+        raise Problem("bad-request", f"at most {MAX_ITEM_HEADERS} headers per item, got "
+                      f"{len(item_headers)}")
+    # what the edge adds for this item (an offline operation's key and stamp) is its own too
+    refused = _ITEM_FORBIDDEN | (owned or set()) | {canonical(n) for n in extra or ()}
     for name, value in item_headers.items():
-        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-            raise Problem("bad-request", f"header {name!r} must be a one-line string")
-        if name.lower() in _ITEM_FORBIDDEN:
-            raise Problem("bad-request", f"header {name!r} comes from the batch request "
-                          "itself; an item can't set it")
+        _check_header(name, value, refused, underscores=owned is not None)
         headers[name] = value
     headers.update(extra or {})
     headers.setdefault("Accept", "application/json")
@@ -235,11 +268,13 @@ async def _run_one(run: Run, item: Item, rid: str, deadline: float,
 
 
 class BatchRunner:
-    """A `batch` route, compiled."""
+    """A `batch` route, compiled. `identity`: auth.identity_headers' names (see _item_request)."""
 
-    def __init__(self, cfg: BatchPolicy, type_base: str) -> None:
+    def __init__(self, cfg: BatchPolicy, type_base: str,
+                 identity: Iterable[str] | None = None) -> None:
         self.cfg = cfg
         self.type_base = type_base
+        self.owned = _owned(identity)
 
     async def run(self, raw: bytes, headers: CIMultiDictProxy[str], remote: str | None,
                   scheme: str, rid: str, run: Run) -> list[dict[str, Any]]:
@@ -258,7 +293,7 @@ class BatchRunner:
             seen.add(item_id)
             try:
                 items.append(Item(item_id, _item_request(doc, headers, remote, scheme,
-                                                         offline=False)))
+                                                         offline=False, owned=self.owned)))
             except Problem as p:
                 items.append(Item(item_id, None, p))
         deadline = time.monotonic() + self.cfg.timeout
@@ -292,11 +327,13 @@ class BatchRunner:
 
 
 class OfflineQueue:
-    """An `offline_queue` route, compiled."""
+    """An `offline_queue` route, compiled. `identity` as for BatchRunner."""
 
-    def __init__(self, cfg: OfflineQueuePolicy, type_base: str) -> None:
+    def __init__(self, cfg: OfflineQueuePolicy, type_base: str,
+                 identity: Iterable[str] | None = None) -> None:
         self.cfg = cfg
         self.type_base = type_base
+        self.owned = _owned(identity)
         self.server_id = tuple(cfg.server_id.split("."))
 
     async def run(self, raw: bytes, headers: CIMultiDictProxy[str], remote: str | None,
@@ -326,7 +363,7 @@ class OfflineQueue:
             op_rid = f"{rid}.{i + 1}"
             try:
                 item = Item(local_id, _item_request(doc, headers, remote, scheme, offline=True,
-                                                    extra=extra))
+                                                    owned=self.owned, extra=extra))
             except Problem as p:
                 item = Item(local_id, None, p)
             result = self._result(local_id, await _run_one(run, item, op_rid, deadline,
