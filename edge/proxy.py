@@ -59,8 +59,13 @@ def filter_headers(headers: Mapping[str, str], drop: frozenset[str]) -> CIMultiD
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         low = name.lower()
-        if low not in drop and low not in extra:
-            out.add(name, value)
+        if low in drop or low in extra:
+            continue
+        # `X_Edge_Subject` is `X-Edge-Subject` to CGI/WSGI, Rails or nginx with
+        # underscores_in_headers: never let a client smuggle an edge-owned name that way
+        if "_" in low and low.replace("_", "-") in drop:
+            continue
+        out.add(name, value)
     return out
 
 

@@ -128,8 +128,9 @@ class Runtime:
                     spec=spec, name=spec.name, upstream=None, query=QueryMapper(m.query),
                     auth=auth, timeout=aiohttp.ClientTimeout(), max_body=max_body,
                     strip_headers=strip,
-                    batch=BatchRunner(m.batch, self.type_base) if m.batch is not None else
-                    OfflineQueue(m.offline_queue, self.type_base)
+                    batch=BatchRunner(m.batch, self.type_base, identity)
+                    if m.batch is not None else
+                    OfflineQueue(m.offline_queue, self.type_base, identity)
                     if m.offline_queue is not None else None, limits=limits)
                 self.table.add(spec.method, spec.template, route)
                 self.routes.append(route)

@@ -112,8 +112,6 @@ async def test_identity_and_edge_owned_names_are_refused_in_any_spelling(
     no_errors_logged(caplog)
 
 
-@pytest.mark.xfail(strict=True, reason="batch.py can't see auth.identity_headers until "
-                   "edge/runtime.py passes them to BatchRunner/OfflineQueue")
 @pytest.mark.parametrize("name", ["X-Edge-Subject", "x-edge-roles"])
 async def test_an_identity_header_spelled_exactly_is_refused_too(setup: Any,
                                                                  name: str) -> None:

@@ -213,3 +213,18 @@ async def test_a_long_chunked_body_over_the_limit_never_completes_upstream(
         assert [r.body for r in up.requests] == [b"ok"]
     finally:
         await up.close()
+
+
+async def test_underscored_spellings_of_identity_headers_never_reach_the_upstream(
+        make_edge: Any, raw_up: RawUpstream) -> None:
+    client = await _edge(make_edge, raw_up.url)
+    host, port = client.server.host, client.server.port
+    out = await raw_exchange(host, port, b"GET /a HTTP/1.1\r\nHost: e\r\n"
+                             b"X_Edge_Subject: 1002\r\nx_forwarded_for: 10.0.0.1\r\n"
+                             b"X-Edge-Subject: 1002\r\nX_Trace: kept\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200")
+    [req] = raw_up.requests
+    names = [k.lower() for k, _ in req.headers]
+    assert "x_edge_subject" not in names and "x-edge-subject" not in names
+    assert "x_forwarded_for" not in names
+    assert req.header("X_Trace") == "kept"
