@@ -32,6 +32,7 @@ from .caching import (
     Ready,
     ReadyAnswers,
     held,
+    in_signature,
     make_ready,
     respond_from,
 )
@@ -440,9 +441,16 @@ class Edge:
         proto = request.headers.get("X-Forwarded-Proto") if trusted else None
         headers["X-Forwarded-Proto"] = proto or request.scheme
         host = request.headers.get("X-Forwarded-Host") if trusted else None
-        host = host or request.headers.get("Host")
+        if host is None:  # a client's Host only when it is one of the edge's own names
+            host = rt.public_hosts.get((request.headers.get("Host") or "").lower(),
+                                       rt.default_host)
         if host:
             headers["X-Forwarded-Host"] = host
+        rc = route.cache
+        if rc is not None and not rc.private_for(ctx):
+            # the answer will be shared: nothing one client holds may shape it
+            headers.popall("Cookie", None)
+            headers.popall("Authorization", None)
         headers[rt.rid_header] = ctx.request_id
         if "Accept-Encoding" not in headers:
             # Bodies pass through as encoded; a client that asked for no coding gets none.
@@ -602,7 +610,10 @@ class Edge:
                 entry = rc.new_entry(200, out.headers.items(), out.body, fmt, started, tags,
                                      up_etag, resp.headers.get("Last-Modified"), previous)
                 entry.owner = c.owner
-                entry.storable = rc.override or storable(resp.headers)
+                vary = rc.learn_vary(resp.headers, request.headers)
+                entry.vary = vary or ()
+                # `Vary: *` (or more variants than the edge keys on): never kept
+                entry.storable = vary is not None and (rc.override or storable(resp.headers))
                 if entry.storable:  # never keep (and replay) somebody's cookie
                     entry.headers = [h for h in entry.headers if h[0].lower() != "set-cookie"]
                 return entry
@@ -616,6 +627,7 @@ class Edge:
             answer = respond_from(entry, request.headers, coding, rc, private, status, policy,
                                   extra, plan.compression, plan.quality)
             if (policy and not private and answer[0].status == 200 and entry.storable
+                    and in_signature(entry.vary)
                     and isinstance(answer[0], web.Response) and request.method == "GET"
                     and "If-None-Match" not in request.headers
                     and ctx.cache_result in ("hit", "miss", "revalidated", "collapsed")):
@@ -630,7 +642,10 @@ class Edge:
             return answer
 
         ctx.cache_result = "miss"
-        return await cache.serve(key, rc, fetch, lambda e: e.storable, respond)
+        return await cache.serve(
+            key, rc, fetch, lambda e: e.storable, respond,
+            fits=lambda e: e.fits(request.headers),
+            rekey=lambda: rc.key(ctx, upstream_ref, fmt, request.headers))
 
     async def _image(self, request: Incoming, rt: Runtime, route: CompiledRoute,
                      ctx: RequestContext, bytes_in: list[int]) -> tuple[web.StreamResponse, int]:

@@ -109,35 +109,42 @@ class EdgeCache:
 
     async def serve(self, key: str | None, rc: RouteCache, fetch: Fetch,
                     storable: Callable[[Entry], bool],
-                    respond: Callable[[Entry, str, bool], Answer]) -> Answer:
+                    respond: Callable[[Entry, str, bool], Answer],
+                    fits: Callable[[Entry], bool] | None = None,
+                    rekey: Callable[[], str | None] | None = None) -> Answer:
         """The answer for `key`: fresh, stale-while-revalidate, coalesced, fetched, or
         stale-if-error. `respond(entry, cache_status, policy_headers)` renders it. No key:
-        a caller the cache can't tell apart from others, fetched for itself alone."""
+        a caller the cache can't tell apart from others, fetched for itself alone.
+
+        `fits(entry)` says whether an entry may answer this request (the upstream's Vary);
+        `rekey()` is the key to store a fetched entry under, once its Vary is known."""
         if key is None:
             result = await fetch(None, False)
             return respond(result, "fwd=bypass", False) if isinstance(result, Entry) \
                 else result
         entry, previous = await self.lookup(key)
+        if entry is not None and fits is not None and not fits(entry):
+            entry = previous = None
         now = time.time()
         if entry is not None:
             if now < entry.fresh_until:
                 return respond(entry, f"hit; ttl={int(entry.fresh_until - now)}", True)
             if now < entry.fresh_until + rc.swr:
-                self._refresh(key, entry, fetch, storable)
+                self._refresh(key, entry, fetch, storable, rekey)
                 return respond(entry, f"hit; ttl={int(entry.fresh_until - now)}; "
                                "detail=stale-while-revalidate", True)
         pending = self._inflight.get(key)
         try:
             if pending is not None:
                 shared = await asyncio.shield(pending)
-                if shared is not None:
+                if shared is not None and (fits is None or fits(shared)):
                     return respond(shared, "fwd=uri-miss; collapsed", True)
                 result = await fetch(previous, False)  # not shareable: this caller's own
                 if isinstance(result, Entry):
                     return respond(result, "fwd=uri-miss", False)
                 answer = result
             else:
-                answer = await self._lead(key, previous, fetch, storable, respond)
+                answer = await self._lead(key, previous, fetch, storable, respond, rekey)
         except Problem as p:
             if entry is not None and time.time() < entry.fresh_until + rc.sie:
                 return _stale_if_error(entry, p.status, respond)
@@ -149,7 +156,8 @@ class EdgeCache:
 
     async def _lead(self, key: str, entry: Entry | None, fetch: Fetch,
                     storable: Callable[[Entry], bool],
-                    respond: Callable[[Entry, str, bool], Answer]) -> Answer:
+                    respond: Callable[[Entry, str, bool], Answer],
+                    rekey: Callable[[], str | None] | None = None) -> Answer:
         future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
         self._inflight[key] = future
@@ -161,7 +169,8 @@ class EdgeCache:
             if not storable(result):
                 future.set_result(None)
                 return respond(result, "fwd=uri-miss", False)
-            stored = await self.put(key, result)
+            store_key = rekey() if rekey is not None else key
+            stored = store_key is not None and await self.put(store_key, result)
             future.set_result(result)
             if entry is None:
                 how = "fwd=uri-miss"
@@ -182,14 +191,15 @@ class EdgeCache:
                 del self._inflight[key]
 
     def _refresh(self, key: str, entry: Entry, fetch: Fetch,
-                 storable: Callable[[Entry], bool]) -> None:
+                 storable: Callable[[Entry], bool],
+                 rekey: Callable[[], str | None] | None = None) -> None:
         """One background refresh per key at a time."""
         if key in self._inflight:
             return
 
         async def run() -> None:
             try:
-                await self._lead(key, entry, fetch, storable, _discard)
+                await self._lead(key, entry, fetch, storable, _discard, rekey)
             except Exception as e:  # the stale answer went out; the next request retries
                 log.info("background refresh failed: %s", e)
 
@@ -332,6 +342,14 @@ class ReadyAnswers:
 
     def clear(self) -> None:
         self.answers.clear()
+
+
+_SIGNED = frozenset(h.lower() for h in _SIGNATURE_HEADERS)
+
+
+def in_signature(vary: tuple[tuple[str, str | None], ...]) -> bool:
+    """Can the fast lane tell this entry's variants apart (its Vary is in the signature)?"""
+    return all(name in _SIGNED for name, _ in vary)
 
 
 def make_ready(response: web.Response, entry: Entry, route: str, device: str, network: str,

@@ -361,6 +361,10 @@ class EdgeFile(Model):
     listen: Listen = Listen()
     trusted_proxies: list[Network] = []
     """CIDRs of load balancers / CDNs whose X-Forwarded-* headers are believed."""
+    public_hosts: list[str] = []
+    """The hostnames apps and CDNs reach the edge by (`api.example.com`). Upstreams get
+    `X-Forwarded-Host` only from here (the request's Host when it is one of them, else the
+    first) or from a trusted proxy — never a Host a client made up."""
     services: dict[str, Service] = {}
     auth: Auth = Auth()
     devices: Devices = Devices()

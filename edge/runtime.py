@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 import aiohttp
 
@@ -88,6 +89,8 @@ class Runtime:
         self.upstreams = upstreams
         self.devices = DeviceClassifier(edge.devices)
         self.clients = ClientAddress(edge.trusted_proxies)
+        self.public_hosts = {h.lower(): h for h in edge.public_hosts}
+        self.default_host = edge.public_hosts[0] if edge.public_hosts else None
         self.type_base = edge.problem_type_base
         self.rid_header = edge.observability.request_id_header
         self.access_log = edge.observability.access_log
@@ -142,9 +145,12 @@ class Runtime:
             timeout = upstream.timeout(first.timeout)
             if m.source is not None and spec.method == "GET":
                 rewriters[first.service].add(m.source.path, spec.template)
+            # a client's `?member_id=` never joins the template's own: that one wins, alone
+            fixed = frozenset(k for k, _ in parse_qsl(first.path.partition("?")[2],
+                                                      keep_blank_values=True))
             route = CompiledRoute(
                 spec=spec, name=spec.name, upstream=upstream,
-                query=QueryMapper(m.query, _edge_params(shape)),
+                query=QueryMapper(m.query, _edge_params(shape) | fixed),
                 auth=auth, timeout=timeout, max_body=max_body,
                 strip_headers=(strip if m.auth.forward_token else strip | {"authorization"})
                 | ({"content-encoding"} if decode else set()), decode=decode,
@@ -164,6 +170,11 @@ class Runtime:
                     m.idempotency, lock_ttl=max(30.0, 3 * (timeout.sock_read or 10.0)))
                 if m.idempotency is not None else None,
             )
+            if route.shape is not None and route.shape.pager is not None \
+                    and not isinstance(m.query.pass_, str):
+                # links carry the parameters the route reads, not whatever a client added
+                route.shape.pager.keep = frozenset(
+                    {*m.query.pass_, *m.query.rename, "fields", "keymap", "envelope"})
             self.table.add(spec.method, spec.template, route)
             self.routes.append(route)
         self.inflight = 0

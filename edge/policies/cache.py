@@ -15,7 +15,7 @@ import copy
 import hashlib
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -113,6 +113,12 @@ class Entry:
     deltas: dict[tuple[str, str], bytes | None] = field(default_factory=dict)  # not stored
     storable: bool = True  # false when the upstream said no-store/private or set a cookie
     owner: str | None = None  # auth.owner: whose object this is (checked on every hit)
+    # the upstream's Vary: (header, value in the request that fetched it), lower-case names
+    vary: tuple[tuple[str, str | None], ...] = ()
+
+    def fits(self, headers: Mapping[str, str]) -> bool:
+        """May this entry answer a request with these headers (the upstream's Vary)?"""
+        return all(headers.get(name) == value for name, value in self.vary)
 
     @property
     def size(self) -> int:
@@ -130,6 +136,7 @@ class Entry:
             1, self.status, self.headers, self.body, self.etag, self.fmt, self.stored_at,
             self.fresh_until, self.stale_until, self.store_until, list(self.tags),
             self.up_etag, self.up_last_modified, self.variants, self.history, self.owner,
+            [list(v) for v in self.vary],
         ], use_bin_type=True))
 
     @classmethod
@@ -142,8 +149,9 @@ class Entry:
         entry = cls(status, [tuple(h) for h in headers], body, etag, fmt, stored_at,
                     fresh_until, stale_until, store_until, tuple(tags), up_etag, up_lm,
                     dict(variants), [tuple(h) for h in history])
-        if len(fields) > 15:
+        if len(fields) > 16:
             entry.owner = fields[15]
+            entry.vary = tuple((str(n), v) for n, v in fields[16])
         return entry
 
     def delta(self, base: str, kind: str) -> bytes | None:
@@ -202,6 +210,9 @@ class RouteCache:
         self.history = settings.delta_history if cfg.delta else 0
         self.delta = cfg.delta
         self.override = cfg.override_upstream
+        # request headers the upstream's answers on this route were seen to Vary on: part
+        # of every key from then on (learned, since the upstream only says so in answers)
+        self.vary_names: tuple[str, ...] = ()
         tail = []
         if self.swr:
             tail.append(f"stale-while-revalidate={_seconds(self.swr)}")
@@ -234,8 +245,23 @@ class RouteCache:
         d = ctx.device
         parts = (self.route_name, upstream, fmt, d.device, d.network, "s" if d.save_data else "",
                  ctx.fields_param or "", "k0" if ctx.keymap_off else "",
-                 "e" if ctx.envelope else "", who)
+                 "e" if ctx.envelope else "", who,
+                 *(f"{n}={headers.get(n, '')}" for n in self.vary_names))
         return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
+
+    def learn_vary(self, upstream_headers: Mapping[str, str],
+                   request_headers: Mapping[str, str]) -> tuple[tuple[str, str | None], ...] | None:
+        """The (header, value) pairs an answer with these headers was chosen by, remembered
+        for this route's keys; None for `Vary: *` (an answer never to be stored)."""
+        names = upstream_vary(upstream_headers)
+        if names is None:
+            return None
+        if not names.issubset(self.vary_names):
+            merged = {*self.vary_names, *names}
+            if len(merged) > MAX_VARY:
+                return None  # too many variants to key on: not kept at all
+            self.vary_names = tuple(sorted(merged))
+        return tuple((n, request_headers.get(n)) for n in sorted(names))
 
     def tags(self, params: Mapping[str, str]) -> tuple[str, ...]:
         return (*fill_tags(self.tag_templates, params), self.route_tag, "*")
@@ -265,14 +291,32 @@ class RouteCache:
         fresh = started + self.ttl
         stale = fresh + max(self.swr, self.sie)
         store = stale + max(self.ttl, 60.0) if self.history else stale
-        return Entry(entry.status, entry.headers, entry.body, entry.etag, entry.fmt, started,
-                     fresh, stale, store, entry.tags, entry.up_etag, entry.up_last_modified,
-                     entry.variants, entry.history)
+        return replace(entry, stored_at=started, fresh_until=fresh, stale_until=stale,
+                       store_until=store, deltas={})
 
 
 def fill_tags(templates: Iterable[str], params: Mapping[str, str]) -> list[str]:
     """`member:{member_id}` → `member:1001`."""
     return [PLACEHOLDER.sub(lambda m: params.get(m.group(1), ""), t) for t in templates]
+
+
+MAX_VARY = 8
+# The edge asks upstreams for identity and codes the answer itself: never a variant.
+_EDGE_NEGOTIATED = frozenset({"accept-encoding"})
+
+
+def upstream_vary(headers: Mapping[str, str]) -> frozenset[str] | None:
+    """The request headers an upstream answer varies on (lower-case); None for `*`."""
+    names: set[str] = set()
+    for value in headers.getall("Vary", []) if hasattr(headers, "getall") else \
+            [headers.get("Vary", "")]:
+        for part in value.split(","):
+            name = part.strip().lower()
+            if name == "*":
+                return None
+            if name and name not in _EDGE_NEGOTIATED:
+                names.add(name)
+    return frozenset(names)
 
 
 def storable(headers: Mapping[str, str]) -> bool:

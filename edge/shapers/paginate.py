@@ -31,6 +31,8 @@ class Paginator:
         self.total = tuple(total.split("/")) if total else None
         self.has_more = tuple(has_more.split("/")) if has_more else None
         self.next_cursor = tuple(next_cursor.split("/")) if next_cursor else None
+        # client parameters links may carry (the route's own); None: every one it was sent
+        self.keep: frozenset[str] | None = None
 
     @property
     def params(self) -> frozenset[str]:
@@ -74,8 +76,10 @@ class Paginator:
             info["has_more"] = isinstance(items, list) and len(items) >= info["size"]
 
     def _link(self, ctx: RequestContext, **change: Any) -> str:
+        keep = self.keep
         query = {k: v for k, v in (ctx.query or {}).items()
-                 if k not in (self.page_param, self.cursor_param, self.size_param)}
+                 if k not in (self.page_param, self.cursor_param, self.size_param)
+                 and (keep is None or k in keep)}
         query[self.size_param] = str(ctx.page["size"]) if ctx.page else ""
         for k, v in change.items():
             query[k] = str(v)
