@@ -37,7 +37,7 @@ from .caching import (
     respond_from,
 )
 from .config import UNSAFE_METHODS, Config
-from .context import Incoming, RequestContext
+from .context import ClientAddress, Incoming, RequestContext
 from .encoding import NotAcceptable, choose_coding, compress
 from .errors import Problem, problem_response
 from .imaging import ACCEPT_CH, ImagePool
@@ -63,6 +63,7 @@ from .proxy import (
 from .reload import Reloader
 from .routing import BadPath, split_path
 from .runtime import CompiledRoute, Runtime, State, build_runtime
+from .server import EdgeServer, Guard
 from .shaping import (
     Shaped,
     ShapePlan,
@@ -281,12 +282,14 @@ class Edge:
                 raise Problem("bad-request", "an event stream can't be a batch item")
             if path == events.publish_path and request.method == "POST":
                 ctx.route_name = "publish"
+                await self._charge_ip(rt, ctx, request)
                 return await publish(request, hub, events, rt.publisher_keys,
                                      rt.events_auth, bytes_in)
             allow = "GET" if path == events.path else "POST"
             raise Problem("method-not-allowed", f"allowed: {allow}", headers={"Allow": allow})
         if path == rt.purge_path and request.method == "POST":
             ctx.route_name = "purge"
+            await self._charge_ip(rt, ctx, request)
             return await self._purge(request, rt, bytes_in)
         if path.startswith(KEYMAPS_PREFIX) and request.method in ("GET", "HEAD"):
             ctx.route_name = "keymaps"
@@ -299,6 +302,7 @@ class Edge:
         match = rt.table.match(request.method, segments)
         route = match.route
         if route is None:
+            await self._charge_ip(rt, ctx, request)
             if match.allowed:
                 allow = ", ".join(sorted({*match.allowed, *(
                     ("HEAD",) if "GET" in match.allowed else ())}))
@@ -312,7 +316,11 @@ class Edge:
             # decided before auth, so a 401/403 arrives in the envelope too
             ctx.envelope = route.shape.envelope.wanted(request.query.get("envelope"),
                                                        request.headers.get("X-Edge-Envelope"))
-        ctx.identity = route.auth.check(request, match.params)
+        try:
+            ctx.identity = route.auth.check(request, match.params)
+        except Problem:
+            await self._charge_ip(rt, ctx, request)  # a token-guessing flood pays too
+            raise
         if route.limits is not None and not rt.rate_allow.is_trusted(ctx.client_ip):
             decision = await self.state.limiter.check(route.limits, ctx, request.headers)
             if not decision.allowed:
@@ -324,6 +332,18 @@ class Edge:
         if route.batch is not None:
             return await self._batch(request, rt, route, ctx, bytes_in)
         return await self._proxy(request, rt, route, ctx, bytes_in, query)
+
+    async def _charge_ip(self, rt: Runtime, ctx: RequestContext, request: Incoming) -> None:
+        """Count a request that no route's limits see against the client's per-IP budget
+        (rate_limits.defaults with `key: ip`); 429 once it is spent."""
+        if rt.ip_limits is None or ctx.buffer_limit is not None \
+                or rt.rate_allow.is_trusted(ctx.client_ip):
+            return  # batch items were charged as the batch
+        decision = await self.state.limiter.check(rt.ip_limits, ctx, request.headers)
+        if not decision.allowed:
+            raise Problem("rate-limited", f"too many requests from this address; retry in "
+                          f"{decision.retry_after}s", headers={
+                              **decision.headers, "Retry-After": str(decision.retry_after)})
 
     async def _batch(self, request: Incoming, rt: Runtime, route: CompiledRoute,
                      ctx: RequestContext, bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
@@ -847,10 +867,17 @@ class EdgeApp:
         # (proxy.forward_body); decoding is a route's choice, never the server's.
         return {"access_log": None, "auto_decompress": False,
                 "max_field_size": limits.max_header_size,
-                "max_line_size": limits.max_path_length + 64}
+                "max_line_size": limits.max_path_length + 64,
+                "keepalive_timeout": limits.keepalive_timeout}
 
-    def make_server(self) -> web.Server:
-        return web.Server(self.handler.handle, **self.server_kwargs)  # type: ignore[arg-type]
+    def make_server(self, **kwargs: Any) -> EdgeServer:
+        """The listener's server (`kwargs`: more of aiohttp's, e.g. from a test harness)."""
+        edge = self.config.edge
+        trusted = ClientAddress([*edge.trusted_proxies, *edge.rate_limits.allow])
+        guard = Guard(edge.limits.header_timeout, edge.limits.max_connections_per_ip,
+                      trusted.is_trusted, edge.problem_type_base)
+        return EdgeServer(self.handler.handle, guard=guard,
+                          **{**self.server_kwargs, **kwargs})
 
     async def start(self) -> None:
         state, config = self.state, self.config

@@ -197,6 +197,14 @@ class Limits(Model):
     """Deepest JSON nesting a shaped route parses; deeper bodies are relayed unshaped."""
     max_fields_length: int = Field(1024, ge=16, le=65536)
     """Longest `?fields=` selection a client may send (400 beyond)."""
+    header_timeout: Duration = 10.0
+    """A request head must arrive whole this soon after its first byte (or after the
+    connection opens), else 408 and the connection is closed: slowloris gets nowhere."""
+    keepalive_timeout: Duration = 75.0
+    """An idle keep-alive connection is closed after this long (nginx's default)."""
+    max_connections_per_ip: int = Field(256, ge=1)
+    """Open connections one client address may hold (trusted proxies and
+    rate_limits.allow are exempt); more are refused with 503. Generous, for carrier NAT."""
 
 
 class Compression(Model):

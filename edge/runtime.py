@@ -118,6 +118,10 @@ class Runtime:
         self.rate_allow = ClientAddress(edge.rate_limits.allow)
         # edge.yaml's defaults are one budget across the routes that use them (their scope)
         default_limits = compile_limits(edge.rate_limits.defaults, "default")
+        # what requests that never reach a route's own limits are charged to (404, 405, a
+        # failed token, the publish and purge endpoints): the defaults' per-IP budget
+        per_ip = [limit for limit in default_limits if limit.kinds == ("ip",)]
+        self.ip_limits = RouteLimits(per_ip, "unrouted") if per_ip else None
         rewriters = {name: LocationRewriter(svc.url) for name, svc in edge.services.items()}
         for spec in config.routes:
             m = spec.model

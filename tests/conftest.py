@@ -65,16 +65,15 @@ def headers_echo_app() -> web.Application:
 
 
 class EdgeTestServer(RawTestServer):
-    """RawTestServer drops its server kwargs; this one serves with the edge's own
-    (auto_decompress, header limits, timeouts), as `edge serve` does."""
+    """Serves with the edge's own server (its header and connection guards, its aiohttp
+    settings), as `edge serve` does; RawTestServer would make a plain one."""
 
-    def __init__(self, handler: Any, server_kwargs: dict[str, Any], **kw: Any) -> None:
-        super().__init__(handler, **kw)
-        self.edge_kwargs = server_kwargs
+    def __init__(self, edge: EdgeApp, **kw: Any) -> None:
+        super().__init__(edge.handler.handle, **kw)
+        self.edge = edge
 
     async def _make_runner(self, debug: bool = True, **kwargs: Any) -> ServerRunner:
-        srv = web.Server(self._handler, loop=self._loop, debug=debug,
-                         **{**kwargs, **self.edge_kwargs})
+        srv = self.edge.make_server(loop=self._loop, debug=debug, **kwargs)
         return ServerRunner(srv, debug=debug)
 
 
@@ -98,7 +97,7 @@ async def make_edge(tmp_path: Path, aiohttp_client: Any) -> Any:
         edge = EdgeApp(config, env=env, watch=watch, access_log=io.BytesIO())
         await edge.start()
         started.append(edge)
-        client = await aiohttp_client(EdgeTestServer(edge.handler.handle, edge.server_kwargs),
+        client = await aiohttp_client(EdgeTestServer(edge),
                                       **client_kw)
         client.edge = edge
         return client
