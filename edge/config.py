@@ -176,7 +176,8 @@ class ApiKey(Model):
     hash: str
     """`sha256:<64 hex digits>` of the key. A fast hash is the right one: keys are random
     256-bit strings made by `edge apikey new`, so there is nothing to guess (a slow password
-    hash such as scrypt protects guessable secrets, and would cost CPU on every request)."""
+    hash such as scrypt protects guessable secrets, and would cost CPU on every request).
+    Presented keys shorter than 32 characters are refused whatever their hash."""
     tier: str | None = Field(None, pattern=KEY_NAME)
     """A rate-limit tier, one of `tiers`: rate limits use their `per_tier` rate for it."""
     routes: list[Annotated[str, AfterValidator(_route_pattern)]] = []
