@@ -113,6 +113,8 @@ class Edge:
         started = time.perf_counter()
         rt = self.state.runtime
         headers = request.headers
+        if rt.app_keys.header in headers:  # to be verified, and its tier applied
+            return None
         sig = ReadyAnswers.signature(request.method, request.raw_path, headers,
                                      rt.devices.header)
         if sig is None:
@@ -256,6 +258,8 @@ class Edge:
             line["upstream_ms"] = round(ctx.timings["upstream"] * 1000, 2)
         if ctx.identity and "sub" in ctx.identity:
             line["sub"] = str(ctx.identity["sub"])
+        if ctx.app is not None:
+            line["app"] = ctx.app.name
         if ctx.timings.get("aborted"):
             line["aborted"] = True
         if ctx.replayed:
@@ -317,9 +321,11 @@ class Edge:
             ctx.envelope = route.shape.envelope.wanted(request.query.get("envelope"),
                                                        request.headers.get("X-Edge-Envelope"))
         try:
+            if route.api_key is not None:  # the app first, then its user
+                ctx.app = route.api_key.check(request.headers)
             ctx.identity = route.auth.check(request, match.params)
         except Problem:
-            await self._charge_ip(rt, ctx, request)  # a token-guessing flood pays too
+            await self._charge_ip(rt, ctx, request)  # a key- or token-guessing flood pays too
             raise
         if route.limits is not None and not rt.rate_allow.is_trusted(ctx.client_ip):
             decision = await self.state.limiter.check(route.limits, ctx, request.headers)
@@ -477,6 +483,8 @@ class Edge:
             headers["Accept-Encoding"] = "identity"
         if ctx.identity:
             headers.update(route.auth.upstream_identity(ctx.identity))
+        if ctx.app is not None:
+            headers[route.api_key.identity_header] = ctx.app.name
         if route.shape is not None:
             headers["Accept-Encoding"] = "identity"  # cheaper on a LAN; decoded if ignored
             if ctx.conditional is not None:

@@ -1,4 +1,4 @@
-"""edge — serve · check · routes · demo · schema · token."""
+"""edge — serve · check · routes · demo · schema · token · apikey."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 DEMO_IMAGE_KEY = "demo-image-signing-key-change-me-0123456789"
 DEMO_PUBLISHER_KEY = "demo-publisher-key-change-me"
 DEMO_SECRET = "edge-demo-secret-not-for-production"
+# The demo's app keys (config/api-keys.yaml holds only their hashes). Never publish a real one.
+DEMO_APP_KEY = "edge_demo-app-key-not-a-secret-0123456789"
+DEMO_WIDGET_KEY = "edge_demo-widget-key-not-a-secret-012345"
 
 
 def _install_uvloop() -> str:
@@ -158,6 +161,8 @@ def cmd_routes(args: argparse.Namespace) -> int:
         auth = m.auth.jwt + (f" allow:{len(m.auth.allow)}" if m.auth.allow else "")
         if m.auth.forward_token:
             auth += " +token"
+        if m.auth.api_key != "off":
+            auth += f" key:{m.auth.api_key}"
         q = m.query.pass_
         query = q if isinstance(q, str) else ",".join(q)
         if m.query.rename or m.query.set:
@@ -243,6 +248,34 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apikey(args: argparse.Namespace) -> int:
+    from .policies.apikey import hash_key, key_problem, new_key
+
+    if args.action == "new":
+        import secrets
+
+        key = new_key()
+        print(f"""# the key, for the app (the edge keeps only its hash; don't commit it):
+{key}
+# paste under `keys:` (auth.api_keys in edge.yaml, or its file):
+- name: {args.name or "app-" + secrets.token_hex(3)}
+  hash: {hash_key(key)}""")
+        return 0
+    if sys.stdin.isatty():
+        import getpass
+
+        key = getpass.getpass("key (not echoed): ")
+    else:
+        key = sys.stdin.buffer.read().decode("utf-8", "replace")
+    key = key.strip()
+    problem = key_problem(key)
+    if problem is not None:
+        print(f"edge apikey hash: {problem}", file=sys.stderr)
+        return 2
+    print(hash_key(key))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from yarl import URL
 
@@ -260,6 +293,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     host = args.host or config.edge.listen.host
     port = config.edge.listen.port if args.port is None else args.port
     secret = os.environ.get(env_name, "") if env_name else ""
+    key_header = config.edge.auth.api_keys.header if config.edge.auth.api_keys else "X-API-Key"
     events = config.edge.events
     pub_env = events.publisher_keys_env[0] if events and events.publisher_keys_env else None
     if pub_env and not os.environ.get(pub_env):
@@ -323,6 +357,14 @@ Try:
        "PRV-001","service_date":"2026-03-14","items":[{{"benefit_code":"CONS-GP","amount":1}}]}}}}]}}'
                                                # again: same server_id, "replayed": true
   curl -i -H "X-Device-Type: phone" {url}/demo/echo
+  export APP_KEY={DEMO_APP_KEY}
+  curl -s -D - -o /dev/null -H "{key_header}: $APP_KEY" \\
+       "{url}/api/v1/providers?city=Jakarta&size=2" | grep -i ratelimit-policy
+                                               # the app key's `partner` tier: a bigger budget
+  curl -i {url}/demo/app                       # 401: this route needs an app key
+  curl -s -H "{key_header}: $APP_KEY" {url}/demo/app   # the backend sees X-Edge-App, not the key
+  curl -i -H "{key_header}: {DEMO_WIDGET_KEY}" {url}/demo/app
+                                               # 403: the widget's key is for providers only
   curl -s "{url}/demo/big?mb=200" -o /dev/null -w '%{{size_download}} bytes\\n'
   curl -N "{url}/demo/drip?chunks=5&interval=500"
   curl -i {url}/demo/flaky                     # fails every other call; the retry hides it
@@ -352,6 +394,17 @@ broken ones are reported and the last good config keeps serving.
     _install_uvloop()
     asyncio.run(main())
     return 0
+
+
+def _key_name(value: str) -> str:
+    import re
+
+    from .config import KEY_NAME
+
+    if not re.match(KEY_NAME, value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: up to 64 letters, digits, '.', '_', ':' or '-'")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,6 +447,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("schema", help="write the JSON Schemas for editors")
     p.add_argument("--out", default=os.path.join(DEFAULT_CONFIG, "schema"))
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("apikey", help="make app API keys and the hashes config holds")
+    keys = p.add_subparsers(dest="action", required=True)
+    k = keys.add_parser("new", help="print a new random key and the YAML lines for config")
+    k.add_argument("--name", type=_key_name, default=None,
+                   help="the key's name in config (default: app-<random>)")
+    keys.add_parser("hash", help="print the sha256:<hex> hash of a key read from stdin")
+    p.set_defaults(func=cmd_apikey)
 
     p = sub.add_parser("token", help="sign a test JWT with the configured HS secret")
     p.add_argument("--config", default=DEFAULT_CONFIG)

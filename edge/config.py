@@ -7,15 +7,24 @@ validation error into ``file:line:col: error: path: message``.
 
 from __future__ import annotations
 
+import datetime
+import fnmatch
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from . import yamlpos
 from .routing import (
@@ -137,11 +146,110 @@ class Jwt(Model):
     """Also read the token from this cookie (for EventSource clients)."""
 
 
+# ------------------------------------------------------------------------ app API keys
+
+_KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+KEY_NAME = r"^[A-Za-z0-9._:-]{1,64}$"
+
+
+def _route_pattern(v: str) -> str:
+    method, _, path = " ".join(v.split()).partition(" ")
+    method = method.upper()
+    if (method not in METHODS and method != "*") or not path or path[0] not in "/*":
+        raise ValueError("expected a route name or glob, 'METHOD /path' like "
+                         f"'GET /api/v1/providers*' or '* /api/v1/catalog/*', got {v!r}")
+    return f"{method} {path}"
+
+
+def key_allows(patterns: Sequence[str], route_name: str) -> bool:
+    """Whether a key whose `routes` are `patterns` may call the route `route_name`."""
+    return not patterns or any(fnmatch.fnmatchcase(route_name, p) for p in patterns)
+
+
+class ApiKey(Model):
+    """One app key. Only its hash is written down, never the key: `edge apikey new` makes a
+    key and the lines to paste here, `edge apikey hash` hashes a key read from stdin."""
+
+    name: str = Field(pattern=KEY_NAME)
+    """Unique. The upstream receives it (`identity_header`); the access log and the
+    `api_key` rate-limit key use it."""
+    hash: str
+    """`sha256:<64 hex digits>` of the key. A fast hash is the right one: keys are random
+    256-bit strings made by `edge apikey new`, so there is nothing to guess (a slow password
+    hash such as scrypt protects guessable secrets, and would cost CPU on every request).
+    Presented keys shorter than 32 characters are refused whatever their hash."""
+    tier: str | None = Field(None, pattern=KEY_NAME)
+    """A rate-limit tier, one of `tiers`: rate limits use their `per_tier` rate for it."""
+    routes: list[Annotated[str, AfterValidator(_route_pattern)]] = []
+    """Routes this key may call, by name or glob: 'GET /api/v1/providers*',
+    '* /api/v1/catalog/*'. Empty: every route that takes keys. Elsewhere it gets 403."""
+    not_before: datetime.datetime | None = None
+    """Refused before this time, e.g. 2026-03-01T00:00:00Z."""
+    expires: datetime.datetime | None = None
+    """Refused from this time on. To rotate a key: add the new one, ship it in the app, and
+    give the old one an `expires`; both are accepted until then."""
+    revoked: bool = False
+    """Refused at once (keep the entry, so the name is not given out again)."""
+
+    @field_validator("not_before", "expires")
+    @classmethod
+    def _zoned(cls, v: datetime.datetime | None) -> datetime.datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("expected a time with its zone, like 2026-03-01T00:00:00Z, got "
+                             f"{v.isoformat()}")
+        return v
+
+    @field_validator("hash")
+    @classmethod
+    def _hash(cls, v: str) -> str:
+        # never echo the value: it may be a plain key pasted by mistake
+        if not _KEY_HASH.match(v.strip().lower()):
+            raise ValueError("expected 'sha256:<64 hex digits>', the key's hash, never the key "
+                             "itself: `edge apikey hash` (key on stdin) or `edge apikey new` "
+                             "make one")
+        return v.strip().lower()
+
+
+class ApiKeysFile(Model):
+    """The file named by `auth.api_keys.file` (reloaded with the config)."""
+
+    keys: list[ApiKey] = []
+
+
+class ApiKeys(Model):
+    """App API keys. Apps send one in `header`; a route takes keys with `auth: {api_key:
+    required | optional}`. A missing, unknown, expired, not yet valid or revoked key is a 401
+    (`unauthorized`); a valid key not allowed on the route a 403 (`forbidden`)."""
+
+    header: str = "X-API-Key"
+    """Request header carrying the key. Routes that check keys don't pass it upstream."""
+    identity_header: str = "X-Edge-App"
+    """Header the upstream gets with the verified key's `name`. Clients' copies are always
+    removed."""
+    keys: list[ApiKey] = []
+    """Keys given inline."""
+    file: str | None = None
+    """A YAML file with more keys (`keys: [...]`), relative to the config dir, so they can
+    be managed apart. Keep it in the config dir (not in routes/): it is reloaded with the
+    config, so revoking a key is an edit, not a restart."""
+    tiers: list[Annotated[str, Field(pattern=KEY_NAME)]] = []
+    """The rate-limit tiers keys may name (`tier`) and rate limits may set (`per_tier`)."""
+
+    @field_validator("header", "identity_header")
+    @classmethod
+    def _header(cls, v: str) -> str:
+        if not _HEADER_NAME.match(v):
+            raise ValueError(f"{v!r} is not a valid header name")
+        return v
+
+
 class Auth(Model):
     jwt: Jwt | None = None
     identity_headers: dict[str, str] = {"X-Edge-Subject": "sub"}
     """Request headers set on upstream calls from verified claims (header: claim).
     Incoming copies of these headers are always removed, so clients can't forge them."""
+    api_keys: ApiKeys | None = None
+    """App API keys (none unless given)."""
 
     @field_validator("identity_headers")
     @classmethod
@@ -308,10 +416,11 @@ class RateLimit(Model):
     requests are spaced out, never counted in fixed windows)."""
 
     key: KeyKind | list[KeyKind] = "ip"
-    """Who shares the budget: device (the token's device claim, else the API key, else
-    X-Device-ID *within the client IP*, else the IP), user (token `sub`, else the IP),
-    api_key, ip (the real client, behind trusted proxies), route (everyone on the route),
-    or a list of these."""
+    """Who shares the budget: device (the token's device claim, else the device's API key
+    — not a verified app key, which every install of an app shares — else X-Device-ID
+    *within the client IP*, else the IP), user (token `sub`, else the IP), api_key (the
+    verified app key's name, else the `api_key_header` value), ip (the real client, behind
+    trusted proxies), route (everyone on the route), or a list of these."""
     rate: Rate
     """'100/min', '10/s', '5000/h'."""
     burst: int | None = Field(None, ge=1)
@@ -321,6 +430,9 @@ class RateLimit(Model):
     a budget across routes; default: per route."""
     per_device: dict[str, RateOverride] = {}
     """Other rates by device class: `{watch: {rate: 20/min, burst: 5}}`."""
+    per_tier: dict[str, RateOverride] = {}
+    """Other rates for callers whose verified app key has this `tier` (see
+    `auth.api_keys.tiers`): `{partner: {rate: 1000/min}}`. Wins over `per_device`."""
 
 
 class RateLimits(Model):
@@ -496,6 +608,10 @@ class RouteAuth(Model):
     jwt: Literal["required", "optional", "off"] = "optional"
     """required: 401 without a valid token; optional: a token, if sent, must be valid;
     off: tokens are ignored."""
+    api_key: Literal["required", "optional", "off"] = "off"
+    """An app key (edge.yaml `auth.api_keys`), checked before the token. required: 401
+    without a valid one; optional: a key, if sent, must be valid; off: keys are ignored and
+    the header passes through."""
     allow: list[AllowRule] = []
     """If any rule is given, at least one must hold (403 otherwise)."""
     owner: OwnerRule | None = None
@@ -796,6 +912,7 @@ class Config:
     routes: tuple[RouteSpec, ...]
     env: dict[str, str] = field(default_factory=dict, compare=False)
     warnings: tuple[str, ...] = ()  # `file:line:col: warning: ...`, shown by `edge check`
+    api_keys: tuple[ApiKey, ...] = ()  # auth.api_keys.keys and those of its file
 
     def redis_url(self) -> str | None:
         name = self.edge.backend.redis_url_env
@@ -857,6 +974,7 @@ def load_config(root: str | os.PathLike[str], env: dict[str, str] | None = None)
     edge_path = root / "edge.yaml"
     edge = EdgeFile()
     edge_ok = True
+    keys: list[_PlacedKey] = []
     if edge_path.exists():
         loaded = _read(edge_path, problems)
         if loaded is not None:
@@ -873,6 +991,8 @@ def load_config(root: str | os.PathLike[str], env: dict[str, str] | None = None)
                     edge_ok = False
                 else:
                     problems.extend(_check_edge(edge, pos, root))
+                    if edge.auth.api_keys is not None:
+                        keys = _load_api_keys(edge.auth.api_keys, pos, root, problems)
         else:
             edge_ok = False
     elif not (root / "routes").is_dir():
@@ -913,10 +1033,12 @@ def load_config(root: str | os.PathLike[str], env: dict[str, str] | None = None)
     problems.extend(_check_collisions(routes))
     warnings = [p for p in problems if ": warning: " in p]
     problems = [p for p in problems if ": warning: " not in p]
+    if not problems:  # with routes missing, every key's `routes` would look wrong
+        problems.extend(_check_key_routes(keys, routes))
     if problems:
         raise ConfigError(problems)
     return Config(root=root, edge=edge, routes=tuple(routes), env=env,
-                  warnings=tuple(warnings))
+                  warnings=tuple(warnings), api_keys=tuple(k.key for k in keys))
 
 
 def _check_edge(edge: EdgeFile, pos: yamlpos.Positions, root: Path) -> list[str]:
@@ -966,6 +1088,79 @@ def _check_edge(edge: EdgeFile, pos: yamlpos.Positions, root: Path) -> list[str]
     return problems
 
 
+@dataclass(frozen=True)
+class _PlacedKey:
+    """A loaded app key and where it was written."""
+
+    key: ApiKey
+    pos: yamlpos.Positions
+    path: tuple[Any, ...]
+
+    def where(self, *sub: Any) -> str:
+        return self.pos.where((*self.path, *sub))
+
+    @property
+    def label(self) -> str:
+        return _format_loc(self.path)
+
+
+def _load_api_keys(cfg: ApiKeys, pos: yamlpos.Positions, root: Path,
+                   problems: list[str]) -> list[_PlacedKey]:
+    """auth.api_keys.keys, then the keys of its `file`, checked together."""
+    placed = [_PlacedKey(k, pos, ("auth", "api_keys", "keys", i))
+              for i, k in enumerate(cfg.keys)]
+    if cfg.file is not None:
+        where = pos.where(("auth", "api_keys", "file"))
+        path = root / cfg.file
+        if path.resolve().parent == (root / "routes").resolve():
+            problems.append(f"{where}: error: auth.api_keys.file: keep it out of routes/ "
+                            "(every file there is read as routes)")
+        elif not path.is_file():
+            problems.append(f"{where}: error: auth.api_keys.file: no such file {cfg.file!r}")
+        elif (loaded := _read(path, problems)) is not None and loaded[0] is not None:
+            data, fpos = loaded
+            if not isinstance(data, dict):
+                problems.append(f"{fpos.where(())}: error: expected a mapping with `keys:`")
+            else:
+                try:
+                    more = ApiKeysFile.model_validate(data).keys
+                except ValidationError as e:
+                    problems.extend(_validation_problems(e, fpos))
+                else:
+                    placed += [_PlacedKey(k, fpos, ("keys", i)) for i, k in enumerate(more)]
+    names: dict[str, _PlacedKey] = {}
+    hashes: dict[str, _PlacedKey] = {}
+    tiers = ", ".join(cfg.tiers) or "none defined"
+    for p in placed:
+        k = p.key
+        if k.name in names:
+            problems.append(f"{p.where('name')}: error: {p.label}.name: '{k.name}' is already "
+                            f"the name of the key at {names[k.name].where('name')}")
+        if k.hash in hashes:
+            problems.append(f"{p.where('hash')}: error: {p.label}.hash: the same key as "
+                            f"'{hashes[k.hash].key.name}' ({hashes[k.hash].where('hash')})")
+        names.setdefault(k.name, p)
+        hashes.setdefault(k.hash, p)
+        if k.tier is not None and k.tier not in cfg.tiers:
+            problems.append(f"{p.where('tier')}: error: {p.label}.tier: '{k.tier}' is not one "
+                            f"of auth.api_keys.tiers ({tiers})")
+        if k.not_before and k.expires and k.expires <= k.not_before:
+            problems.append(f"{p.where('expires')}: error: {p.label}.expires: must be after "
+                            "not_before")
+    return placed
+
+
+def _check_key_routes(keys: list[_PlacedKey], routes: list[RouteSpec]) -> list[str]:
+    problems = []
+    names = [r.name for r in routes]
+    for p in keys:
+        for i, pattern in enumerate(p.key.routes):
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                problems.append(f"{p.where('routes', i)}: error: {p.label}.routes[{i}]: "
+                                f"'{pattern}' matches no route")
+    return problems
+
+
 def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
                    edge: EdgeFile | None, problems: list[str]) -> RouteSpec | None:
     """Check a route against itself and edge.yaml (skipped if edge.yaml itself failed)."""
@@ -1006,6 +1201,10 @@ def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
             problems.append(f"{pos.where((*p, 'auth', 'jwt'))}: error: {name}: auth needs "
                             "`auth.jwt` in edge.yaml")
             ok = False
+    if edge is not None and model.auth.api_key != "off" and edge.auth.api_keys is None:
+        problems.append(f"{pos.where((*p, 'auth', 'api_key'))}: error: {name}: auth.api_key "
+                        "needs `auth.api_keys` in edge.yaml")
+        ok = False
     for i, rule in enumerate(model.auth.allow):
         rp = (*p, "auth", "allow", i)
         if (rule.equals is None) == (rule.contains is None):
@@ -1136,6 +1335,13 @@ def _check_limits(limits: list[RateLimit], lp: tuple[Any, ...], name: str,
                                 f"error: {label}: '{device}' is not one of devices.classes "
                                 f"({', '.join(edge.devices.classes)})")
                 ok = False
+        tiers = edge.auth.api_keys.tiers if edge.auth.api_keys else []
+        for tier in limit.per_tier:
+            if tier not in tiers:
+                problems.append(f"{pos.where((*lp, i, 'per_tier', tier), key=True)}: "
+                                f"error: {label}: '{tier}' is not one of auth.api_keys.tiers "
+                                f"({', '.join(tiers) or 'none defined'})")
+                ok = False
     return ok
 
 
@@ -1183,6 +1389,13 @@ def _check_cache(model: Route, method: str, name: str, template: Template,
         problems.append(f"{pos.where((*cp, 'scope'))}: error: {name}: cache.scope: a CDN "
                         "would serve a public answer without checking the token; use "
                         "`private` (or make the route's auth `off`)")
+        ok = False
+    elif model.auth.api_key == "required" and (cache.scope or (
+            "public" if model.auth.jwt == "off" else "private")) == "public":
+        where = pos.where((*cp, "scope")) if cache.scope else pos.where(cp, key=True)
+        problems.append(f"{where}: error: {name}: cache.scope: a public answer would be "
+                        "served (by the edge's fast lane, and by CDNs) without checking the "
+                        "app key; set `scope: private`")
         ok = False
     if cache.ttl <= 0:
         problems.append(f"{pos.where((*cp, 'ttl'))}: error: {name}: cache.ttl must be more "
@@ -1411,4 +1624,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     }
     edge = {"$schema": "https://json-schema.org/draft/2020-12/schema",
             **EdgeFile.model_json_schema(by_alias=True)}
-    return {"edge.schema.json": edge, "route.schema.json": route_file}
+    keys = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            **ApiKeysFile.model_json_schema(by_alias=True)}
+    return {"edge.schema.json": edge, "route.schema.json": route_file,
+            "api-keys.schema.json": keys}

@@ -7,11 +7,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from multidict import CIMultiDictProxy, MultiMapping
 
 from .config import Devices
+
+if TYPE_CHECKING:
+    from .policies.apikey import AppKey
 
 NETWORK_CLASSES = ("slow", "medium", "fast", "unknown")
 _ECT = {"slow-2g": "slow", "2g": "slow", "3g": "medium", "4g": "fast"}
@@ -180,6 +183,7 @@ class RequestContext:
     device: DeviceProfile
     client_ip: str
     identity: dict[str, Any] | None = None
+    app: AppKey | None = None  # the verified app key, on routes that take keys
     path: str = ""  # the raw (still percent-encoded) path, without the query
     fields_param: str | None = None  # the client's ?fields=, for shaped routes
     keymap_off: bool = False  # the client asked for full keys (?keymap=none)

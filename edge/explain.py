@@ -68,7 +68,8 @@ async def _explain(rt: Any, method: str, target: str, headers: CIMultiDictProxy[
     out(f"device     {device.device} / network {device.network}"
         f"   (from {', '.join(device.used_headers) or 'defaults'})")
     out(f"auth       jwt {route.auth.mode}" + (f", {len(route.auth.rules)} allow rule(s)"
-                                               if route.auth.rules else ""))
+                                               if route.auth.rules else "")
+        + (f", app key {route.api_key.mode}" if route.api_key is not None else ""))
     if route.batch is not None:
         out(f"{'batch' if spec.model.batch else 'offline'}      each item follows its own route;"
             " explain one of their paths")

@@ -27,6 +27,7 @@ from .context import ClientAddress, DeviceClassifier
 from .imaging import ImageRoute
 from .locations import LocationRewriter
 from .metrics import Metrics
+from .policies.apikey import KeyRing, RouteKeys
 from .policies.auth import RouteAuthPolicy, Verifier, build_verifier
 from .policies.cache import RouteCache, fill_tags
 from .policies.idempotency import IdempotencyPolicy
@@ -74,6 +75,7 @@ class CompiledRoute:
     decode: bool = False  # request bodies are decoded before they go upstream
     owner: OwnerCheck | None = None  # auth.owner: the answer is released to its owner only
     body_rules: BodyCheck | None = None  # auth.body: the request body names the caller
+    api_key: RouteKeys | None = None  # None: the route ignores app keys
 
     def invalidate_tags(self, params: Mapping[str, str]) -> list[str]:
         return fill_tags(self.invalidates, params)
@@ -104,6 +106,8 @@ class Runtime:
         self.verifier: Verifier | None = build_verifier(edge.auth, config.root, config.env)
         identity = edge.auth.identity_headers
         strip = REQUEST_DROP | {h.lower() for h in identity}
+        self.app_keys = KeyRing(edge.auth.api_keys, config.api_keys)
+        strip |= {self.app_keys.identity_header.lower()}
         cookie = edge.auth.jwt.cookie if edge.auth.jwt else None
         self.purge_auth = RouteAuthPolicy(RouteAuth(jwt="required"), self.verifier, cookie,
                                           identity)
@@ -126,6 +130,7 @@ class Runtime:
         for spec in config.routes:
             m = spec.model
             auth = RouteAuthPolicy(m.auth, self.verifier, cookie, identity)
+            app_keys = self.app_keys.for_route(m.auth.api_key, spec.name)
             compiled = default_limits if m.rate_limit is None else \
                 compile_limits(m.rate_limit, spec.name)
             limits = RouteLimits(compiled, spec.name) if compiled else None
@@ -138,7 +143,8 @@ class Runtime:
                     batch=BatchRunner(m.batch, self.type_base, identity)
                     if m.batch is not None else
                     OfflineQueue(m.offline_queue, self.type_base, identity)
-                    if m.offline_queue is not None else None, limits=limits)
+                    if m.offline_queue is not None else None, limits=limits,
+                    api_key=app_keys)
                 self.table.add(spec.method, spec.template, route)
                 self.routes.append(route)
                 continue
@@ -173,12 +179,15 @@ class Runtime:
                 idempotency=IdempotencyPolicy(
                     m.idempotency, lock_ttl=max(30.0, 3 * (timeout.sock_read or 10.0)))
                 if m.idempotency is not None else None,
+                api_key=app_keys,
             )
             if route.shape is not None and route.shape.pager is not None \
                     and not isinstance(m.query.pass_, str):
                 # links carry the parameters the route reads, not whatever a client added
                 route.shape.pager.keep = frozenset(
                     {*m.query.pass_, *m.query.rename, "fields", "keymap", "envelope"})
+            if app_keys is not None:  # the upstream learns the app's name, never its key
+                route.strip_headers |= {app_keys.header.lower()}
             self.table.add(spec.method, spec.template, route)
             self.routes.append(route)
         self.inflight = 0

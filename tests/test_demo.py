@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
-from edge.cli import DEMO_PUBLISHER_KEY, DEMO_SECRET, make_token
+from edge.cli import DEMO_APP_KEY, DEMO_PUBLISHER_KEY, DEMO_SECRET, DEMO_WIDGET_KEY, make_token
 
 from .conftest import free_port
 
@@ -129,6 +129,22 @@ async def test_demo_serves_the_example_routes(demo: Any) -> None:
     async with s.get(f"{base}/api/v1/providers?city=Jakarta&size=2",
                      headers={"If-None-Match": etag}) as r:
         assert r.status == 304
+    # app keys: an optional one on the providers raises the limit to its tier's; a wrong
+    # one is refused; /demo/app needs one, and the widget's key is for the providers only
+    app = {"X-API-Key": DEMO_APP_KEY}
+    async with s.get(f"{base}/api/v1/providers?city=Jakarta&size=2", headers=app) as r:
+        assert r.status == 200
+        assert '"per-device";q=1000;w=60' in r.headers["RateLimit-Policy"]
+    async with s.get(f"{base}/api/v1/providers?city=Jakarta&size=2",
+                     headers={"X-API-Key": DEMO_APP_KEY[:-1]}) as r:
+        assert r.status == 401
+    async with s.get(f"{base}/demo/app") as r:
+        assert r.status == 401
+    async with s.get(f"{base}/demo/app", headers=app) as r:
+        seen = {k.lower(): v for k, v in (await r.json())["headers"].items()}
+        assert seen["x-edge-app"] == "demo-app" and "x-api-key" not in seen
+    async with s.get(f"{base}/demo/app", headers={"X-API-Key": DEMO_WIDGET_KEY}) as r:
+        assert r.status == 403
     plain = {**member, "Accept-Encoding": "identity"}
     async with s.get(f"{base}/api/v1/members/1001/dashboard", headers=plain) as r:
         dash_etag = r.headers["ETag"]

@@ -242,6 +242,8 @@ class RouteCache:
                 return None  # someone the edge can't tell apart: never share their answer
             else:
                 who = "anonymous"
+            if ctx.app is not None:  # the upstream may answer each app its own way
+                who += f"|app={ctx.app.name}"
         d = ctx.device
         parts = (self.route_name, upstream, fmt, d.device, d.network, "s" if d.save_data else "",
                  ctx.fields_param or "", "k0" if ctx.keymap_off else "",

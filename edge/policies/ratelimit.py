@@ -65,27 +65,35 @@ class CompiledLimit:
         self.default = Policy.of(self.name, cfg.rate, cfg.burst)
         self.by_device = {d: Policy.of(self.name, o.rate, o.burst)
                           for d, o in cfg.per_device.items()}
+        self.by_tier = {t: Policy.of(self.name, o.rate, o.burst)
+                        for t, o in cfg.per_tier.items()}
         self.kind_label = "+".join(self.kinds)
 
-    def policy(self, device: str) -> Policy:
+    def policy(self, device: str, tier: str | None = None) -> Policy:
+        # a verified key's tier is a deal with its holder; the device class only a guess
+        if tier is not None and tier in self.by_tier:
+            return self.by_tier[tier]
         return self.by_device.get(device, self.default)
 
 
 class RouteLimits:
-    """One route's limits, with what each device class needs made once: the policies, the
-    numbers the GCRA step reads, the `RateLimit-Policy` value and the metric series."""
+    """One route's limits, with what each device class (and app key tier) needs made once:
+    the policies, the numbers the GCRA step reads, the `RateLimit-Policy` value and the
+    metric series."""
 
     __slots__ = ("limits", "route", "_plans")
 
     def __init__(self, limits: Sequence[CompiledLimit], route: str) -> None:
         self.limits = tuple(limits)
         self.route = route
-        self._plans: dict[str, _Plan] = {}  # device class → plan; classes come from config
+        # device class (or class and tier) → plan; classes and tiers come from config
+        self._plans: dict[str | tuple[str, str], _Plan] = {}
 
-    def plan(self, device: str) -> _Plan:
-        plan = self._plans.get(device)
+    def plan(self, device: str, tier: str | None = None) -> _Plan:
+        key = device if tier is None else (device, tier)
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[device] = _Plan(self.limits, self.route, device)
+            plan = self._plans[key] = _Plan(self.limits, self.route, device, tier)
         return plan
 
 
@@ -93,8 +101,9 @@ class _Plan:
     __slots__ = ("policies", "intervals", "tolerances", "policy_header", "state_prefixes",
                  "allowed", "limited")
 
-    def __init__(self, limits: Sequence[CompiledLimit], route: str, device: str) -> None:
-        self.policies = [limit.policy(device) for limit in limits]
+    def __init__(self, limits: Sequence[CompiledLimit], route: str, device: str,
+                 tier: str | None) -> None:
+        self.policies = [limit.policy(device, tier) for limit in limits]
         self.intervals = [p.interval for p in self.policies]
         self.tolerances = [p.tolerance for p in self.policies]
         self.policy_header = ", ".join(
@@ -127,7 +136,7 @@ def _key_part(kind: str, ctx: RequestContext, headers: Mapping[str, str],
         if verified is not None:
             return f"d={verified}"
         api_key = headers.get(settings.api_key_header)
-        if api_key:  # a device with its own key
+        if api_key and ctx.app is None:  # a device's own key; an app key is every install's
             return "k=" + hashlib.sha256(api_key.encode()).hexdigest()[:24]
         claimed = headers.get(settings.device_header)
         if claimed:
@@ -136,6 +145,8 @@ def _key_part(kind: str, ctx: RequestContext, headers: Mapping[str, str],
             return f"ip={ip}/d={claimed[:128]}"
         return f"ip={ip}"
     if kind == "api_key":
+        if ctx.app is not None:
+            return f"app={ctx.app.name}"
         api_key = headers.get(settings.api_key_header)
         if api_key:
             return "k=" + hashlib.sha256(api_key.encode()).hexdigest()[:24]
@@ -171,7 +182,7 @@ class Limiter:
     async def check(self, limits: RouteLimits, ctx: RequestContext,
                     headers: Mapping[str, str]) -> Decision:
         started = time.perf_counter()
-        plan = limits.plan(ctx.device.device)
+        plan = limits.plan(ctx.device.device, ctx.app.tier if ctx.app is not None else None)
         keys = []
         for limit in limits.limits:
             if len(limit.kinds) == 1:
