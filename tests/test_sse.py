@@ -316,3 +316,18 @@ async def test_an_event_stream_is_not_a_batch_item(make_edge: Any, upstream: Any
     resp = await edge.post("/batch", data=b'[{"id": 1, "path": "/events?topic=public"}]')
     item = (await resp.json())[0]
     assert item["status"] == 400 and "batch item" in item["body"]["detail"]
+
+
+async def test_a_closed_stream_frees_its_slot_at_once(make_edge: Any, upstream: Any) -> None:
+    url = await upstream(headers_echo_app())
+    # a heartbeat that never comes during the test: it is not what frees the slots
+    edge = await make_edge(edge_yaml(url).replace("heartbeat: 1s", "heartbeat: 30s"), ROUTES,
+                           env={"PUBKEY": KEY})
+    me = bearer(token(sub="1001"))
+    streams = [await open_stream(edge, "topic=user:1001", **me) for _ in range(3)]
+    assert (await edge.get("/events?topic=user:1001", headers=me)).status == 429
+    for stream in streams:
+        await stream.close()
+    again = [await open_stream(edge, "topic=user:1001", **me) for _ in range(3)]
+    for stream in again:
+        await stream.close()

@@ -27,6 +27,45 @@ SEND_TIMEOUT = 10.0  # a client that takes longer to accept a write is gone
 STALLED = 256 * 1024  # bytes waiting in the socket's buffer: the client isn't reading
 
 
+class _Hangup(asyncio.Protocol):
+    """Stands between a stream's transport and aiohttp's protocol, passing everything on,
+    to hear the moment the client hangs up: aiohttp itself only tells a handler through a
+    failed write, i.e. at the next heartbeat, and a gone stream would hold its slot
+    (max_per_identity) until then. The client's FIN counts: aiohttp closes the connection
+    on it anyway, and it arrives a turn of the loop before the connection is lost — before
+    a request the client sent next."""
+
+    __slots__ = ("inner", "hub", "sub")
+
+    def __init__(self, inner: asyncio.Protocol, hub: Hub, sub: Subscriber) -> None:
+        self.inner, self.hub, self.sub = inner, hub, sub
+
+    def hung_up(self) -> None:
+        self.hub.leave(self.sub)  # the slot is free now, not once the handler gets to run
+        self.sub.gone()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self.inner.connection_lost(exc)
+        finally:
+            self.hung_up()
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        try:
+            return self.inner.eof_received()
+        finally:
+            self.hung_up()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
 def _topics(request: Incoming, settings: Events) -> list[str]:
     topics: list[str] = []
     for value in request.query.getall("topic", []):
@@ -80,10 +119,15 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
     loop = asyncio.get_running_loop()
     expiry: asyncio.TimerHandle | None = None
     sent = 0
+    transport = request.transport
+    inner = transport.get_protocol() if transport is not None else None
+    hangup = _Hangup(inner, hub, sub) if isinstance(inner, asyncio.Protocol) else None
+    if transport is not None and hangup is not None:
+        transport.set_protocol(hangup)
     try:
         await resp.prepare(request)
-        # the heartbeat task ends when a write fails: that is how a gone client is noticed,
-        # without a timer per stream of our own
+        # the heartbeat task ends when a write fails: that is how a client that vanished
+        # without hanging up is noticed, without a timer per stream of our own
         heartbeat = getattr(resp, "_ping_task", None)
         if heartbeat is not None:
             heartbeat.add_done_callback(sub.gone)
@@ -141,6 +185,8 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
         pass  # the client went away (or stalled): nothing more to say to it
     finally:
         hub.leave(sub)
+        if transport is not None and inner is not None and transport.get_protocol() is hangup:
+            transport.set_protocol(inner)  # the connection may serve other requests
         if expiry is not None:
             expiry.cancel()
         if resp.prepared and resp.is_connected():

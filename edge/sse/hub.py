@@ -94,7 +94,7 @@ class Subscriber:
             waiter.set_result(None)
 
     def gone(self, *_: Any) -> None:
-        """The stream's heartbeat ended: the client is gone."""
+        """The client is gone: it hung up, or the heartbeat could not be written."""
         if self.closing is None:
             self.closing = "gone"
         self.wake()
