@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from ..backends import BackendError
+from ..backends import BackendError, EventId
 from ..config import Events
 from ..context import Incoming, RequestContext
 from ..errors import Problem
@@ -80,13 +80,8 @@ def _topics(request: Incoming, settings: Events) -> list[str]:
     return list(dict.fromkeys(topics))
 
 
-def _last_id(request: Incoming) -> int | None:
-    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise Problem("bad-request", "Last-Event-ID is an event id this edge sent")
-    return int(raw)
+def _last_id(request: Incoming) -> str | None:
+    return request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
 
 
 async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicRules,
@@ -137,13 +132,17 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
                  f"retry: {int(settings.retry * 1000)}\n\n").encode()
         await resp.write(hello)
         sent += len(hello)
-        newest = last or 0
+        newest: EventId | None = None  # the last event this client has, as far as we know
         if last is not None:
-            events, lost = await hub.history(sub.topics, last)
+            try:
+                after: EventId | None = EventId.parse(last)
+            except ValueError:
+                after = None  # not ours, or from before ids had an epoch: refresh
+            events, lost, known = await hub.history(sub.topics, after)
             if lost:
-                sent += await _send(resp, "refresh", {"topics": lost, "reason": "the events "
-                                                      "since your last one are no longer "
-                                                      "kept: fetch afresh"}, None)
+                sent += await _refresh(resp, lost, "the events since your last one are no "
+                                       "longer kept: fetch afresh")
+            newest = after if known else None
             for event in events:
                 sent += await _write(request, resp, event, sub)
                 newest = event.id
@@ -165,20 +164,21 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
                 break
             if sub.closing == "drain":
                 sent += await _send(resp, "reconnect", {"reason": "the edge is restarting"},
-                                    None, retry=int(settings.retry * 1000))
+                                    retry=int(settings.retry * 1000))
                 break
             if sub.overflowed:
                 sent += await _send(resp, "overflow", {"reason": "too many events waiting "
                                                        "for you: reconnect with "
-                                                       "Last-Event-ID"}, None)
+                                                       "Last-Event-ID"})
                 break
             if expires is not None and time.time() >= expires:
                 sent += await _send(resp, "token-expired", {"reason": "your token expired: "
-                                                            "reconnect with a new one"}, None)
+                                                            "reconnect with a new one"})
                 break
             for event in sub.take():
-                if event.id <= newest:
-                    continue  # already sent from the history
+                if newest is not None and event.id.epoch == newest.epoch \
+                        and event.id.seq <= newest.seq:
+                    continue  # already sent from the history; one of another epoch can't be
                 sent += await _write(request, resp, event, sub)
                 newest = event.id
     except (ConnectionResetError, TimeoutError, BackendError, RuntimeError):
@@ -214,11 +214,16 @@ async def _write(request: web.BaseRequest, resp: EventSourceResponse, event: Eve
     return len(data)
 
 
-async def _send(resp: EventSourceResponse, name: str, data: Any, event_id: int | None,
-                retry: int | None = None) -> int:
+async def _refresh(resp: EventSourceResponse, topics: list[str], reason: str) -> int:
+    return await _send(resp, "refresh", {"topics": topics, "reason": reason})
+
+
+async def _send(resp: EventSourceResponse, name: str, data: Any, retry: int | None = None
+                ) -> int:
+    """A word from the edge itself: no id, so the client's Last-Event-ID stays its last
+    event's."""
     text = orjson.dumps(data).decode()
-    await resp.send(text, id=str(event_id) if event_id is not None else None, event=name,
-                    retry=retry)
+    await resp.send(text, event=name, retry=retry)
     return len(text) + len(name) + 32
 
 
@@ -272,7 +277,7 @@ async def publish(request: Incoming, hub: Hub, settings: Events, keys: list[byte
             body = orjson.dumps({"duplicate": True, "topics": topics})
             return web.Response(body=body, content_type="application/json"), len(body)
     event_id = await hub.publish(list(dict.fromkeys(topics)), name, doc["data"])
-    body = orjson.dumps({"id": event_id, "topics": topics})
+    body = orjson.dumps({"id": str(event_id), "topics": topics})
     return web.Response(status=202, body=body, content_type="application/json"), len(body)
 
 

@@ -1,9 +1,10 @@
 """The event hub: who is subscribed to what in this process, and the way events reach them.
 
-An event gets its id from the backend (one counter for all topics, so ids only grow) and
-is kept in each of its topics' bounded history. In memory the hub hands it to local
-subscribers at once; with Redis every instance — this one included — receives it from
-one pub/sub channel, so all of them deliver in the same (id) order.
+An event gets its id from the backend (its history's epoch and one counter for all topics,
+so ids only grow, even across a backend that starts over empty) and is kept in each of its
+topics' bounded history. In memory the hub hands it to local subscribers at once; with
+Redis every instance — this one included — receives it from one pub/sub channel, so all of
+them deliver in the same (id) order.
 
 A subscriber is a bounded queue and a wake-up future; the connection's own handler
 drains it. Publishing never waits for a client: one that falls `max_queue` events behind
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 
 from ..aio import stop
-from ..backends import Backend, BackendError
+from ..backends import Backend, BackendError, EventId
 from ..config import Events, TopicRule
 from ..errors import Problem
 
@@ -37,7 +38,7 @@ def valid_topic(topic: str) -> bool:
 
 @dataclass(slots=True)
 class Event:
-    id: int
+    id: EventId
     topics: list[str]
     event: str
     data: Any
@@ -45,7 +46,7 @@ class Event:
     _wire: dict[str, bytes] | None = None
 
     @classmethod
-    def decode(cls, event_id: int, ts: float, payload: bytes) -> Event:
+    def decode(cls, event_id: EventId, ts: float, payload: bytes) -> Event:
         doc = orjson.loads(payload)
         return cls(event_id, doc["topics"], doc["event"], doc["data"], ts)
 
@@ -230,7 +231,7 @@ class Hub:
             sub.wake()
 
     # -- publishing
-    async def publish(self, topics: list[str], event: str, data: Any) -> int:
+    async def publish(self, topics: list[str], event: str, data: Any) -> EventId:
         s = self.settings
         assert s is not None
         payload = orjson.dumps({"topics": topics, "event": event, "data": data})
@@ -257,32 +258,46 @@ class Hub:
                 dropped += 1
         self.metrics.sse_delivered(delivered, dropped)
 
-    async def history(self, topics: frozenset[str], after: int) -> tuple[list[Event], list[str]]:
-        """Events after `after` on these topics, in id order without repeats, and the
-        topics whose history no longer reaches back that far."""
+    async def history(self, topics: frozenset[str], after: EventId | None
+                      ) -> tuple[list[Event], list[str], bool]:
+        """Events after `after` on these topics, in id order without repeats; the topics
+        whose history no longer reaches back that far; and whether `after` is an id of this
+        history at all. One that isn't — unreadable (None), from before the backend started
+        over, ahead of anything it issued — leaves every topic to refresh, nothing to
+        replay."""
         s = self.settings
         assert s is not None
-        found: dict[int, Event] = {}
+        found: dict[EventId, Event] = {}
         lost: list[str] = []
+        known = after is not None
         for topic in sorted(topics):
+            if after is None:
+                break
             try:
-                events, gone = await self.backend.event_history(topic, after, s.history_age)
+                kept = await self.backend.event_history(topic, after, s.history_age)
             except BackendError as e:
                 log.warning("event history unavailable: %s", e)
                 lost.append(topic)
                 continue
+            if kept is None:
+                known = False
+                break
+            events, gone = kept
             if gone:
                 lost.append(topic)
             for event_id, payload in events:
                 if event_id not in found:
                     found[event_id] = Event.decode(event_id, 0.0, payload)
+        if not known:
+            found, lost = {}, sorted(topics)
         self.metrics.sse_replay(hit=not lost)
-        return [found[k] for k in sorted(found)], lost
+        return [found[k] for k in sorted(found)], lost, known
 
     async def _listen(self) -> None:
         async for message in self.backend.listen(CHANNEL):
             try:
                 raw_id, raw_ts, payload = message.split(b"\n", 2)
-                self.deliver(Event.decode(int(raw_id), int(raw_ts) / 1000, payload))
+                self.deliver(Event.decode(EventId.parse(raw_id.decode()), int(raw_ts) / 1000,
+                                          payload))
             except (ValueError, KeyError, orjson.JSONDecodeError):
                 log.warning("ignored a malformed event message")
