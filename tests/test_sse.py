@@ -15,8 +15,9 @@ import pytest
 from edge.backends import EventId
 from edge.sse.hub import Event
 
-from .conftest import REDIS_URL, headers_echo_app, services_yaml
+from .conftest import REDIS_URL, free_port, headers_echo_app, services_yaml
 from .test_auth import AUTH, bearer, token
+from .test_ratelimit import start_redis
 
 KEY = "publisher-key-" + "x" * 20
 
@@ -105,6 +106,19 @@ async def publish(edge: Any, topic: str | list[str], data: Any, event: str = "up
     return await resp.json()
 
 
+async def publish_after_an_outage(edge: Any, topic: str, data: Any) -> Any:
+    """As a publisher does after an outage: again after a 503 (Retry-After), which each
+    pooled connection to the Redis that went away answers once."""
+    for _ in range(10):
+        resp = await edge.post("/_edge/publish", data=orjson.dumps({"topic": topic,
+                                                                    "data": data}),
+                               headers={"Authorization": f"Bearer {KEY}"})
+        if resp.status != 503:
+            break
+    assert resp.status == 202, await resp.text()
+    return await resp.json()
+
+
 async def test_publish_and_receive(edge: Any) -> None:
     stream = await open_stream(edge, "topic=public")
     out = await publish(edge, "public", {"hello": 1})
@@ -189,6 +203,47 @@ async def test_a_last_event_id_the_history_cannot_answer_gets_refresh_then_live(
         live = await publish(edge, topic, {"n": 1})
         assert (await stream.next())["id"] == str(live["id"]), last  # then the live stream
         await stream.close()
+
+
+async def test_ids_keep_growing_across_a_redis_that_restarts_empty(make_edge: Any,
+                                                                  upstream: Any) -> None:
+    port = free_port()
+    redis = start_redis(port)
+    try:
+        url = await upstream(headers_echo_app())
+        edge = await make_edge(edge_yaml(url), ROUTES, env={
+            "PUBKEY": KEY, "EDGE_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+        topic = f"news:{uuid.uuid4().hex[:8]}"
+        stream = await open_stream(edge, f"topic={topic}")
+        await asyncio.sleep(0.2)  # the instance's subscription to Redis is up
+        before = [str((await publish(edge, topic, {"n": n}))["id"]) for n in range(3)]
+        assert [(await stream.next())["id"] for _ in before] == before
+        redis.kill()
+        redis.wait(5)
+        redis = start_redis(port)  # back, empty
+        # the open stream: told that events may have passed it by while the instance's
+        # subscription was down, then it goes on with the new ones
+        refresh = await stream.next(timeout=10)
+        assert refresh["event"] == "refresh" and refresh["data"]["topics"] == [topic]
+        after = str((await publish_after_an_outage(edge, topic, {"n": 3}))["id"])
+        got = await stream.next()
+        assert got["id"] == after and got["data"]["data"]["n"] == 3
+        # a reconnect from before the restart: its events are gone with Redis
+        again = await open_stream(edge, f"topic={topic}", **{"Last-Event-ID": before[-1]})
+        refresh = await again.next()
+        assert refresh["event"] == "refresh" and refresh["data"]["topics"] == [topic]
+        live = str((await publish(edge, topic, {"n": 4}))["id"])
+        assert (await again.next())["id"] == (await stream.next())["id"] == live
+        # one from after it is answered from the new history
+        third = await open_stream(edge, f"topic={topic}", **{"Last-Event-ID": after})
+        assert (await third.next())["id"] == live
+        ids = [EventId.parse(i) for i in (*before, after, live)]
+        assert ids == sorted(ids)  # ids only grow, whatever happened to Redis
+        for s in (stream, again, third):
+            await s.close()
+    finally:
+        redis.kill()
+        redis.wait(5)
 
 
 async def test_several_topics_one_stream_no_duplicates(edge: Any) -> None:

@@ -91,7 +91,9 @@ class Backend(Protocol):
         ...
 
     def listen(self, channel: str) -> AsyncIterator[bytes]:
-        """Messages other instances publish, until cancelled (reconnecting as needed)."""
+        """Messages other instances publish, until cancelled (reconnecting as needed). An
+        empty one when a broken subscription is back: what was published meanwhile never
+        came."""
         ...
 
 

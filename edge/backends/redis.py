@@ -310,16 +310,24 @@ class RedisBackend:
 
     async def listen(self, channel: str) -> AsyncIterator[bytes]:
         delay = 0.1
+        broken = False
         while True:
-            pubsub = self.sub_client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.sub_client.pubsub()
             try:
                 await pubsub.subscribe(PREFIX + channel)
-                delay = 0.1
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
-                    if msg is not None and msg["type"] == "message":
+                    if msg is None:
+                        continue
+                    if msg["type"] == "message":
                         yield bytes(msg["data"])
+                    elif msg["type"] == "subscribe":  # confirmed: from now on nothing is missed
+                        delay = 0.1
+                        if broken:
+                            broken = False
+                            yield b""
             except (RedisError, OSError, TimeoutError) as e:
+                broken = True
                 log.warning("redis subscription to %s lost (%s); retrying in %.1fs", channel,
                             e, delay)
                 await asyncio.sleep(delay)

@@ -152,7 +152,7 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
                     await asyncio.wait_for(sub.wait(), settings.heartbeat)
                 except TimeoutError:
                     pass
-            elif not (sub.queue or sub.overflowed or sub.closing):
+            elif not (sub.queue or sub.overflowed or sub.missed or sub.closing):
                 # waited for here rather than in a method: each idle stream holds one
                 # coroutine frame fewer
                 sub.waiter = loop.create_future()
@@ -175,6 +175,10 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
                 sent += await _send(resp, "token-expired", {"reason": "your token expired: "
                                                             "reconnect with a new one"})
                 break
+            if sub.missed:
+                sub.missed = False
+                sent += await _refresh(resp, sorted(sub.topics), "events may have passed "
+                                       "you by: fetch afresh")
             for event in sub.take():
                 if newest is not None and event.id.epoch == newest.epoch \
                         and event.id.seq <= newest.seq:

@@ -4,7 +4,8 @@ An event gets its id from the backend (its history's epoch and one counter for a
 so ids only grow, even across a backend that starts over empty) and is kept in each of its
 topics' bounded history. In memory the hub hands it to local subscribers at once; with
 Redis every instance — this one included — receives it from one pub/sub channel, so all of
-them deliver in the same (id) order.
+them deliver in the same (id) order. What is published while that subscription is broken
+never arrives: once it is back, every open stream is told to refresh.
 
 A subscriber is a bounded queue and a wake-up future; the connection's own handler
 drains it. Publishing never waits for a client: one that falls `max_queue` events behind
@@ -75,6 +76,7 @@ class Subscriber:
     queue: list[Event] = field(default_factory=list)
     waiter: asyncio.Future[None] | None = None
     overflowed: bool = False
+    missed: bool = False  # events may have passed it by: its client must refresh
     closing: str | None = None  # drain: the edge is going away; gone: the client is
 
     def push(self, event: Event) -> bool:
@@ -101,9 +103,10 @@ class Subscriber:
         self.wake()
 
     async def wait(self) -> None:
-        """Until there is something to do: events, an overflow, a close. No timer of its
-        own: the stream's heartbeat and the token's expiry wake it when they must."""
-        if self.queue or self.overflowed or self.closing:
+        """Until there is something to do: events, an overflow, a refresh, a close. No
+        timer of its own: the stream's heartbeat and the token's expiry wake it when they
+        must."""
+        if self.queue or self.overflowed or self.missed or self.closing:
             return
         self.waiter = asyncio.get_running_loop().create_future()
         try:
@@ -230,6 +233,13 @@ class Hub:
             sub.closing = "drain"
             sub.wake()
 
+    def refresh_all(self) -> None:
+        """Tell every stream that events may have passed it by (the subscription to the
+        other instances was broken)."""
+        for sub in self.subscribers:
+            sub.missed = True
+            sub.wake()
+
     # -- publishing
     async def publish(self, topics: list[str], event: str, data: Any) -> EventId:
         s = self.settings
@@ -295,6 +305,9 @@ class Hub:
 
     async def _listen(self) -> None:
         async for message in self.backend.listen(CHANNEL):
+            if not message:
+                self.refresh_all()
+                continue
             try:
                 raw_id, raw_ts, payload = message.split(b"\n", 2)
                 self.deliver(Event.decode(EventId.parse(raw_id.decode()), int(raw_ts) / 1000,
