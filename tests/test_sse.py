@@ -12,8 +12,12 @@ from typing import Any
 import orjson
 import pytest
 
-from .conftest import REDIS_URL, headers_echo_app, services_yaml
+from edge.backends import EventId
+from edge.sse.hub import Event
+
+from .conftest import REDIS_URL, free_port, headers_echo_app, services_yaml
 from .test_auth import AUTH, bearer, token
+from .test_ratelimit import start_redis
 
 KEY = "publisher-key-" + "x" * 20
 
@@ -102,6 +106,19 @@ async def publish(edge: Any, topic: str | list[str], data: Any, event: str = "up
     return await resp.json()
 
 
+async def publish_after_an_outage(edge: Any, topic: str, data: Any) -> Any:
+    """As a publisher does after an outage: again after a 503 (Retry-After), which each
+    pooled connection to the Redis that went away answers once."""
+    for _ in range(10):
+        resp = await edge.post("/_edge/publish", data=orjson.dumps({"topic": topic,
+                                                                    "data": data}),
+                               headers={"Authorization": f"Bearer {KEY}"})
+        if resp.status != 503:
+            break
+    assert resp.status == 202, await resp.text()
+    return await resp.json()
+
+
 async def test_publish_and_receive(edge: Any) -> None:
     stream = await open_stream(edge, "topic=public")
     out = await publish(edge, "public", {"hello": 1})
@@ -140,7 +157,7 @@ async def test_reconnect_with_last_event_id_gets_exactly_what_was_missed(edge: A
     missed = [(await publish(edge, topic, {"n": n}))["id"] for n in (1, 2, 3)]
     again = await open_stream(edge, f"topic={topic}", **{"Last-Event-ID": str(first["id"])})
     got = [await again.next() for _ in range(3)]
-    assert [int(e["id"]) for e in got] == missed
+    assert [e["id"] for e in got] == missed
     assert [e["data"]["data"]["n"] for e in got] == [1, 2, 3]
     live = await publish(edge, topic, {"n": 4})
     assert (await again.next())["id"] == str(live["id"])  # then live, nothing repeated
@@ -164,13 +181,78 @@ async def test_a_history_that_no_longer_reaches_back_says_refresh(edge: Any) -> 
     await stream.close()
 
 
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_last_event_id_the_history_cannot_answer_gets_refresh_then_live(
+        make_edge: Any, upstream: Any, backend: str) -> None:
+    url = await upstream(headers_echo_app())
+    env = {"PUBKEY": KEY, **({"EDGE_REDIS_URL": REDIS_URL} if backend == "redis" else {})}
+    edge = await make_edge(edge_yaml(url), ROUTES, env=env)
+    topic = f"news:{uuid.uuid4().hex[:8]}"
+    watch = await open_stream(edge, f"topic={topic}")
+    await asyncio.sleep(0.2)  # with Redis: the instance's subscription is up
+    known = str((await publish(edge, topic, {"n": 0}))["id"])
+    assert (await watch.next())["id"] == known  # delivered: not live for the streams below
+    await watch.close()
+    epoch, _, seq = known.rpartition("-")
+    for last in ("garbage", "20",  # an id from before ids had an epoch
+                 f"{int(epoch or 0) - 1}-{seq}",  # from another history (before a reset)
+                 f"{epoch}-{int(seq) + 1000}"):  # ahead of anything this history issued
+        stream = await open_stream(edge, f"topic={topic}", **{"Last-Event-ID": last})
+        refresh = await stream.next()
+        assert refresh["event"] == "refresh" and refresh["data"]["topics"] == [topic], last
+        live = await publish(edge, topic, {"n": 1})
+        assert (await stream.next())["id"] == str(live["id"]), last  # then the live stream
+        await stream.close()
+
+
+async def test_ids_keep_growing_across_a_redis_that_restarts_empty(make_edge: Any,
+                                                                  upstream: Any) -> None:
+    port = free_port()
+    redis = start_redis(port)
+    try:
+        url = await upstream(headers_echo_app())
+        edge = await make_edge(edge_yaml(url), ROUTES, env={
+            "PUBKEY": KEY, "EDGE_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+        topic = f"news:{uuid.uuid4().hex[:8]}"
+        stream = await open_stream(edge, f"topic={topic}")
+        await asyncio.sleep(0.2)  # the instance's subscription to Redis is up
+        before = [str((await publish(edge, topic, {"n": n}))["id"]) for n in range(3)]
+        assert [(await stream.next())["id"] for _ in before] == before
+        redis.kill()
+        redis.wait(5)
+        redis = start_redis(port)  # back, empty
+        # the open stream: told that events may have passed it by while the instance's
+        # subscription was down, then it goes on with the new ones
+        refresh = await stream.next(timeout=10)
+        assert refresh["event"] == "refresh" and refresh["data"]["topics"] == [topic]
+        after = str((await publish_after_an_outage(edge, topic, {"n": 3}))["id"])
+        got = await stream.next()
+        assert got["id"] == after and got["data"]["data"]["n"] == 3
+        # a reconnect from before the restart: its events are gone with Redis
+        again = await open_stream(edge, f"topic={topic}", **{"Last-Event-ID": before[-1]})
+        refresh = await again.next()
+        assert refresh["event"] == "refresh" and refresh["data"]["topics"] == [topic]
+        live = str((await publish(edge, topic, {"n": 4}))["id"])
+        assert (await again.next())["id"] == (await stream.next())["id"] == live
+        # one from after it is answered from the new history
+        third = await open_stream(edge, f"topic={topic}", **{"Last-Event-ID": after})
+        assert (await third.next())["id"] == live
+        ids = [EventId.parse(i) for i in (*before, after, live)]
+        assert ids == sorted(ids)  # ids only grow, whatever happened to Redis
+        for s in (stream, again, third):
+            await s.close()
+    finally:
+        redis.kill()
+        redis.wait(5)
+
+
 async def test_several_topics_one_stream_no_duplicates(edge: Any) -> None:
     a, b = f"news:{uuid.uuid4().hex[:6]}", f"news:{uuid.uuid4().hex[:6]}"
     stream = await open_stream(edge, f"topic={a}&topic={b}")
     both = await publish(edge, [a, b], {"both": True})
     only_b = await publish(edge, b, {"b": True})
     got = [await stream.next(), await stream.next()]
-    assert [int(e["id"]) for e in got] == [both["id"], only_b["id"]]
+    assert [e["id"] for e in got] == [both["id"], only_b["id"]]
     await stream.close()
 
 
@@ -200,8 +282,7 @@ async def test_a_slow_consumer_is_cut_off_with_a_last_word(edge: Any) -> None:
     hub = edge.edge.state.hub
     sub = next(s for s in hub.subscribers if topic in s.topics)
     for n in range(25):  # max_queue 20, delivered faster than the stream is drained
-        hub.deliver(__import__("edge.sse.hub", fromlist=["Event"]).Event(
-            10_000_000 + n, [topic], "flood", n, time.time()))
+        hub.deliver(Event(EventId(1, 10_000_000 + n), [topic], "flood", n, time.time()))
     got = []
     with pytest.raises(EOFError):
         while True:
@@ -271,13 +352,13 @@ async def test_two_instances_sharing_redis(make_edge: Any, upstream: Any) -> Non
     on_b = await open_stream(b, f"topic={topic}")
     await asyncio.sleep(0.2)  # the instances' subscriptions to Redis are up
     sent = [(await publish(x, topic, {"n": n}))["id"] for n, x in enumerate((a, b, a, b))]
-    got_a = [int((await on_a.next())["id"]) for _ in range(4)]
-    got_b = [int((await on_b.next())["id"]) for _ in range(4)]
-    assert got_a == got_b == sorted(sent)  # everyone, in the same order
+    got_a = [(await on_a.next())["id"] for _ in range(4)]
+    got_b = [(await on_b.next())["id"] for _ in range(4)]
+    assert got_a == got_b == sorted(sent, key=EventId.parse)  # everyone, in the same order
     await on_b.close()
     more = [(await publish(a, topic, {"n": n}))["id"] for n in range(3)]
     back = await open_stream(b, f"topic={topic}", **{"Last-Event-ID": str(got_b[-1])})
-    assert [int((await back.next())["id"]) for _ in range(3)] == more
+    assert [(await back.next())["id"] for _ in range(3)] == more
     await on_a.close()
     await back.close()
 
@@ -316,3 +397,18 @@ async def test_an_event_stream_is_not_a_batch_item(make_edge: Any, upstream: Any
     resp = await edge.post("/batch", data=b'[{"id": 1, "path": "/events?topic=public"}]')
     item = (await resp.json())[0]
     assert item["status"] == 400 and "batch item" in item["body"]["detail"]
+
+
+async def test_a_closed_stream_frees_its_slot_at_once(make_edge: Any, upstream: Any) -> None:
+    url = await upstream(headers_echo_app())
+    # a heartbeat that never comes during the test: it is not what frees the slots
+    edge = await make_edge(edge_yaml(url).replace("heartbeat: 1s", "heartbeat: 30s"), ROUTES,
+                           env={"PUBKEY": KEY})
+    me = bearer(token(sub="1001"))
+    streams = [await open_stream(edge, "topic=user:1001", **me) for _ in range(3)]
+    assert (await edge.get("/events?topic=user:1001", headers=me)).status == 429
+    for stream in streams:
+        await stream.close()
+    again = [await open_stream(edge, "topic=user:1001", **me) for _ in range(3)]
+    for stream in again:
+        await stream.close()

@@ -7,12 +7,36 @@ policy decides whether that fails open or closed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+
+_EVENT_ID = re.compile(r"(\d{1,15})-(\d{1,18})")
 
 
 class BackendError(Exception):
     """The shared state could not be read or written (Redis down or too slow)."""
+
+
+class EventId(NamedTuple):
+    """An event's id: the history it belongs to and its place there. `epoch` is the time
+    (ms) the backend's history began — a Redis, or a process, that starts over empty begins
+    a later one, as it can't go back to its counter — and `seq` the counter, one for all
+    topics. Written `epoch-seq` (a Redis stream entry id, too), compared as a pair: ids
+    only grow."""
+
+    epoch: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.epoch}-{self.seq}"
+
+    @classmethod
+    def parse(cls, text: str) -> EventId:
+        m = _EVENT_ID.fullmatch(text)
+        if m is None:
+            raise ValueError(f"not an event id: {text[:40]!r}")
+        return cls(int(m[1]), int(m[2]))
 
 
 class Backend(Protocol):
@@ -53,20 +77,23 @@ class Backend(Protocol):
         ...
 
     async def event_publish(self, topics: list[str], payload: bytes, history: int,
-                            max_age: float, channel: str) -> tuple[int, float]:
+                            max_age: float, channel: str) -> tuple[EventId, float]:
         """Give an event the next id, keep it in each topic's history (at most `history`
         events, none older than `max_age`), tell other instances on `channel` (as
         `id\nts\npayload`, in id order); returns (id, time)."""
         ...
 
-    async def event_history(self, topic: str, after: int, max_age: float
-                            ) -> tuple[list[tuple[int, bytes]], bool]:
+    async def event_history(self, topic: str, after: EventId, max_age: float
+                            ) -> tuple[list[tuple[EventId, bytes]], bool] | None:
         """A topic's kept events after id `after`, in order, and whether some after it
-        are no longer kept (the client must refresh)."""
+        are no longer kept (the client must refresh). None when `after` is no id of this
+        history: from before it began, or ahead of anything it issued."""
         ...
 
     def listen(self, channel: str) -> AsyncIterator[bytes]:
-        """Messages other instances publish, until cancelled (reconnecting as needed)."""
+        """Messages other instances publish, until cancelled (reconnecting as needed). An
+        empty one when a broken subscription is back: what was published meanwhile never
+        came."""
         ...
 
 

@@ -266,6 +266,8 @@ class Invalidations:
 
     async def _listen(self) -> None:
         async for message in self.backend.listen(PURGE_CHANNEL):
+            if not message:
+                continue  # a broken subscription is back: a marker, not a purge
             try:
                 event = orjson.loads(message)
                 if event.get("origin") == self.origin:

@@ -8,11 +8,13 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from . import EventId
+
 
 @dataclass(slots=True)
 class _Topic:
     events: deque[tuple[int, float, bytes]] = field(default_factory=deque)
-    lost: int = 0  # the newest id no longer kept
+    lost: int = 0  # the newest seq no longer kept
 
 
 class MemoryBackend:
@@ -25,6 +27,7 @@ class MemoryBackend:
         self._hashes: dict[str, dict[str, bytes]] = {}
         self._tats: OrderedDict[str, float] = OrderedDict()  # rate-limit buckets
         self.max_buckets = max_entries  # the rate limiter sets its own (rate_limits.max_keys)
+        self._epoch = int(time.time() * 1000)  # this process's history: a restart begins another
         self._seq = 0
         self._topics: OrderedDict[str, _Topic] = OrderedDict()
 
@@ -99,7 +102,7 @@ class MemoryBackend:
         return True, now, current
 
     async def event_publish(self, topics: list[str], payload: bytes, history: int,
-                            max_age: float, channel: str) -> tuple[int, float]:
+                            max_age: float, channel: str) -> tuple[EventId, float]:
         self._seq += 1
         now = time.time()
         for name in topics:
@@ -111,24 +114,26 @@ class MemoryBackend:
                 topic.lost = events.popleft()[0]
         while len(self._topics) > self.max_entries:
             self._topics.popitem(last=False)
-        return self._seq, now
+        return EventId(self._epoch, self._seq), now
 
-    async def event_history(self, topic: str, after: int, max_age: float
-                            ) -> tuple[list[tuple[int, bytes]], bool]:
+    async def event_history(self, topic: str, after: EventId, max_age: float
+                            ) -> tuple[list[tuple[EventId, bytes]], bool] | None:
+        if after.epoch != self._epoch or after.seq > self._seq:
+            return None
         kept = self._topics.get(topic)
         if kept is None:
             return [], False
         cutoff = time.time() - max_age
         lost = kept.lost
         out = []
-        for event_id, ts, payload in kept.events:
-            if event_id <= after:
+        for seq, ts, payload in kept.events:
+            if seq <= after.seq:
                 continue
             if ts < cutoff:
-                lost = max(lost, event_id)
+                lost = max(lost, seq)
                 continue
-            out.append((event_id, payload))
-        return out, lost > after
+            out.append((EventId(self._epoch, seq), payload))
+        return out, lost > after.seq
 
     async def publish(self, channel: str, message: bytes) -> None:
         return None  # one instance: nobody else to tell

@@ -13,7 +13,7 @@ from prometheus_async import aio
 from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
-from . import BackendError
+from . import BackendError, EventId
 
 log = logging.getLogger("edge.redis")
 # Requests must never hang on Redis: every call has a tight timeout.
@@ -99,20 +99,24 @@ end
 return out
 """
 
-# Publish one event: the next id (one counter for all topics), each topic's stream trimmed
-# to its count and age (remembering the newest id dropped), then the live message, all in
-# one step so every instance sees events in id order. KEYS[1] = the counter;
-# ARGV = prefix, history, max_age_ms, channel, payload, topics...
+# Publish one event: the next id (the history's epoch and one counter for all topics, kept
+# in one hash so they go together; the epoch is Redis's time when the hash is created, so a
+# Redis that starts over empty begins a later one), each topic's stream trimmed to its count
+# and age (remembering the newest id dropped), then the live message, all in one step so
+# every instance sees events in id order. The id is the entry's id in every stream.
+# KEYS[1] = the counter; ARGV = prefix, history, max_age_ms, channel, payload, topics...
 _PUBLISH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, history, max_age = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep = max_age * 4 + 86400000
-local id = redis.call('INCR', KEYS[1])
+redis.call('HSETNX', KEYS[1], 'epoch', string.format('%.0f', now))
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local id = redis.call('HGET', KEYS[1], 'epoch') .. '-' .. seq
 for i = 6, #ARGV do
   local stream = prefix .. 'ev:s:' .. ARGV[i]
   local lost = prefix .. 'ev:lost:' .. ARGV[i]
-  redis.call('XADD', stream, id .. '-0', 'ts', now, 'p', ARGV[5])
+  redis.call('XADD', stream, id, 'ts', now, 'p', ARGV[5])
   local n = redis.call('XLEN', stream)
   local dropped = nil
   if n > history then
@@ -126,9 +130,9 @@ for i = 6, #ARGV do
     dropped = e[1]
   end
   if dropped then
-    local seq = string.match(dropped, '^(%d+)')
-    redis.call('XTRIM', stream, 'MINID', (tonumber(seq) + 1) .. '-0')
-    redis.call('SET', lost, seq, 'PX', keep)
+    local d_epoch, d_seq = string.match(dropped, '^(%d+)-(%d+)$')
+    redis.call('XTRIM', stream, 'MINID', d_epoch .. '-' .. (tonumber(d_seq) + 1))
+    redis.call('SET', lost, dropped, 'PX', keep)
   end
   redis.call('PEXPIRE', stream, max_age + 1000)
   redis.call('SET', prefix .. 'ev:last:' .. ARGV[i], id, 'PX', keep)
@@ -136,6 +140,15 @@ end
 redis.call('PUBLISH', prefix .. ARGV[4], id .. '\\n' .. now .. '\\n' .. ARGV[5])
 return {id, now}
 """
+NO_EVENT = EventId(0, 0)
+
+
+def _event_id(raw: bytes | None) -> EventId:
+    """An id Redis keeps, or NO_EVENT for none (or one from before ids had an epoch)."""
+    try:
+        return EventId.parse(raw.decode()) if raw else NO_EVENT
+    except ValueError:
+        return NO_EVENT
 
 
 class RedisBackend:
@@ -250,30 +263,36 @@ class RedisBackend:
             i += 1 + n
 
     async def event_publish(self, topics: list[str], payload: bytes, history: int,
-                            max_age: float, channel: str) -> tuple[int, float]:
+                            max_age: float, channel: str) -> tuple[EventId, float]:
         out = await self._call("event_publish", self._publish_event(
-            keys=[PREFIX + "ev:seq"],
+            keys=[PREFIX + "ev:ids"],
             args=[PREFIX, history, int(max_age * 1000), channel, payload, *topics]))
-        return int(out[0]), int(out[1]) / 1000
+        return EventId.parse(out[0].decode()), int(out[1]) / 1000
 
-    async def event_history(self, topic: str, after: int, max_age: float
-                            ) -> tuple[list[tuple[int, bytes]], bool]:
+    async def event_history(self, topic: str, after: EventId, max_age: float
+                            ) -> tuple[list[tuple[EventId, bytes]], bool] | None:
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.xrange(PREFIX + "ev:s:" + topic, min=f"{after + 1}-0", max="+")
+            pipe.hmget(PREFIX + "ev:ids", ["epoch", "seq"])
+            pipe.xrange(PREFIX + "ev:s:" + topic, min=f"{after.epoch}-{after.seq + 1}",
+                        max="+")
             pipe.get(PREFIX + "ev:lost:" + topic)
             pipe.get(PREFIX + "ev:last:" + topic)
-            entries, lost_raw, last_raw = await self._call("event_history", pipe.execute())
+            (epoch, seq), entries, lost_raw, last_raw = await self._call("event_history",
+                                                                         pipe.execute())
+        if epoch is None or int(epoch) != after.epoch or int(seq) < after.seq:
+            return None
         cutoff = time.time() - max_age
-        lost = int(lost_raw or 0)
+        lost = _event_id(lost_raw)
         out = []
         for entry_id, fields in entries:
-            event_id = int(entry_id.split(b"-")[0])
+            event_id = _event_id(entry_id)
             if float(fields[b"ts"]) / 1000 < cutoff:
                 lost = max(lost, event_id)
                 continue
             out.append((event_id, bytes(fields[b"p"])))
-        if not out and not entries and int(last_raw or 0) > after:
-            lost = max(lost, int(last_raw))  # the whole history aged out
+        last = _event_id(last_raw)
+        if not out and not entries and last > after:
+            lost = max(lost, last)  # the whole history aged out
         return out, lost > after
 
     async def hash_set(self, name: str, field: str, value: bytes, ttl: float) -> None:
@@ -291,16 +310,24 @@ class RedisBackend:
 
     async def listen(self, channel: str) -> AsyncIterator[bytes]:
         delay = 0.1
+        broken = False
         while True:
-            pubsub = self.sub_client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.sub_client.pubsub()
             try:
                 await pubsub.subscribe(PREFIX + channel)
-                delay = 0.1
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
-                    if msg is not None and msg["type"] == "message":
+                    if msg is None:
+                        continue
+                    if msg["type"] == "message":
                         yield bytes(msg["data"])
+                    elif msg["type"] == "subscribe":  # confirmed: from now on nothing is missed
+                        delay = 0.1
+                        if broken:
+                            broken = False
+                            yield b""
             except (RedisError, OSError, TimeoutError) as e:
+                broken = True
                 log.warning("redis subscription to %s lost (%s); retrying in %.1fs", channel,
                             e, delay)
                 await asyncio.sleep(delay)

@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from ..backends import BackendError
+from ..backends import BackendError, EventId
 from ..config import Events
 from ..context import Incoming, RequestContext
 from ..errors import Problem
@@ -25,6 +25,45 @@ from .hub import Event, Hub, Subscriber, TopicRules, valid_topic
 _EVENT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SEND_TIMEOUT = 10.0  # a client that takes longer to accept a write is gone
 STALLED = 256 * 1024  # bytes waiting in the socket's buffer: the client isn't reading
+
+
+class _Hangup(asyncio.Protocol):
+    """Stands between a stream's transport and aiohttp's protocol, passing everything on,
+    to hear the moment the client hangs up: aiohttp itself only tells a handler through a
+    failed write, i.e. at the next heartbeat, and a gone stream would hold its slot
+    (max_per_identity) until then. The client's FIN counts: aiohttp closes the connection
+    on it anyway, and it arrives a turn of the loop before the connection is lost — before
+    a request the client sent next."""
+
+    __slots__ = ("inner", "hub", "sub")
+
+    def __init__(self, inner: asyncio.Protocol, hub: Hub, sub: Subscriber) -> None:
+        self.inner, self.hub, self.sub = inner, hub, sub
+
+    def hung_up(self) -> None:
+        self.hub.leave(self.sub)  # the slot is free now, not once the handler gets to run
+        self.sub.gone()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self.inner.connection_lost(exc)
+        finally:
+            self.hung_up()
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        try:
+            return self.inner.eof_received()
+        finally:
+            self.hung_up()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
 
 
 def _topics(request: Incoming, settings: Events) -> list[str]:
@@ -41,13 +80,8 @@ def _topics(request: Incoming, settings: Events) -> list[str]:
     return list(dict.fromkeys(topics))
 
 
-def _last_id(request: Incoming) -> int | None:
-    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise Problem("bad-request", "Last-Event-ID is an event id this edge sent")
-    return int(raw)
+def _last_id(request: Incoming) -> str | None:
+    return request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
 
 
 async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicRules,
@@ -80,10 +114,15 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
     loop = asyncio.get_running_loop()
     expiry: asyncio.TimerHandle | None = None
     sent = 0
+    transport = request.transport
+    inner = transport.get_protocol() if transport is not None else None
+    hangup = _Hangup(inner, hub, sub) if isinstance(inner, asyncio.Protocol) else None
+    if transport is not None and hangup is not None:
+        transport.set_protocol(hangup)
     try:
         await resp.prepare(request)
-        # the heartbeat task ends when a write fails: that is how a gone client is noticed,
-        # without a timer per stream of our own
+        # the heartbeat task ends when a write fails: that is how a client that vanished
+        # without hanging up is noticed, without a timer per stream of our own
         heartbeat = getattr(resp, "_ping_task", None)
         if heartbeat is not None:
             heartbeat.add_done_callback(sub.gone)
@@ -93,13 +132,17 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
                  f"retry: {int(settings.retry * 1000)}\n\n").encode()
         await resp.write(hello)
         sent += len(hello)
-        newest = last or 0
+        newest: EventId | None = None  # the last event this client has, as far as we know
         if last is not None:
-            events, lost = await hub.history(sub.topics, last)
+            try:
+                after: EventId | None = EventId.parse(last)
+            except ValueError:
+                after = None  # not ours, or from before ids had an epoch: refresh
+            events, lost, known = await hub.history(sub.topics, after)
             if lost:
-                sent += await _send(resp, "refresh", {"topics": lost, "reason": "the events "
-                                                      "since your last one are no longer "
-                                                      "kept: fetch afresh"}, None)
+                sent += await _refresh(resp, lost, "the events since your last one are no "
+                                       "longer kept: fetch afresh")
+            newest = after if known else None
             for event in events:
                 sent += await _write(request, resp, event, sub)
                 newest = event.id
@@ -109,7 +152,7 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
                     await asyncio.wait_for(sub.wait(), settings.heartbeat)
                 except TimeoutError:
                     pass
-            elif not (sub.queue or sub.overflowed or sub.closing):
+            elif not (sub.queue or sub.overflowed or sub.missed or sub.closing):
                 # waited for here rather than in a method: each idle stream holds one
                 # coroutine frame fewer
                 sub.waiter = loop.create_future()
@@ -121,26 +164,33 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
                 break
             if sub.closing == "drain":
                 sent += await _send(resp, "reconnect", {"reason": "the edge is restarting"},
-                                    None, retry=int(settings.retry * 1000))
+                                    retry=int(settings.retry * 1000))
                 break
             if sub.overflowed:
                 sent += await _send(resp, "overflow", {"reason": "too many events waiting "
                                                        "for you: reconnect with "
-                                                       "Last-Event-ID"}, None)
+                                                       "Last-Event-ID"})
                 break
             if expires is not None and time.time() >= expires:
                 sent += await _send(resp, "token-expired", {"reason": "your token expired: "
-                                                            "reconnect with a new one"}, None)
+                                                            "reconnect with a new one"})
                 break
+            if sub.missed:
+                sub.missed = False
+                sent += await _refresh(resp, sorted(sub.topics), "events may have passed "
+                                       "you by: fetch afresh")
             for event in sub.take():
-                if event.id <= newest:
-                    continue  # already sent from the history
+                if newest is not None and event.id.epoch == newest.epoch \
+                        and event.id.seq <= newest.seq:
+                    continue  # already sent from the history; one of another epoch can't be
                 sent += await _write(request, resp, event, sub)
                 newest = event.id
     except (ConnectionResetError, TimeoutError, BackendError, RuntimeError):
         pass  # the client went away (or stalled): nothing more to say to it
     finally:
         hub.leave(sub)
+        if transport is not None and inner is not None and transport.get_protocol() is hangup:
+            transport.set_protocol(inner)  # the connection may serve other requests
         if expiry is not None:
             expiry.cancel()
         if resp.prepared and resp.is_connected():
@@ -168,11 +218,16 @@ async def _write(request: web.BaseRequest, resp: EventSourceResponse, event: Eve
     return len(data)
 
 
-async def _send(resp: EventSourceResponse, name: str, data: Any, event_id: int | None,
-                retry: int | None = None) -> int:
+async def _refresh(resp: EventSourceResponse, topics: list[str], reason: str) -> int:
+    return await _send(resp, "refresh", {"topics": topics, "reason": reason})
+
+
+async def _send(resp: EventSourceResponse, name: str, data: Any, retry: int | None = None
+                ) -> int:
+    """A word from the edge itself: no id, so the client's Last-Event-ID stays its last
+    event's."""
     text = orjson.dumps(data).decode()
-    await resp.send(text, id=str(event_id) if event_id is not None else None, event=name,
-                    retry=retry)
+    await resp.send(text, event=name, retry=retry)
     return len(text) + len(name) + 32
 
 
@@ -226,7 +281,7 @@ async def publish(request: Incoming, hub: Hub, settings: Events, keys: list[byte
             body = orjson.dumps({"duplicate": True, "topics": topics})
             return web.Response(body=body, content_type="application/json"), len(body)
     event_id = await hub.publish(list(dict.fromkeys(topics)), name, doc["data"])
-    body = orjson.dumps({"id": event_id, "topics": topics})
+    body = orjson.dumps({"id": str(event_id), "topics": topics})
     return web.Response(status=202, body=body, content_type="application/json"), len(body)
 
 

@@ -1,9 +1,11 @@
 """The event hub: who is subscribed to what in this process, and the way events reach them.
 
-An event gets its id from the backend (one counter for all topics, so ids only grow) and
-is kept in each of its topics' bounded history. In memory the hub hands it to local
-subscribers at once; with Redis every instance — this one included — receives it from
-one pub/sub channel, so all of them deliver in the same (id) order.
+An event gets its id from the backend (its history's epoch and one counter for all topics,
+so ids only grow, even across a backend that starts over empty) and is kept in each of its
+topics' bounded history. In memory the hub hands it to local subscribers at once; with
+Redis every instance — this one included — receives it from one pub/sub channel, so all of
+them deliver in the same (id) order. What is published while that subscription is broken
+never arrives: once it is back, every open stream is told to refresh.
 
 A subscriber is a bounded queue and a wake-up future; the connection's own handler
 drains it. Publishing never waits for a client: one that falls `max_queue` events behind
@@ -22,7 +24,7 @@ from typing import Any
 import orjson
 
 from ..aio import stop
-from ..backends import Backend, BackendError
+from ..backends import Backend, BackendError, EventId
 from ..config import Events, TopicRule
 from ..errors import Problem
 
@@ -37,7 +39,7 @@ def valid_topic(topic: str) -> bool:
 
 @dataclass(slots=True)
 class Event:
-    id: int
+    id: EventId
     topics: list[str]
     event: str
     data: Any
@@ -45,7 +47,7 @@ class Event:
     _wire: dict[str, bytes] | None = None
 
     @classmethod
-    def decode(cls, event_id: int, ts: float, payload: bytes) -> Event:
+    def decode(cls, event_id: EventId, ts: float, payload: bytes) -> Event:
         doc = orjson.loads(payload)
         return cls(event_id, doc["topics"], doc["event"], doc["data"], ts)
 
@@ -74,6 +76,7 @@ class Subscriber:
     queue: list[Event] = field(default_factory=list)
     waiter: asyncio.Future[None] | None = None
     overflowed: bool = False
+    missed: bool = False  # events may have passed it by: its client must refresh
     closing: str | None = None  # drain: the edge is going away; gone: the client is
 
     def push(self, event: Event) -> bool:
@@ -94,15 +97,16 @@ class Subscriber:
             waiter.set_result(None)
 
     def gone(self, *_: Any) -> None:
-        """The stream's heartbeat ended: the client is gone."""
+        """The client is gone: it hung up, or the heartbeat could not be written."""
         if self.closing is None:
             self.closing = "gone"
         self.wake()
 
     async def wait(self) -> None:
-        """Until there is something to do: events, an overflow, a close. No timer of its
-        own: the stream's heartbeat and the token's expiry wake it when they must."""
-        if self.queue or self.overflowed or self.closing:
+        """Until there is something to do: events, an overflow, a refresh, a close. No
+        timer of its own: the stream's heartbeat and the token's expiry wake it when they
+        must."""
+        if self.queue or self.overflowed or self.missed or self.closing:
             return
         self.waiter = asyncio.get_running_loop().create_future()
         try:
@@ -229,8 +233,15 @@ class Hub:
             sub.closing = "drain"
             sub.wake()
 
+    def refresh_all(self) -> None:
+        """Tell every stream that events may have passed it by (the subscription to the
+        other instances was broken)."""
+        for sub in self.subscribers:
+            sub.missed = True
+            sub.wake()
+
     # -- publishing
-    async def publish(self, topics: list[str], event: str, data: Any) -> int:
+    async def publish(self, topics: list[str], event: str, data: Any) -> EventId:
         s = self.settings
         assert s is not None
         payload = orjson.dumps({"topics": topics, "event": event, "data": data})
@@ -257,32 +268,49 @@ class Hub:
                 dropped += 1
         self.metrics.sse_delivered(delivered, dropped)
 
-    async def history(self, topics: frozenset[str], after: int) -> tuple[list[Event], list[str]]:
-        """Events after `after` on these topics, in id order without repeats, and the
-        topics whose history no longer reaches back that far."""
+    async def history(self, topics: frozenset[str], after: EventId | None
+                      ) -> tuple[list[Event], list[str], bool]:
+        """Events after `after` on these topics, in id order without repeats; the topics
+        whose history no longer reaches back that far; and whether `after` is an id of this
+        history at all. One that isn't — unreadable (None), from before the backend started
+        over, ahead of anything it issued — leaves every topic to refresh, nothing to
+        replay."""
         s = self.settings
         assert s is not None
-        found: dict[int, Event] = {}
+        found: dict[EventId, Event] = {}
         lost: list[str] = []
+        known = after is not None
         for topic in sorted(topics):
+            if after is None:
+                break
             try:
-                events, gone = await self.backend.event_history(topic, after, s.history_age)
+                kept = await self.backend.event_history(topic, after, s.history_age)
             except BackendError as e:
                 log.warning("event history unavailable: %s", e)
                 lost.append(topic)
                 continue
+            if kept is None:
+                known = False
+                break
+            events, gone = kept
             if gone:
                 lost.append(topic)
             for event_id, payload in events:
                 if event_id not in found:
                     found[event_id] = Event.decode(event_id, 0.0, payload)
+        if not known:
+            found, lost = {}, sorted(topics)
         self.metrics.sse_replay(hit=not lost)
-        return [found[k] for k in sorted(found)], lost
+        return [found[k] for k in sorted(found)], lost, known
 
     async def _listen(self) -> None:
         async for message in self.backend.listen(CHANNEL):
+            if not message:
+                self.refresh_all()
+                continue
             try:
                 raw_id, raw_ts, payload = message.split(b"\n", 2)
-                self.deliver(Event.decode(int(raw_id), int(raw_ts) / 1000, payload))
+                self.deliver(Event.decode(EventId.parse(raw_id.decode()), int(raw_ts) / 1000,
+                                          payload))
             except (ValueError, KeyError, orjson.JSONDecodeError):
                 log.warning("ignored a malformed event message")
