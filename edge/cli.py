@@ -340,6 +340,10 @@ Try:
   curl -i -H "Authorization: Bearer $TOKEN" {url}/api/v1/members/1001
   curl -i -H "Authorization: Bearer $TOKEN" {url}/api/v1/members/1002      # 403
   curl -i {url}/api/v1/members/1001                                        # 401
+  curl -i -H "Authorization: Bearer $TOKEN" {url}/api/v1/claims/CLM-000197
+                       # 404: member 1002's claim (auth.owner reads the answer's member_id)
+  curl -i -H "Authorization: Bearer $TOKEN" {url}/api/v1/benefits/check \
+       -d '{{"member_id":"1002","benefit_code":"CONS-GP","amount":1}}'   # 403: auth.body
   curl -s -H "Authorization: Bearer $TOKEN" -H "X-Device-Type: phone" \\
        --compressed "{url}/api/v1/members/1001/claims?size=5"
   curl -s {url}/_edge/keymaps/claims-v1

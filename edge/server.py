@@ -122,20 +122,26 @@ class EdgeRequestHandler(RequestHandler):
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        if status == 500:
-            return super().handle_error(request, status, exc, message)
-        if isinstance(exc, LineTooLong):
+        if status >= 500:
+            self.log_exception("error handling a request from %s", request.remote,
+                               exc_info=exc)
+            kind, detail = "internal", ""
+        elif isinstance(exc, LineTooLong):
             kind = "uri-too-long" if _is_request_line(exc) else "header-too-large"
             detail = ("the request line is too long" if kind == "uri-too-long"
                       else "a request header is too large")
         else:
             kind, detail = "bad-request", "the request is not valid HTTP/1.1"
-        self.logger.debug("refused a request from %s: %s", request.remote, exc)
+        if kind != "internal":
+            self.logger.debug("refused a request from %s: %s", request.remote, exc)
         if request.writer.output_size > 0:
             raise ConnectionError("a response was already sent")
         status_, title = KINDS[kind]
-        body = orjson.dumps({"type": self._guard.type_base + kind, "title": title,
-                             "status": status_, "detail": detail})
+        doc: dict[str, Any] = {"type": self._guard.type_base + kind, "title": title,
+                               "status": status_}
+        if detail:
+            doc["detail"] = detail
+        body = orjson.dumps(doc)
         resp = web.Response(status=status_, body=body, content_type=PROBLEM_JSON,
                             headers={"Cache-Control": "no-store"})
         resp.force_close()
