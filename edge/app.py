@@ -583,11 +583,11 @@ class Edge:
         ctx.timings["upstream"] = upstream_time
         ctx.degraded = degraded
         out: CIMultiDict[str] = CIMultiDict()
-        doc, vary = shape(doc, plan, ctx, out)
+        doc = shape(doc, plan, ctx, out)
         if degraded:
             out["X-Edge-Degraded"] = ", ".join(degraded)
             out["Cache-Control"] = "no-store"  # a partial answer is not worth keeping
-        return Shaped(200, out, represent(doc, fmt, out, vary)), upstream_time
+        return Shaped(200, out, represent(doc, fmt, out, plan.vary)), upstream_time
 
     async def _cached(self, request: Incoming, rt: Runtime, route: CompiledRoute,
                       ctx: RequestContext, fmt: str, coding: str | None, upstream_ref: str,
@@ -682,12 +682,12 @@ class Edge:
         and cached like any answer (ETag, 304, coalesced misses)."""
         img, rc = route.image, route.cache
         assert img is not None and rc is not None
-        spec, used = img.spec(request.raw_path, request.query, request.headers, ctx.device)
+        spec, _ = img.spec(request.raw_path, request.query, request.headers, ctx.device)
         builder = route.spec.upstream_path
         assert builder is not None
         path = builder.build(ctx.params)  # the query is the edge's, never the upstream's
         extra = {rt.rid_header: ctx.request_id}
-        described = [("Vary", ", ".join(used)), ("Accept-CH", ACCEPT_CH)]
+        described = [("Vary", rt.image_vary), ("Accept-CH", ACCEPT_CH)]
         tags = rc.tags(ctx.params)
         compression = rt.config.edge.compression
         source_key = "src:" + hashlib.blake2b(f"{route.name}|{path}".encode(),

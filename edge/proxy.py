@@ -317,14 +317,19 @@ class PassCompression:
         self.min_size = min_size
         self.quality = {"br": brotli_quality, "gzip": gzip_level}
 
+    def applies(self, resp: Reply) -> bool:
+        """Would the edge compress this answer for a client that asks? Then every client's
+        answer says `Vary: Accept-Encoding`, compressed or not."""
+        if "Content-Encoding" in resp.headers:
+            return False
+        if not is_compressible(resp.headers.get("Content-Type")):
+            return False
+        length = resp.content_length
+        return length is None or length >= self.min_size
+
     def coding_for(self, request: Incoming, resp: Reply) -> str | None:
         accept = request.headers.get("Accept-Encoding")
-        if not accept or "Content-Encoding" in resp.headers:
-            return None
-        if not is_compressible(resp.headers.get("Content-Type")):
-            return None
-        length = resp.content_length
-        if length is not None and length < self.min_size:
+        if not accept or not self.applies(resp):
             return None
         try:
             return choose_coding(accept)
@@ -332,13 +337,16 @@ class PassCompression:
             return None  # relaying the upstream's own bytes is still the best answer
 
 
-def _recoded_headers(headers: CIMultiDict[str], coding: str) -> None:
-    headers["Content-Encoding"] = coding
+def _varies_on_coding(headers: CIMultiDict[str]) -> None:
     vary = headers.get("Vary")
     if vary is None:
         headers["Vary"] = "Accept-Encoding"
     elif "accept-encoding" not in vary.lower():
         headers["Vary"] = f"{vary}, Accept-Encoding"
+
+
+def _recoded_headers(headers: CIMultiDict[str], coding: str) -> None:
+    headers["Content-Encoding"] = coding
     etag = headers.get("ETag")
     if etag is not None and not etag.startswith("W/"):
         headers["ETag"] = "W/" + etag  # same content, different bytes (RFC 9110 §8.8.1)
@@ -358,7 +366,10 @@ async def send_upstream_response(request: Incoming, resp: Reply,
         if resp.content_length is not None and request.method == "HEAD":
             headers["Content-Length"] = str(resp.content_length)
         return web.Response(status=status, headers=headers), 0
-    coding = compression.coding_for(request, resp) if compression is not None else None
+    coding = None
+    if compression is not None and compression.applies(resp):
+        _varies_on_coding(headers)
+        coding = compression.coding_for(request, resp)
     if coding is not None:
         _recoded_headers(headers, coding)
     length = resp.content_length

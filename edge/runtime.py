@@ -25,6 +25,7 @@ from .config import (
 )
 from .context import ClientAddress, DeviceClassifier
 from .imaging import ImageRoute
+from .inputs import Input, Inputs, join_vary
 from .locations import LocationRewriter
 from .metrics import Metrics
 from .policies.apikey import KeyRing, RouteKeys
@@ -91,6 +92,10 @@ class Runtime:
         self.upstreams = upstreams
         self.devices = DeviceClassifier(edge.devices)
         self.clients = ClientAddress(edge.trusted_proxies)
+        self.inputs = Inputs(edge.devices)
+        # an image answer depends on Accept, client hints, the device and network class
+        self.image_vary = join_vary(self.inputs.vary(
+            {Input.FORMAT, Input.HINTS, Input.DEVICE, Input.NETWORK}))
         self.public_hosts = {h.lower(): h for h in edge.public_hosts}
         self.default_host = edge.public_hosts[0] if edge.public_hosts else None
         self.type_base = edge.problem_type_base

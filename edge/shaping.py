@@ -31,6 +31,7 @@ from .encoding import (
     decode,
 )
 from .errors import Problem
+from .inputs import Input, Inputs, join_vary
 from .policies.cache import NOT_ON_304, etag_of, not_modified, quoted
 from .proxy import (
     RESPONSE_DROP,
@@ -61,6 +62,23 @@ class ShapePlan:
         self.max_depth = edge.limits.max_json_depth
         self.on_oversize = shape.on_oversize
         self.quality = {"br": compression.brotli_quality, "gzip": compression.gzip_level}
+        # every variant of the route says the same Vary: what its steps read, declared
+        self.reads = frozenset({Input.FORMAT, Input.CODING}).union(
+            *(s.reads for s in self.shapers))
+        self.vary = join_vary(Inputs(edge.devices).vary(self.reads))
+        self._with_upstream: dict[str, str] = {}
+
+    def vary_with(self, upstream_vary: str | None) -> str:
+        """The route's Vary, joined by what the upstream's answer says it varies on."""
+        if not upstream_vary:
+            return self.vary
+        found = self._with_upstream.get(upstream_vary)
+        if found is None:
+            if len(self._with_upstream) >= 64:
+                self._with_upstream.clear()
+            found = self._with_upstream[upstream_vary] = join_vary(
+                self.vary.split(", "), upstream_vary.split(","))
+        return found
 
     def negotiate(self, headers: Mapping[str, str]) -> tuple[str, str | None]:
         """(format, coding) for this request, before the upstream is called; 406 if none."""
@@ -169,7 +187,7 @@ async def shape_reply(request: Incoming, resp: Reply, ctx: RequestContext, plan:
     try:
         doc = parse_json(raw, resp.headers.get("Content-Encoding"), max_size=plan.max_body,
                          max_depth=plan.max_depth)
-        doc, vary = shape(doc, plan, ctx, headers)
+        doc = shape(doc, plan, ctx, headers)
     except (DecodeError, TooLarge, orjson.JSONDecodeError, RecursionError) as e:
         # Deeper than limits.max_json_depth (checked before parsing), past orjson's own
         # 1024 levels, or deep enough to exhaust the shapers' recursion: relay, never 500.
@@ -184,28 +202,16 @@ async def shape_reply(request: Incoming, resp: Reply, ctx: RequestContext, plan:
         passthrough["X-Edge-Shaped"] = f"skipped; reason={reason}"
         ctx.shape_skipped = reason
         return web.Response(status=resp.status, headers=passthrough, body=raw), len(raw)
-    body = represent(doc, fmt, headers, vary, resp.headers.get("Vary"))
+    body = represent(doc, fmt, headers, plan.vary_with(resp.headers.get("Vary")))
     return Shaped(resp.status, headers, body)
 
 
-def represent(doc: Any, fmt: str, headers: CIMultiDict[str], vary: list[str],
-              upstream_vary: str | None = None) -> bytes:
+def represent(doc: Any, fmt: str, headers: CIMultiDict[str], vary: str) -> bytes:
     """Serialize a shaped document; sets Content-Type and Vary."""
     out = msgpack.packb(doc, use_bin_type=True) if fmt == "msgpack" else orjson.dumps(doc)
     headers["Content-Type"] = FORMATS[fmt]
-    if upstream_vary:
-        vary.extend(v.strip() for v in upstream_vary.split(",")
-                    if v.strip() and v.strip() not in vary)
-    headers["Vary"] = ", ".join(vary)
+    headers["Vary"] = vary
     return bytes(out)
-
-
-def render(doc: Any, plan: ShapePlan, ctx: RequestContext, fmt: str, coding: str | None,
-           headers: CIMultiDict[str], vary: list[str], extra: Mapping[str, str], *,
-           status: int = 200) -> tuple[web.StreamResponse, int]:
-    """Serialize, validate and compress a shaped document into the response."""
-    body = represent(doc, fmt, headers, vary)
-    return deliver(Shaped(status, headers, body), plan, ctx, coding, extra)
 
 
 def deliver(shaped: Shaped, plan: ShapePlan, ctx: RequestContext, coding: str | None,
@@ -231,17 +237,14 @@ def deliver(shaped: Shaped, plan: ShapePlan, ctx: RequestContext, coding: str | 
     return web.Response(status=shaped.status, headers=headers, body=body), len(body)
 
 
-def shape(doc: Any, plan: ShapePlan, ctx: RequestContext, headers: CIMultiDict[str]
-          ) -> tuple[Any, list[str]]:
-    """Run the route's shapers over a parsed document; returns it and the Vary list."""
-    vary: list[str] = ["Accept", "Accept-Encoding"]
+def shape(doc: Any, plan: ShapePlan, ctx: RequestContext, headers: CIMultiDict[str]) -> Any:
+    """Run the route's shapers over a parsed document."""
     if plan.pager is not None:
         plan.pager.read(doc, ctx)
     for shaper in plan.shapers:
         doc = shaper.apply(doc, ctx)
         headers.update(shaper.headers(ctx))
-        vary.extend(h for h in shaper.vary(ctx) if h not in vary)
-    return doc, vary
+    return doc
 
 
 async def _relay_rest(request: web.BaseRequest, resp: Reply,

@@ -135,4 +135,4 @@ def test_shaper_protocol() -> None:
     shaper = Columnar(["items"])
     assert shaper.name == "columnar"
     assert shaper.headers(CTX) == {}
-    assert shaper.vary(CTX) == ()
+    assert shaper.reads == frozenset()

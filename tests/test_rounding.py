@@ -107,4 +107,4 @@ def test_shaper_protocol() -> None:
     shaper = Rounding(floats=2)
     assert shaper.name == "round"
     assert shaper.headers(CTX) == {}
-    assert shaper.vary(CTX) == ()
+    assert shaper.reads == frozenset()

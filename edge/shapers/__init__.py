@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from ..config import EdgeFile, Shape
 from ..context import RequestContext
+from ..inputs import Input
 from .envelope import Envelope
 from .paginate import Paginator
 
@@ -20,7 +21,8 @@ class Shaper(Protocol):
 
     def apply(self, doc: Any, ctx: RequestContext) -> Any: ...
     def headers(self, ctx: RequestContext) -> dict[str, str]: ...
-    def vary(self, ctx: RequestContext) -> tuple[str, ...]: ...
+    @property
+    def reads(self) -> frozenset[Input]: ...  # the request inputs its output depends on
 
 
 def build_shapers(shape: Shape, edge: EdgeFile, sources: tuple[str, ...] = ()

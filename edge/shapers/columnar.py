@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..context import RequestContext
+from ..inputs import Input
 
 KEYS = "_k"
 DATA = "_d"
@@ -98,5 +99,6 @@ class Columnar:
     def headers(self, ctx: RequestContext) -> dict[str, str]:
         return {}
 
-    def vary(self, ctx: RequestContext) -> tuple[str, ...]:
-        return ()
+    @property
+    def reads(self) -> frozenset[Input]:
+        return frozenset()

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from ..context import RequestContext
+from ..inputs import Input
 
 TRUE = frozenset({"1", "true", "yes", "on"})
 
@@ -47,5 +48,6 @@ class Envelope:
     def headers(self, ctx: RequestContext) -> dict[str, str]:
         return {}
 
-    def vary(self, ctx: RequestContext) -> tuple[str, ...]:
-        return () if self.always else ("X-Edge-Envelope",)
+    @property
+    def reads(self) -> frozenset[Input]:
+        return frozenset() if self.always else frozenset({Input.ENVELOPE})

@@ -6,10 +6,8 @@ from typing import Any
 
 from ..context import NETWORK_CLASSES, RequestContext
 from ..errors import Problem
+from ..inputs import Input
 from .projection import ALL, FieldsError, Selection, intersect, parse_fields, project
-
-_DEVICE_HEADERS = frozenset({"X-Device-Type", "User-Agent"})
-_NETWORK_HEADERS = frozenset({"Save-Data", "ECT", "X-Network-Type"})
 
 
 class Fields:
@@ -52,8 +50,8 @@ class Fields:
     def headers(self, ctx: RequestContext) -> dict[str, str]:
         return {}
 
-    def vary(self, ctx: RequestContext) -> tuple[str, ...]:
-        used = ctx.device.used_headers
-        wanted = ((_DEVICE_HEADERS if self.by_device else frozenset())
-                  | (_NETWORK_HEADERS if self.by_network else frozenset()))
-        return tuple(h for h in used if h in wanted)
+    @property
+    def reads(self) -> frozenset[Input]:
+        return frozenset({*((Input.DEVICE,) if self.by_device else ()),
+                          *((Input.NETWORK,) if self.by_network else ()),
+                          *((Input.FIELDS,) if self.client_fields else ())})

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..context import RequestContext
+from ..inputs import Input
 
 
 class KeyMap:
@@ -23,8 +24,9 @@ class KeyMap:
     def headers(self, ctx: RequestContext) -> dict[str, str]:
         return {"X-Edge-Keymap": "none" if ctx.keymap_off else self.table_name}
 
-    def vary(self, ctx: RequestContext) -> tuple[str, ...]:
-        return ("X-Edge-Keymap",)
+    @property
+    def reads(self) -> frozenset[Input]:
+        return frozenset({Input.KEYMAP})
 
 
 def _rename(doc: Any, table: dict[str, str]) -> Any:

@@ -8,9 +8,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..context import RequestContext
+from ..inputs import Input
 from .pointer import lookup
-
-_DEVICE_HEADERS = frozenset({"X-Device-Type", "User-Agent"})
 
 
 class Paginator:
@@ -113,10 +112,9 @@ class Paginator:
                 links.append(f'<{prev}>; rel="prev"')
         return {"Link": ", ".join(links)} if links else {}
 
-    def vary(self, ctx: RequestContext) -> tuple[str, ...]:
-        if not self.max_by_device:
-            return ()
-        return tuple(h for h in ctx.device.used_headers if h in _DEVICE_HEADERS)
+    @property
+    def reads(self) -> frozenset[Input]:
+        return frozenset({Input.DEVICE}) if self.max_by_device else frozenset()
 
 
 def _int(raw: str | None, default: int) -> int:

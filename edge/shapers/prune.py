@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..context import RequestContext
+from ..inputs import Input
 
 ALL_KINDS = ("null", "empty_string", "empty_list", "empty_object")
 
@@ -54,5 +55,6 @@ class Prune:
     def headers(self, ctx: RequestContext) -> dict[str, str]:
         return {}
 
-    def vary(self, ctx: RequestContext) -> tuple[str, ...]:
-        return ()
+    @property
+    def reads(self) -> frozenset[Input]:
+        return frozenset()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..context import RequestContext
+from ..inputs import Input
 
 TIMESTAMP_MODES = ("date", "minute", "second")
 
@@ -97,5 +98,6 @@ class Rounding:
     def headers(self, ctx: RequestContext) -> dict[str, str]:
         return {}
 
-    def vary(self, ctx: RequestContext) -> tuple[str, ...]:
-        return ()
+    @property
+    def reads(self) -> frozenset[Input]:
+        return frozenset()
