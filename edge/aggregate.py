@@ -120,6 +120,8 @@ class AggregatePlan:
                                       f"source '{src.name}' answered {resp.status}",
                                       source=src.name))
             raw = await read_capped(resp, max_body)
+            # for the bytes-saved metrics: what the sources sent vs what the app gets
+            ctx.timings["upstream_bytes"] = ctx.timings.get("upstream_bytes", 0) + len(raw)
             value = parse_json(raw, resp.headers.get("Content-Encoding"), max_size=max_body,
                                max_depth=max_depth)
         except Skip:

@@ -68,6 +68,7 @@ from .shaping import (
     Shaped,
     ShapePlan,
     deliver,
+    enveloping,
     keymap_document,
     represent,
     send_shaped,
@@ -150,6 +151,8 @@ class Edge:
         if age:
             out["Age"] = str(age)
         out["Cache-Status"] = f"edge; hit; ttl={int(found.fresh_until - now)}"
+        out["Server-Timing"] = f"edge;dur={(time.perf_counter() - started) * 1000:.1f}, " \
+            "cache;desc=hit"
         if limited:
             out.update(limited)
         sent = len(body) if body is not None and request.method == "GET" else 0
@@ -216,6 +219,8 @@ class Edge:
                 response.headers[rt.rid_header] = rid
                 if ctx.response_headers:
                     response.headers.update(ctx.response_headers)
+                response.headers["Server-Timing"] = server_timing(
+                    ctx, time.perf_counter() - started)
             status = response.status
             return response
         finally:
@@ -652,10 +657,11 @@ class Edge:
             if route.owner is not None:
                 route.owner.check_held(entry.owner, ctx)
             ctx.cache_result = _cache_result(status)
+            wrap = enveloping(plan, ctx)
             answer = respond_from(entry, request.headers, coding, rc, private, status, policy,
-                                  extra, plan.compression, plan.quality)
+                                  extra, plan.compression, plan.quality, wrap)
             if (policy and not private and answer[0].status == 200 and entry.storable
-                    and in_signature(entry.vary)
+                    and in_signature(entry.vary) and wrap is None
                     and isinstance(answer[0], web.Response) and request.method == "GET"
                     and "If-None-Match" not in request.headers
                     and ctx.cache_result in ("hit", "miss", "revalidated", "collapsed")):
@@ -825,6 +831,21 @@ class Edge:
                                                     "Cache-Control": "no-store"}), len(body)
         return web.Response(body=body, content_type="application/json",
                             headers={"Cache-Control": "no-store"}), len(body)
+
+
+def server_timing(ctx: RequestContext, elapsed: float) -> str:
+    """Where this answer's time went (W3C Server-Timing): the edge in all, the upstream and
+    an image transform when there were any, and how the cache answered."""
+    parts = [f"edge;dur={elapsed * 1000:.1f}"]
+    upstream = ctx.timings.get("upstream")
+    if upstream is not None:
+        parts.append(f"upstream;dur={upstream * 1000:.1f}")
+    transform = ctx.timings.get("transform")
+    if transform is not None:
+        parts.append(f"transform;dur={transform * 1000:.1f}")
+    if ctx.cache_result is not None:
+        parts.append(f"cache;desc={ctx.cache_result}")
+    return ", ".join(parts)
 
 
 def _cache_result(cache_status: str) -> str:

@@ -224,7 +224,8 @@ def _discard(entry: Entry, status: str, policy: bool) -> Answer:
 def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str | None,
             rc: RouteCache, private: bool, cache_status: str, policy_headers: bool,
             extra: Mapping[str, str], compression: Compression,
-            quality: Mapping[str, int]) -> Answer:
+            quality: Mapping[str, int],
+            wrap: Callable[[bytes, bool, bool], bytes] | None = None) -> Answer:
     """An answer from a cache entry: 304 if the client has it, 226 with a patch if it has
     an older version we still know, else 200 in the client's content coding."""
     headers: CIMultiDict[str] = CIMultiDict(entry.headers)
@@ -247,14 +248,16 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
     headers["Cache-Status"] = f"edge; {cache_status}"
     headers.update(extra)
     body = entry.body
+    if wrap is not None:  # the envelope: this request's metadata, around the kept data
+        body = wrap(body, entry.fmt == "msgpack", cache_status.startswith("hit"))
     used = coding if coding is not None and len(body) >= compression.min_size else None
-    headers["ETag"] = quoted(entry.etag, used)
+    headers["ETag"] = quoted(entry.etag, used, weak=wrap is not None)
     if entry.status == 200 and not_modified(request_headers, entry.etag,
                                             entry.header("Last-Modified")):
         for name in NOT_ON_304:
             headers.popall(name, None)
         return web.Response(status=304, headers=headers), 0
-    kind = wanted_delta(request_headers) if rc.delta else None
+    kind = wanted_delta(request_headers) if rc.delta and wrap is None else None
     held = if_none_match(request_headers.get("If-None-Match")) if kind else None
     if kind and held:
         for base in held:
@@ -274,9 +277,11 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
                     headers["Content-Encoding"] = used
             return web.Response(status=226, headers=headers, body=patch), len(patch)
     if used is not None:
-        encoded = entry.variants.get(used)
+        encoded = entry.variants.get(used) if wrap is None else None
         if encoded is None:
-            encoded = entry.variants[used] = compress(body, used, quality=quality[used])
+            encoded = compress(body, used, quality=quality[used])
+            if wrap is None:
+                entry.variants[used] = encoded
         body = encoded
         headers["Content-Encoding"] = used
     return web.Response(status=entry.status, headers=headers, body=body), len(body)

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .reload import Reloader
     from .sse.hub import Hub
 
-_EDGE_PARAMS = frozenset({"fields", "keymap"})  # read by the edge, not sent upstream
+_EDGE_PARAMS = frozenset({"fields", "keymap", "envelope"})  # the edge's, not sent upstream
 
 
 @dataclass(eq=False, slots=True)

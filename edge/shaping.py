@@ -8,7 +8,7 @@ can't decode or parse, one over the size cap — is relayed as the upstream sent
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +64,8 @@ class ShapePlan:
         self.quality = {"br": compression.brotli_quality, "gzip": compression.gzip_level}
         # every variant of the route says the same Vary: what its steps read, declared
         self.reads = frozenset({Input.FORMAT, Input.CODING}).union(
-            *(s.reads for s in self.shapers))
+            *(s.reads for s in self.shapers),
+            self.envelope.reads if self.envelope is not None else ())
         self.vary = join_vary(Inputs(edge.devices).vary(self.reads))
         self._with_upstream: dict[str, str] = {}
 
@@ -223,9 +224,12 @@ def deliver(shaped: Shaped, plan: ShapePlan, ctx: RequestContext, coding: str | 
     if ctx.identity is not None:
         headers["Cache-Control"] = privatized(headers.get("Cache-Control"))
     body = shaped.body
-    used = coding if coding is not None and len(body) >= plan.compression.min_size else None
     etag = etag_of(body)
-    headers["ETag"] = quoted(etag, used)
+    wrapper = enveloping(plan, ctx)
+    if wrapper is not None:
+        body = wrapper(body, is_msgpack(headers), False)
+    used = coding if coding is not None and len(body) >= plan.compression.min_size else None
+    headers["ETag"] = quoted(etag, used, weak=wrapper is not None)
     if (shaped.status == 200 and ctx.conditional is not None
             and not_modified(ctx.conditional, etag, headers.get("Last-Modified"))):
         for name in NOT_ON_304:
@@ -235,6 +239,24 @@ def deliver(shaped: Shaped, plan: ShapePlan, ctx: RequestContext, coding: str | 
         body = compress(body, used, quality=plan.quality[used])
         headers["Content-Encoding"] = used
     return web.Response(status=shaped.status, headers=headers, body=body), len(body)
+
+
+Wrap = Callable[[bytes, bool, bool], bytes]  # (body, msgpack?, cached?) → enveloped body
+
+
+def enveloping(plan: ShapePlan, ctx: RequestContext) -> Wrap | None:
+    """How this request's answer is put in the envelope, if it asked for one. The envelope
+    carries per-request metadata, so it goes on at delivery, after the cache; the ETag
+    stays the data's, weak (the metadata is not part of what it validates)."""
+    envelope = plan.envelope
+    if envelope is None or not ctx.envelope:
+        return None
+    return lambda body, packed, cached: envelope.wrap(
+        body, "msgpack" if packed else "json", ctx, cached)
+
+
+def is_msgpack(headers: Mapping[str, str]) -> bool:
+    return headers.get("Content-Type") == FORMATS["msgpack"]
 
 
 def shape(doc: Any, plan: ShapePlan, ctx: RequestContext, headers: CIMultiDict[str]) -> Any:

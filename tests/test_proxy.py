@@ -62,7 +62,7 @@ async def test_get_is_forwarded_with_path_params(edge: Any) -> None:
     assert body["path"] == "/items/42"
     assert resp.headers["X-Kept"] == "yes"
     assert "X-Request-ID" in resp.headers
-    assert resp.headers["Server-Timing"].startswith("upstream;dur=")
+    assert "upstream;dur=" in resp.headers["Server-Timing"]
 
 
 async def test_hop_by_hop_headers_dropped_both_ways(edge: Any) -> None:

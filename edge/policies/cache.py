@@ -41,9 +41,10 @@ def etag_of(body: bytes) -> str:
     return base64.urlsafe_b64encode(digest).decode()
 
 
-def quoted(tag: str, coding: str | None = None) -> str:
+def quoted(tag: str, coding: str | None = None, *, weak: bool = False) -> str:
     """The ETag header value; a compressed variant is a representation of its own."""
-    return f'"{tag}-{coding}"' if coding else f'"{tag}"'
+    value = f'"{tag}-{coding}"' if coding else f'"{tag}"'
+    return "W/" + value if weak else value
 
 
 def _bare(tag: str) -> str:
@@ -247,7 +248,7 @@ class RouteCache:
         d = ctx.device
         parts = (self.route_name, upstream, fmt, d.device, d.network, "s" if d.save_data else "",
                  ctx.fields_param or "", "k0" if ctx.keymap_off else "",
-                 "e" if ctx.envelope else "", who,
+                 "", who,
                  *(f"{n}={headers.get(n, '')}" for n in self.vary_names))
         return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
 

@@ -48,8 +48,8 @@ def build_shapers(shape: Shape, edge: EdgeFile, sources: tuple[str, ...] = ()
         out.append(Columnar(shape.columnar))
     if shape.paginate is not None:
         out.append(paginator_of(shape))
-    if shape.envelope is not None:
-        out.append(envelope_of(shape, sources))
+    # the envelope is not a step here: its metadata is per request, so it is put on at
+    # delivery, after the cache (shaping.wrap)
     return out
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgpack
+import orjson
+
 from ..context import RequestContext
 from ..inputs import Input
 
@@ -29,8 +32,8 @@ class Envelope:
             return True
         return (query_value or header_value or "").lower() in TRUE
 
-    def metadata(self, ctx: RequestContext) -> dict[str, Any]:
-        meta = {"cached": False, "data_sources": self.sources,
+    def metadata(self, ctx: RequestContext, cached: bool = False) -> dict[str, Any]:
+        meta = {"cached": cached, "data_sources": self.sources,
                 "response_time_ms": round((time.perf_counter() - ctx.started) * 1000, 2),
                 "api_version": self.api_version}
         if ctx.degraded:
@@ -41,6 +44,17 @@ class Envelope:
         if not ctx.envelope:
             return doc
         return {"success": True, "data": doc, "metadata": self.metadata(ctx)}
+
+    def wrap(self, body: bytes, fmt: str, ctx: RequestContext, cached: bool) -> bytes:
+        """A serialized document put in the envelope as it is delivered, without parsing
+        it again: the metadata (cached, response time) is this request's own."""
+        meta = self.metadata(ctx, cached)
+        if fmt == "msgpack":
+            pack = msgpack.packb
+            return b"".join((b"\x83", pack("success"), pack(True), pack("data"), body,
+                             pack("metadata"), pack(meta, use_bin_type=True)))
+        return b"".join((b'{"success":true,"data":', body, b',"metadata":',
+                         orjson.dumps(meta), b"}"))
 
     def error(self, problem: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         return {"success": False, "error": problem, "metadata": self.metadata(ctx)}
