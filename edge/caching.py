@@ -25,6 +25,7 @@ from .backends.redis import RedisCalls
 from .config import CacheSettings, Compression
 from .encoding import compress
 from .errors import Problem
+from .inputs import ENVELOPE_HEADER, HINT_HEADERS, KEYMAP_HEADER, NETWORK_HEADERS
 from .policies.cache import (
     IM_TYPES,
     NOT_ON_304,
@@ -290,9 +291,8 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
 # ------------------------------------------------------------------- ready answers
 
 # Request headers that can change a public answer: the variant signature's parts.
-_SIGNATURE_HEADERS = ("Accept", "Accept-Encoding", "X-Edge-Keymap", "X-Edge-Envelope",
-                      "User-Agent", "Save-Data", "ECT", "X-Network-Type", "Sec-CH-DPR", "DPR",
-                      "Sec-CH-Viewport-Width", "Viewport-Width", "Sec-CH-Width", "Width")
+_SIGNATURE_HEADERS = ("Accept", "Accept-Encoding", KEYMAP_HEADER, ENVELOPE_HEADER,
+                      "User-Agent", *NETWORK_HEADERS, *HINT_HEADERS)
 # With these the answer is not "the public one": the full pipeline decides.
 _SLOW_PATH = ("Authorization", "Cookie", "A-IM", "If-Modified-Since")
 _DYNAMIC = frozenset({"age", "cache-status", "x-request-id", "date", "content-length",

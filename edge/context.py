@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from multidict import CIMultiDictProxy, MultiMapping
 
 from .config import Devices
+from .inputs import NETWORK_HEADERS
+
+SAVE_DATA, ECT, NETWORK_TYPE = NETWORK_HEADERS
 
 if TYPE_CHECKING:
     from .policies.apikey import AppKey
@@ -29,27 +32,8 @@ class DeviceProfile:
 
     device: str
     network: str
-    dpr: float | None = None  # quantised to 1, 1.5, 2, 3
-    viewport_width: int | None = None
-    width: int | None = None
     save_data: bool = False
     used_headers: tuple[str, ...] = ()  # request headers that decided the profile (for Vary)
-
-
-def _quantise_dpr(raw: str) -> float | None:
-    try:
-        v = float(raw)
-    except ValueError:
-        return None
-    if not 0 < v < 10:
-        return None
-    return min((1.0, 1.5, 2.0, 3.0), key=lambda q: abs(q - v))
-
-
-def _int(raw: str | None, cap: int = 10000) -> int | None:
-    if raw is None or not raw.isdigit() or len(raw) > 6:
-        return None
-    return min(int(raw), cap)
 
 
 class DeviceClassifier:
@@ -71,11 +55,10 @@ class DeviceClassifier:
 
     def profile(self, headers: Mapping[str, str]) -> DeviceProfile:
         # Few distinct header combinations exist in a fleet: classify each once.
+        # (client hints are read where they matter, by the image routes: images.negotiate)
         get = headers.get
-        key = (get(self.header), get("User-Agent"), get("Save-Data"), get("ECT"),
-               get("X-Network-Type"), get("Sec-CH-DPR") or get("DPR"),
-               get("Sec-CH-Viewport-Width") or get("Viewport-Width"),
-               get("Sec-CH-Width") or get("Width"))
+        key = (get(self.header), get("User-Agent"), get(SAVE_DATA), get(ECT),
+               get(NETWORK_TYPE))
         found = self._profiles.get(key)
         if found is None:
             if len(self._profiles) >= 4096:
@@ -84,8 +67,7 @@ class DeviceClassifier:
         return found
 
     def _classify(self, named: str | None, ua: str | None, save: str | None, ect: str | None,
-                  network_type: str | None, dpr: str | None, viewport: str | None,
-                  width: str | None) -> DeviceProfile:
+                  network_type: str | None) -> DeviceProfile:
         used: list[str] = []
         if named is not None and named.lower() in self.classes:
             device = named.lower()
@@ -98,17 +80,15 @@ class DeviceClassifier:
         network = "unknown"
         if save_data:
             network = "slow"
-            used.append("Save-Data")
+            used.append(SAVE_DATA)
         elif ect is not None and ect.lower() in _ECT:
             network = _ECT[ect.lower()]
-            used.append("ECT")
+            used.append(ECT)
         elif network_type is not None and network_type.lower() in _NETWORK_TYPE:
             network = _NETWORK_TYPE[network_type.lower()]
-            used.append("X-Network-Type")
-        return DeviceProfile(
-            device=device, network=network, dpr=_quantise_dpr(dpr) if dpr else None,
-            viewport_width=_int(viewport), width=_int(width), save_data=save_data,
-            used_headers=tuple(used))
+            used.append(NETWORK_TYPE)
+        return DeviceProfile(device=device, network=network, save_data=save_data,
+                             used_headers=tuple(used))
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -9,12 +9,13 @@ decoder block) of output, so a decompression bomb costs at most that.
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
 
 import brotli
+
+from images.negotiate import bounded, parse_qlist  # one q-list parser, edge and images
 
 __all__ = [
     "COMPRESSIBLE", "DEFAULT_BROTLI_QUALITY", "DEFAULT_GZIP_LEVEL", "FORMATS", "DecodeError",
@@ -28,8 +29,6 @@ __all__ = [
 DEFAULT_BROTLI_QUALITY = 5
 DEFAULT_GZIP_LEVEL = 6
 
-MAX_ITEMS = 32
-MAX_HEADER = 1024
 MAX_CODINGS = 4  # stacked Content-Encodings; each layer costs up to max_size of work
 _CACHE_SIZE = 1024
 
@@ -49,7 +48,6 @@ COMPRESSIBLE = frozenset({
     "image/svg+xml",
 })  # fmt: skip
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+(?:/[!#$%&'*+.^_`|~0-9a-z-]+)?")
 _ALIASES = {"x-gzip": "gzip"}
 _GZIP = zlib.MAX_WBITS | 16
 _ZLIB = zlib.MAX_WBITS
@@ -66,41 +64,6 @@ class DecodeError(ValueError):
 
 class TooLarge(ValueError):
     """A decoded body would exceed the allowed size."""
-
-
-def _bounded(header: str) -> str:
-    """The header cut to MAX_HEADER characters, at an item boundary."""
-    if len(header) <= MAX_HEADER:
-        return header
-    cut = header.rfind(",", 0, MAX_HEADER + 1)
-    return header[:cut] if cut > 0 else ""
-
-
-def parse_qlist(header: str) -> list[tuple[str, float]]:
-    """``(token, q)`` pairs of a q-list header, in header order.
-
-    Tokens are lower-cased and stripped of parameters other than q. Items with a bad token
-    or a q-value that isn't a number in [0, 1] are skipped; only the first MAX_ITEMS items
-    of the first MAX_HEADER characters are read.
-    """
-    items: list[tuple[str, float]] = []
-    for item in _bounded(header).split(",")[:MAX_ITEMS]:
-        token, *params = item.split(";")
-        token = token.strip().lower()
-        if not _TOKEN.fullmatch(token):
-            continue
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = -1.0
-                break
-        if 0.0 <= q <= 1.0:  # also false for nan
-            items.append((token, q))
-    return items
 
 
 def _first_q(items: list[tuple[str, float]]) -> dict[str, float]:
@@ -127,7 +90,7 @@ def choose_coding(
     """
     if accept_encoding is None:
         return None
-    header = _bounded(accept_encoding)
+    header = bounded(accept_encoding)
     ok, coding = _choose_coding(header, tuple(offered))
     if not ok:
         raise NotAcceptable(
@@ -170,7 +133,7 @@ def choose_format(accept: str | None, offered: Sequence[str] = ("json", "msgpack
     for name in offered:
         if name not in FORMATS:
             raise ValueError(f"unknown format {name!r}; expected one of {', '.join(FORMATS)}")
-    header = "*/*" if accept is None else _bounded(accept)
+    header = "*/*" if accept is None else bounded(accept)
     chosen = _choose_format(header, tuple(offered))
     if chosen is None:
         types = ", ".join(FORMATS[name] for name in offered)

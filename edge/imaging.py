@@ -34,13 +34,12 @@ from images import (
 from .config import ImagePolicy
 from .context import DeviceProfile
 from .errors import Problem
+from .inputs import HINT_HEADERS
 
 log = logging.getLogger("edge.images")
 
 # Request headers that may change the answer (besides the device's): sent in Vary.
-HINTS = ("Sec-CH-Width", "Width", "Sec-CH-Viewport-Width", "Viewport-Width", "Sec-CH-DPR",
-         "DPR", "Save-Data")
-ACCEPT_CH = "Sec-CH-Width, Sec-CH-Viewport-Width, Sec-CH-DPR"
+ACCEPT_CH = ", ".join(h for h in HINT_HEADERS if h.startswith("Sec-CH-"))
 _EXPLICIT = ("w", "h", "q", "fit")
 _SCALE = {"avif": 0.7, "webp": 0.95}  # JPEG quality → about the same look
 _STATUS = {"too-large": "bad-image", "too-many-pixels": "bad-image", "corrupt": "bad-image",
@@ -90,7 +89,7 @@ class ImageRoute:
         hinted = client_width(headers) if width is None and height is None else None
         if hinted is not None:
             width = hinted
-            used += [h for h in HINTS if h in headers and h != "Save-Data"]
+            used += [h for h in HINT_HEADERS if h in headers]
         slow = device.network == "slow" or save_data(headers)
         variant = (p.by_device.get("slow") if slow else None) or p.by_device.get(
             device.device) or p.default

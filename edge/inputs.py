@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import Enum
 
+from images.negotiate import HINT_HEADERS
+
 from .config import Devices
+
+__all__ = ["ENVELOPE_HEADER", "HINT_HEADERS", "KEYMAP_HEADER", "NETWORK_HEADERS", "Input",
+           "Inputs", "join_vary"]
 
 
 class Input(Enum):
@@ -28,8 +33,6 @@ class Input(Enum):
 
 
 NETWORK_HEADERS = ("Save-Data", "ECT", "X-Network-Type")
-HINT_HEADERS = ("Sec-CH-Width", "Width", "Sec-CH-Viewport-Width", "Viewport-Width",
-                "Sec-CH-DPR", "DPR")
 KEYMAP_HEADER = "X-Edge-Keymap"
 ENVELOPE_HEADER = "X-Edge-Envelope"
 

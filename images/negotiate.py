@@ -16,14 +16,22 @@ from collections.abc import Mapping, Sequence, Set
 from images.formats import encodable
 
 __all__ = [
-    "DPR_STEPS", "MAX_WIDTH", "choose_format", "client_width", "dpr", "save_data", "snap_width",
+    "DPR_STEPS", "HINT_HEADERS", "MAX_WIDTH", "bounded", "choose_format", "client_width", "dpr",
+    "parse_qlist", "save_data", "snap_width",
 ]  # fmt: skip
 
+# The client hint headers, each new name before its legacy one; the edge's Vary names them.
+WIDTH_HINTS = ("Sec-CH-Width", "Width")
+VIEWPORT_HINTS = ("Sec-CH-Viewport-Width", "Viewport-Width")
+DPR_HINTS = ("Sec-CH-DPR", "DPR")
+HINT_HEADERS = (*WIDTH_HINTS, *VIEWPORT_HINTS, *DPR_HINTS)
 DPR_STEPS = (1.0, 1.5, 2.0, 3.0)  # beyond 3x nobody sees the difference; it only costs bytes
 MAX_WIDTH = 16383  # a hint wider than any image we make is capped here
 _MAX_HEADER = 1024
 _MAX_ITEMS = 32
 # Structured-field integer or decimal (RFC 8941), non-negative, with sane bounds.
+# An Accept-style item: a token, or a media type's type/subtype.
+_QTOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+(?:/[!#$%&'*+.^_`|~0-9a-z-]+)?")
 _NUMBER = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,3})?")
 # Only formats a client names count: browsers that can't decode AVIF still send image/*.
 _MODERN = ("avif", "webp")  # preferred first when q-values tie
@@ -57,10 +65,32 @@ def choose_format(accept: str | None, source_format: str, supported: Set[str]) -
 def _image_qs(accept: str) -> dict[str, float]:
     """q of each ``image/<subtype>`` listed explicitly; the first listing counts."""
     qs: dict[str, float] = {}
-    for item in accept[:_MAX_HEADER].split(",")[:_MAX_ITEMS]:
-        media, *params = item.split(";")
-        media = media.strip().lower()
-        if not media.startswith("image/"):
+    for media, q in parse_qlist(accept):
+        if media.startswith("image/"):
+            qs.setdefault(media.removeprefix("image/"), q)
+    return qs
+
+
+def bounded(header: str) -> str:
+    """The header cut to _MAX_HEADER characters, at an item boundary."""
+    if len(header) <= _MAX_HEADER:
+        return header
+    cut = header.rfind(",", 0, _MAX_HEADER + 1)
+    return header[:cut] if cut > 0 else ""
+
+
+def parse_qlist(header: str) -> list[tuple[str, float]]:
+    """``(token, q)`` pairs of a q-list header, in header order.
+
+    Tokens are lower-cased and stripped of parameters other than q. Items with a bad token
+    or a q-value that isn't a number in [0, 1] are skipped; only the first _MAX_ITEMS items
+    of the first _MAX_HEADER characters are read.
+    """
+    items: list[tuple[str, float]] = []
+    for item in bounded(header).split(",")[:_MAX_ITEMS]:
+        token, *params = item.split(";")
+        token = token.strip().lower()
+        if not _QTOKEN.fullmatch(token):
             continue
         q = 1.0
         for param in params:
@@ -69,12 +99,11 @@ def _image_qs(accept: str) -> dict[str, float]:
                 try:
                     q = float(value)
                 except ValueError:
-                    q = 0.0
+                    q = -1.0
                 break
-        if not 0.0 <= q <= 1.0:  # also catches nan
-            q = 0.0
-        qs.setdefault(media.removeprefix("image/"), q)
-    return qs
+        if 0.0 <= q <= 1.0:  # also false for nan
+            items.append((token, q))
+    return items
 
 
 def snap_width(requested: int, buckets: Sequence[int]) -> int:
@@ -96,9 +125,9 @@ def client_width(headers: Mapping[str, str]) -> int | None:
     device pixel ratio from ``Sec-CH-DPR`` (or ``DPR``) quantised to DPR_STEPS. Capped at
     MAX_WIDTH; None when there is no usable hint.
     """
-    width = _number(_header(headers, "Sec-CH-Width", "Width"))
+    width = _number(_header(headers, *WIDTH_HINTS))
     if not width:
-        viewport = _number(_header(headers, "Sec-CH-Viewport-Width", "Viewport-Width"))
+        viewport = _number(_header(headers, *VIEWPORT_HINTS))
         if not viewport:
             return None
         width = viewport * dpr(headers)
@@ -107,7 +136,7 @@ def client_width(headers: Mapping[str, str]) -> int | None:
 
 def dpr(headers: Mapping[str, str]) -> float:
     """The device pixel ratio hint rounded to the nearest of DPR_STEPS (ties up); 1 if none."""
-    ratio = _number(_header(headers, "Sec-CH-DPR", "DPR"))
+    ratio = _number(_header(headers, *DPR_HINTS))
     if not ratio:
         return 1.0
     return min(DPR_STEPS, key=lambda step: (abs(step - ratio), -step))
