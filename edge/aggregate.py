@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 
 from .config import AggregateSource, source_deps
-from .context import RequestContext
+from .context import Exchange
 from .encoding import DecodeError, TooLarge
 from .errors import Problem
 from .proxy import Skip, read_capped
@@ -69,7 +69,7 @@ class AggregatePlan:
             for n, s in sources.items()]
         self.names = tuple(sources)
 
-    async def gather(self, ctx: RequestContext, headers: Mapping[str, str], max_body: int,
+    async def gather(self, ctx: Exchange, headers: Mapping[str, str], max_body: int,
                      max_depth: int) -> tuple[dict[str, Any], list[str]]:
         """The composed document and the names of the sources that degraded."""
         loop = asyncio.get_running_loop()
@@ -106,7 +106,7 @@ class AggregatePlan:
             raise group.exceptions[0] from None
         return self._compose(results), sorted(degraded, key=self.names.index)
 
-    async def _fetch(self, src: SourcePlan, ctx: RequestContext, headers: Mapping[str, str],
+    async def _fetch(self, src: SourcePlan, ctx: Exchange, headers: Mapping[str, str],
                      results: Mapping[str, Any], max_body: int, max_depth: int) -> Any:
         path = src.path(ctx.params, results)
         try:

@@ -154,8 +154,9 @@ class Incoming(Protocol):
 
 
 @dataclass(slots=True)
-class RequestContext:
-    """What every stage of one request may read."""
+class Exchange:
+    """One request on its way through the pipeline (edge/pipeline): what the stages have
+    learnt and decided so far. Every stage reads and writes this, nothing else."""
 
     request_id: str
     route_name: str
@@ -182,3 +183,14 @@ class RequestContext:
     cache_result: str | None = None  # how a cached route's answer came about
     response_headers: dict[str, str] | None = None  # added to the answer (RateLimit …)
     owner: str | None = None  # whose object the answer is (auth.owner), once checked
+    request: Any = None  # the Incoming request (a client's, or a batch item)
+    rt: Any = None  # the runtime.Runtime (config generation) serving it
+    raw_query: str = ""
+    target: str = ""  # the upstream path and query, once the source has built it
+    fmt: str = "json"  # the representation negotiated for a shaped route
+    coding: str | None = None  # the content coding negotiated for a shaped route
+    bytes_in: list[int] = field(default_factory=lambda: [0])  # request body bytes read
+    trace: Any = None  # a pipeline.Trace when the request is being explained
+
+
+RequestContext = Exchange  # the name the shapers know it by

@@ -17,7 +17,7 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict
 
 from .config import Config
-from .context import RequestContext
+from .context import Exchange
 from .encoding import NotAcceptable, choose_coding, choose_format, compress, decode
 from .metrics import Metrics
 from .proxy import join_query
@@ -81,7 +81,7 @@ async def _explain(rt: Any, method: str, target: str, headers: CIMultiDictProxy[
         return 0
     upstream_path = spec.upstream_path.build(match.params)
     query_params: MultiDict[str] = MultiDict(parse_qsl(query, keep_blank_values=True))
-    ctx = RequestContext(request_id="explain", route_name=route.name, params=match.params,
+    ctx = Exchange(request_id="explain", route_name=route.name, params=match.params,
                          device=device, client_ip="127.0.0.1", path=path,
                          started=time.perf_counter(), route=route, query=query_params)
     plan = route.shape

@@ -11,7 +11,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from .config import QueryPolicy
-from .context import Incoming, RequestContext
+from .context import Exchange, Incoming
 from .encoding import (
     DecodeError,
     NotAcceptable,
@@ -70,7 +70,7 @@ def filter_headers(headers: Mapping[str, str], drop: frozenset[str]) -> CIMultiD
 
 
 def upstream_headers(headers: Mapping[str, str], drop: frozenset[str],
-                     ctx: RequestContext) -> CIMultiDict[str]:
+                     ctx: Exchange) -> CIMultiDict[str]:
     """An upstream response's headers to relay: hop-by-hop and `drop` gone, and `Location`
     and `Content-Location` turned into the edge's paths (edge/locations.py)."""
     out = filter_headers(headers, drop)
@@ -353,7 +353,7 @@ def _recoded_headers(headers: CIMultiDict[str], coding: str) -> None:
 
 
 async def send_upstream_response(request: Incoming, resp: Reply,
-                                 ctx: RequestContext, extra_headers: Mapping[str, str],
+                                 ctx: Exchange, extra_headers: Mapping[str, str],
                                  compression: PassCompression | None = None
                                  ) -> tuple[web.StreamResponse, int]:
     """Relay status, headers and body; returns the response and the body bytes sent."""

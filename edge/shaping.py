@@ -19,7 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from .config import Compression, EdgeFile, Shape
-from .context import Incoming, RequestContext
+from .context import Exchange, Incoming
 from .encoding import (
     FORMATS,
     DecodeError,
@@ -149,7 +149,7 @@ class Shaped:
     body: bytes
 
 
-async def send_shaped(request: Incoming, resp: Reply, ctx: RequestContext, plan: ShapePlan,
+async def send_shaped(request: Incoming, resp: Reply, ctx: Exchange, plan: ShapePlan,
                       fmt: str, coding: str | None,
                       extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
     out = await shape_reply(request, resp, ctx, plan, fmt, extra)
@@ -158,7 +158,7 @@ async def send_shaped(request: Incoming, resp: Reply, ctx: RequestContext, plan:
     return deliver(out, plan, ctx, coding, extra)
 
 
-async def shape_reply(request: Incoming, resp: Reply, ctx: RequestContext, plan: ShapePlan,
+async def shape_reply(request: Incoming, resp: Reply, ctx: Exchange, plan: ShapePlan,
                       fmt: str, extra: Mapping[str, str]
                       ) -> Shaped | tuple[web.StreamResponse, int]:
     """The upstream's answer shaped and serialized — or, when it can't be shaped, the
@@ -215,7 +215,7 @@ def represent(doc: Any, fmt: str, headers: CIMultiDict[str], vary: str) -> bytes
     return bytes(out)
 
 
-def deliver(shaped: Shaped, plan: ShapePlan, ctx: RequestContext, coding: str | None,
+def deliver(shaped: Shaped, plan: ShapePlan, ctx: Exchange, coding: str | None,
             extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
     """A strong ETag for the representation (its compressed variant gets its own), 304
     when the client already holds it, else the body in the client's coding."""
@@ -244,7 +244,7 @@ def deliver(shaped: Shaped, plan: ShapePlan, ctx: RequestContext, coding: str | 
 Wrap = Callable[[bytes, bool, bool], bytes]  # (body, msgpack?, cached?) → enveloped body
 
 
-def enveloping(plan: ShapePlan, ctx: RequestContext) -> Wrap | None:
+def enveloping(plan: ShapePlan, ctx: Exchange) -> Wrap | None:
     """How this request's answer is put in the envelope, if it asked for one. The envelope
     carries per-request metadata, so it goes on at delivery, after the cache; the ETag
     stays the data's, weak (the metadata is not part of what it validates)."""
@@ -259,7 +259,7 @@ def is_msgpack(headers: Mapping[str, str]) -> bool:
     return headers.get("Content-Type") == FORMATS["msgpack"]
 
 
-def shape(doc: Any, plan: ShapePlan, ctx: RequestContext, headers: CIMultiDict[str]) -> Any:
+def shape(doc: Any, plan: ShapePlan, ctx: Exchange, headers: CIMultiDict[str]) -> Any:
     """Run the route's shapers over a parsed document."""
     if plan.pager is not None:
         plan.pager.read(doc, ctx)
@@ -270,7 +270,7 @@ def shape(doc: Any, plan: ShapePlan, ctx: RequestContext, headers: CIMultiDict[s
 
 
 async def _relay_rest(request: web.BaseRequest, resp: Reply,
-                      ctx: RequestContext, head: bytes,
+                      ctx: Exchange, head: bytes,
                       extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
     """Stream an over-cap body through: what was already read, then the rest."""
     headers: CIMultiDict[str] = upstream_headers(resp.headers, RESPONSE_DROP, ctx)

@@ -25,7 +25,7 @@ import msgpack
 import orjson
 
 from ..config import CachePolicy, CacheSettings
-from ..context import RequestContext
+from ..context import Exchange
 from ..encoding import parse_qlist
 from ..routing import PLACEHOLDER
 
@@ -229,10 +229,10 @@ class RouteCache:
         self.tag_headers = tuple(cfg.tag_headers)
         self.route_tag = f"route:{route_name}"
 
-    def private_for(self, ctx: RequestContext) -> bool:
+    def private_for(self, ctx: Exchange) -> bool:
         return self.scope == "private" or ctx.identity is not None
 
-    def key(self, ctx: RequestContext, upstream: str, fmt: str,
+    def key(self, ctx: Exchange, upstream: str, fmt: str,
             headers: Mapping[str, str]) -> str | None:
         """The entry's key; None when this request must not use the cache."""
         who = ""

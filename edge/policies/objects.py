@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from ..config import BodyRule, OwnerRule
-from ..context import RequestContext
+from ..context import Exchange
 from ..encoding import DecodeError, TooLarge
 from ..errors import Problem
 from ..proxy import BufferedReply, Reply, Skip, read_capped
@@ -49,7 +49,7 @@ class OwnerCheck:
         self.unless = compile_rules(cfg.unless)
         self.max_body, self.max_depth = max_body, max_depth
 
-    def wanted(self, ctx: RequestContext) -> str | None:
+    def wanted(self, ctx: Exchange) -> str | None:
         """The owner value this caller may see; None when they skip the check."""
         claims = ctx.identity or {}
         if self.unless and any(r.holds(claims, ctx.params) for r in self.unless):
@@ -58,7 +58,7 @@ class OwnerCheck:
                  else _scalar(claims.get(self.claim or "")))
         return value if value is not None else "\0no owner"  # matches nothing
 
-    async def release(self, resp: Reply, ctx: RequestContext) -> Reply:
+    async def release(self, resp: Reply, ctx: Exchange) -> Reply:
         """The upstream's answer if it is the caller's; Problem 404 otherwise. The answer
         comes back buffered (the edge had to read it) and `ctx.owner` is set."""
         want = self.wanted(ctx)
@@ -91,7 +91,7 @@ class OwnerCheck:
         ctx.owner = want
         return BufferedReply(status, resp.headers.items(), raw)
 
-    def check_held(self, owner: str | None, ctx: RequestContext) -> None:
+    def check_held(self, owner: str | None, ctx: Exchange) -> None:
         """A cached answer, kept with the owner it was released to: still the caller's?"""
         want = self.wanted(ctx)
         if want is not None and owner != want:
@@ -105,7 +105,7 @@ class BodyCheck:
         self.rules = [(pointer_keys(r.field), r.field, r.claim, r.set, compile_rules(r.unless))
                       for r in rules]
 
-    def apply(self, raw: bytes, ctx: RequestContext) -> bytes:
+    def apply(self, raw: bytes, ctx: Exchange) -> bytes:
         """The body to send upstream: the caller's own, re-serialized (so a duplicate key
         can't mean one thing here and another upstream). Raises 400/403 problems."""
         try:

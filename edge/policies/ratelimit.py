@@ -26,7 +26,7 @@ from typing import Any
 from ..backends import Backend, BackendError
 from ..backends.memory import MemoryBackend
 from ..config import RateLimit, RateLimits
-from ..context import RequestContext
+from ..context import Exchange
 from ..errors import Problem
 
 log = logging.getLogger("edge.ratelimit")
@@ -120,7 +120,7 @@ def compile_limits(limits: Sequence[RateLimit], scope: str) -> list[CompiledLimi
     return [CompiledLimit(cfg, f"{scope}#{i}") for i, cfg in enumerate(limits)]
 
 
-def _key_part(kind: str, ctx: RequestContext, headers: Mapping[str, str],
+def _key_part(kind: str, ctx: Exchange, headers: Mapping[str, str],
               settings: RateLimits, route: str) -> str:
     ip = ctx.client_ip
     identity = ctx.identity or {}
@@ -179,7 +179,7 @@ class Limiter:
         self.settings = settings
         self.local.max_buckets = settings.max_keys
 
-    async def check(self, limits: RouteLimits, ctx: RequestContext,
+    async def check(self, limits: RouteLimits, ctx: Exchange,
                     headers: Mapping[str, str]) -> Decision:
         started = time.perf_counter()
         plan = limits.plan(ctx.device.device, ctx.app.tier if ctx.app is not None else None)

@@ -16,7 +16,7 @@ from aiohttp_sse import EventSourceResponse
 
 from ..backends import BackendError, EventId
 from ..config import Events
-from ..context import Incoming, RequestContext
+from ..context import Exchange, Incoming
 from ..errors import Problem
 from ..policies.auth import RouteAuthPolicy
 from ..proxy import read_request_body
@@ -85,7 +85,7 @@ def _last_id(request: Incoming) -> str | None:
 
 
 async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicRules,
-                    auth: RouteAuthPolicy, ctx: RequestContext, rid_header: str
+                    auth: RouteAuthPolicy, ctx: Exchange, rid_header: str
                     ) -> tuple[web.StreamResponse, int]:
     """An app's event stream: authorized per topic before it opens, then what it missed
     (Last-Event-ID), then live events, heartbeats, and a last word when it ends."""

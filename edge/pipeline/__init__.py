@@ -1,0 +1,146 @@
+"""The request pipeline: every request through the edge runs these stages, in this order.
+
+    FastLane   fastlane.py   a fresh public answer rendered before: served whole, at once
+    ---------- per request, over one Exchange (context.py) ----------------------------
+    Endpoints  endpoints.py  /health /ready /metrics, keymaps, purge, publish: answers
+    Match      match.py      the route and its path parameters; 404 405 414
+    Profile    profile.py    the envelope, decided before auth so a 401 comes in it too
+    Auth       access.py     app key, token, allow rules; 401 403
+    RateLimit  limits.py     the route's limits; 429
+    Negotiate  negotiate.py  format and coding for a shaped route; 406
+    Source     source.py     batch | image | cached | composed | idempotent | proxied:
+                             always answers (cached.py, compose.py, writes.py, images.py)
+    Deliver    deliver.py    request id, Server-Timing, problems, metrics, access log
+
+A stage is called with the exchange and returns an answer (which ends the walk) or None.
+The server, batch items, the offline queue, the admin explain endpoint and `edge explain`
+all run this same list (`Pipeline.serve`); `explain` only adds a Trace that records what
+each stage decided. What stays outside: the listener's guards (server.py) and event
+streams (`/events`), which go straight to the hub so an idle stream holds nothing more.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..accesslog import AccessLog
+from ..context import Exchange, Incoming
+from ..errors import Problem
+from ..sse.endpoint import subscribe
+from .access import Auth
+from .deliver import Deliver
+from .endpoints import Endpoints
+from .fastlane import FastLane
+from .limits import RateLimit
+from .match import Match
+from .negotiate import Negotiate
+from .profile import Profile
+from .source import Source
+from .trace import Trace
+
+if TYPE_CHECKING:
+    from ..runtime import State
+
+Answer = tuple[web.StreamResponse, int]
+Stage = Callable[[Exchange], Awaitable[Answer | None]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
+
+__all__ = ["STAGES", "Pipeline", "Trace"]
+
+# The order every request takes; a stage that answers ends it.
+STAGES = (Endpoints, Match, Profile, Auth, RateLimit, Negotiate, Source)
+
+
+class Pipeline:
+    """The stages, built once per process over the shared state."""
+
+    def __init__(self, state: State, access_log: AccessLog) -> None:
+        self.state = state
+        self.metrics = state.metrics
+        self.inflight = 0
+        self.metrics.inflight.set_function(lambda: self.inflight)
+        # Request ids: a random per-process prefix and a counter; unique, and far cheaper
+        # than asking the OS for randomness on every request.
+        self._rid_prefix = secrets.token_hex(4)
+        self._rid_counter = itertools.count(1)
+        self.fast_lane = FastLane(state, access_log, self.request_id)
+        self.stages: tuple[Any, ...] = tuple(
+            stage(state, self) for stage in STAGES)  # type: ignore[call-arg]
+        self.deliver = Deliver(state, access_log)
+
+    def request_id(self, given: str | None) -> str:
+        if given is not None and _REQUEST_ID.match(given):
+            return given
+        return f"{self._rid_prefix}{next(self._rid_counter) & 0xFFFFFFFF:08x}"
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The server's handler: the fast lane, else the whole walk."""
+        if request.method == "GET" or request.method == "HEAD":
+            answer = await self.fast_lane(request)
+            if answer is not None:
+                return answer
+        return await self.serve(request)
+
+    async def serve(self, request: Incoming, rid: str | None = None,
+                    buffer_limit: int | None = None,
+                    trace: Trace | None = None) -> web.StreamResponse:
+        """One request, start to end. Batch items come here too, with their own request id
+        and a `buffer_limit`: their responses are read whole, never streamed."""
+        rt = self.state.runtime
+        started = time.perf_counter()
+        rt.inflight += 1
+        self.inflight += 1
+        headers = request.headers
+        x = Exchange(request_id=rid or self.request_id(headers.get(rt.rid_header)),
+                     route_name="unmatched", params={}, started=started,
+                     device=rt.devices.profile(headers),
+                     client_ip=rt.clients.client_ip(request.remote,
+                                                    headers.get("X-Forwarded-For")),
+                     buffer_limit=buffer_limit, request=request, rt=rt, trace=trace)
+        answer: Answer | None = None
+        try:
+            try:
+                events = rt.events
+                if (events is not None and request.method == "GET" and buffer_limit is None
+                        and trace is None
+                        and request.raw_path.partition("?")[0] == events.path):
+                    # straight to the stream: one frame fewer held by each idle stream
+                    x.route_name, x.path = "events", events.path
+                    self.state.hub.configure(events)
+                    answer = await subscribe(request, self.state.hub, events, rt.topic_rules,
+                                             rt.events_auth, x, rt.rid_header)
+                else:
+                    answer = await self.walk(x)
+            except Problem as p:
+                answer = self.deliver.problem(x, p)
+            except Exception:
+                answer = self.deliver.crash(x)
+            return self.deliver.finish(x, answer)
+        finally:
+            rt.inflight -= 1
+            self.inflight -= 1
+            if rt.drained is not None and rt.inflight == 0 and not rt.drained.done():
+                rt.drained.set_result(None)
+            self.deliver.account(x, answer)
+
+    async def walk(self, x: Exchange) -> Answer:
+        trace = x.trace
+        for stage in self.stages:
+            try:
+                answer = await stage(x)
+            except Problem as p:
+                if trace is not None:
+                    trace.stopped(stage, x, p)
+                raise
+            if trace is not None:
+                trace.passed(stage, x, answer)
+            if answer is not None:
+                return answer
+        raise AssertionError("the Source stage always answers")

@@ -1,0 +1,109 @@
+"""The upstream call as every source makes it: the headers the upstream gets, the call
+itself (a body over the limit is a 413, whenever it is found), the purge a successful write
+triggers, and sending the answer on (shaped, or streamed through)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from ..config import UNSAFE_METHODS
+from ..context import Exchange, Incoming
+from ..errors import Problem
+from ..proxy import BodyTooLarge, Reply, filter_headers, send_upstream_response
+from ..shaping import send_shaped
+
+if TYPE_CHECKING:
+    from ..runtime import State
+
+Answer = tuple[web.StreamResponse, int]
+CONDITIONALS = ("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since",
+                "If-Range", "A-IM")
+
+
+def upstream_headers(x: Exchange) -> CIMultiDict[str]:
+    """What the upstream gets: the client's headers less hop-by-hop and the edge's own,
+    plus X-Forwarded-*, the request id and the caller's identity."""
+    route, request, rt = x.route, x.request, x.rt
+    headers = filter_headers(request.headers, route.strip_headers)
+    peer = request.remote
+    incoming_xff = request.headers.get("X-Forwarded-For")
+    trusted = rt.clients.is_trusted(peer)
+    if trusted and incoming_xff:
+        headers["X-Forwarded-For"] = f"{incoming_xff}, {peer}"
+    else:
+        headers["X-Forwarded-For"] = peer or "unknown"
+    proto = request.headers.get("X-Forwarded-Proto") if trusted else None
+    headers["X-Forwarded-Proto"] = proto or request.scheme
+    host = request.headers.get("X-Forwarded-Host") if trusted else None
+    if host is None:  # a client's Host only when it is one of the edge's own names
+        host = rt.public_hosts.get((request.headers.get("Host") or "").lower(),
+                                   rt.default_host)
+    if host:
+        headers["X-Forwarded-Host"] = host
+    rc = route.cache
+    if rc is not None and not rc.private_for(x):
+        # the answer will be shared: nothing one client holds may shape it
+        headers.popall("Cookie", None)
+        headers.popall("Authorization", None)
+    headers[rt.rid_header] = x.request_id
+    if "Accept-Encoding" not in headers:
+        # Bodies pass through as encoded; a client that asked for no coding gets none.
+        headers["Accept-Encoding"] = "identity"
+    if x.identity:
+        headers.update(route.auth.upstream_identity(x.identity))
+    if x.app is not None:
+        headers[route.api_key.identity_header] = x.app.name
+    if route.shape is not None:
+        headers["Accept-Encoding"] = "identity"  # cheaper on a LAN; decoded if ignored
+        if x.conditional is not None:
+            # the upstream's validators don't describe the edge's representation
+            for name in CONDITIONALS:
+                headers.popall(name, None)
+    return headers
+
+
+async def call_upstream(x: Exchange, method: str, path: str, headers: CIMultiDict[str],
+                        body: AsyncIterator[bytes] | bytes | None
+                        ) -> aiohttp.ClientResponse:
+    route = x.route
+    assert route.upstream is not None
+    try:
+        return await route.upstream.request(method, path, headers, body, route.timeout)
+    except BodyTooLarge:
+        raise Problem("payload-too-large",
+                      f"request body is over this route's {route.max_body} bytes") from None
+    except Problem:
+        if x.bytes_in[0] > route.max_body:
+            raise Problem("payload-too-large", f"request body is over this route's "
+                          f"{route.max_body} bytes") from None
+        raise
+
+
+async def invalidate(state: State, x: Exchange, status: int) -> None:
+    """A successful write through a route with `invalidates` purges its tags."""
+    route = x.route
+    if route.invalidates and 200 <= status < 300 and x.request.method in UNSAFE_METHODS:
+        await state.cache.purge(route.invalidate_tags(x.params))
+
+
+async def send(x: Exchange, reply: Reply, extra: dict[str, str]) -> Answer:
+    route = x.route
+    if route.shape is not None:
+        return await send_shaped(x.request, reply, x, route.shape, x.fmt, x.coding, extra)
+    return await send_upstream_response(x.request, reply, x, extra, route.compress)
+
+
+async def expect(request: Incoming) -> None:
+    """Answer `Expect: 100-continue` once the request has passed the route's checks."""
+    value = request.headers.get("Expect")
+    if value is None or not isinstance(request, web.BaseRequest):
+        return
+    if value.lower() != "100-continue":
+        raise Problem("bad-request", f"unsupported Expect: {value[:40]!r}")
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -1,0 +1,128 @@
+"""The last stage: what every answer gets on its way out (the request id, the rate-limit
+headers, Server-Timing), problems turned into problem+json (in the envelope when the route
+and client want one), and the request's metrics and access-log line."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..accesslog import AccessLog
+from ..context import Exchange
+from ..errors import Problem, problem_response
+
+if TYPE_CHECKING:
+    from ..runtime import State
+
+log = logging.getLogger("edge")
+Answer = tuple[web.StreamResponse, int]
+
+
+class Deliver:
+    name = "deliver"
+
+    def __init__(self, state: State, access_log: AccessLog) -> None:
+        self.state = state
+        self.metrics = state.metrics
+        self.access_log = access_log
+
+    def problem(self, x: Exchange, p: Problem) -> Answer:
+        response = problem_response(p, type_base=x.rt.type_base, request_id=x.request_id,
+                                    instance=x.path or None, wrap=_envelope(x))
+        return response, len(response.body)  # type: ignore[arg-type]
+
+    def crash(self, x: Exchange) -> Answer:
+        request = x.request
+        log.exception("unhandled error in request %s (%s %s)", x.request_id, request.method,
+                      request.path)
+        response = problem_response(Problem("internal"), type_base=x.rt.type_base,
+                                    request_id=x.request_id)
+        return response, len(response.body)  # type: ignore[arg-type]
+
+    def finish(self, x: Exchange, answer: Answer) -> web.StreamResponse:
+        response = answer[0]
+        if not response.prepared:
+            headers = response.headers
+            headers[x.rt.rid_header] = x.request_id
+            if x.response_headers:
+                headers.update(x.response_headers)
+            headers["Server-Timing"] = server_timing(x, time.perf_counter() - x.started)
+        if x.trace is not None:
+            x.trace.note("deliver", status=response.status, bytes=answer[1],
+                         headers={k: v for k, v in response.headers.items()
+                                  if k.lower() in _SHOWN})
+        return response
+
+    def account(self, x: Exchange, answer: Answer | None) -> None:
+        """Metrics and the access-log line, once the answer is out (or failed)."""
+        elapsed = time.perf_counter() - x.started
+        status, sent = (answer[0].status, answer[1]) if answer is not None else (500, 0)
+        request, metrics = x.request, self.metrics
+        metrics.request_done(x.route_name, request.method, status, x.device.device, elapsed,
+                             x.bytes_in[0], sent)
+        if x.cache_result is not None:
+            metrics.cache_result(x.route_name, x.cache_result)
+        if x.shape_skipped is not None:
+            metrics.shaping_skipped.labels(x.route_name, x.shape_skipped).inc()
+        upstream_bytes = x.timings.get("upstream_bytes")
+        if upstream_bytes is not None:
+            metrics.shaped(x.route_name, x.device.device, int(upstream_bytes), sent)
+        if x.rt.access_log and x.trace is None:
+            self._log(x, status, elapsed, sent)
+
+    def _log(self, x: Exchange, status: int, elapsed: float, sent: int) -> None:
+        line: dict[str, Any] = {
+            "ts": round(time.time(), 3), "request_id": x.request_id,
+            "method": x.request.method, "path": x.path, "route": x.route_name,
+            "status": status, "duration_ms": round(elapsed * 1000, 2),
+            "bytes_in": x.bytes_in[0], "bytes_out": sent, "client_ip": x.client_ip,
+            "device": x.device.device, "network": x.device.network,
+        }
+        if "upstream" in x.timings:
+            line["upstream_ms"] = round(x.timings["upstream"] * 1000, 2)
+        if x.identity and "sub" in x.identity:
+            line["sub"] = str(x.identity["sub"])
+        if x.app is not None:
+            line["app"] = x.app.name
+        if x.timings.get("aborted"):
+            line["aborted"] = True
+        if x.replayed:
+            line["replayed"] = True
+        self.access_log.write(line)
+
+
+# what the explain record shows of an answer's headers
+_SHOWN = frozenset({"content-type", "content-encoding", "content-length", "cache-control",
+                    "etag", "vary", "cache-status", "ratelimit", "ratelimit-policy",
+                    "x-edge-shaped", "x-edge-keymap", "x-edge-degraded", "location",
+                    "www-authenticate", "retry-after", "server-timing", "age"})
+
+
+def _envelope(x: Exchange) -> Callable[[dict[str, Any]], Any] | None:
+    """The envelope for problem answers, when the request's route and client want it."""
+    route = x.route
+    if not x.envelope or route is None or route.shape is None:
+        return None
+    envelope = route.shape.envelope
+    if envelope is None:
+        return None
+    return lambda problem: envelope.error(problem, x)
+
+
+def server_timing(x: Exchange, elapsed: float) -> str:
+    """Where this answer's time went (W3C Server-Timing): the edge in all, the upstream and
+    an image transform when there were any, and how the cache answered."""
+    parts = [f"edge;dur={elapsed * 1000:.1f}"]
+    upstream = x.timings.get("upstream")
+    if upstream is not None:
+        parts.append(f"upstream;dur={upstream * 1000:.1f}")
+    transform = x.timings.get("transform")
+    if transform is not None:
+        parts.append(f"transform;dur={transform * 1000:.1f}")
+    if x.cache_result is not None:
+        parts.append(f"cache;desc={x.cache_result}")
+    return ", ".join(parts)

@@ -1,0 +1,45 @@
+"""Negotiate: for a shaped route, the representation (JSON or MessagePack, by Accept) and
+the content coding (br or gzip, by Accept-Encoding), plus the client's `fields=` and keymap
+opt-out. After auth and limits, so a refused caller learns nothing of the formats."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..context import Exchange
+from ..inputs import KEYMAP_HEADER
+
+if TYPE_CHECKING:
+    from ..runtime import State
+
+Answer = tuple[web.StreamResponse, int]
+
+
+class Negotiate:
+    name = "negotiate"
+
+    def __init__(self, state: State, pipeline: Any) -> None:
+        pass
+
+    def describe(self, x: Exchange) -> dict[str, Any] | None:
+        if x.route.shape is None:
+            return None
+        return {"format": x.fmt, "coding": x.coding or "identity",
+                "fields": x.fields_param, "keymap": "off" if x.keymap_off else "on"}
+
+    async def __call__(self, x: Exchange) -> Answer | None:
+        shaped = x.route.shape
+        if shaped is None or (x.route.image is not None
+                              and x.request.method in ("GET", "HEAD")):
+            return None
+        request = x.request
+        x.fmt, x.coding = shaped.negotiate(request.headers)
+        query = request.query
+        x.fields_param = query.get("fields")
+        x.keymap_off = (query.get("keymap") == "none"
+                        or request.headers.get(KEYMAP_HEADER) == "none")
+        if request.method in ("GET", "HEAD"):
+            x.conditional = request.headers  # the edge answers conditionals on its shape
+        return None

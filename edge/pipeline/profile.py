@@ -1,0 +1,39 @@
+"""Profile: who and what is asking, as far as the answer's shape goes. The device and
+network class and the client address are worked out when the exchange starts (metrics and
+the log need them for every answer); here, whether the answer goes in the envelope —
+decided before auth, so a 401 or 403 comes in the envelope too."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..context import Exchange
+from ..inputs import ENVELOPE_HEADER
+
+if TYPE_CHECKING:
+    from ..runtime import State
+
+Answer = tuple[web.StreamResponse, int]
+
+
+class Profile:
+    name = "profile"
+
+    def __init__(self, state: State, pipeline: Any) -> None:
+        pass
+
+    def describe(self, x: Exchange) -> dict[str, Any] | None:
+        d = x.device
+        return {"device": d.device, "network": d.network,
+                "from": list(d.used_headers) or "defaults", "client_ip": x.client_ip,
+                "envelope": x.envelope}
+
+    async def __call__(self, x: Exchange) -> Answer | None:
+        shape = x.route.shape
+        if shape is not None and shape.envelope is not None:
+            request = x.request
+            x.envelope = shape.envelope.wanted(request.query.get("envelope"),
+                                               request.headers.get(ENVELOPE_HEADER))
+        return None
