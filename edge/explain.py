@@ -1,139 +1,119 @@
-"""`edge explain METHOD PATH`: what the edge would do with one request, step by step.
+"""`edge explain METHOD PATH`: what the edge does with one request, step by step.
 
-It matches the route, derives the device profile from the given headers, calls the real
-upstream, and prints the size of the document after every shaper, then after encoding and
-compression. Auth is described, not enforced: this is an operator's tool.
+It is the server's own pipeline (edge/pipeline) walked once in-process, with a recorder:
+the same route, auth, limits, cache, sources, shaping and encoding, against the configured
+upstreams, on in-memory backends. So it answers what the server answers (a 401 without a
+token, a 403 for someone else's record), follows composed, image and cached routes, and
+shows the Vary, ETag and envelope the client would get. The request really reaches the
+upstreams: explain a write only where that is fine.
 """
 
 from __future__ import annotations
 
-import time
+import io
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
-import msgpack
-import orjson
-from multidict import CIMultiDict, CIMultiDictProxy, MultiDict
+from multidict import CIMultiDict
 
+from .app import EdgeApp
 from .config import Config
-from .context import Exchange
-from .encoding import NotAcceptable, choose_coding, choose_format, compress, decode
-from .metrics import Metrics
-from .proxy import join_query
-from .routing import BadPath, split_path
-from .runtime import build_runtime
+
+SIZED = ("parsed", "fields", "prune", "round", "keymap", "columnar", "paginate", "json",
+         "msgpack")
 
 
-class _Query:
-    def __init__(self, query: Any) -> None:
-        self.query = query
-
-
-async def explain(config: Config, method: str, target: str, raw_headers: list[str],
-                  out: Callable[[str], None] = print) -> int:
+def parse_headers(raw_headers: list[str]) -> CIMultiDict[str] | str:
     headers: CIMultiDict[str] = CIMultiDict()
     for h in raw_headers:
         name, sep, value = h.partition(":")
-        if not sep:
-            out(f"bad header {h!r}: expected 'Name: value'")
-            return 2
+        if not sep or not name.strip():
+            return f"bad header {h!r}: expected 'Name: value'"
         headers.add(name.strip(), value.strip())
-    view = CIMultiDictProxy(headers)
-    runtime, _ = build_runtime(config, None, Metrics(), 1)
-    try:
-        return await _explain(runtime, method.upper(), target, view, out)
-    finally:
-        for up in runtime.upstreams.values():
-            await up.close()
+    return headers
 
 
-async def _explain(rt: Any, method: str, target: str, headers: CIMultiDictProxy[str],
-                   out: Callable[[str], None]) -> int:
-    path, _, query = target.partition("?")
+async def explain(config: Config, method: str, target: str, raw_headers: list[str],
+                  out: Callable[[str], None] = print, body: bytes = b"") -> int:
+    """Print the walk; 0 when the answer is a success, 1 when it is refused or fails."""
+    headers = parse_headers(raw_headers)
+    if isinstance(headers, str):
+        out(headers)
+        return 2
+    # in memory, whatever the environment says: explaining must not touch shared state
+    shared = config.edge.backend.redis_url_env
+    config = replace(config, env={k: v for k, v in config.env.items() if k != shared})
+    edge = EdgeApp(config, env=config.env, watch=False, access_log=io.BytesIO())
+    await edge.start()
     try:
-        match = rt.table.match(method, split_path(path))
-    except BadPath as e:
-        out(f"path refused: {e}")
-        return 1
-    route = match.route
-    if route is None:
-        out(f"no route for {method} {path}" + (f" (allowed: {', '.join(match.allowed)})"
-                                               if match.allowed else ""))
-        return 1
-    spec = route.spec
-    device = rt.devices.profile(headers)
-    out(f"route      {route.name}   ({spec.file}:{spec.line})")
-    out(f"params     {match.params}")
-    out(f"device     {device.device} / network {device.network}"
-        f"   (from {', '.join(device.used_headers) or 'defaults'})")
-    out(f"auth       jwt {route.auth.mode}" + (f", {len(route.auth.rules)} allow rule(s)"
-                                               if route.auth.rules else "")
-        + (f", app key {route.api_key.mode}" if route.api_key is not None else ""))
-    if route.batch is not None:
-        out(f"{'batch' if spec.model.batch else 'offline'}      each item follows its own route;"
-            " explain one of their paths")
-        return 0
-    if spec.upstream_path is None:
-        out("sources    " + ", ".join(f"{n} ({s.service} {s.path})"
-                                      for n, s in (spec.model.sources or {}).items()))
-        out("           (explain follows single-source routes; try one of these paths)")
-        return 0
-    upstream_path = spec.upstream_path.build(match.params)
-    query_params: MultiDict[str] = MultiDict(parse_qsl(query, keep_blank_values=True))
-    ctx = Exchange(request_id="explain", route_name=route.name, params=match.params,
-                         device=device, client_ip="127.0.0.1", path=path,
-                         started=time.perf_counter(), route=route, query=query_params)
-    plan = route.shape
-    extra = ""
-    if plan is not None:
-        ctx.fields_param = query_params.get("fields")
-        ctx.keymap_off = query_params.get("keymap") == "none"
-        if plan.pager is not None:
-            extra = urlencode(plan.pager.upstream_params(query_params, ctx))
-    full = join_query(join_query(upstream_path, route.query.map(_Query(query_params), query)),
-                      extra)
-    assert route.upstream is not None
-    out(f"upstream   {route.upstream.name} {method} {route.upstream.base}{full}")
-    t0 = time.perf_counter()
-    resp = await route.upstream.request(method, full, {"Accept-Encoding": "identity"},
-                                        None, route.timeout)
-    try:
-        raw = await resp.read()
+        record = await edge.handler.explain(method, target, headers, body)
     finally:
-        resp.release()
-    out(f"           {resp.status} {resp.content_type}, {len(raw):,} bytes in "
-        f"{(time.perf_counter() - t0) * 1000:.1f} ms")
-    if plan is None:
-        out("shaping    none: the body streams through as the upstream sent it")
-        return 0
-    doc = orjson.loads(decode(raw, resp.headers.get("Content-Encoding"),
-                              max_size=plan.max_body))
-    size = len(orjson.dumps(doc))
-    out(f"{'parsed':<11}{size:>9,} bytes")
-    if plan.pager is not None:
-        plan.pager.read(doc, ctx)
-    for shaper in plan.shapers:
-        doc = shaper.apply(doc, ctx)
-        new = len(orjson.dumps(doc))
-        out(f"{shaper.name:<11}{new:>9,} bytes  ({new - size:+,})")
-        size = new
-    try:
-        fmt = choose_format(headers.get("Accept"))
-        coding = choose_coding(headers.get("Accept-Encoding"))
-    except NotAcceptable as e:
-        out(f"406        {e}")
-        return 1
-    body = msgpack.packb(doc, use_bin_type=True) if fmt == "msgpack" else orjson.dumps(doc)
-    out(f"{fmt:<11}{len(body):>9,} bytes")
-    if coding is not None and len(body) >= plan.compression.min_size:
-        t1 = time.perf_counter()
-        packed = compress(body, coding, quality=plan.quality[coding])
-        out(f"{coding:<11}{len(packed):>9,} bytes  ({(time.perf_counter() - t1) * 1000:.2f} ms)")
-        body = packed
+        await edge.close()
+    for line in render(record):
+        out(line)
+    return 0 if record["status"] < 400 else 1
+
+
+def render(record: dict[str, Any]) -> list[str]:
+    """The record as lines an operator reads: one per stage or step, sizes aligned."""
+    lines: list[str] = []
+    upstream = 0
+    size: int | None = None
+    for step in record["steps"]:
+        stage = step["stage"]
+        if "stopped" in step:
+            lines.append(f"{stage:<11}{step['stopped']} {step['problem']}: {step['detail']}")
+            continue
+        if stage == "match":
+            lines.append(f"route      {step['route']}   ({step['where']})")
+            lines.append(f"params     {step['params']}")
+        elif stage == "profile":
+            src = step["from"] if isinstance(step["from"], str) else ", ".join(step["from"])
+            lines.append(f"device     {step['device']} / network {step['network']}"
+                         f"   (from {src})" + ("   envelope" if step["envelope"] else ""))
+        elif stage == "upstream":
+            upstream = step["bytes"]
+            lines.append(f"upstream   {step['status']} {step['type']}, {upstream:,} bytes")
+        elif stage in SIZED:
+            new = step["bytes"]
+            delta = f"  ({new - size:+,})" if size is not None and stage != "parsed" else ""
+            lines.append(f"{stage:<11}{new:>9,} bytes{delta}")
+            size = new
+        elif stage == "deliver":
+            lines.extend(_delivered(step, size, upstream))
+        else:
+            facts = ", ".join(f"{k} {_shown(v)}" for k, v in step.items() if k != "stage")
+            lines.append(f"{stage:<11}{facts}")
+    return lines
+
+
+def _delivered(step: dict[str, Any], size: int | None, upstream: int) -> list[str]:
+    headers = {k.lower(): v for k, v in step["headers"].items()}
+    sent = step["bytes"]
+    coding = headers.get("content-encoding")
+    lines = []
+    if size is not None:
+        if coding:
+            lines.append(f"{coding:<11}{sent:>9,} bytes")
+        else:
+            lines.append(f"{'identity':<11}{sent:>9,} bytes  (not compressed)")
+    lines.append(f"status     {step['status']}")
+    for name in ("content-type", "cache-control", "etag", "vary", "cache-status",
+                 "ratelimit", "x-edge-shaped", "server-timing"):
+        if name in headers:
+            lines.append(f"  {name}: {headers[name]}")
+    if upstream:
+        saved = 1 - sent / upstream
+        lines.append(f"on the wire {sent:,} of {upstream:,} upstream bytes ({saved:.1%} fewer)")
     else:
-        out(f"{'identity':<11}{len(body):>9,} bytes  (no compression: "
-            f"{'not asked' if coding is None else 'under min_size'})")
-    saved = 1 - len(body) / len(raw) if raw else 0.0
-    out(f"on the wire {len(body):,} of {len(raw):,} upstream bytes ({saved:.1%} fewer)")
-    return 0
+        lines.append(f"on the wire {sent:,} bytes")
+    return lines
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)

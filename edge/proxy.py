@@ -382,6 +382,9 @@ async def send_upstream_response(request: Incoming, resp: Reply,
         except (aiohttp.ClientError, TimeoutError):
             raise Problem("upstream-bad-response", "the upstream response was cut short")\
                 from None
+        if coding is not None:
+            assert compression is not None
+            whole = compress(whole, coding, quality=compression.quality[coding])
         return web.Response(status=status, headers=headers, body=whole), len(whole)
     if length is not None and length <= SMALL_BODY:
         try:

@@ -184,6 +184,8 @@ async def shape_reply(request: Incoming, resp: Reply, ctx: Exchange, plan: Shape
     except (aiohttp.ClientError, TimeoutError):
         raise Problem("upstream-bad-response", "the upstream response was cut short") from None
     ctx.timings["upstream_bytes"] = len(raw)
+    if ctx.trace is not None:
+        ctx.trace.note("upstream", status=resp.status, type=resp.content_type, bytes=len(raw))
     headers = upstream_headers(resp.headers, _SHAPED_DROP, ctx)
     try:
         doc = parse_json(raw, resp.headers.get("Content-Encoding"), max_size=plan.max_body,
@@ -204,6 +206,8 @@ async def shape_reply(request: Incoming, resp: Reply, ctx: Exchange, plan: Shape
         ctx.shape_skipped = reason
         return web.Response(status=resp.status, headers=passthrough, body=raw), len(raw)
     body = represent(doc, fmt, headers, plan.vary_with(resp.headers.get("Vary")))
+    if ctx.trace is not None:
+        ctx.trace.note(fmt, bytes=len(body))
     return Shaped(resp.status, headers, body)
 
 
@@ -261,11 +265,16 @@ def is_msgpack(headers: Mapping[str, str]) -> bool:
 
 def shape(doc: Any, plan: ShapePlan, ctx: Exchange, headers: CIMultiDict[str]) -> Any:
     """Run the route's shapers over a parsed document."""
+    trace = ctx.trace
+    if trace is not None:
+        trace.note("parsed", bytes=len(orjson.dumps(doc)))
     if plan.pager is not None:
         plan.pager.read(doc, ctx)
     for shaper in plan.shapers:
         doc = shaper.apply(doc, ctx)
         headers.update(shaper.headers(ctx))
+        if trace is not None:
+            trace.note(shaper.name, bytes=len(orjson.dumps(doc)))
     return doc
 
 

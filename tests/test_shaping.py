@@ -370,9 +370,11 @@ async def test_explain_prints_every_step(upstream: Any, tmp_path: Any) -> None:
     for step in ("parsed", "fields", "keymap", "json", "on the wire"):
         assert any(line.startswith(step) for line in lines), step
     assert any(line.startswith(("br", "identity")) for line in lines)
+    print("\n".join(lines))
     lines.clear()
     assert await explain(load_config(root, {}), "GET", "/nowhere", [], lines.append) == 1
-    assert lines == ["no route for GET /nowhere"]
+    assert lines[0] == "match      404 not-found: no route for GET /nowhere"
+    assert "status     404" in lines
 
 
 async def test_cursor_pagination(make_edge: Any, upstream: Any) -> None:

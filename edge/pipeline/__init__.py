@@ -29,8 +29,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..accesslog import AccessLog
+from ..batch import SubRequest
 from ..context import Exchange, Incoming
 from ..errors import Problem
 from ..sse.endpoint import subscribe
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 
 Answer = tuple[web.StreamResponse, int]
 Stage = Callable[[Exchange], Awaitable[Answer | None]]
+EXPLAIN_LIMIT = 64 * 1024 * 1024  # an explained answer is read whole (up to this)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
 
 __all__ = ["STAGES", "Pipeline", "Trace"]
@@ -129,6 +132,22 @@ class Pipeline:
             if rt.drained is not None and rt.inflight == 0 and not rt.drained.done():
                 rt.drained.set_result(None)
             self.deliver.account(x, answer)
+
+    async def explain(self, method: str, target: str, headers: CIMultiDict[str],
+                      body: bytes = b"", remote: str = "127.0.0.1") -> dict[str, Any]:
+        """Walk one request through the stages with a Trace, and return the record: what
+        each stage decided, in order, and the answer (status, headers, bytes)."""
+        trace = Trace()
+        request = SubRequest(method.upper(), target, headers, body, remote, "http")
+        given = headers.get(self.state.runtime.rid_header)
+        rid = given if given is not None and _REQUEST_ID.match(given) else "explain"
+        response = await self.serve(request, rid, EXPLAIN_LIMIT, trace)
+        raw = getattr(response, "body", None)
+        return {"request": {"method": request.method, "target": target,
+                            "headers": {str(k): v for k, v in headers.items()}},
+                "steps": trace.as_json(), "status": response.status,
+                "headers": {str(k): v for k, v in response.headers.items()},
+                "bytes": len(raw) if isinstance(raw, bytes) else 0}
 
     async def walk(self, x: Exchange) -> Answer:
         trace = x.trace

@@ -132,7 +132,10 @@ async def compose(x: Exchange, headers: CIMultiDict[str]) -> tuple[Shaped, float
     if degraded:
         out["X-Edge-Degraded"] = ", ".join(degraded)
         out["Cache-Control"] = "no-store"  # a partial answer is not worth keeping
-    return Shaped(200, out, represent(doc, x.fmt, out, plan.vary)), upstream_time
+    body = represent(doc, x.fmt, out, plan.vary)
+    if x.trace is not None:
+        x.trace.note(x.fmt, bytes=len(body))
+    return Shaped(200, out, body), upstream_time
 
 
 def _cache_result(cache_status: str) -> str:

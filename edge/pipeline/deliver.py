@@ -53,7 +53,7 @@ class Deliver:
             headers["Server-Timing"] = server_timing(x, time.perf_counter() - x.started)
         if x.trace is not None:
             x.trace.note("deliver", status=response.status, bytes=answer[1],
-                         headers={k: v for k, v in response.headers.items()
+                         headers={str(k): v for k, v in response.headers.items()
                                   if k.lower() in _SHOWN})
         return response
 

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..backends.cache import ALL as ALL_TAG
 from ..context import Exchange, Incoming
 from ..errors import Problem
+from ..headers import is_token, one_line
 from ..proxy import read_request_body
 from ..shaping import keymap_document
 from ..sse.endpoint import publish
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from ..runtime import Runtime, State
 
 KEYMAPS_PREFIX = "/_edge/keymaps/"
+EXPLAIN_PATH = "/_edge/explain"
 Answer = tuple[web.StreamResponse, int]
 
 
@@ -29,6 +32,7 @@ class Endpoints:
     def __init__(self, state: State, pipeline: Any) -> None:
         self.state = state
         self.metrics = state.metrics
+        self.pipeline = pipeline
 
     def describe(self, x: Exchange) -> dict[str, Any] | None:
         return None  # a request that gets past here is not for an endpoint of the edge's
@@ -63,6 +67,10 @@ class Endpoints:
             x.route_name = "purge"
             await charge_ip(self.state, x)
             return await self._purge(request, rt, x.bytes_in)
+        if path == EXPLAIN_PATH and method == "POST":
+            x.route_name = "explain"
+            await charge_ip(self.state, x)
+            return await self._explain(x)
         if path.startswith(KEYMAPS_PREFIX) and method in ("GET", "HEAD"):
             x.route_name = "keymaps"
             return self._keymap(path[len(KEYMAPS_PREFIX):], rt)
@@ -72,16 +80,7 @@ class Endpoints:
                      bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
         """POST {"tags": [...]} | {"route": "GET /x"} | {"all": true}: empty the edge cache
         of those entries, on every instance. Needs a token with the purge role."""
-        if rt.verifier is None:
-            raise Problem("forbidden", "purging needs auth.jwt in edge.yaml")
-        token = rt.purge_auth.token(request.headers, request.cookies)
-        if token is None:
-            raise Problem("unauthorized", "purging needs a bearer token",
-                          headers={"WWW-Authenticate": "Bearer"})
-        claims = rt.verifier.verify(token)
-        roles = claims.get("roles")
-        if not (roles == rt.purge_role or isinstance(roles, list) and rt.purge_role in roles):
-            raise Problem("forbidden", f"purging needs the '{rt.purge_role}' role")
+        _staff(request, rt, "purging")
         raw = await read_request_body(request, 64 * 1024, bytes_in)
         try:
             doc = orjson.loads(raw)
@@ -103,6 +102,37 @@ class Endpoints:
                           '{"route": "GET /api/v1/x/{id}"} or {"all": true}')
         event = await self.state.cache.purge(tags)
         body = orjson.dumps({"purged": tags, "at": event["at"]})
+        return web.Response(body=body, content_type="application/json",
+                            headers={"Cache-Control": "no-store"}), len(body)
+
+    async def _explain(self, x: Exchange) -> Answer:
+        """POST {"method": "GET", "path": "/api/v1/...", "headers": {...}}: the pipeline's
+        record of that request (what `edge explain` prints), as JSON. Staff only, and only
+        for reads: the request is really served (limits charged, upstreams called)."""
+        request, rt = x.request, x.rt
+        _staff(request, rt, "explaining")
+        raw = await read_request_body(request, 64 * 1024, x.bytes_in)
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("path"), str) \
+                or not doc["path"].startswith("/"):
+            raise Problem("bad-request", 'expected {"method": "GET", "path": "/api/v1/...", '
+                          '"headers": {"Name": "value"}}')
+        method = str(doc.get("method", "GET")).upper()
+        if method not in ("GET", "HEAD"):
+            raise Problem("bad-request", "only GET and HEAD requests are explained here: "
+                          "the request is served for real")
+        given = doc.get("headers") or {}
+        if not isinstance(given, dict) or len(given) > 64 or not all(
+                isinstance(k, str) and isinstance(v, str) and is_token(k) and one_line(v)
+                for k, v in given.items()):
+            raise Problem("bad-request", "headers: an object of at most 64 names and values")
+        headers: CIMultiDict[str] = CIMultiDict(given)
+        record = await self.pipeline.explain(method, doc["path"], headers,
+                                             remote=x.client_ip)
+        body = orjson.dumps(record)
         return web.Response(body=body, content_type="application/json",
                             headers={"Cache-Control": "no-store"}), len(body)
 
@@ -141,3 +171,15 @@ class Endpoints:
         return web.Response(body=body, content_type="application/json",
                             headers={"Cache-Control": "no-store"}), len(body)
 
+
+def _staff(request: Incoming, rt: Runtime, doing: str) -> None:
+    """Only a token with the admin role (admin.purge_role) may purge or explain."""
+    if rt.verifier is None:
+        raise Problem("forbidden", f"{doing} needs auth.jwt in edge.yaml")
+    token = rt.purge_auth.token(request.headers, request.cookies)
+    if token is None:
+        raise Problem("unauthorized", f"{doing} needs a bearer token",
+                      headers={"WWW-Authenticate": "Bearer"})
+    roles = rt.verifier.verify(token).get("roles")
+    if not (roles == rt.purge_role or isinstance(roles, list) and rt.purge_role in roles):
+        raise Problem("forbidden", f"{doing} needs the '{rt.purge_role}' role")

@@ -125,7 +125,7 @@ class Source:
         """A batch or offline-queue route: every item walks the pipeline, one JSON answer."""
         route, request = x.route, x.request
         assert route.batch is not None
-        if x.buffer_limit is not None:
+        if x.buffer_limit is not None and x.trace is None:  # (explain reads answers whole)
             raise Problem("bad-request", "batches don't nest")
         await expect(request)
         raw = await read_request_body(request, route.max_body, x.bytes_in)
