@@ -310,11 +310,10 @@ class Ready:
     fresh_until: float
     stored_at: float
     tags: tuple[str, ...]
-    route: str
+    route: Any  # the runtime.CompiledRoute it came from (its limits apply on every use)
     device: str
     network: str
     generation: int
-    limits: Any = None  # the route's rate limits, checked on every use
 
 
 class ReadyAnswers:
@@ -357,15 +356,15 @@ def in_signature(vary: tuple[tuple[str, str | None], ...]) -> bool:
     return all(name in _SIGNED for name, _ in vary)
 
 
-def make_ready(response: web.Response, entry: Entry, route: str, device: str, network: str,
-               generation: int, limits: Any = None) -> Ready:
+def make_ready(response: web.Response, entry: Entry, route: Any, device: str, network: str,
+               generation: int) -> Ready:
     """Keep a rendered 200 from a cache entry for the fast lane."""
     ok = {k: v for k, v in response.headers.items() if k.lower() not in _DYNAMIC}
     nm = {k: v for k, v in ok.items() if k.lower() not in NOT_ON_304}
     body = response.body
     assert isinstance(body, bytes)
     return Ready(entry.etag, body, ok, nm, entry.fresh_until, entry.stored_at, entry.tags,
-                 route, device, network, generation, limits)
+                 route, device, network, generation)
 
 
 def held(if_none_match_header: str, etag: str) -> bool:

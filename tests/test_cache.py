@@ -576,4 +576,4 @@ async def test_the_fast_lane_for_repeated_public_answers(edge: Any,
     runtime.generation += 1  # what a reload does
     await edge.get("/public/21", headers=IDENTITY)  # not from the fast lane: re-rendered
     assert {r.generation for r in cache.ready.answers.values()
-            if r.route == "GET /public/{id}" and r.body} >= {runtime.generation}
+            if r.route.name == "GET /public/{id}" and r.body} >= {runtime.generation}

@@ -73,10 +73,10 @@ class Pipeline:
         # than asking the OS for randomness on every request.
         self._rid_prefix = secrets.token_hex(4)
         self._rid_counter = itertools.count(1)
-        self.fast_lane = FastLane(state, access_log, self.request_id)
         self.stages: tuple[Any, ...] = tuple(
             stage(state, self) for stage in STAGES)  # type: ignore[call-arg]
         self.deliver = Deliver(state, access_log)
+        self.fast_lane = FastLane(state, self, self.deliver)
 
     def request_id(self, given: str | None) -> str:
         if given is not None and _REQUEST_ID.match(given):

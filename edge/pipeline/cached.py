@@ -96,9 +96,8 @@ async def cached(state: State, x: Exchange, upstream_ref: str, path: str | None)
             sig = ReadyAnswers.signature(request.method, request.raw_path,
                                          request.headers, rt.devices.header)
             if sig is not None:
-                cache.ready.put(sig, make_ready(answer[0], entry, route.name,
-                                                x.device.device, x.device.network,
-                                                rt.generation, route.limits))
+                cache.ready.put(sig, make_ready(answer[0], entry, route, x.device.device,
+                                                x.device.network, rt.generation))
                 # HEAD gets the same answer without its body (aiohttp drops it)
                 cache.ready.put(("HEAD", *sig[1:]), cache.ready.answers[sig])
         return answer

@@ -92,6 +92,8 @@ class Deliver:
             line["aborted"] = True
         if x.replayed:
             line["replayed"] = True
+        if x.cache_result == "hit":
+            line["cache"] = "hit"
         self.access_log.write(line)
 
 

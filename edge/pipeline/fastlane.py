@@ -1,19 +1,22 @@
 """The fast lane, before the walk: a fresh public answer rendered before, asked for again
-with the same request headers (caching.ReadyAnswers), goes out whole — the walk's stages
-would all decide the same, except the ones that must run again here: freshness, purges
-and the config generation (Cache), the rate limit (RateLimit), If-None-Match (304)."""
+with the same request headers (caching.ReadyAnswers), goes out whole. Of the walk's
+stages, the answer already holds what Match, Profile, Auth, Negotiate and Source decided
+(public answers have no caller to check); what must run again runs here, through the same
+code: the cache's freshness, purge and generation checks, the RateLimit stage, the 304,
+and Deliver's metrics and access-log line."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..accesslog import AccessLog
 from ..caching import ReadyAnswers, held
 from ..context import Exchange
+from ..errors import Problem
+from .deliver import Deliver, server_timing
+from .limits import RateLimit
 
 if TYPE_CHECKING:
     from ..runtime import State
@@ -22,12 +25,11 @@ if TYPE_CHECKING:
 class FastLane:
     name = "fast-lane"
 
-    def __init__(self, state: State, access_log: AccessLog,
-                 request_id: Callable[[str | None], str]) -> None:
+    def __init__(self, state: State, pipeline: Any, deliver: Deliver) -> None:
         self.state = state
-        self.metrics = state.metrics
-        self.access_log = access_log
-        self.request_id = request_id
+        self.pipeline = pipeline
+        self.rate_limit = RateLimit(state, pipeline)
+        self.deliver = deliver
 
     async def __call__(self, request: web.BaseRequest) -> web.Response | None:
         """The answer, or None: take the whole walk."""
@@ -51,40 +53,32 @@ class FastLane:
                 or not self.state.cache.invalidations.valid(found.tags, found.stored_at)):
             del ready[sig]
             return None
-        rid = self.request_id(headers.get(rt.rid_header))
-        limited: dict[str, str] | None = None
-        client_ip = rt.clients.client_ip(request.remote, headers.get("X-Forwarded-For"))
-        if found.limits is not None and not rt.rate_allow.is_trusted(client_ip):
-            x = Exchange(request_id=rid, route_name=found.route, params={},
-                         device=rt.devices.profile(headers), client_ip=client_ip)
-            decision = await self.state.limiter.check(found.limits, x, headers)
-            if not decision.allowed:
-                return None  # nothing was charged: the walk answers the 429
-            limited = decision.headers
+        route = found.route
+        x = Exchange(request_id=self.pipeline.request_id(headers.get(rt.rid_header)),
+                     route_name=route.name, params={}, started=started,
+                     device=rt.devices.profile(headers),
+                     client_ip=rt.clients.client_ip(request.remote,
+                                                    headers.get("X-Forwarded-For")),
+                     request=request, rt=rt, route=route, cache_result="hit",
+                     path=request.raw_path.partition("?")[0])
+        try:
+            await self.rate_limit(x)
+        except Problem:
+            return None  # nothing was charged: the walk answers the 429
         inm = headers.get("If-None-Match")
         if inm is not None and held(inm, found.etag):
             out, body, status = dict(found.nm_headers), None, 304
         else:
             out, body, status = dict(found.ok_headers), found.body, 200
-        out[rt.rid_header] = rid
+        out[rt.rid_header] = x.request_id
         age = int(now - found.stored_at)
         if age:
             out["Age"] = str(age)
         out["Cache-Status"] = f"edge; hit; ttl={int(found.fresh_until - now)}"
-        out["Server-Timing"] = f"edge;dur={(time.perf_counter() - started) * 1000:.1f}, " \
-            "cache;desc=hit"
-        if limited:
-            out.update(limited)
-        sent = len(body) if body is not None and request.method == "GET" else 0
-        elapsed = time.perf_counter() - started
-        self.metrics.request_done(found.route, request.method, status, found.device, elapsed,
-                                  0, sent)
-        self.metrics.cache_result(found.route, "hit")
-        if rt.access_log:
-            self.access_log.write({
-                "ts": round(time.time(), 3), "request_id": rid, "method": request.method,
-                "path": request.raw_path.partition("?")[0], "route": found.route,
-                "status": status, "duration_ms": round(elapsed * 1000, 2), "bytes_in": 0,
-                "bytes_out": sent, "client_ip": client_ip, "device": found.device,
-                "network": found.network, "cache": "hit"})
-        return web.Response(status=status, headers=out, body=body)
+        if x.response_headers:
+            out.update(x.response_headers)
+        out["Server-Timing"] = server_timing(x, time.perf_counter() - started)
+        response = web.Response(status=status, headers=out, body=body)
+        self.deliver.account(x, (response, len(body) if body and request.method == "GET"
+                                 else 0))
+        return response
