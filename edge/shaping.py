@@ -8,7 +8,7 @@ can't decode or parse, one over the size cap — is relayed as the upstream sent
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,8 @@ from .proxy import (
     send_upstream_response,
     upstream_headers,
 )
-from .shapers import Shaper, build_shapers, envelope_of
+from .shapers import Shaper
+from .shapers.envelope import Envelope
 from .shapers.paginate import Paginator
 
 # The representation changes, so the upstream's validators and length no longer apply.
@@ -49,12 +50,12 @@ _SHAPED_DROP = RESPONSE_DROP | {"content-type", "content-encoding", "etag", "con
 
 
 class ShapePlan:
-    """A route's shaping, compiled at load time."""
+    """A route's shaping, compiled at load time (the loader built its shapers)."""
 
-    def __init__(self, shape: Shape, compression: Compression, edge: EdgeFile,
-                 sources: tuple[str, ...] = ()) -> None:
-        self.shapers: list[Shaper] = build_shapers(shape, edge, sources)
-        self.envelope = envelope_of(shape, sources) if shape.envelope else None
+    def __init__(self, shapers: Sequence[Shaper], shape: Shape, compression: Compression,
+                 edge: EdgeFile) -> None:
+        self.shapers: list[Shaper] = list(shapers)
+        self.envelope = next((s for s in self.shapers if isinstance(s, Envelope)), None)
         self.pager = next((s for s in self.shapers if isinstance(s, Paginator)), None)
         self.compression = compression
         self.max_body = edge.limits.max_shaped_body

@@ -9,6 +9,7 @@ from .checks import source_deps
 from .load import ConfigError, load_config
 from .models import (
     KEY_NAME,
+    ROUTE_KINDS,
     UNSAFE_METHODS,
     Admin,
     AggregateSource,
@@ -106,6 +107,7 @@ __all__ = [
     "Pool",
     "PruneKind",
     "QueryPolicy",
+    "ROUTE_KINDS",
     "RateLimit",
     "RateLimits",
     "RateOverride",

@@ -2,7 +2,9 @@
 
 Device classes, keymaps, `auth.jwt`, allow-rule parameters, the source DAG, cache tags,
 app keys and route collisions. Each check appends `file:line:col: error: ...` (or
-`warning`) lines and says whether the route may be kept.
+`warning`) lines and says whether the route may be kept. Blocks that compile into
+shapers are checked by the shapers themselves (their `from_policy`, called by the loader);
+nothing here builds one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from .. import yamlpos
 from ..routing import PLACEHOLDER, PathBuilder, Template
 from ..yamlpos import dotted
 from .models import (
-    _ROUTE_KINDS,
     UNSAFE_METHODS,
     AggregateSource,
     ApiKey,
@@ -27,7 +28,6 @@ from .models import (
     RateLimit,
     Route,
     RouteSpec,
-    Shape,
     Source,
 )
 
@@ -133,20 +133,14 @@ def check_key_routes(keys: list[PlacedKey], routes: list[RouteSpec]) -> list[str
     return problems
 
 
-def check_route(model: Route, method: str, template: Template, p: tuple[Any, ...],
+def check_route(model: Route, kind: str, method: str, template: Template, p: tuple[Any, ...],
                 pos: yamlpos.Positions, edge: EdgeFile | None, problems: list[str]) -> bool:
-    """A route against itself and edge.yaml (`edge` is None when edge.yaml failed)."""
-    where = pos.where((*p, "route"))
+    """A route against itself and edge.yaml (`edge` is None when edge.yaml failed);
+    `kind` is which of ROUTE_KINDS it is."""
     name = f"{method} {template.text}"
     ok = True
-    kinds = [k for k in _ROUTE_KINDS if getattr(model, k) is not None]
-    if len(kinds) != 1:
-        problems.append(f"{where}: error: {name}: give exactly one of `source` (one upstream), "
-                        "`sources` (several, composed), `batch` or `offline_queue`"
-                        + (f", not {' and '.join(kinds)}" if kinds else ""))
-        return False
     if model.batch is not None or model.offline_queue is not None:
-        ok = _check_batch(model, kinds[0], method, name, template, p, pos, problems)
+        ok = _check_batch(model, kind, method, name, template, p, pos, problems)
     elif model.source is not None:
         ok = _check_source(model.source, (*p, "source"), "source", name, template, None,
                            pos, edge, problems)
@@ -197,8 +191,6 @@ def check_route(model: Route, method: str, template: Template, p: tuple[Any, ...
     if model.rate_limit is not None and edge is not None:
         ok = _check_limits(model.rate_limit, (*p, "rate_limit"), name, pos, edge,
                            problems) and ok
-    if model.shape is not None and edge is not None:
-        ok = _check_shape(model.shape, name, (*p, "shape"), pos, edge, problems) and ok
     ok = _check_objects(model, method, name, template, p, pos, problems) and ok
     if model.auth.allow and model.auth.jwt != "required":
         problems.append(f"{pos.where((*p, 'auth', 'allow'))}: error: {name}: auth.allow "
@@ -481,67 +473,6 @@ def _check_sources(model: Route, method: str, name: str, template: Template,
     if cycle:
         problems.append(f"{pos.where((*p, 'sources'), key=True)}: error: {name}: sources "
                         f"nest into each other in a cycle: {' -> '.join(cycle)}")
-        ok = False
-    return ok
-
-
-def _check_shape(shape: Shape, name: str, p: tuple[Any, ...], pos: yamlpos.Positions,
-                 edge: EdgeFile, problems: list[str]) -> bool:
-    from ..shapers.projection import FieldsError, parse_fields
-
-    ok = True
-    devices = set(edge.devices.classes)
-    networks = {"slow", "medium", "fast", "unknown"}
-    fields = shape.fields
-    variants = {"default": fields} if isinstance(fields, str) else dict(fields or {})
-    for key, text in variants.items():
-        fp = (*p, "fields") if isinstance(fields, str) else (*p, "fields", key)
-        device, _, network = key.partition("/")
-        valid = (key == "default" or key in devices or key in networks
-                 or (network and device in devices and network in networks))
-        if not valid:
-            problems.append(
-                f"{pos.where(fp, key=True)}: error: {name}: shape.fields: '{key}' is not "
-                f"'default', a device class ({', '.join(sorted(devices))}), a network class "
-                f"({', '.join(sorted(networks))}) or 'device/network'")
-            ok = False
-        try:
-            parse_fields(text, max_length=65536)
-        except FieldsError as e:
-            problems.append(f"{pos.where(fp)}: error: {name}: shape.fields: {e}")
-            ok = False
-    from ..shapers.columnar import parse_path
-    from ..shapers.rounding import Rounding
-
-    for i, path in enumerate(shape.columnar):
-        try:
-            parse_path(path)
-        except ValueError as e:
-            problems.append(f"{pos.where((*p, 'columnar', i))}: error: {name}: "
-                            f"shape.columnar[{i}]: {e}")
-            ok = False
-    if shape.round is not None:
-        try:
-            Rounding(shape.round.floats, shape.round.timestamps, shape.round.keys)
-        except ValueError as e:
-            problems.append(f"{pos.where((*p, 'round'))}: error: {name}: shape.{e}")
-            ok = False
-    page = shape.paginate
-    if page is not None:
-        for device in page.max_by_device:
-            if device not in devices:
-                problems.append(f"{pos.where((*p, 'paginate', 'max_by_device', device), key=True)}"
-                                f": error: {name}: shape.paginate.max_by_device: '{device}' is "
-                                "not a device class")
-                ok = False
-        if page.style == "cursor" and page.next_cursor is None:
-            problems.append(f"{pos.where((*p, 'paginate'))}: error: {name}: shape.paginate: "
-                            "cursor style needs `next_cursor` (where the next cursor is)")
-            ok = False
-    if shape.keymap is not None and shape.keymap not in edge.keymaps:
-        known = ", ".join(sorted(edge.keymaps)) or "none defined"
-        problems.append(f"{pos.where((*p, 'keymap'))}: error: {name}: shape.keymap: unknown "
-                        f"keymap '{shape.keymap}' (keymaps: {known})")
         ok = False
     return ok
 

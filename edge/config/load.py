@@ -7,17 +7,28 @@ warnings (``file:line:col: warning: ...``) don't stop the load, ``edge check`` s
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from .. import yamlpos
+from ..errors import PolicyError, policy_errors
 from ..routing import METHODS, PathBuilder, TemplateError, parse_template
 from ..yamlpos import dotted
 from . import checks
 from .checks import PlacedKey
-from .models import ApiKeys, ApiKeysFile, Config, EdgeFile, Route, RoutesFile, RouteSpec
+from .models import (
+    ROUTE_KINDS,
+    ApiKeys,
+    ApiKeysFile,
+    Config,
+    EdgeFile,
+    Route,
+    RoutesFile,
+    RouteSpec,
+)
 
 
 class ConfigError(Exception):
@@ -170,8 +181,8 @@ def _load_api_keys(cfg: ApiKeys, pos: yamlpos.Positions, root: Path,
 
 def _route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions, edge: EdgeFile | None,
            problems: list[str]) -> RouteSpec | None:
-    """Parse a route's `route:` line and check the route against itself and edge.yaml
-    (skipped if edge.yaml itself failed)."""
+    """Parse a route's `route:` line, check the route against itself and edge.yaml, and
+    build its shapers (skipped if edge.yaml itself failed)."""
     label = dotted(p)
     label = f"{label}." if label else ""
     where = pos.where((*p, "route"))
@@ -186,8 +197,40 @@ def _route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions, edge: EdgeF
     except TemplateError as e:
         problems.append(f"{where}: error: {label}route: {e}")
         return None
-    if not checks.check_route(model, method, template, p, pos, edge, problems):
+    kinds = [k for k in ROUTE_KINDS if getattr(model, k) is not None]
+    if len(kinds) != 1:
+        problems.append(f"{where}: error: {method} {template.text}: give exactly one of "
+                        "`source` (one upstream), `sources` (several, composed), `batch` or "
+                        "`offline_queue`" + (f", not {' and '.join(kinds)}" if kinds else ""))
         return None
+    ok = checks.check_route(model, kinds[0], method, template, p, pos, edge, problems)
     builder = PathBuilder.compile(model.source.path) if model.source is not None else None
-    line = pos.of((*p, "route"))[0]
-    return RouteSpec(model, method, template, builder, pos.file, line)
+    spec = RouteSpec(model, method, template, builder, pos.file, pos.of((*p, "route"))[0])
+    if edge is None:
+        return spec if ok else None
+    shapers = _shapers(spec, p, pos, edge, problems)
+    return replace(spec, shapers=shapers) if ok and shapers is not None else None
+
+
+def _shapers(spec: RouteSpec, p: tuple[Any, ...], pos: yamlpos.Positions, edge: EdgeFile,
+             problems: list[str]) -> tuple[Any, ...] | None:
+    """The route's shape steps, built once, here: each shaper checks its own block
+    (`from_policy`). None, with the problems noted, when a block is refused."""
+    # Late: the shapers import these models, so config can't import them first.
+    from ..shapers import build_shapers
+
+    shape, m = spec.shape, spec.model
+    if shape is None:
+        return ()
+    if m.sources is not None:
+        made_of = tuple(m.sources)
+    else:
+        assert m.source is not None  # a shaped route has one or the other
+        made_of = (m.source.service,)
+    try:
+        return tuple(build_shapers(shape, edge, made_of))
+    except* PolicyError as group:
+        for e in policy_errors(group):
+            where = pos.where((*p, "shape", *e.path), key=e.key)
+            problems.append(f"{where}: error: {spec.name}: shape.{e.message}")
+    return None

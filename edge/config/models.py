@@ -760,7 +760,7 @@ class ImagePolicy(Model):
     """How long a transformed image is kept and may be cached by CDNs and apps."""
 
 
-_ROUTE_KINDS = ("source", "sources", "batch", "offline_queue")
+ROUTE_KINDS = ("source", "sources", "batch", "offline_queue")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -769,7 +769,7 @@ class Route(Model):
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, use_attribute_docstrings=True,
-        json_schema_extra={"oneOf": [{"required": [k]} for k in _ROUTE_KINDS]})
+        json_schema_extra={"oneOf": [{"required": [k]} for k in ROUTE_KINDS]})
 
     route: str
     """'GET /api/v1/members/{member_id}'. HEAD is served by GET routes."""
@@ -874,10 +874,20 @@ class RouteSpec:
     upstream_path: PathBuilder | None  # None for a route with several `sources`
     file: str
     line: int
+    shapers: tuple[Any, ...] = ()
+    """The `shape` steps, built once by the loader (edge.shapers instances, in step order);
+    `Any` because config knows no shaper type."""
 
     @property
     def name(self) -> str:
         return f"{self.method} {self.template.text}"
+
+    @property
+    def shape(self) -> Shape | None:
+        """What answers go through: the `shape` block, or `shape: {}` for composed `sources`
+        (always JSON); None when bodies stream through."""
+        m = self.model
+        return m.shape if m.shape is not None or m.sources is None else Shape()
 
 
 @dataclass(frozen=True)

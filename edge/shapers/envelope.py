@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..config.models import EdgeFile, Shape
 from ..context import RequestContext
 
 TRUE = frozenset({"1", "true", "yes", "on"})
@@ -22,6 +23,12 @@ class Envelope:
         self.always = when == "always"
         self.api_version = api_version
         self.sources = list(sources)
+
+    @classmethod
+    def from_policy(cls, shape: Shape, edge: EdgeFile, sources: tuple[str, ...]
+                    ) -> Envelope | None:
+        e = shape.envelope
+        return None if e is None else cls(e.when, e.api_version, sources)
 
     def wanted(self, query_value: str | None, header_value: str | None) -> bool:
         if self.always:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..config.models import EdgeFile, Shape
 from ..context import RequestContext
 
 ALL_KINDS = ("null", "empty_string", "empty_list", "empty_object")
@@ -21,6 +22,13 @@ class Prune:
         self._str = "empty_string" in kinds
         self._list = "empty_list" in kinds
         self._obj = "empty_object" in kinds
+
+    @classmethod
+    def from_policy(cls, shape: Shape, edge: EdgeFile, sources: tuple[str, ...]
+                    ) -> Prune | None:
+        if not shape.prune:
+            return None
+        return cls(ALL_KINDS if shape.prune is True else shape.prune)
 
     def _drop(self, v: Any) -> bool:
         if v is None:
