@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import EdgeFile, Shape, load_config
+from edge.config import SHAPE_STEPS, EdgeFile, Shape, json_schemas, load_config
 from edge.errors import PolicyError
-from edge.shapers import build_shapers
+from edge.shapers import SHAPERS, build_shapers
 from edge.shapers.paginate import Paginator
 
 from .conftest import write_config
@@ -70,6 +70,13 @@ def test_policy_error_path_is_relative_to_the_shape_block(
     with pytest.raises(PolicyError) as e:
         build_shapers(Shape.model_validate(shape), EDGE_FILE)
     assert (e.value.path, e.value.key, e.value.message) == (path, key, message)
+
+
+def test_registry_runs_in_the_documented_order() -> None:
+    assert tuple(SHAPERS) == SHAPE_STEPS
+    assert all(cls.name == key for key, cls in SHAPERS.items())
+    described = json_schemas()["route.schema.json"]["$defs"]["Shape"]["description"]
+    assert ", ".join(SHAPE_STEPS) in described
 
 
 def test_the_loader_builds_each_route_s_shapers_once(tmp_path: Path) -> None:

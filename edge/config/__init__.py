@@ -9,7 +9,9 @@ from .checks import source_deps
 from .load import ConfigError, load_config
 from .models import (
     KEY_NAME,
+    NETWORK_CLASSES,
     ROUTE_KINDS,
+    SHAPE_STEPS,
     UNSAFE_METHODS,
     Admin,
     AggregateSource,
@@ -99,6 +101,7 @@ __all__ = [
     "Limits",
     "Listen",
     "Model",
+    "NETWORK_CLASSES",
     "Network",
     "Observability",
     "OfflineQueuePolicy",
@@ -118,6 +121,7 @@ __all__ = [
     "RouteAuth",
     "RouteSpec",
     "RoutesFile",
+    "SHAPE_STEPS",
     "Service",
     "Shape",
     "Source",

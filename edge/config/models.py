@@ -259,8 +259,14 @@ class UserAgentRule(Model):
         return v
 
 
+NETWORK_CLASSES = ("slow", "medium", "fast", "unknown")
+"""The classes of a client's network (from Save-Data, ECT or X-Network-Type). Fixed, unlike
+device classes; `shape.fields` and `image.by_device` may be keyed by them."""
+
+
 class Devices(Model):
-    """Device and network classes. Keep them few: each one is a cache variant."""
+    __doc__ = (f"Device classes (network classes are fixed: {', '.join(NETWORK_CLASSES)}). "
+               "Keep them few: each one is a cache variant.")
 
     classes: list[str] = ["phone", "tablet", "desktop", "watch"]
     default: str = "desktop"
@@ -656,9 +662,15 @@ class PagePolicy(Model):
     """Slash path to the next cursor (cursor style)."""
 
 
+SHAPE_STEPS = ("fields", "prune", "round", "keymap", "columnar", "paginate", "envelope")
+"""The order `shape` steps run in, whatever order the YAML lists them: the shaper registry
+(edge.shapers.SHAPERS) follows it and the `Shape` description quotes it."""
+
+
 class Shape(Model):
-    """How a route reshapes the upstream's JSON. Steps run in a fixed order: fields,
-    prune, keymap, then serialization (JSON or MessagePack) and compression."""
+    __doc__ = ("How a route reshapes the upstream's JSON. Steps run in a fixed order, "
+               f"whatever order the keys are written in: {', '.join(SHAPE_STEPS)}; then "
+               "serialization (JSON or MessagePack) and compression.")
 
     fields: str | dict[str, str] | None = None
     """A selection like `id,status,provider(name)`, for everyone or per class. Keys:
@@ -674,7 +686,8 @@ class Shape(Model):
     round: RoundPolicy | None = None
     columnar: list[str] = []
     """Slash paths to lists of objects to send as `{"_k": [keys], "_d": [[row], ...]}`
-    (`items`, `items/history`, or `.` for a top-level list). Runs last, after the keymap."""
+    (`items`, `items/history`, or `.` for a top-level list). Runs after the keymap, so `_k`
+    holds the short names."""
     paginate: PagePolicy | None = None
     envelope: EnvelopePolicy | None = None
     on_oversize: Literal["pass", "error"] = "pass"
@@ -875,8 +888,8 @@ class RouteSpec:
     file: str
     line: int
     shapers: tuple[Any, ...] = ()
-    """The `shape` steps, built once by the loader (edge.shapers instances, in step order);
-    `Any` because config knows no shaper type."""
+    """The `shape` steps, built once by the loader (edge.shapers instances, SHAPE_STEPS
+    order); `Any` because config knows no shaper type."""
 
     @property
     def name(self) -> str:

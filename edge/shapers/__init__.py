@@ -1,16 +1,15 @@
 """Document transforms. Each is built once from its YAML block and applied per request.
 
-The order is fixed here, not in YAML: select fields, prune, round, shorten keys, make
-lists columnar, page, and wrap in the envelope (SHAPERS). Field selections, prune and round
-rules are so written with the upstream's own key names, and columnar key lists carry the
-short names.
+The order is fixed in code, not in YAML: SHAPERS runs them in config's SHAPE_STEPS order.
+So field selections, prune and round rules are written with the upstream's own key names
+(they run before the keymap), and columnar key lists carry the short names (after it).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol, Self
 
-from ..config.models import EdgeFile, Shape
+from ..config.models import SHAPE_STEPS, EdgeFile, Shape
 from ..context import RequestContext
 from ..errors import PolicyError, policy_errors, raise_all
 from .columnar import Columnar
@@ -38,11 +37,12 @@ class Shaper(Protocol):
     def vary(self, ctx: RequestContext) -> tuple[str, ...]: ...
 
 
-SHAPERS: dict[str, type[Shaper]] = {
-    "fields": Fields, "prune": Prune, "round": Rounding, "keymap": KeyMap,
-    "columnar": Columnar, "paginate": Paginator, "envelope": Envelope,
-}
-"""Every shaper by its key in `shape`, in the order they run."""
+_ALL: tuple[type[Shaper], ...] = (Columnar, Envelope, Fields, KeyMap, Paginator, Prune,
+                                  Rounding)
+_BY_KEY = {s.name: s for s in _ALL}
+SHAPERS: dict[str, type[Shaper]] = {step: _BY_KEY[step] for step in SHAPE_STEPS}
+"""Every shaper by its key in `shape`, in the order they run: config's SHAPE_STEPS, which
+the `shape` docs quote, so the order is written down once."""
 
 
 def build_shapers(shape: Shape, edge: EdgeFile, sources: tuple[str, ...] = ()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config.models import EdgeFile, Shape
-from ..context import NETWORK_CLASSES, RequestContext
+from ..config.models import NETWORK_CLASSES, EdgeFile, Shape
+from ..context import RequestContext
 from ..errors import PolicyError, Problem, raise_all
 from .projection import ALL, FieldsError, Selection, intersect, parse_fields, project
 

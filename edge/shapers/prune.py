@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, get_args
 
-from ..config.models import EdgeFile, Shape
+from ..config.models import EdgeFile, PruneKind, Shape
 from ..context import RequestContext
 
-ALL_KINDS = ("null", "empty_string", "empty_list", "empty_object")
+ALL_KINDS: tuple[str, ...] = get_args(PruneKind)
 
 
 class Prune:
