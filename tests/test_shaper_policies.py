@@ -5,15 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from edge.config import SHAPE_STEPS, EdgeFile, Shape, json_schemas, load_config
 from edge.errors import PolicyError
 from edge.shapers import SHAPERS, build_shapers
 from edge.shapers.paginate import Paginator
 
-from .conftest import write_config
+from .conftest import catch_all, services_yaml, write_config
 from .test_shape_config import EDGE, ROUTE, problems
 
 EDGE_FILE = EdgeFile.model_validate({"keymaps": {"claims-v1": {"claim_number": "cn"}}})
@@ -96,3 +98,23 @@ def test_loading_config_imports_no_shaper() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_reload_with_a_refused_shape_keeps_the_last_good_config(
+        make_edge: Any, upstream: Any, tmp_path: Path) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response({"id": 1, "name": "a"})
+
+    url = await upstream(catch_all(handle))
+    route = "route: GET /a\nsource: {{service: svc, path: /a}}\nshape: {{fields: '{}'}}\n"
+    client = await make_edge(services_yaml({"svc": url}), {"r.yaml": route.format("id")})
+    reloader = client.edge.state.reloader
+    path = tmp_path / "config" / "routes" / "r.yaml"
+    path.write_text(route.format("id,("))
+    assert not await reloader.reload()
+    assert reloader.last_error == (f"{path}:3:17: error: GET /a: shape.fields: fields: empty "
+                                   "field name at position 3")
+    assert await (await client.get("/a")).json() == {"id": 1}
+    path.write_text(route.format("name"))
+    assert await reloader.reload()
+    assert await (await client.get("/a")).json() == {"name": "a"}
