@@ -19,7 +19,6 @@ SAVE_DATA, ECT, NETWORK_TYPE = NETWORK_HEADERS
 if TYPE_CHECKING:
     from .policies.apikey import AppKey
 
-NETWORK_CLASSES = ("slow", "medium", "fast", "unknown")
 _ECT = {"slow-2g": "slow", "2g": "slow", "3g": "medium", "4g": "fast"}
 _NETWORK_TYPE = {"2g": "slow", "edge": "slow", "gprs": "slow", "3g": "medium",
                  "4g": "fast", "lte": "fast", "5g": "fast", "wifi": "fast",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -58,6 +58,40 @@ class Problem(Exception):
         self.detail = detail
         self.headers = headers or {}
         self.extra = extra
+
+
+class PolicyError(ValueError):
+    """A policy block that can't be compiled: found at load time, never per request.
+
+    `path` leads from the block to the bad node (`("fields", "phone")`); with `key` the
+    problem is the mapping key there rather than its value. The message begins with its
+    place in the block, so the loader prints it after the block's name: `shape.` +
+    `fields: 'toaster' is not ...`.
+    """
+
+    def __init__(self, path: tuple[str | int, ...], message: str, *, key: bool = False
+                 ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+        self.key = key
+
+
+def raise_all(errors: Sequence[PolicyError]) -> None:
+    """Raise every problem found in a block at once, so `edge check` can report them all:
+    one as itself, several as an ExceptionGroup (catch both with `except* PolicyError`)."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} policy errors", list(errors))
+
+
+def policy_errors(group: BaseExceptionGroup[PolicyError]) -> list[PolicyError]:
+    """What `except* PolicyError` caught, flattened."""
+    out: list[PolicyError] = []
+    for e in group.exceptions:
+        out.extend(policy_errors(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
 
 
 def problem_response(problem: Problem, *, type_base: str, request_id: str,

@@ -155,7 +155,7 @@ class Runtime:
                 continue
             first = m.source or next(iter((m.sources or {}).values()))
             decode = m.request_encoding == "decode" or bool(m.auth.body)
-            shape = m.shape if m.shape is not None or m.sources is None else Shape()
+            shape = spec.shape
             upstream = upstreams[first.service]
             timeout = upstream.timeout(first.timeout)
             if m.source is not None and spec.method == "GET":
@@ -169,8 +169,7 @@ class Runtime:
                 auth=auth, timeout=timeout, max_body=max_body,
                 strip_headers=(strip if m.auth.forward_token else strip | {"authorization"})
                 | ({"content-encoding"} if decode else set()), decode=decode,
-                shape=ShapePlan(shape, m.compression or edge.compression, edge,
-                                tuple(m.sources) if m.sources else (first.service,))
+                shape=ShapePlan(spec.shapers, shape, m.compression or edge.compression, edge)
                 if shape is not None else None,
                 compress=_pass_compression(m.compression or edge.compression),
                 aggregate=AggregatePlan(m.sources, upstreams) if m.sources else None,

@@ -8,7 +8,7 @@ can't decode or parse, one over the size cap — is relayed as the upstream sent
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,8 @@ from .proxy import (
     send_upstream_response,
     upstream_headers,
 )
-from .shapers import Shaper, build_shapers, envelope_of
+from .shapers import Shaper
+from .shapers.envelope import Envelope
 from .shapers.paginate import Paginator
 
 # The representation changes, so the upstream's validators and length no longer apply.
@@ -50,12 +51,14 @@ _SHAPED_DROP = RESPONSE_DROP | {"content-type", "content-encoding", "etag", "con
 
 
 class ShapePlan:
-    """A route's shaping, compiled at load time."""
+    """A route's shaping, compiled at load time (the loader built its shapers)."""
 
-    def __init__(self, shape: Shape, compression: Compression, edge: EdgeFile,
-                 sources: tuple[str, ...] = ()) -> None:
-        self.shapers: list[Shaper] = build_shapers(shape, edge, sources)
-        self.envelope = envelope_of(shape, sources) if shape.envelope else None
+    def __init__(self, shapers: Sequence[Shaper], shape: Shape, compression: Compression,
+                 edge: EdgeFile) -> None:
+        # the envelope is not a step of the document: its metadata is per request, so it
+        # goes on at delivery, after the cache (`enveloping`)
+        self.envelope = next((s for s in shapers if isinstance(s, Envelope)), None)
+        self.shapers: list[Shaper] = [s for s in shapers if not isinstance(s, Envelope)]
         self.pager = next((s for s in self.shapers if isinstance(s, Paginator)), None)
         self.compression = compression
         self.max_body = edge.limits.max_shaped_body

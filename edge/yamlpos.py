@@ -64,6 +64,17 @@ class Positions:
         return f"{self.file}:{line}:{col}"
 
 
+def dotted(path: Path) -> str:
+    """A path as messages spell it: ``("routes", 0, "source")`` → ``routes[0].source``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
 def load(text: str, file: str) -> tuple[Any, Positions]:
     """Parse one YAML document; returns (data, positions). Raises YamlError."""
     pos = Positions(file)

@@ -1,23 +1,37 @@
 """Document transforms. Each is built once from its YAML block and applied per request.
 
-The order is fixed here, not in YAML: select fields, prune, round, shorten keys, make
-lists columnar, and wrap in the envelope. Field selections, prune and round rules are so
-written with the upstream's own key names, and columnar key lists carry the short names.
+The order is fixed in code, not in YAML: SHAPERS runs them in config's SHAPE_STEPS order.
+So field selections, prune and round rules are written with the upstream's own key names
+(they run before the keymap), and columnar key lists carry the short names (after it).
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
-from ..config import EdgeFile, Shape
+from ..config.models import SHAPE_STEPS, EdgeFile, Shape
 from ..context import RequestContext
+from ..errors import PolicyError, policy_errors, raise_all
 from ..inputs import Input
+from .columnar import Columnar
 from .envelope import Envelope
+from .fields import Fields
+from .keymap import KeyMap
 from .paginate import Paginator
+from .prune import Prune
+from .rounding import Rounding
 
 
 class Shaper(Protocol):
-    name: str
+    name: str  # its key in `shape`
+
+    @classmethod
+    def from_policy(cls, shape: Shape, edge: EdgeFile, sources: tuple[str, ...]
+                    ) -> Self | None:
+        """Check and precompile its block of `shape` (None: the block is absent); raises
+        PolicyError, with paths from the `shape` block, or several in an ExceptionGroup.
+        `sources` names what the answer is made from (for the envelope's metadata)."""
+        ...
 
     def apply(self, doc: Any, ctx: RequestContext) -> Any: ...
     def headers(self, ctx: RequestContext) -> dict[str, str]: ...
@@ -25,45 +39,27 @@ class Shaper(Protocol):
     def reads(self) -> frozenset[Input]: ...  # the request inputs its output depends on
 
 
+_ALL: tuple[type[Shaper], ...] = (Columnar, Envelope, Fields, KeyMap, Paginator, Prune,
+                                  Rounding)
+_BY_KEY = {s.name: s for s in _ALL}
+SHAPERS: dict[str, type[Shaper]] = {step: _BY_KEY[step] for step in SHAPE_STEPS}
+"""Every shaper by its key in `shape`, in the order they run: config's SHAPE_STEPS, which
+the `shape` docs quote, so the order is written down once."""
+
+
 def build_shapers(shape: Shape, edge: EdgeFile, sources: tuple[str, ...] = ()
                   ) -> list[Shaper]:
-    from .columnar import Columnar
-    from .fields import Fields
-    from .keymap import KeyMap
-    from .prune import ALL_KINDS, Prune
-    from .rounding import Rounding
-
+    """The steps `shape` asks for, in order. Raises every PolicyError the blocks have, at
+    once (see errors.raise_all)."""
     out: list[Shaper] = []
-    if shape.fields is not None or shape.client_fields:
-        out.append(Fields.from_policy(shape.fields, client_fields=shape.client_fields,
-                                      max_length=edge.limits.max_fields_length))
-    if shape.prune:
-        out.append(Prune(ALL_KINDS if shape.prune is True else shape.prune))
-    if shape.round is not None:
-        r = shape.round
-        out.append(Rounding(r.floats, r.timestamps, r.keys))
-    if shape.keymap is not None:
-        out.append(KeyMap(shape.keymap, edge.keymaps[shape.keymap]))
-    if shape.columnar:
-        out.append(Columnar(shape.columnar))
-    if shape.paginate is not None:
-        out.append(paginator_of(shape))
-    # the envelope is not a step here: its metadata is per request, so it is put on at
-    # delivery, after the cache (shaping.wrap)
+    errors: list[PolicyError] = []
+    for step in SHAPERS.values():
+        shaper = None
+        try:
+            shaper = step.from_policy(shape, edge, sources)
+        except* PolicyError as group:
+            errors += policy_errors(group)
+        if shaper is not None:
+            out.append(shaper)
+    raise_all(errors)
     return out
-
-
-def paginator_of(shape: Shape) -> Paginator:
-    p = shape.paginate
-    assert p is not None
-    return Paginator(style=p.style, page_param=p.page_param, size_param=p.size_param,
-                     cursor_param=p.cursor_param,
-                     upstream={str(k): v for k, v in p.upstream.items()},
-                     default_size=p.default_size, max_size=p.max_size,
-                     max_by_device=p.max_by_device, items=p.items, total=p.total,
-                     has_more=p.has_more, next_cursor=p.next_cursor)
-
-
-def envelope_of(shape: Shape, sources: tuple[str, ...]) -> Envelope:
-    assert shape.envelope is not None
-    return Envelope(shape.envelope.when, shape.envelope.api_version, sources)

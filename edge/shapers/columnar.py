@@ -26,7 +26,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..config.models import EdgeFile, Shape
 from ..context import RequestContext
+from ..errors import PolicyError, raise_all
 from ..inputs import Input
 
 KEYS = "_k"
@@ -59,6 +61,20 @@ class Columnar:
         # turns into columns.
         self.paths = tuple(sorted(parsed, key=len, reverse=True))
         self.min_rows = min_rows
+
+    @classmethod
+    def from_policy(cls, shape: Shape, edge: EdgeFile, sources: tuple[str, ...]
+                    ) -> Columnar | None:
+        if not shape.columnar:
+            return None
+        errors = []
+        for i, path in enumerate(shape.columnar):
+            try:
+                parse_path(path)
+            except ValueError as e:
+                errors.append(PolicyError(("columnar", i), f"columnar[{i}]: {e}"))
+        raise_all(errors)
+        return cls(shape.columnar)
 
     def apply(self, doc: Any, ctx: RequestContext) -> Any:
         # Copy-on-write along each path: containers off the paths are shared, never changed.

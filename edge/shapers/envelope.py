@@ -13,6 +13,7 @@ from typing import Any
 import msgpack
 import orjson
 
+from ..config.models import EdgeFile, Shape
 from ..context import RequestContext
 from ..inputs import Input
 
@@ -26,6 +27,12 @@ class Envelope:
         self.always = when == "always"
         self.api_version = api_version
         self.sources = list(sources)
+
+    @classmethod
+    def from_policy(cls, shape: Shape, edge: EdgeFile, sources: tuple[str, ...]
+                    ) -> Envelope | None:
+        e = shape.envelope
+        return None if e is None else cls(e.when, e.api_version, sources)
 
     def wanted(self, query_value: str | None, header_value: str | None) -> bool:
         if self.always:

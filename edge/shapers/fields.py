@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..context import NETWORK_CLASSES, RequestContext
-from ..errors import Problem
+from ..config.models import NETWORK_CLASSES, EdgeFile, Shape
+from ..context import RequestContext
+from ..errors import PolicyError, Problem, raise_all
 from ..inputs import Input
 from .projection import ALL, FieldsError, Selection, intersect, parse_fields, project
 
@@ -23,11 +24,31 @@ class Fields:
         self.by_device = any(k not in NETWORK_CLASSES for k in keys)
 
     @classmethod
-    def from_policy(cls, fields: str | dict[str, str] | None, *, client_fields: bool,
-                    max_length: int) -> Fields:
+    def from_policy(cls, shape: Shape, edge: EdgeFile, sources: tuple[str, ...]
+                    ) -> Fields | None:
+        fields = shape.fields
+        if fields is None and not shape.client_fields:
+            return None
         texts = {"default": fields} if isinstance(fields, str) else dict(fields or {})
-        variants = {k: parse_fields(v, max_length=65536) for k, v in texts.items()}
-        return cls(variants, client_fields=client_fields, max_length=max_length)
+        devices = edge.devices.classes
+        variants: dict[str, Selection] = {}
+        errors: list[PolicyError] = []
+        for key, text in texts.items():
+            at = ("fields",) if isinstance(fields, str) else ("fields", key)
+            device, _, network = key.partition("/")
+            if not (key == "default" or key in devices or key in NETWORK_CLASSES
+                    or (network and device in devices and network in NETWORK_CLASSES)):
+                errors.append(PolicyError(at, (
+                    f"fields: '{key}' is not 'default', a device class "
+                    f"({', '.join(sorted(devices))}), a network class "
+                    f"({', '.join(sorted(NETWORK_CLASSES))}) or 'device/network'"), key=True))
+            try:
+                variants[key] = parse_fields(text, max_length=65536)
+            except FieldsError as e:
+                errors.append(PolicyError(at, f"fields: {e}"))
+        raise_all(errors)
+        return cls(variants, client_fields=shape.client_fields,
+                   max_length=edge.limits.max_fields_length)
 
     def select(self, ctx: RequestContext) -> Selection:
         device, network = ctx.device.device, ctx.device.network

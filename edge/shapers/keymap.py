@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..config.models import EdgeFile, Shape
 from ..context import RequestContext
+from ..errors import PolicyError
 from ..inputs import Input
 
 
@@ -15,6 +17,18 @@ class KeyMap:
     def __init__(self, table_name: str, table: Mapping[str, str]) -> None:
         self.table_name = table_name
         self.table = dict(table)
+
+    @classmethod
+    def from_policy(cls, shape: Shape, edge: EdgeFile, sources: tuple[str, ...]
+                    ) -> KeyMap | None:
+        name = shape.keymap
+        if name is None:
+            return None
+        if name not in edge.keymaps:
+            known = ", ".join(sorted(edge.keymaps)) or "none defined"
+            raise PolicyError(("keymap",), f"keymap: unknown keymap '{name}' (keymaps: "
+                              f"{known})")
+        return cls(name, edge.keymaps[name])
 
     def apply(self, doc: Any, ctx: RequestContext) -> Any:
         if ctx.keymap_off:

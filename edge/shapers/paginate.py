@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from ..config.models import EdgeFile, PagePolicy, Shape
 from ..context import RequestContext
+from ..errors import PolicyError, raise_all
 from ..inputs import Input
 from .pointer import lookup
 
@@ -15,23 +17,38 @@ from .pointer import lookup
 class Paginator:
     name = "paginate"
 
-    def __init__(self, *, style: str, page_param: str, size_param: str, cursor_param: str,
-                 upstream: Mapping[str, str], default_size: int, max_size: int,
-                 max_by_device: Mapping[str, int], items: str, total: str | None,
-                 has_more: str | None, next_cursor: str | None) -> None:
-        self.style = style
-        self.page_param, self.size_param, self.cursor_param = page_param, size_param, cursor_param
-        self.up_page = upstream.get("page", page_param)
-        self.up_size = upstream.get("size", size_param)
-        self.up_cursor = upstream.get("cursor", cursor_param)
-        self.default_size, self.max_size = default_size, max_size
-        self.max_by_device = dict(max_by_device)
-        self.items = tuple(p for p in items.split("/") if p)
-        self.total = tuple(total.split("/")) if total else None
-        self.has_more = tuple(has_more.split("/")) if has_more else None
-        self.next_cursor = tuple(next_cursor.split("/")) if next_cursor else None
+    def __init__(self, policy: PagePolicy) -> None:
+        p = policy
+        self.style = p.style
+        self.page_param, self.size_param, self.cursor_param = (p.page_param, p.size_param,
+                                                               p.cursor_param)
+        self.up_page = p.upstream.get("page", p.page_param)
+        self.up_size = p.upstream.get("size", p.size_param)
+        self.up_cursor = p.upstream.get("cursor", p.cursor_param)
+        self.default_size, self.max_size = p.default_size, p.max_size
+        self.max_by_device = dict(p.max_by_device)
+        self.items = tuple(k for k in p.items.split("/") if k)
+        self.total = tuple(p.total.split("/")) if p.total else None
+        self.has_more = tuple(p.has_more.split("/")) if p.has_more else None
+        self.next_cursor = tuple(p.next_cursor.split("/")) if p.next_cursor else None
         # client parameters links may carry (the route's own); None: every one it was sent
         self.keep: frozenset[str] | None = None
+
+    @classmethod
+    def from_policy(cls, shape: Shape, edge: EdgeFile, sources: tuple[str, ...]
+                    ) -> Paginator | None:
+        p = shape.paginate
+        if p is None:
+            return None
+        errors = [PolicyError(("paginate", "max_by_device", device),
+                              f"paginate.max_by_device: '{device}' is not a device class",
+                              key=True)
+                  for device in p.max_by_device if device not in edge.devices.classes]
+        if p.style == "cursor" and p.next_cursor is None:
+            errors.append(PolicyError(("paginate",), "paginate: cursor style needs "
+                                      "`next_cursor` (where the next cursor is)"))
+        raise_all(errors)
+        return cls(p)
 
     @property
     def params(self) -> frozenset[str]:

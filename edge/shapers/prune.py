@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, get_args
 
+from ..config.models import EdgeFile, PruneKind, Shape
 from ..context import RequestContext
 from ..inputs import Input
 
-ALL_KINDS = ("null", "empty_string", "empty_list", "empty_object")
+ALL_KINDS: tuple[str, ...] = get_args(PruneKind)
 
 
 class Prune:
@@ -22,6 +23,13 @@ class Prune:
         self._str = "empty_string" in kinds
         self._list = "empty_list" in kinds
         self._obj = "empty_object" in kinds
+
+    @classmethod
+    def from_policy(cls, shape: Shape, edge: EdgeFile, sources: tuple[str, ...]
+                    ) -> Prune | None:
+        if not shape.prune:
+            return None
+        return cls(ALL_KINDS if shape.prune is True else shape.prune)
 
     def _drop(self, v: Any) -> bool:
         if v is None:

@@ -15,7 +15,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..config.models import EdgeFile, Shape
 from ..context import RequestContext
+from ..errors import PolicyError
 from ..inputs import Input
 
 TIMESTAMP_MODES = ("date", "minute", "second")
@@ -51,6 +53,17 @@ class Rounding:
         self.floats = floats
         self.timestamps = timestamps
         self.keys = None if keys is None else frozenset(keys)
+
+    @classmethod
+    def from_policy(cls, shape: Shape, edge: EdgeFile, sources: tuple[str, ...]
+                    ) -> Rounding | None:
+        r = shape.round
+        if r is None:
+            return None
+        try:
+            return cls(r.floats, r.timestamps, r.keys)
+        except ValueError as e:  # its messages already say where: `round.keys: ...`
+            raise PolicyError(("round",), str(e)) from None
 
     def apply(self, doc: Any, ctx: RequestContext) -> Any:
         return self._walk(doc, self.keys is None)

@@ -1,8 +1,8 @@
 """Everything a platform engineer writes in YAML, declared once as typed models.
 
 The models' docstrings and field descriptions are the user documentation: the JSON Schema
-in ``config/schema/`` is generated from them (``edge schema``), and the loader turns every
-validation error into ``file:line:col: error: path: message``.
+in ``config/schema/`` is generated from them (``edge schema``, see schema.py), and the
+loader (load.py) turns every validation error into ``file:line:col: error: path: message``.
 """
 
 from __future__ import annotations
@@ -10,37 +10,20 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import ipaddress
-import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from . import yamlpos
-from .routing import (
-    METHODS,
-    PLACEHOLDER,
-    PathBuilder,
-    Template,
-    TemplateError,
-    parse_template,
-)
-from .units import Duration, Rate, Size
+from ..routing import METHODS, PathBuilder, Template
+from ..units import Duration, Rate, Size
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_KEYMAP_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
 class Model(BaseModel):
@@ -276,8 +259,14 @@ class UserAgentRule(Model):
         return v
 
 
+NETWORK_CLASSES = ("slow", "medium", "fast", "unknown")
+"""The classes of a client's network (from Save-Data, ECT or X-Network-Type). Fixed, unlike
+device classes; `shape.fields` and `image.by_device` may be keyed by them."""
+
+
 class Devices(Model):
-    """Device and network classes. Keep them few: each one is a cache variant."""
+    __doc__ = (f"Device classes (network classes are fixed: {', '.join(NETWORK_CLASSES)}). "
+               "Keep them few: each one is a cache variant.")
 
     classes: list[str] = ["phone", "tablet", "desktop", "watch"]
     default: str = "desktop"
@@ -673,9 +662,15 @@ class PagePolicy(Model):
     """Slash path to the next cursor (cursor style)."""
 
 
+SHAPE_STEPS = ("fields", "prune", "round", "keymap", "columnar", "paginate", "envelope")
+"""The order `shape` steps run in, whatever order the YAML lists them: the shaper registry
+(edge.shapers.SHAPERS) follows it and the `Shape` description quotes it."""
+
+
 class Shape(Model):
-    """How a route reshapes the upstream's JSON. Steps run in a fixed order: fields,
-    prune, keymap, then serialization (JSON or MessagePack) and compression."""
+    __doc__ = ("How a route reshapes the upstream's JSON. Steps run in a fixed order, "
+               f"whatever order the keys are written in: {', '.join(SHAPE_STEPS)}; then "
+               "serialization (JSON or MessagePack) and compression.")
 
     fields: str | dict[str, str] | None = None
     """A selection like `id,status,provider(name)`, for everyone or per class. Keys:
@@ -691,7 +686,8 @@ class Shape(Model):
     round: RoundPolicy | None = None
     columnar: list[str] = []
     """Slash paths to lists of objects to send as `{"_k": [keys], "_d": [[row], ...]}`
-    (`items`, `items/history`, or `.` for a top-level list). Runs last, after the keymap."""
+    (`items`, `items/history`, or `.` for a top-level list). Runs after the keymap, so `_k`
+    holds the short names."""
     paginate: PagePolicy | None = None
     envelope: EnvelopePolicy | None = None
     on_oversize: Literal["pass", "error"] = "pass"
@@ -777,7 +773,7 @@ class ImagePolicy(Model):
     """How long a transformed image is kept and may be cached by CDNs and apps."""
 
 
-_ROUTE_KINDS = ("source", "sources", "batch", "offline_queue")
+ROUTE_KINDS = ("source", "sources", "batch", "offline_queue")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -786,7 +782,7 @@ class Route(Model):
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, use_attribute_docstrings=True,
-        json_schema_extra={"oneOf": [{"required": [k]} for k in _ROUTE_KINDS]})
+        json_schema_extra={"oneOf": [{"required": [k]} for k in ROUTE_KINDS]})
 
     route: str
     """'GET /api/v1/members/{member_id}'. HEAD is served by GET routes."""
@@ -878,15 +874,7 @@ class RoutesFile(Model):
     routes: list[Route]
 
 
-# ------------------------------------------------------------------------------ loading
-
-
-class ConfigError(Exception):
-    """All problems found in a config directory, each as `file:line:col: error: ...`."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+# ------------------------------------------------------------------ what the loader makes
 
 
 @dataclass(frozen=True)
@@ -899,10 +887,20 @@ class RouteSpec:
     upstream_path: PathBuilder | None  # None for a route with several `sources`
     file: str
     line: int
+    shapers: tuple[Any, ...] = ()
+    """The `shape` steps, built once by the loader (edge.shapers instances, SHAPE_STEPS
+    order); `Any` because config knows no shaper type."""
 
     @property
     def name(self) -> str:
         return f"{self.method} {self.template.text}"
+
+    @property
+    def shape(self) -> Shape | None:
+        """What answers go through: the `shape` block, or `shape: {}` for composed `sources`
+        (always JSON); None when bodies stream through."""
+        m = self.model
+        return m.shape if m.shape is not None or m.sources is None else Shape()
 
 
 @dataclass(frozen=True)
@@ -917,714 +915,3 @@ class Config:
     def redis_url(self) -> str | None:
         name = self.edge.backend.redis_url_env
         return (self.env.get(name) or None) if name else None
-
-
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _message(err: Any) -> str:
-    msg = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "missing required key"
-    for prefix in ("Value error, ", "Assertion failed, "):
-        msg = msg.removeprefix(prefix)
-    if err["type"] in ("literal_error", "enum") or "input" not in err:
-        return f"{msg}, got {err.get('input')!r}" if "input" in err else msg
-    if err["type"].endswith("_type") or err["type"].endswith("_parsing"):
-        return f"{msg}, got {err['input']!r}"
-    return msg
-
-
-def _validation_problems(e: ValidationError, pos: yamlpos.Positions,
-                         prefix: tuple[Any, ...] = ()) -> list[str]:
-    problems = []
-    for err in e.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
-        loc = tuple("pass" if p == "pass_" else p for p in loc)
-        path = prefix + loc
-        where = pos.where(path, key=err["type"] == "extra_forbidden")
-        problems.append(f"{where}: error: {_format_loc(loc)}: {_message(err)}")
-    return problems
-
-
-def _read(path: Path, problems: list[str]) -> tuple[Any, yamlpos.Positions] | None:
-    try:
-        return yamlpos.load(path.read_text(encoding="utf-8"), str(path))
-    except yamlpos.YamlError as e:
-        problems.append(f"{e.file}:{e.line}:{e.col}: error: {e.message}")
-    except (OSError, UnicodeDecodeError) as e:
-        problems.append(f"{path}:1:1: error: cannot read: {e}")
-    return None
-
-
-def load_config(root: str | os.PathLike[str], env: dict[str, str] | None = None) -> Config:
-    """Load and check ``root/edge.yaml`` and ``root/routes/*.yaml``; raises ConfigError."""
-    root = Path(root)
-    env = dict(os.environ if env is None else env)
-    problems: list[str] = []
-    edge_path = root / "edge.yaml"
-    edge = EdgeFile()
-    edge_ok = True
-    keys: list[_PlacedKey] = []
-    if edge_path.exists():
-        loaded = _read(edge_path, problems)
-        if loaded is not None:
-            data, pos = loaded
-            if data is None:
-                data = {}
-            if not isinstance(data, dict):
-                problems.append(f"{pos.where(())}: error: expected a mapping at the top level")
-            else:
-                try:
-                    edge = EdgeFile.model_validate(data)
-                except ValidationError as e:
-                    problems.extend(_validation_problems(e, pos))
-                    edge_ok = False
-                else:
-                    problems.extend(_check_edge(edge, pos, root))
-                    if edge.auth.api_keys is not None:
-                        keys = _load_api_keys(edge.auth.api_keys, pos, root, problems)
-        else:
-            edge_ok = False
-    elif not (root / "routes").is_dir():
-        raise ConfigError([f"{root}:1:1: error: no edge.yaml or routes/ directory here"])
-
-    routes: list[RouteSpec] = []
-    route_files = sorted((root / "routes").glob("*.yaml")) + sorted(
-        (root / "routes").glob("*.yml"))
-    for path in route_files:
-        loaded = _read(path, problems)
-        if loaded is None:
-            continue
-        data, pos = loaded
-        if data is None:
-            continue
-        if isinstance(data, dict) and "routes" in data:
-            try:
-                models = RoutesFile.model_validate(data).routes
-            except ValidationError as e:
-                problems.extend(_validation_problems(e, pos))
-                continue
-            paths: list[tuple[Any, ...]] = [("routes", i) for i in range(len(models))]
-        elif isinstance(data, dict):
-            try:
-                models = [Route.model_validate(data)]
-            except ValidationError as e:
-                problems.extend(_validation_problems(e, pos))
-                continue
-            paths = [()]
-        else:
-            problems.append(f"{pos.where(())}: error: expected a route mapping "
-                            "(with 'route:') or a 'routes:' list")
-            continue
-        for model, p in zip(models, paths, strict=True):
-            spec = _compile_route(model, p, pos, edge if edge_ok else None, problems)
-            if spec is not None:
-                routes.append(spec)
-    problems.extend(_check_collisions(routes))
-    warnings = [p for p in problems if ": warning: " in p]
-    problems = [p for p in problems if ": warning: " not in p]
-    if not problems:  # with routes missing, every key's `routes` would look wrong
-        problems.extend(_check_key_routes(keys, routes))
-    if problems:
-        raise ConfigError(problems)
-    return Config(root=root, edge=edge, routes=tuple(routes), env=env,
-                  warnings=tuple(warnings), api_keys=tuple(k.key for k in keys))
-
-
-def _check_edge(edge: EdgeFile, pos: yamlpos.Positions, root: Path) -> list[str]:
-    problems = []
-    if edge.devices.default not in edge.devices.classes:
-        problems.append(f"{pos.where(('devices', 'default'))}: error: devices.default: "
-                        f"'{edge.devices.default}' is not one of devices.classes")
-    for i, rule in enumerate(edge.devices.user_agent):
-        if rule.device not in edge.devices.classes:
-            problems.append(
-                f"{pos.where(('devices', 'user_agent', i, 'device'))}: error: "
-                f"devices.user_agent[{i}].device: '{rule.device}' is not one of "
-                "devices.classes")
-    for name, table in edge.keymaps.items():
-        where = pos.where(("keymaps", name), key=True)
-        if not _KEYMAP_NAME.match(name):
-            problems.append(f"{where}: error: keymaps.{name}: a keymap name is lower-case "
-                            "letters, digits, '.', '_' or '-', e.g. 'claims-v1'")
-        seen: dict[str, str] = {}
-        for long, short in table.items():
-            at = f"{pos.where(('keymaps', name, long), key=True)}: error: keymaps.{name}:"
-            if short in seen:
-                problems.append(f"{at} '{long}' and '{seen[short]}' both shorten to '{short}'")
-            elif short in table and table[short] != short and short != long:
-                problems.append(f"{at} '{long}' shortens to '{short}', which is itself a key "
-                                "being shortened (expanding would be ambiguous)")
-            seen[short] = long
-    _check_limits(edge.rate_limits.defaults, ("rate_limits", "defaults"), "", pos, edge,
-                  problems)
-    jwt = edge.auth.jwt
-    if jwt is not None:
-        needs_secret = any(a.startswith("HS") for a in jwt.algorithms)
-        needs_keys = any(not a.startswith("HS") for a in jwt.algorithms)
-        if needs_secret and not jwt.secret_env:
-            problems.append(f"{pos.where(('auth', 'jwt', 'algorithms'))}: error: "
-                            "auth.jwt: HS* algorithms need `secret_env` (an env var name)")
-        if needs_keys and not (jwt.public_key_files or jwt.jwks_file):
-            problems.append(f"{pos.where(('auth', 'jwt', 'algorithms'))}: error: auth.jwt: "
-                            "RS*/ES*/PS*/EdDSA need `public_key_files` or `jwks_file`")
-        files: list[tuple[tuple[Any, ...], str]] = [(("auth", "jwt", "public_key_files", i), f)
-                 for i, f in enumerate(jwt.public_key_files)]
-        if jwt.jwks_file:
-            files.append((("auth", "jwt", "jwks_file"), jwt.jwks_file))
-        for p, f in files:
-            if not (root / f).is_file():
-                problems.append(f"{pos.where(p)}: error: {_format_loc(p)}: no such file {f!r}")
-    return problems
-
-
-@dataclass(frozen=True)
-class _PlacedKey:
-    """A loaded app key and where it was written."""
-
-    key: ApiKey
-    pos: yamlpos.Positions
-    path: tuple[Any, ...]
-
-    def where(self, *sub: Any) -> str:
-        return self.pos.where((*self.path, *sub))
-
-    @property
-    def label(self) -> str:
-        return _format_loc(self.path)
-
-
-def _load_api_keys(cfg: ApiKeys, pos: yamlpos.Positions, root: Path,
-                   problems: list[str]) -> list[_PlacedKey]:
-    """auth.api_keys.keys, then the keys of its `file`, checked together."""
-    placed = [_PlacedKey(k, pos, ("auth", "api_keys", "keys", i))
-              for i, k in enumerate(cfg.keys)]
-    if cfg.file is not None:
-        where = pos.where(("auth", "api_keys", "file"))
-        path = root / cfg.file
-        if path.resolve().parent == (root / "routes").resolve():
-            problems.append(f"{where}: error: auth.api_keys.file: keep it out of routes/ "
-                            "(every file there is read as routes)")
-        elif not path.is_file():
-            problems.append(f"{where}: error: auth.api_keys.file: no such file {cfg.file!r}")
-        elif (loaded := _read(path, problems)) is not None and loaded[0] is not None:
-            data, fpos = loaded
-            if not isinstance(data, dict):
-                problems.append(f"{fpos.where(())}: error: expected a mapping with `keys:`")
-            else:
-                try:
-                    more = ApiKeysFile.model_validate(data).keys
-                except ValidationError as e:
-                    problems.extend(_validation_problems(e, fpos))
-                else:
-                    placed += [_PlacedKey(k, fpos, ("keys", i)) for i, k in enumerate(more)]
-    names: dict[str, _PlacedKey] = {}
-    hashes: dict[str, _PlacedKey] = {}
-    tiers = ", ".join(cfg.tiers) or "none defined"
-    for p in placed:
-        k = p.key
-        if k.name in names:
-            problems.append(f"{p.where('name')}: error: {p.label}.name: '{k.name}' is already "
-                            f"the name of the key at {names[k.name].where('name')}")
-        if k.hash in hashes:
-            problems.append(f"{p.where('hash')}: error: {p.label}.hash: the same key as "
-                            f"'{hashes[k.hash].key.name}' ({hashes[k.hash].where('hash')})")
-        names.setdefault(k.name, p)
-        hashes.setdefault(k.hash, p)
-        if k.tier is not None and k.tier not in cfg.tiers:
-            problems.append(f"{p.where('tier')}: error: {p.label}.tier: '{k.tier}' is not one "
-                            f"of auth.api_keys.tiers ({tiers})")
-        if k.not_before and k.expires and k.expires <= k.not_before:
-            problems.append(f"{p.where('expires')}: error: {p.label}.expires: must be after "
-                            "not_before")
-    return placed
-
-
-def _check_key_routes(keys: list[_PlacedKey], routes: list[RouteSpec]) -> list[str]:
-    problems = []
-    names = [r.name for r in routes]
-    for p in keys:
-        for i, pattern in enumerate(p.key.routes):
-            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-                problems.append(f"{p.where('routes', i)}: error: {p.label}.routes[{i}]: "
-                                f"'{pattern}' matches no route")
-    return problems
-
-
-def _compile_route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions,
-                   edge: EdgeFile | None, problems: list[str]) -> RouteSpec | None:
-    """Check a route against itself and edge.yaml (skipped if edge.yaml itself failed)."""
-    label = _format_loc(p)
-    label = f"{label}." if label else ""
-    where = pos.where((*p, "route"))
-    method, _, path = model.route.strip().partition(" ")
-    method, path = method.upper(), path.strip()
-    if method not in METHODS or not path:
-        problems.append(f"{where}: error: {label}route: expected 'METHOD /path' with METHOD "
-                        f"one of {', '.join(METHODS)}, got {model.route!r}")
-        return None
-    try:
-        template = parse_template(path)
-    except TemplateError as e:
-        problems.append(f"{where}: error: {label}route: {e}")
-        return None
-    name = f"{method} {template.text}"
-    ok = True
-    builder: PathBuilder | None = None
-    kinds = [k for k in _ROUTE_KINDS if getattr(model, k) is not None]
-    if len(kinds) != 1:
-        problems.append(f"{where}: error: {name}: give exactly one of `source` (one upstream), "
-                        "`sources` (several, composed), `batch` or `offline_queue`"
-                        + (f", not {' and '.join(kinds)}" if kinds else ""))
-        return None
-    if model.batch is not None or model.offline_queue is not None:
-        ok = _check_batch(model, kinds[0], method, name, template, p, pos, problems)
-    elif model.source is not None:
-        builder = PathBuilder.compile(model.source.path)
-        ok = _check_source(model.source, (*p, "source"), "source", name, template, None,
-                           pos, edge, problems)
-    else:
-        assert model.sources is not None
-        ok = _check_sources(model, method, name, template, p, pos, edge, problems)
-    if edge is not None and model.auth.jwt != "off" and edge.auth.jwt is None:
-        if model.auth.jwt == "required" or model.auth.allow:
-            problems.append(f"{pos.where((*p, 'auth', 'jwt'))}: error: {name}: auth needs "
-                            "`auth.jwt` in edge.yaml")
-            ok = False
-    if edge is not None and model.auth.api_key != "off" and edge.auth.api_keys is None:
-        problems.append(f"{pos.where((*p, 'auth', 'api_key'))}: error: {name}: auth.api_key "
-                        "needs `auth.api_keys` in edge.yaml")
-        ok = False
-    for i, rule in enumerate(model.auth.allow):
-        rp = (*p, "auth", "allow", i)
-        if (rule.equals is None) == (rule.contains is None):
-            problems.append(f"{pos.where(rp)}: error: {name}: auth.allow[{i}]: give exactly "
-                            "one of `equals` or `contains`")
-            ok = False
-        for value in (rule.equals, rule.contains):
-            for m in re.finditer(r"\{([^}]*)\}", value or ""):
-                if m.group(1) not in template.params:
-                    problems.append(f"{pos.where(rp)}: error: {name}: auth.allow[{i}]: "
-                                    f"'{{{m.group(1)}}}' is not a parameter of the route")
-                    ok = False
-    if model.image is not None:
-        ip = (*p, "image")
-        if method != "GET" or model.source is None:
-            problems.append(f"{pos.where(ip, key=True)}: error: {name}: `image` is for GET "
-                            "routes with one `source`")
-            ok = False
-        for other in ("shape", "cache"):
-            if other in model.model_fields_set:
-                problems.append(f"{pos.where((*p, other), key=True)}: error: {name}: `{other}` "
-                                "does not apply to an `image` route")
-                ok = False
-        if not model.image.widths or sorted(set(model.image.widths)) != model.image.widths:
-            problems.append(f"{pos.where((*ip, 'widths'))}: error: {name}: image.widths: "
-                            "distinct widths, smallest first")
-            ok = False
-    if model.idempotency is not None and method not in UNSAFE_METHODS:
-        problems.append(f"{pos.where((*p, 'idempotency'), key=True)}: error: {name}: "
-                        "idempotency is for POST, PUT, PATCH and DELETE routes")
-        ok = False
-    ok = _check_cache(model, method, name, template, p, pos, problems) and ok
-    if model.rate_limit is not None and edge is not None:
-        ok = _check_limits(model.rate_limit, (*p, "rate_limit"), name, pos, edge,
-                           problems) and ok
-    if model.shape is not None and edge is not None:
-        ok = _check_shape(model.shape, name, (*p, "shape"), pos, edge, problems) and ok
-    ok = _check_objects(model, method, name, template, p, pos, problems) and ok
-    if model.auth.allow and model.auth.jwt != "required":
-        problems.append(f"{pos.where((*p, 'auth', 'allow'))}: error: {name}: auth.allow "
-                        "needs `jwt: required`")
-        ok = False
-    if not ok:
-        return None
-    line = pos.of((*p, "route"))[0]
-    return RouteSpec(model, method, template, builder, pos.file, line)
-
-
-def _check_objects(model: Route, method: str, name: str, template: Template,
-                   p: tuple[Any, ...], pos: yamlpos.Positions, problems: list[str]) -> bool:
-    """auth.owner and auth.body, and the warning for a route whose objects anyone with a
-    token may reach."""
-    auth, ok = model.auth, True
-    ap = (*p, "auth")
-    rules: list[tuple[tuple[Any, ...], str, str | None, str | None]] = []
-    if auth.owner is not None:
-        o = auth.owner
-        rules.append(((*ap, "owner"), o.field, o.claim, o.param))
-        if (o.claim is None) == (o.param is None):
-            problems.append(f"{pos.where((*ap, 'owner'))}: error: {name}: auth.owner: give "
-                            "exactly one of `claim` or `param`")
-            ok = False
-        if o.param is not None and o.param not in template.params:
-            problems.append(f"{pos.where((*ap, 'owner', 'param'))}: error: {name}: "
-                            f"auth.owner.param: {o.param!r} is not a parameter of the route")
-            ok = False
-        if model.sources is not None or model.image is not None:
-            problems.append(f"{pos.where((*ap, 'owner'), key=True)}: error: {name}: "
-                            "auth.owner is for routes with one JSON `source`")
-            ok = False
-    for i, b in enumerate(auth.body):
-        rules.append(((*ap, "body", i), b.field, b.claim, None))
-        if method not in UNSAFE_METHODS:
-            problems.append(f"{pos.where((*ap, 'body', i))}: error: {name}: auth.body is for "
-                            "POST, PUT, PATCH and DELETE routes")
-            ok = False
-    if model.batch is not None or model.offline_queue is not None:
-        if rules:
-            problems.append(f"{pos.where(ap, key=True)}: error: {name}: object rules go on "
-                            "the routes a batch's items reach, not on the batch")
-            ok = False
-    for rp, pointer, _, _ in rules:
-        if not pointer.startswith("/") or pointer == "/":
-            problems.append(f"{pos.where((*rp, 'field'))}: error: {name}: a JSON pointer "
-                            f"like '/member_id' is expected, got {pointer!r}")
-            ok = False
-        if auth.jwt != "required":
-            problems.append(f"{pos.where(rp)}: error: {name}: object rules need "
-                            "`jwt: required`")
-            ok = False
-    for where, unless in ([((*ap, "owner"), auth.owner.unless)] if auth.owner else []) + \
-            [((*ap, "body", i), b.unless) for i, b in enumerate(auth.body)]:
-        for j, rule in enumerate(unless):
-            if (rule.equals is None) == (rule.contains is None):
-                problems.append(f"{pos.where((*where, 'unless', j))}: error: {name}: give "
-                                "exactly one of `equals` or `contains`")
-                ok = False
-    if (auth.jwt == "required" and template.params and not auth.allow and auth.owner is None
-            and not auth.unowned and model.batch is None and model.offline_queue is None):
-        problems.append(
-            f"{pos.where((*p, 'route'))}: warning: {name}: any caller with a valid token "
-            f"reaches every {{{template.params[0]}}}: add `auth.allow` (the path names the "
-            "owner) or `auth.owner` (the answer does), or say why not with `auth.unowned`")
-    return ok
-
-
-def _check_limits(limits: list[RateLimit], lp: tuple[Any, ...], name: str,
-                  pos: yamlpos.Positions, edge: EdgeFile, problems: list[str]) -> bool:
-    ok = True
-    seen: set[str] = set()
-    for i, limit in enumerate(limits):
-        label = f"{name}: rate_limit[{i}]" if name else f"rate_limits.defaults[{i}]"
-        if limit.name is not None:
-            if limit.name in seen or not re.match(r"^[A-Za-z0-9._:-]{1,64}$", limit.name):
-                problems.append(f"{pos.where((*lp, i, 'name'))}: error: {label}: name "
-                                f"{limit.name!r} must be unique here and look like "
-                                "'per-device' (letters, digits, . _ : -)")
-                ok = False
-            seen.add(limit.name)
-        kinds = limit.key if isinstance(limit.key, list) else [limit.key]
-        if not kinds or len(set(kinds)) != len(kinds):
-            problems.append(f"{pos.where((*lp, i, 'key'))}: error: {label}: key lists each "
-                            "kind once")
-            ok = False
-        for device in limit.per_device:
-            if device not in edge.devices.classes:
-                problems.append(f"{pos.where((*lp, i, 'per_device', device), key=True)}: "
-                                f"error: {label}: '{device}' is not one of devices.classes "
-                                f"({', '.join(edge.devices.classes)})")
-                ok = False
-        tiers = edge.auth.api_keys.tiers if edge.auth.api_keys else []
-        for tier in limit.per_tier:
-            if tier not in tiers:
-                problems.append(f"{pos.where((*lp, i, 'per_tier', tier), key=True)}: "
-                                f"error: {label}: '{tier}' is not one of auth.api_keys.tiers "
-                                f"({', '.join(tiers) or 'none defined'})")
-                ok = False
-    return ok
-
-
-def _check_tags(tags: list[str], where: str, label: str, name: str, template: Template,
-                problems: list[str]) -> bool:
-    ok = True
-    for tag in tags:
-        stripped = PLACEHOLDER.sub("", tag)
-        if not tag or any(c in stripped for c in "{} ,\t"):
-            problems.append(f"{where}: error: {name}: {label}: {tag!r} is not a tag (no "
-                            "spaces, commas or stray braces)")
-            ok = False
-        for m in PLACEHOLDER.finditer(tag):
-            if m.group(1) not in template.params or m.group(2):
-                problems.append(f"{where}: error: {name}: {label}: '{m.group(0)}' is not a "
-                                "parameter of the route")
-                ok = False
-    return ok
-
-
-def _check_cache(model: Route, method: str, name: str, template: Template,
-                 p: tuple[Any, ...], pos: yamlpos.Positions, problems: list[str]) -> bool:
-    ok = True
-    if model.invalidates:
-        where = pos.where((*p, "invalidates"))
-        if method not in UNSAFE_METHODS:
-            problems.append(f"{where}: error: {name}: `invalidates` is for POST, PUT, PATCH "
-                            "and DELETE routes (a GET changes nothing)")
-            ok = False
-        ok = _check_tags(model.invalidates, where, "invalidates", name, template,
-                         problems) and ok
-    cache = model.cache
-    if cache is None:
-        return ok
-    cp = (*p, "cache")
-    if method != "GET":
-        problems.append(f"{pos.where(cp, key=True)}: error: {name}: only GET routes are "
-                        "cached")
-        ok = False
-    if model.shape is None and model.sources is None:
-        problems.append(f"{pos.where(cp, key=True)}: error: {name}: `cache` needs `shape` "
-                        "(`shape: {{}}` will do) or `sources`: the edge caches what it shapes")
-        ok = False
-    if cache.scope == "public" and model.auth.jwt == "required":
-        problems.append(f"{pos.where((*cp, 'scope'))}: error: {name}: cache.scope: a CDN "
-                        "would serve a public answer without checking the token; use "
-                        "`private` (or make the route's auth `off`)")
-        ok = False
-    elif model.auth.api_key == "required" and (cache.scope or (
-            "public" if model.auth.jwt == "off" else "private")) == "public":
-        where = pos.where((*cp, "scope")) if cache.scope else pos.where(cp, key=True)
-        problems.append(f"{where}: error: {name}: cache.scope: a public answer would be "
-                        "served (by the edge's fast lane, and by CDNs) without checking the "
-                        "app key; set `scope: private`")
-        ok = False
-    if cache.ttl <= 0:
-        problems.append(f"{pos.where((*cp, 'ttl'))}: error: {name}: cache.ttl must be more "
-                        "than 0")
-        ok = False
-    return _check_tags(cache.tags, pos.where((*cp, "tags")), "cache.tags", name, template,
-                       problems) and ok
-
-
-def _check_batch(model: Route, kind: str, method: str, name: str, template: Template,
-                 p: tuple[Any, ...], pos: yamlpos.Positions, problems: list[str]) -> bool:
-    ok = True
-    if method != "POST" or template.params:
-        problems.append(f"{pos.where((*p, 'route'))}: error: {name}: a `{kind}` route is "
-                        "`POST /a/fixed/path`")
-        ok = False
-    for other in ("query", "shape", "compression", "idempotency", "cache", "invalidates"):
-        if other in model.model_fields_set:
-            problems.append(f"{pos.where((*p, other), key=True)}: error: {name}: `{other}` "
-                            f"does not apply to a `{kind}` route (each sub-request follows "
-                            "its own route)")
-            ok = False
-    return ok
-
-
-def _check_source(src: Source, sp: tuple[Any, ...], label: str, name: str, template: Template,
-                  sources: dict[str, AggregateSource] | None, pos: yamlpos.Positions,
-                  edge: EdgeFile | None, problems: list[str]) -> bool:
-    ok = True
-    where = pos.where((*sp, "path"))
-    if edge is not None and src.service not in edge.services:
-        known = ", ".join(sorted(edge.services)) or "none defined"
-        problems.append(f"{pos.where((*sp, 'service'))}: error: {name}: {label}.service: "
-                        f"unknown service '{src.service}' (services: {known})")
-        ok = False
-    for m in PLACEHOLDER.finditer(src.path):
-        ref, dotted = m.group(1), m.group(2) not in ("", "...")
-        if sources is not None and (dotted or ref in sources):
-            if ref not in sources:
-                problems.append(f"{where}: error: {name}: {label}.path uses '{m.group(0)}' "
-                                f"but there is no source '{ref}'")
-                ok = False
-        elif dotted:
-            problems.append(f"{where}: error: {name}: {label}.path uses '{m.group(0)}': only "
-                            "a route with `sources` can refer to another source's body")
-            ok = False
-        elif ref not in template.params:
-            problems.append(f"{where}: error: {name}: {label}.path uses '{{{ref}}}' but the "
-                            "route has no such parameter")
-            ok = False
-    stripped = PLACEHOLDER.sub("", src.path)
-    for raw in ("{", "}"):
-        if raw in stripped:
-            problems.append(f"{where}: error: {name}: {label}.path has an unbalanced '{raw}'")
-            ok = False
-            break
-    return ok
-
-
-def source_deps(sources: Mapping[str, AggregateSource]) -> dict[str, set[str]]:
-    """Which sources each source waits for: those its path reads (`{claims.0.id}`)."""
-    deps = {}
-    for n, s in sources.items():
-        builder = PathBuilder.compile(s.path)
-        deps[n] = {r for r in builder.refs if r in sources} | {
-            p for p in builder.params if p in sources and p != n}
-    return deps
-
-
-def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
-            if nxt in graph and not state.get(nxt):
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if not state.get(node):
-            found = visit(node)
-            if found:
-                return found
-    return None
-
-
-def _check_sources(model: Route, method: str, name: str, template: Template,
-                   p: tuple[Any, ...], pos: yamlpos.Positions, edge: EdgeFile | None,
-                   problems: list[str]) -> bool:
-    sources = model.sources
-    assert sources is not None
-    ok = True
-    if method not in ("GET", "HEAD"):
-        problems.append(f"{pos.where((*p, 'sources'), key=True)}: error: {name}: `sources` "
-                        "compose reads; a route with several sources must be GET")
-        ok = False
-    if not sources:
-        problems.append(f"{pos.where((*p, 'sources'))}: error: {name}: `sources` is empty")
-        return False
-    for src_name, src in sources.items():
-        sp = (*p, "sources", src_name)
-        ok = _check_source(src, sp, f"sources.{src_name}", name, template, sources, pos, edge,
-                           problems) and ok
-        if src.into is not None and (src.into not in sources or src.into == src_name):
-            problems.append(f"{pos.where((*sp, 'into'))}: error: {name}: sources.{src_name}."
-                            f"into: '{src.into}' is not another source of this route")
-            ok = False
-        if src.pick is not None and src.pick and not src.pick.startswith("/"):
-            problems.append(f"{pos.where((*sp, 'pick'))}: error: {name}: sources.{src_name}."
-                            f"pick: a JSON pointer starts with '/', got {src.pick!r}")
-            ok = False
-    deps = {n: {d for d in ds if d in sources} for n, ds in source_deps(sources).items()}
-    cycle = _cycle(deps)
-    if cycle:
-        problems.append(f"{pos.where((*p, 'sources'), key=True)}: error: {name}: sources wait "
-                        f"for each other in a cycle: {' -> '.join(cycle)}")
-        ok = False
-    nesting = {n: {s.into} for n, s in sources.items() if s.into in sources}
-    cycle = _cycle(nesting)
-    if cycle:
-        problems.append(f"{pos.where((*p, 'sources'), key=True)}: error: {name}: sources "
-                        f"nest into each other in a cycle: {' -> '.join(cycle)}")
-        ok = False
-    return ok
-
-
-def _check_shape(shape: Shape, name: str, p: tuple[Any, ...], pos: yamlpos.Positions,
-                 edge: EdgeFile, problems: list[str]) -> bool:
-    from .shapers.projection import FieldsError, parse_fields
-
-    ok = True
-    devices = set(edge.devices.classes)
-    networks = {"slow", "medium", "fast", "unknown"}
-    fields = shape.fields
-    variants = {"default": fields} if isinstance(fields, str) else dict(fields or {})
-    for key, text in variants.items():
-        fp = (*p, "fields") if isinstance(fields, str) else (*p, "fields", key)
-        device, _, network = key.partition("/")
-        valid = (key == "default" or key in devices or key in networks
-                 or (network and device in devices and network in networks))
-        if not valid:
-            problems.append(
-                f"{pos.where(fp, key=True)}: error: {name}: shape.fields: '{key}' is not "
-                f"'default', a device class ({', '.join(sorted(devices))}), a network class "
-                f"({', '.join(sorted(networks))}) or 'device/network'")
-            ok = False
-        try:
-            parse_fields(text, max_length=65536)
-        except FieldsError as e:
-            problems.append(f"{pos.where(fp)}: error: {name}: shape.fields: {e}")
-            ok = False
-    from .shapers.columnar import parse_path
-    from .shapers.rounding import Rounding
-
-    for i, path in enumerate(shape.columnar):
-        try:
-            parse_path(path)
-        except ValueError as e:
-            problems.append(f"{pos.where((*p, 'columnar', i))}: error: {name}: "
-                            f"shape.columnar[{i}]: {e}")
-            ok = False
-    if shape.round is not None:
-        try:
-            Rounding(shape.round.floats, shape.round.timestamps, shape.round.keys)
-        except ValueError as e:
-            problems.append(f"{pos.where((*p, 'round'))}: error: {name}: shape.{e}")
-            ok = False
-    page = shape.paginate
-    if page is not None:
-        for device in page.max_by_device:
-            if device not in devices:
-                problems.append(f"{pos.where((*p, 'paginate', 'max_by_device', device), key=True)}"
-                                f": error: {name}: shape.paginate.max_by_device: '{device}' is "
-                                "not a device class")
-                ok = False
-        if page.style == "cursor" and page.next_cursor is None:
-            problems.append(f"{pos.where((*p, 'paginate'))}: error: {name}: shape.paginate: "
-                            "cursor style needs `next_cursor` (where the next cursor is)")
-            ok = False
-    if shape.keymap is not None and shape.keymap not in edge.keymaps:
-        known = ", ".join(sorted(edge.keymaps)) or "none defined"
-        problems.append(f"{pos.where((*p, 'keymap'))}: error: {name}: shape.keymap: unknown "
-                        f"keymap '{shape.keymap}' (keymaps: {known})")
-        ok = False
-    return ok
-
-
-def _check_collisions(routes: list[RouteSpec]) -> list[str]:
-    problems = []
-    seen: dict[tuple[str, Any], RouteSpec] = {}
-    for spec in routes:
-        key = (spec.method, spec.template.shape)
-        first = seen.get(key)
-        if first is not None:
-            problems.append(
-                f"{spec.file}:{spec.line}:1: error: route '{spec.name}' collides with "
-                f"'{first.name}' defined at {first.file}:{first.line}")
-        else:
-            seen[key] = spec
-    return problems
-
-
-# ------------------------------------------------------------------------- JSON Schema
-
-
-def json_schemas() -> dict[str, dict[str, Any]]:
-    """The editor schemas, keyed by file name under config/schema/."""
-    route = Route.model_json_schema(by_alias=True)
-    routes = RoutesFile.model_json_schema(by_alias=True)
-    route_file = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "edge route file",
-        "description": "A single route (with `route:`) or a `routes:` list.",
-        "anyOf": [{"$ref": "#/$defs/Route"}, {"$ref": "#/$defs/RoutesFile"}],
-        "$defs": {**route.pop("$defs", {}), **routes.pop("$defs", {}),
-                  "Route": route, "RoutesFile": routes},
-    }
-    edge = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            **EdgeFile.model_json_schema(by_alias=True)}
-    keys = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            **ApiKeysFile.model_json_schema(by_alias=True)}
-    return {"edge.schema.json": edge, "route.schema.json": route_file,
-            "api-keys.schema.json": keys}
