@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import shutil
 import signal
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -83,3 +87,73 @@ def preflight(script: str, *, wrk: bool) -> int | None:
         return 2
     signal.signal(signal.SIGTERM, _sigterm)
     return None
+
+
+# -------------------------------------------------------------------------- baseline
+
+# the project's top-level packages (pyproject.toml), which a baseline must bring its own of
+PACKAGES = ("edge", "images")
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Another checkout of the repo (a git worktree), whose `edge` the bench also runs.
+
+    Its edge runs as `python -m edge serve ...` (this venv's interpreter, so the same
+    dependencies) with PYTHONPATH=`root` and `root` as the working directory: with -m (and
+    -c) Python puts the working directory first on sys.path, so from the main checkout it
+    would import the main checkout's `edge` whatever PYTHONPATH says. The editable install's
+    finder comes after sys.path, so `root`'s packages win."""
+
+    root: Path
+    commit: str  # `git describe --always --dirty` of root, or "?"
+    files: tuple[tuple[str, str], ...]  # (package, its __file__ as imported under env)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(self.root)}
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "edge", *args]
+
+    def describe(self) -> str:
+        imported = ", ".join(f"{pkg} from {file}" for pkg, file in self.files)
+        return f"baseline: {self.root} at {self.commit}; its edge imports {imported}"
+
+    def as_json(self, **more: object) -> dict[str, object]:
+        return {"dir": str(self.root), "commit": self.commit, "files": dict(self.files),
+                **more}
+
+
+def baseline_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--baseline", metavar="DIR", type=Path,
+                    help="another checkout (git worktree) of the repo: also run its edge "
+                    "(python -m edge, PYTHONPATH=DIR) as a '(baseline)' twin of every edge "
+                    "target, in the same rounds, and report new/baseline req/s")
+
+
+def open_baseline(ap: argparse.ArgumentParser, path: Path | None) -> Baseline | None:
+    """The --baseline checkout, checked: each package it has is imported from it under the
+    env and working directory its edge runs with (else exit 2 with the reason)."""
+    if path is None:
+        return None
+    root = path.resolve()
+    if not (root / "edge" / "__main__.py").is_file():
+        ap.error(f"--baseline {path}: no edge/__main__.py there; expected a checkout of the "
+                 "repo, e.g. `git worktree add /tmp/base <commit>`")
+    pkgs = [p for p in PACKAGES if (root / p / "__init__.py").is_file()]
+    code = ("import importlib, json, sys; print(json.dumps({p: importlib.import_module(p)"
+            ".__file__ for p in sys.argv[1:]}))")
+    b = Baseline(root, "?", ())
+    proc = subprocess.run([sys.executable, "-c", code, *pkgs], cwd=root, env=b.env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode != 0:
+        ap.error(f"--baseline {path}: importing {', '.join(pkgs)} failed:\n{proc.stderr}")
+    files: dict[str, str] = json.loads(proc.stdout)
+    for pkg, file in files.items():
+        if not Path(file).resolve().is_relative_to(root):
+            ap.error(f"--baseline {path}: {pkg} was imported from {file}, not from {root}")
+    git = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True, timeout=30, check=False)
+    commit = git.stdout.strip() if git.returncode == 0 else "?"
+    return Baseline(root, commit, tuple(files.items()))

@@ -1,7 +1,7 @@
 """The edge cache: hits, 304s and deltas, against the uncached route and nginx's proxy_cache.
 
     .venv/bin/python bench/cache.py [--rounds 3] [--duration 5] [--connections 64]
-                                    [--quick] [--json]
+                                    [--quick] [--json] [--baseline DIR]
 
 Load (wrk -t1, `--connections` 64, rotating rounds as in bench/proxy.py, whose helpers this
 reuses). Starts, each in its own process on 127.0.0.1: the demo upstream services (the claims
@@ -25,6 +25,11 @@ front of the same resource, warmed so that every request is a hit. Targets:
 The floor is what aiohttp's HTTP handling and the socket write cost on this machine, which
 no cache hit served by the edge can beat. Without an nginx binary the nginx target is
 skipped with a note (the exit code stays 0).
+
+--baseline DIR also runs DIR's edge on the same config, warmed and checked the same way, its
+four targets loaded as "(baseline)" twins in the same rounds (its 304 with its own ETag;
+its ratios against its own targets), and reports new/baseline req/s per edge target. The
+deltas below are measured on the new edge only.
 
 Deltas: runs `edge demo` on a copy of config/ (bench/payload.py's start_demo), fetches the
 member dashboard (member 1001's token) with identity and with br, moves one of its claims
@@ -55,11 +60,14 @@ from typing import Any
 
 import brotli
 import jsonpatch
-from _common import EDGE_BIN, preflight, round_args, settle_rounds
+from _common import baseline_arg, open_baseline, preflight, round_args, settle_rounds
 from payload import MEMBER, start_demo
 from proxy import (
+    BASELINE,
     Series,
     Target,
+    baseline_report,
+    edge_server,
     find_nginx,
     fmt_row,
     free_port,
@@ -68,6 +76,7 @@ from proxy import (
     per_round,
     server,
     table,
+    with_twins,
     write_config,
 )
 from shaped import RESOURCE, header_script, port_base
@@ -147,16 +156,41 @@ def check_hit(label: str, url: str, headers: dict[str, str], header: str, prefix
     return h, body
 
 
-def check_targets(urls: dict[str, str], etag_br: str) -> None:
-    """Before and after the load: the hits are hits, the 304 is a 304, uncached isn't."""
-    check_hit("edge hit (br)", urls["cached"], BR, "Cache-Status", "edge; hit")
-    check_hit("edge hit (identity)", urls["cached"], IDENTITY, "Cache-Status", "edge; hit")
-    status, h, _ = call(urls["cached"], {**BR, "If-None-Match": etag_br})
-    expect("edge 304: status", status, 304)
-    expect("edge 304: Cache-Status", (h.get("Cache-Status") or "")[:9], "edge; hit")
-    status, h, _ = call(urls["uncached"], BR)
-    expect("edge uncached: status", status, 200)
-    expect("edge uncached: Cache-Status", h.get("Cache-Status"), None)
+def warm_edge(edge: str, raw: bytes, tag: str = "") -> tuple[str, Message, bytes, bytes]:
+    """The first requests store /cached (br and identity), the next are hits with the
+    upstream's data. Returns the br ETag, the identity hit's headers and body, the br body."""
+    for hdrs in (BR, IDENTITY):
+        status, h, _ = call(f"{edge}/cached", hdrs)
+        expect(f"first /cached{tag}: status", status, 200)
+    h, body_br = check_hit(f"edge hit (br){tag}", f"{edge}/cached", BR, "Cache-Status",
+                           "edge; hit")
+    etag_br = h["ETag"]
+    expect(f"br ETag suffix{tag}", etag_br.endswith('-br"'), True)
+    h, body_id = check_hit(f"edge hit (identity){tag}", f"{edge}/cached", IDENTITY,
+                           "Cache-Status", "edge; hit")
+    expect(f"identity body{tag}", json.loads(body_id), json.loads(raw))
+    expect(f"br body{tag}", json.loads(brotli.decompress(body_br)), json.loads(raw))
+    return etag_br, h, body_id, body_br
+
+
+def check_edge(edge: str, etag_br: str, tag: str = "") -> None:
+    """The hits are hits, the 304 is a 304, uncached isn't."""
+    cached = f"{edge}/cached"
+    check_hit(f"edge hit (br){tag}", cached, BR, "Cache-Status", "edge; hit")
+    check_hit(f"edge hit (identity){tag}", cached, IDENTITY, "Cache-Status", "edge; hit")
+    status, h, _ = call(cached, {**BR, "If-None-Match": etag_br})
+    expect(f"edge 304{tag}: status", status, 304)
+    expect(f"edge 304{tag}: Cache-Status", (h.get("Cache-Status") or "")[:9], "edge; hit")
+    status, h, _ = call(f"{edge}/uncached", BR)
+    expect(f"edge uncached{tag}: status", status, 200)
+    expect(f"edge uncached{tag}: Cache-Status", h.get("Cache-Status"), None)
+
+
+def check_targets(urls: dict[str, str], etags: dict[str, str]) -> None:
+    """Before and after the load: `check_edge` on each edge (origin → its br ETag), the floor
+    and nginx's hits are hits."""
+    for i, (edge, etag_br) in enumerate(etags.items()):
+        check_edge(edge, etag_br, " (baseline)" if i else "")
     check_hit("aiohttp floor", urls["floor"], IDENTITY, "Cache-Status", "edge; hit")
     if "nginx" in urls:
         check_hit("nginx", urls["nginx"], IDENTITY, "X-Cache-Status", "HIT")
@@ -275,10 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     round_args(ap, connections_help="connections (default 64)")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    baseline_arg(ap)
     args = ap.parse_args(argv)
     settle_rounds(ap, args)
     if (code := preflight("cache.py", wrk=True)) is not None:
         return code
+    baseline = open_baseline(ap, args.baseline)
     nginx_bin = find_nginx()
     if nginx_bin is None:
         print("note: no nginx binary (`apt-get install nginx-light`): skipping the nginx "
@@ -300,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if nginx_bin:
         targets.append(Target("nginx", "nginx hit (identity), 1 worker", urls["nginx"]))
+    base_port = free_port() if baseline else 0
+    base_edge = f"http://127.0.0.1:{base_port}"
+    targets = with_twins(targets, {edge: base_edge} if baseline else {})
     series = {t.key: Series() for t in targets}
     sizes: dict[str, str] = {}
     started = time.monotonic()
@@ -310,26 +349,28 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.executable, "-m", "edge.demo.upstreams", "--port-base", str(base)],
                 urls["upstream"], tmp / "upstreams.err"))
             cfg = edge_config(tmp / "config", up)
-            stack.enter_context(server(
-                [str(EDGE_BIN), "serve", "--config", str(cfg), "--host", "127.0.0.1",
-                 "--port", str(port)], f"{edge}/health", tmp / "edge.err"))
+            for name, p, b in (("edge", port, None), ("edge_baseline", base_port, baseline)):
+                if p:  # the baseline's edge: on the same config
+                    stack.enter_context(edge_server(
+                        ["--config", str(cfg), "--host", "127.0.0.1", "--port", str(p)],
+                        f"http://127.0.0.1:{p}/health", tmp / f"{name}.err", b))
             if nginx_bin:
                 stack.enter_context(server(
                     nginx_command(nginx_bin, tmp, nginx_http(nginx_port, up)), urls["nginx"],
                     tmp / "nginx.err"))
 
             # warm: the first request stores, the second is a hit; learn the ETags
-            for hdrs in (BR, IDENTITY):
-                status, h, _ = call(urls["cached"], hdrs)
-                expect("first /cached: status", status, 200)
-            h, body_br = check_hit("edge hit (br)", urls["cached"], BR, "Cache-Status",
-                                   "edge; hit")
-            etag_br = h["ETag"]
-            expect("br ETag suffix", etag_br.endswith('-br"'), True)
-            h, body_id = check_hit("edge hit (identity)", urls["cached"], IDENTITY,
-                                   "Cache-Status", "edge; hit")
-            expect("identity body", json.loads(body_id), json.loads(raw))
-            expect("br body", json.loads(brotli.decompress(body_br)), json.loads(raw))
+            etag_br, h, body_id, body_br = warm_edge(edge, raw)
+            etags = {edge: etag_br}
+            if baseline:
+                b_etag, _, b_id, b_br = warm_edge(base_edge, raw, " (baseline)")
+                etags[base_edge] = b_etag
+                sizes |= {"hit" + BASELINE: f"{len(b_br):,} B br",
+                          "not_modified" + BASELINE: "0 B (304)",
+                          "hit_identity" + BASELINE: f"{len(b_id):,} B identity"}
+                _, bh, body = call(f"{base_edge}/uncached", BR)
+                sizes["uncached" + BASELINE] = (f"{len(body):,} B "
+                                                f"{bh.get('Content-Encoding', 'identity')}")
             # the floor answers exactly what the edge's hit just sent
             stack.enter_context(server(
                 [sys.executable, str(FLOOR_SCRIPT), str(floor_port),
@@ -346,10 +387,13 @@ def main(argv: list[str] | None = None) -> int:
                                         "HIT")
                 expect("nginx body = edge identity body", body_ngx, body_id)
                 sizes["nginx"] = f"{len(body_ngx):,} B identity"
-            check_targets(urls, etag_br)
+            check_targets(urls, etags)
             headers = {"hit": BR, "not_modified": {**BR, "If-None-Match": etag_br},
                        "uncached": BR, "hit_identity": IDENTITY, "floor": IDENTITY,
                        "nginx": IDENTITY}
+            headers |= {t.key: headers[t.twin_of] for t in targets if t.twin_of}
+            if baseline:  # its own ETag
+                headers["not_modified" + BASELINE] = {**BR, "If-None-Match": etags[base_edge]}
             scripts = {k: header_script(tmp / f"{k}.lua", {
                 name: value.replace('"', '\\"') for name, value in h.items()})
                 for k, h in headers.items()}
@@ -359,9 +403,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"ETag {etag_br}; wrk -t1 -c{args.connections}, {args.rounds} round(s) x "
                   f"{args.duration:g}s per target, {os.cpu_count()} CPUs, "
                   f"Python {platform.python_version()}", flush=True)
+            if baseline:
+                print(f"{baseline.describe()}; its ETag {etags[base_edge]}", flush=True)
             load_rounds(targets, series, scripts, args.connections, args.warmup, args.duration,
-                        args.rounds, 30)
-            check_targets(urls, etag_br)  # still hits and 304s after the load
+                        args.rounds, max(30, *(len(t.label) for t in targets)))
+            check_targets(urls, etags)  # still hits and 304s after the load
 
         print("dashboard delta: starting `edge demo`", file=sys.stderr, flush=True)
         delta = measure_delta()
@@ -369,20 +415,31 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
 
-    ratio = {
-        "hit": per_round(series["hit"], series["uncached"], "rps", "ratio"),
-        "not_modified": per_round(series["not_modified"], series["hit"], "rps", "ratio"),
-    }
-    ratio["hit_vs_floor"] = per_round(series["hit_identity"], series["floor"], "rps", "ratio")
-    vs = {"hit": f"{ratio['hit']:.2f}x uncached",
-          "not_modified": f"{ratio['not_modified']:.2f}x hit (br)",
-          "hit_identity": f"{ratio['hit_vs_floor']:.2f}x floor"}
+    def edge_ratios(sfx: str) -> tuple[dict[str, float], dict[str, str]]:
+        """One edge's same-round ratios and their column (sfx: "" or, the baseline's,
+        BASELINE), against its own targets and the shared floor and nginx."""
+        def r(a: str, b: str) -> float:
+            return per_round(series[a], series[b], "rps", "ratio")
+
+        ratio = {"hit": r("hit" + sfx, "uncached" + sfx),
+                 "not_modified": r("not_modified" + sfx, "hit" + sfx),
+                 "hit_vs_floor": r("hit_identity" + sfx, "floor")}
+        vs = {"hit": f"{ratio['hit']:.2f}x uncached",
+              "not_modified": f"{ratio['not_modified']:.2f}x hit (br)",
+              "hit_identity": f"{ratio['hit_vs_floor']:.2f}x floor"}
+        if nginx_bin:
+            ratio["hit_identity"] = r("hit_identity" + sfx, "nginx")
+            vs["hit_identity"] = f"{ratio['hit_identity']:.2f}x nginx, {vs['hit_identity']}"
+        return ratio, {k + sfx: v for k, v in vs.items()}
+
+    ratio, vs = edge_ratios("")
     if nginx_bin:
-        ratio["hit_identity"] = per_round(series["hit_identity"], series["nginx"], "rps",
-                                          "ratio")
         ratio["floor_vs_nginx"] = per_round(series["floor"], series["nginx"], "rps", "ratio")
-        vs["hit_identity"] = f"{ratio['hit_identity']:.2f}x nginx, {vs['hit_identity']}"
         vs["floor"] = f"{ratio['floor_vs_nginx']:.2f}x nginx"
+    base_ratio: dict[str, float] = {}
+    if baseline:
+        base_ratio, base_vs = edge_ratios(BASELINE)
+        vs |= base_vs
     lines = [""]
     lines += table(f"{args.connections} connections (medians)", targets, series,
                    ["ratio (same-round pairs)", "body on the wire"],
@@ -412,6 +469,12 @@ def main(argv: list[str] | None = None) -> int:
         lines.append("aiohttp floor vs nginx: SKIPPED (no nginx binary)")
     lines += ["ratios are medians of same-round pairs; spread = half the min-max range of "
               "req/s; p99 is at this (saturating) load"]
+    base_lines, base_json = baseline_report(baseline, targets, series, extra={"ratios": {
+        "hit_vs_uncached": base_ratio.get("hit"),
+        "not_modified_vs_hit": base_ratio.get("not_modified"),
+        "hit_vs_nginx": base_ratio.get("hit_identity"),
+        "hit_vs_floor": base_ratio.get("hit_vs_floor")}})
+    lines += base_lines
     dl, ok_delta = delta_lines(delta)
     lines += dl
     lines.append(f"total {time.monotonic() - started:.0f}s")
@@ -435,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             "pass": {"hit_vs_uncached": ok_hit, "not_modified_vs_hit": ok_304,
                      "hit_vs_nginx": ok_nginx, "delta_identity": ok_delta["identity"],
                      "delta_br": ok_delta["br"]},
+            **base_json,
         }))
     return 0
 

@@ -1,13 +1,16 @@
 """Pass-through overhead of the edge, measured side by side with a minimal aiohttp proxy.
 
     .venv/bin/python bench/proxy.py [--rounds 3] [--duration 5] [--connections 64]
-                                    [--quick] [--json]
+                                    [--quick] [--json] [--baseline DIR]
 
 Starts, each in its own process on 127.0.0.1: a tiny upstream (bench/_upstream.py), the
 minimal aiohttp proxy (bench/_minimal_proxy.py), the edge in pass-through with the access
 log off, and again with it on (the default). wrk loads each in turn, rotating the order every
 round, and the table shows medians over the rounds. Ratios are computed per round (targets
 measured minutes apart on a noisy machine are not compared) and their median is reported.
+
+--baseline DIR (another checkout of the repo) also runs DIR's edge, as a "(baseline)" twin
+of each edge target in the same rounds, and reports new/baseline req/s (see _common.py).
 
 Targets (issue): edge req/s >= 85% of the minimal proxy's at 64 connections; added p99 vs the
 upstream alone < 2 ms at moderate load (8 connections; wrk2's fixed rate is not available).
@@ -30,12 +33,20 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from _common import EDGE_BIN, preflight, round_args, settle_rounds
+from _common import (
+    EDGE_BIN,
+    Baseline,
+    baseline_arg,
+    open_baseline,
+    preflight,
+    round_args,
+    settle_rounds,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -49,6 +60,10 @@ class Target:
     key: str
     label: str
     url: str
+    twin_of: str = ""  # a baseline twin: the key of the target it repeats on the baseline
+
+
+BASELINE = "_baseline"  # a twin's key is its target's key + this
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,15 +188,15 @@ def stop(proc: subprocess.Popen[Any]) -> None:
 
 @contextmanager
 def process(cmd: Sequence[str], ready_url: str, log: Path,
-            env: Mapping[str, str] | None = None
+            env: Mapping[str, str] | None = None, cwd: Path | None = None
             ) -> Iterator[tuple[subprocess.Popen[bytes], bytes]]:
-    """Run one server process (own session, so Ctrl-C reaches only us); always stop it.
-    Yields the process and the ready URL's body.
+    """Run one server process (own session, so Ctrl-C reaches only us) in `cwd` (default:
+    the repo); always stop it. Yields the process and the ready URL's body.
 
     stdout (the edge's access log) goes to /dev/null, stderr to `log`, shown on failure.
     """
     with log.open("wb") as err:
-        proc = subprocess.Popen(list(cmd), cwd=ROOT, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(list(cmd), cwd=cwd or ROOT, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
                                 env=dict(env) if env is not None else None)
     try:
@@ -196,10 +211,21 @@ def process(cmd: Sequence[str], ready_url: str, log: Path,
 
 
 @contextmanager
-def server(cmd: Sequence[str], ready_url: str, log: Path) -> Iterator[bytes]:
+def server(cmd: Sequence[str], ready_url: str, log: Path,
+           env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Iterator[bytes]:
     """`process`, for callers that only want the ready URL's body."""
-    with process(cmd, ready_url, log) as (_, body):
+    with process(cmd, ready_url, log, env, cwd) as (_, body):
         yield body
+
+
+def edge_server(args: Sequence[str], ready_url: str, log: Path,
+                baseline: Baseline | None = None) -> AbstractContextManager[bytes]:
+    """`server` running `edge serve ARGS`: the installed edge, or with `baseline` that
+    checkout's (`python -m edge serve ARGS` in its dir with PYTHONPATH=its dir)."""
+    if baseline is None:
+        return server([str(EDGE_BIN), "serve", *args], ready_url, log)
+    return server(baseline.command("serve", *args), ready_url, log, baseline.env,
+                  baseline.root)
 
 
 def find_nginx() -> str | None:
@@ -298,6 +324,33 @@ def rotated(targets: Sequence[T], rnd: int) -> list[T]:
     return [*targets[k:], *targets[:k]]
 
 
+def with_twins(targets: Sequence[Target], origins: Mapping[str, str]) -> list[Target]:
+    """`targets`, each one whose URL is on an origin in `origins` (a new edge's
+    scheme://host:port) followed by its baseline twin: the same request to the baseline edge
+    at `origins[origin]`, key + BASELINE, label + " (baseline)". No origins: `targets`."""
+    out: list[Target] = []
+    for t in targets:
+        out.append(t)
+        for new, base in origins.items():
+            if t.url.startswith(new + "/"):
+                out.append(Target(t.key + BASELINE, f"{t.label} (baseline)",
+                                  base + t.url[len(new):], t.key))
+    return out
+
+
+def schedule(targets: Sequence[Target], rnd: int) -> list[Target]:
+    """This round's order: `rotated`, except that a baseline twin stays right after or before
+    its target (the pair rotates as one), the two swapping places every other round. Without
+    twins, `rotated(targets, rnd)`."""
+    units: list[list[Target]] = []
+    for t in targets:
+        if t.twin_of and units and units[-1][0].key == t.twin_of:
+            units[-1].append(t)
+        else:
+            units.append([t])
+    return [t for u in rotated(units, rnd) for t in (u[::-1] if rnd % 2 else u)]
+
+
 def progress(tag: str, rnd: int, rounds: int, label: str, res: WrkResult, width: int) -> None:
     print(f"  {tag}round {rnd + 1}/{rounds}  {label:<{width}} {res.rps:>9,.0f} req/s  "
           f"p50 {res.p50_ms:6.2f} ms  p99 {res.p99_ms:6.2f} ms", file=sys.stderr, flush=True)
@@ -311,7 +364,7 @@ def load_rounds(targets: Sequence[Target], series: Mapping[str, Series], scripts
     for t in targets:
         run_wrk(t.url, connections, warmup, scripts[t.key])
     for rnd in range(rounds):
-        for t in rotated(targets, rnd):
+        for t in schedule(targets, rnd):
             res = run_wrk(t.url, connections, duration, scripts[t.key])
             series[t.key].results.append(res)
             progress("", rnd, rounds, t.label, res, width)
@@ -326,6 +379,27 @@ def per_round(a: Series, b: Series, attr: str, op: str) -> float:
     return float(statistics.median(vals))
 
 
+def baseline_report(baseline: Baseline | None, targets: Sequence[Target],
+                    series: Mapping[str, Series], where: str = "",
+                    extra: Mapping[str, Any] | None = None
+                    ) -> tuple[list[str], dict[str, Any]]:
+    """Per target with a baseline twin: new/baseline req/s, the median of same-round ratios.
+    The report's lines and the JSON's "baseline" entry, with `extra` ({} without a
+    baseline)."""
+    if baseline is None:
+        return [], {}
+    labels = {t.key: t.label for t in targets}
+    ratios = {t.twin_of: per_round(series[t.twin_of], series[t.key], "rps", "ratio")
+              for t in targets if t.twin_of}
+    width = max(len(labels[k]) for k in ratios) + 1
+    lines = ["", f"new vs baseline ({baseline.root} at {baseline.commit}){where}; "
+             "> 1.00: the new edge serves more"]
+    lines += [f"{labels[k] + ':':<{width}} new/baseline req/s = {r:.2f} "
+              "(median of per-round ratios)" for k, r in ratios.items()]
+    return lines, {"baseline": baseline.as_json(rps_ratio_new_vs_baseline=ratios,
+                                                **(extra or {}))}
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -338,10 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-access-log-variant", action="store_true",
                     help="skip the edge with its access log on")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    baseline_arg(ap)
     args = ap.parse_args(argv)
     settle_rounds(ap, args)
     if (code := preflight("proxy.py", wrk=True)) is not None:
         return code
+    baseline = open_baseline(ap, args.baseline)
     py = sys.executable
     ports = {k: free_port() for k in ("up", "min", "edge", "edge_log")}
     up = f"http://127.0.0.1:{ports['up']}"
@@ -355,6 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.no_access_log_variant:
         targets.pop()
+    origins: dict[str, str] = {}
+    if baseline:
+        for k in ("edge", "edge_log"):
+            ports[k + BASELINE] = free_port()
+            origins[f"http://127.0.0.1:{ports[k]}"] = f"http://127.0.0.1:{ports[k + BASELINE]}"
+    targets = with_twins(targets, origins)
+    width = max(22, *(len(t.label) for t in targets))
     loads = [args.connections, MODERATE_CONNECTIONS]
     results: dict[int, dict[str, Series]] = {c: {t.key: Series() for t in targets}
                                              for c in loads}
@@ -368,14 +451,15 @@ def main(argv: list[str] | None = None) -> int:
             stack.enter_context(server(
                 [py, str(HERE / "_minimal_proxy.py"), str(ports["min"]), up], targets[1].url,
                 tmp / "minimal.err"))
-            for key, log in (("edge", False), ("edge_log", True)):
-                if key not in {t.key for t in targets}:
+            for t in targets:  # the edges, and their baseline twins
+                if not t.key.startswith("edge"):
                     continue
-                cfg = edge_config(tmp / key, up, access_log=log)
-                port = ports[key]
-                stack.enter_context(server(
-                    [str(EDGE_BIN), "serve", "--config", str(cfg), "--host", "127.0.0.1",
-                     "--port", str(port)], f"http://127.0.0.1:{port}/health", tmp / f"{key}.err"))
+                key, port = t.key, ports[t.key]
+                cfg = edge_config(tmp / key, up, access_log=(t.twin_of or key) == "edge_log")
+                stack.enter_context(edge_server(
+                    ["--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
+                    f"http://127.0.0.1:{port}/health", tmp / f"{key}.err",
+                    baseline if t.twin_of else None))
             for t in targets:  # same body everywhere, or the comparison is meaningless
                 status, got = fetch(t.url)
                 if status != 200 or got != body:
@@ -385,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"edge pass-through benchmark: {len(body)} B JSON body, wrk -t1, "
                   f"{args.rounds} round(s) x {args.duration:g}s per target and load, "
                   f"{os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
+            if baseline:
+                print(baseline.describe(), flush=True)
             paced = (pacing_script(tmp / "pace.lua", MODERATE_CONNECTIONS, args.moderate_rate)
                      if args.moderate_rate > 0 else None)
             for t in targets:
@@ -392,10 +478,10 @@ def main(argv: list[str] | None = None) -> int:
             for c in loads:
                 script = paced if c == MODERATE_CONNECTIONS else None
                 for rnd in range(args.rounds):
-                    for t in rotated(targets, rnd):
+                    for t in schedule(targets, rnd):
                         res = run_wrk(t.url, c, args.duration, script)
                         results[c][t.key].results.append(res)
-                        progress(f"c={c:<3} ", rnd, args.rounds, t.label, res, 22)
+                        progress(f"c={c:<3} ", rnd, args.rounds, t.label, res, width)
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
@@ -423,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
                    {k: [f"{add50[k]:+.2f} ms", f"{add99[k]:+.2f} ms"] for k in add99})
     ok_ratio = ratio["edge"] >= TARGET_RATIO
     ok_p99 = add99["edge"] < TARGET_ADDED_P99_MS
+    base_lines, base_json = baseline_report(baseline, targets, hi,
+                                            f", {args.connections} connections")
     lines += [
         "",
         f"edge req/s vs minimal proxy: {ratio['edge'] * 100:.1f}% "
@@ -432,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         f"the minimal proxy adds {add99['minimal']:+.2f} ms",
         "ratios and added latencies are medians of same-round pairs; spread = half the "
         "min-max range of req/s",
+        *base_lines,
         f"total {time.monotonic() - started:.0f}s",
     ]
     print("\n".join(lines))
@@ -448,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             "edge_rps_ratio_vs_minimal": {k: ratio[k] for k in edge_keys},
             "added_p99_ms_moderate": add99, "added_p50_ms_moderate": add50,
             "pass": {"rps_ratio": ok_ratio, "added_p99": ok_p99},
+            **base_json,
         }))
     return 0
 

@@ -1,7 +1,7 @@
 """Cost of shaping: a shaped ~10 KB JSON route vs pass-through of the same resource.
 
     .venv/bin/python bench/shaped.py [--rounds 3] [--duration 5] [--connections 64]
-                                     [--quick] [--json]
+                                     [--quick] [--json] [--baseline DIR]
 
 Starts, each in its own process on 127.0.0.1: the demo upstream services
 (`python -m edge.demo.upstreams --port-base N`; the claims service on N+2 serves
@@ -17,6 +17,9 @@ Starts, each in its own process on 127.0.0.1: the demo upstream services
 wrk (`-t1`, every request with `Accept-Encoding: br`) loads each in turn, the order rotating
 every round; the table shows medians, ratios are medians of same-round pairs (as in
 bench/proxy.py, whose helpers this reuses). The upstream alone is measured for reference.
+--baseline DIR also runs DIR's edge on the same config, its three routes loaded as
+"(baseline)" twins in the same rounds (their ratios are against its own pass-through), and
+reports new/baseline req/s per route.
 
 Goal (issue): shaped req/s >= 50% of pass-through's at 64 connections.
 """
@@ -36,15 +39,19 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from _common import EDGE_BIN, preflight, round_args, settle_rounds
+from _common import baseline_arg, open_baseline, preflight, round_args, settle_rounds
 from proxy import (
+    BASELINE,
     Series,
     Target,
+    baseline_report,
+    edge_server,
     free_port,
     load_rounds,
     per_round,
     server,
     table,
+    with_twins,
     write_config,
 )
 
@@ -104,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     round_args(ap, connections_help="connections (default 64)")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    baseline_arg(ap)
     args = ap.parse_args(argv)
     settle_rounds(ap, args)
     if (code := preflight("shaped.py", wrk=True)) is not None:
         return code
+    baseline = open_baseline(ap, args.baseline)
     os.environ.pop("EDGE_REDIS_URL", None)
     base, port = port_base(), free_port()
     up = f"http://127.0.0.1:{base + 2}"
@@ -118,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         Target("shaped", "edge shaped", f"{edge}/shaped"),
         Target("compressed", "edge shape {} (desktop)", f"{edge}/compressed"),
     ]
+    base_port = free_port() if baseline else 0
+    base_edge = f"http://127.0.0.1:{base_port}"
+    targets = with_twins(targets, {edge: base_edge} if baseline else {})
     series = {t.key: Series() for t in targets}
     sizes: dict[str, str] = {}
     started = time.monotonic()
@@ -128,44 +140,54 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.executable, "-m", "edge.demo.upstreams", "--port-base", str(base)],
                 targets[0].url, tmp / "upstreams.err"))
             cfg = edge_config(tmp / "config", up)
-            stack.enter_context(server(
-                [str(EDGE_BIN), "serve", "--config", str(cfg), "--host", "127.0.0.1",
-                 "--port", str(port)], f"{edge}/health", tmp / "edge.err"))
+            for name, p, b in (("edge", port, None), ("edge_baseline", base_port, baseline)):
+                if p:  # the baseline's edge: on the same config
+                    stack.enter_context(edge_server(
+                        ["--config", str(cfg), "--host", "127.0.0.1", "--port", str(p)],
+                        f"http://127.0.0.1:{p}/health", tmp / f"{name}.err", b))
             scripts = {k: header_script(tmp / f"{k}.lua", h) for k, h in HEADERS.items()}
+            scripts |= {t.key: scripts[t.twin_of] for t in targets if t.twin_of}
             for t in targets:
-                status, enc, body = get(t.url, HEADERS[t.key])
+                status, enc, body = get(t.url, HEADERS[t.twin_of or t.key])
                 if status != 200:
                     raise RuntimeError(f"{t.label}: {status}")
                 sizes[t.key] = f"{len(body):,} B {enc}"
-            _, _, shaped_plain = get(f"{edge}/shaped", {"Accept-Encoding": "identity"})
-            if b'"cn"' not in shaped_plain or b'"claim_number"' in shaped_plain:
-                raise RuntimeError(f"/shaped not shaped as expected: {shaped_plain[:200]!r}")
+            for origin in [base_edge] * bool(baseline) + [edge]:  # the new edge's is printed
+                _, _, shaped_plain = get(f"{origin}/shaped", {"Accept-Encoding": "identity"})
+                if b'"cn"' not in shaped_plain or b'"claim_number"' in shaped_plain:
+                    raise RuntimeError(f"{origin}/shaped not shaped as expected: "
+                                       f"{shaped_plain[:200]!r}")
 
             print(f"edge shaping benchmark: upstream {RESOURCE} = {len(raw):,} B JSON "
                   f"(shaped, identity: {len(shaped_plain):,} B); wrk -t1 "
                   f"-c{args.connections}, Accept-Encoding: br, {args.rounds} round(s) x "
                   f"{args.duration:g}s per target, {os.cpu_count()} CPUs, "
                   f"Python {platform.python_version()}", flush=True)
+            if baseline:
+                print(baseline.describe(), flush=True)
             load_rounds(targets, series, scripts, args.connections, args.warmup, args.duration,
-                        args.rounds, 26)
+                        args.rounds, max(26, *(len(t.label) for t in targets)))
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130
 
-    ratio = {t.key: per_round(series[t.key], series["plain"], "rps", "ratio")
-             for t in targets}
+    # a baseline twin against the baseline's own pass-through
+    ratio = {t.key: per_round(series[t.key], series["plain" + (BASELINE if t.twin_of else "")],
+                              "rps", "ratio") for t in targets}
     lines = [""]
     lines += table(f"{args.connections} connections (medians)", targets, series,
                    ["vs pass-through", "body on the wire"],
                    {k: ["-" if k == "upstream" else f"{ratio[k] * 100:.1f}%", sizes[k]]
                     for k in ratio})
     ok = ratio["shaped"] >= TARGET_RATIO
+    base_lines, base_json = baseline_report(baseline, targets, series)
     lines += [
         "",
         f"shaped req/s vs pass-through: {ratio['shaped'] * 100:.1f}% "
         f"(target >= {TARGET_RATIO * 100:.0f}%): {'PASS' if ok else 'FAIL'}",
         f"shape {{}} (compression only) vs pass-through: {ratio['compressed'] * 100:.1f}%",
         "ratios are medians of same-round pairs; spread = half the min-max range of req/s",
+        *base_lines,
         f"total {time.monotonic() - started:.0f}s",
     ]
     print("\n".join(lines))
@@ -179,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                             "p99_ms": s.median("p99_ms"), "errors": s.errors,
                             "rps_vs_passthrough": ratio[k]} for k, s in series.items()},
             "pass": ok,
+            **base_json,
         }))
     return 0
 
