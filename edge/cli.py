@@ -210,8 +210,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     config = _load_or_exit(args.config)
     jwt_cfg = config.edge.auth.jwt
     if jwt_cfg and jwt_cfg.secret_env and not os.environ.get(jwt_cfg.secret_env):
-        # explain describes auth without enforcing it: no real secret is needed
-        config = load_config(args.config, {**os.environ, jwt_cfg.secret_env: "x" * 32})
+        # without the secret no token verifies (401, as the server would say); --demo
+        # uses the demo's, like `edge token --demo`
+        secret = DEMO_SECRET if args.demo else "x" * 32
+        config = load_config(args.config, {**os.environ, jwt_cfg.secret_env: secret})
     return asyncio.run(explain(config, args.method, args.path, args.headers))
 
 
@@ -446,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-H", "--header", action="append", default=[], dest="headers",
                    help="request header 'Name: value' (repeatable)")
     p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--demo", action="store_true",
+                   help="verify tokens with the demo's secret when none is set")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("schema", help="write the JSON Schemas for editors")
