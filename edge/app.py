@@ -894,7 +894,7 @@ class EdgeApp:
         calls = RedisCalls(self.metrics.redis_seconds, self.metrics.redis_errors)
         state.backend = open_backend(config.redis_url(), config.edge.backend.memory_max_entries,
                                      calls)
-        state.cache = EdgeCache(config.edge.cache, state.backend, config.redis_url(), calls)
+        state.cache = EdgeCache(config.edge.cache, state.backend)
         await state.cache.start()
         state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics)
         state.images = ImagePool(self.metrics)

@@ -21,7 +21,6 @@ from multidict import CIMultiDict
 
 from .backends import Backend
 from .backends.cache import Invalidations, TieredCache
-from .backends.redis import RedisCalls
 from .config import CacheSettings, Compression
 from .encoding import compress
 from .errors import Problem
@@ -44,11 +43,9 @@ Fetch = Callable[[Entry | None, bool], Awaitable["Entry | Answer"]]
 
 
 class EdgeCache:
-    def __init__(self, settings: CacheSettings, backend: Backend,
-                 redis_url: str | None, calls: RedisCalls | None = None) -> None:
+    def __init__(self, settings: CacheSettings, backend: Backend) -> None:
         self.settings = settings
-        self.store = TieredCache(settings.max_memory, redis_url, Entry.pack, Entry.unpack,
-                                 calls)
+        self.store = TieredCache(settings.max_memory, backend, Entry.pack, Entry.unpack)
         self.invalidations = Invalidations(backend)
         self.invalidations.on_all = self._forget_memory
         self._inflight: dict[str, asyncio.Future[Entry | None]] = {}

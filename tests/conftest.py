@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
+import subprocess
 import textwrap
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +119,70 @@ def upstream(aiohttp_server: Any) -> Callable[[web.Application], Awaitable[str]]
         return str(server.make_url("")).rstrip("/")
 
     return start
+
+
+def _self_signed(root: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edge tests")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = root / "redis.crt", root / "redis.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@pytest.fixture(params=["redis", "rediss"])
+def private_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A redis-server of the test's own on a free port, open only to the ACL user `edge`
+    (password `s3cret`; the default user is off), over TLS for `rediss`; yields its URL,
+    naming database 3 (and for TLS the CA file, so the certificate is checked)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    args = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+            str(tmp_path), "--user", "default", "off", "--user", "edge", "on", ">s3cret",
+            "~*", "&*", "+@all"]
+    url = f"redis://edge:s3cret@127.0.0.1:{port}/3"
+    if request.param == "rediss":
+        cert, key = _self_signed(tmp_path)
+        args += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+                 "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                 "--tls-auth-clients", "no"]
+        url = f"rediss://edge:s3cret@127.0.0.1:{port}/3?ssl_ca_certs={cert}"
+    else:
+        args += ["--port", str(port)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not start on port {port}")
+                time.sleep(0.02)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

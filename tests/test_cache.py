@@ -402,6 +402,31 @@ async def test_purge_on_one_instance_is_seen_by_another(make_edge: Any,
         pytest.fail("instance b kept serving the purged entry")
 
 
+async def test_the_shared_tier_uses_the_whole_redis_url(private_redis: str, make_edge: Any,
+                                                       up: tuple[Upstream, str]) -> None:
+    """EDGE_REDIS_URL as written: a user, a password and a database number (once lost by
+    a second client built from a hand-parsed URL)."""
+    import redis.asyncio as aioredis
+
+    env = {"EDGE_REDIS_URL": private_redis}
+    yaml = services_yaml({"up": up[1]}, EXTRA)
+    a = await make_edge(yaml, ROUTES, env=env)
+    b = await make_edge(yaml, ROUTES, env=env, root=a.edge.config.root.parent / "b")
+    assert (await a.get("/public/acl")).headers["Cache-Status"] == "edge; fwd=uri-miss; stored"
+    hit = await b.get("/public/acl")  # b never asked: it can only be the shared tier
+    assert hit.headers["Cache-Status"].startswith("edge; hit")
+    assert up[0].hits["/doc/acl"] == 1
+    metrics = await (await a.get("/metrics")).text()
+    assert 'edge_redis_errors_total{op="cache_set"}' not in metrics
+    client = aioredis.Redis.from_url(private_redis)
+    try:
+        assert len(await client.keys("edge:cache:*")) == 1  # in database 3
+        await client.select(0)
+        assert await client.keys("edge:cache:*") == []
+    finally:
+        await client.aclose()
+
+
 async def test_redis_down_means_misses_not_errors(make_edge: Any,
                                                   up: tuple[Upstream, str]) -> None:
     env = {"EDGE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}

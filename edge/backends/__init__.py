@@ -45,15 +45,16 @@ class Backend(Protocol):
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
-    async def get(self, key: str) -> bytes | None:
-        """The value, or None when absent or expired."""
+    async def get(self, key: str, *, op: str = "get") -> bytes | None:
+        """The value, or None when absent or expired. `op`: what the call is counted as
+        in the metrics (Redis)."""
         ...
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Set only if absent; True when this call set it."""
         ...
 
-    async def put(self, key: str, value: bytes, ttl: float) -> None: ...
+    async def put(self, key: str, value: bytes, ttl: float, *, op: str = "put") -> None: ...
 
     async def delete(self, key: str, only_if: bytes | None = None) -> None:
         """Remove the key (only while it still holds `only_if`, when given)."""

@@ -46,7 +46,7 @@ class MemoryBackend:
             return None
         return entry[1]
 
-    async def get(self, key: str) -> bytes | None:
+    async def get(self, key: str, *, op: str = "get") -> bytes | None:
         return self._live(key)
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
@@ -55,7 +55,7 @@ class MemoryBackend:
         self._set(key, value, ttl)
         return True
 
-    async def put(self, key: str, value: bytes, ttl: float) -> None:
+    async def put(self, key: str, value: bytes, ttl: float, *, op: str = "put") -> None:
         self._set(key, value, ttl)
 
     async def delete(self, key: str, only_if: bytes | None = None) -> None:

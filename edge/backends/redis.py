@@ -185,17 +185,16 @@ class RedisBackend:
         except (RedisError, OSError, TimeoutError) as e:
             raise BackendError(f"redis: {e}") from None
 
-    async def get(self, key: str) -> bytes | None:
-        value = await self._call("get", self.client.get(PREFIX + key))
+    async def get(self, key: str, *, op: str = "get") -> bytes | None:
+        value = await self._call(op, self.client.get(PREFIX + key))
         return bytes(value) if value is not None else None
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         return bool(await self._call("add", self.client.set(PREFIX + key, value,
                                                      px=max(1, int(ttl * 1000)), nx=True)))
 
-    async def put(self, key: str, value: bytes, ttl: float) -> None:
-        await self._call("put", self.client.set(PREFIX + key, value,
-                                                      px=max(1, int(ttl * 1000))))
+    async def put(self, key: str, value: bytes, ttl: float, *, op: str = "put") -> None:
+        await self._call(op, self.client.set(PREFIX + key, value, px=max(1, int(ttl * 1000))))
 
     async def delete(self, key: str, only_if: bytes | None = None) -> None:
         if only_if is None:
