@@ -66,6 +66,7 @@ class EdgeCache:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.invalidations.close()
         await self.store.close()
 

@@ -76,8 +76,9 @@ class Reloader:
                 await old.wait_idle()
         except TimeoutError:
             pass
-        for up in upstreams:
-            await up.close()
+        finally:  # closed even when the edge stops first
+            for up in upstreams:
+                await up.close()
 
     async def run(self) -> None:
         edge = self.state.runtime.config.edge

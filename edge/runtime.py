@@ -234,13 +234,9 @@ def build_runtime(config: Config, previous: Runtime | None, metrics: Metrics,
         kept = old.get(name)
         upstreams[name] = kept if kept is not None and kept.cfg == svc else Upstream(
             name, svc, metrics)
-    try:
-        runtime = Runtime(config, upstreams, generation)
-    except Exception:
-        for name, up in upstreams.items():
-            if old.get(name) is not up:
-                asyncio.get_running_loop().create_task(up.close())
-        raise
+    # the new upstreams of a config that fails here have made no connections: nothing to
+    # close (see Upstream)
+    runtime = Runtime(config, upstreams, generation)
     kept_ids = {id(u) for u in upstreams.values()}
     retired = [u for u in old.values() if id(u) not in kept_ids]
     return runtime, retired

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import shutil
@@ -18,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import RawTestServer, TestClient
 from aiohttp.web_runner import ServerRunner
 
+import edge as edge_package
 from edge.app import EdgeApp
 from edge.config import Config, load_config
 
@@ -67,6 +69,21 @@ def headers_echo_app() -> web.Application:
     return catch_all(echo)
 
 
+EDGE_CODE = str(Path(edge_package.__file__).parent)
+
+
+def edge_tasks() -> list[asyncio.Task[Any]]:
+    """Tasks running the edge's own code (a coroutine of the edge package at their top),
+    not yet done."""
+    out = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if (task is not asyncio.current_task() and not task.done() and code is not None
+                and code.co_filename.startswith(EDGE_CODE)):
+            out.append(task)
+    return out
+
+
 class EdgeTestServer(RawTestServer):
     """Serves with the edge's own server (its header and connection guards, its aiohttp
     settings), as `edge serve` does; RawTestServer would make a plain one."""
@@ -108,6 +125,8 @@ async def make_edge(tmp_path: Path, aiohttp_client: Any) -> Any:
     yield factory
     for edge in started:
         await edge.close()
+    if started:  # every background task is its owner's, and ends with it
+        assert edge_tasks() == []
 
 
 @pytest.fixture

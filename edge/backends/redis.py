@@ -164,6 +164,7 @@ class RedisBackend:
         self._gcra_pending: list[Any] = []
         self._gcra_busy = False  # a script call is on its way
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
         self._publish_event = self.client.register_script(_PUBLISH)
         # Subscriptions sit idle for long stretches: their own client, no read timeout.
         self.sub_client = aioredis.Redis.from_url(
@@ -176,8 +177,19 @@ class RedisBackend:
             return False
 
     async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):  # a rate-limit batch on its way: its checks fail
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._fail_queued(BackendError("redis: the edge is closing"))
         await self.client.aclose()
         await self.sub_client.aclose()
+
+    def _fail_queued(self, error: BackendError) -> None:
+        queued, self._gcra_pending = self._gcra_pending, []
+        for *_, future in queued:
+            if not future.done():
+                future.set_exception(error)
 
     async def _call(self, op: str, awaitable: Any) -> Any:
         try:
@@ -216,6 +228,9 @@ class RedisBackend:
         return await future
 
     def _gcra_flush(self) -> None:
+        if self._closed:
+            self._fail_queued(BackendError("redis: the edge is closing"))
+            return
         if self._gcra_busy or not self._gcra_pending:
             return
         batch = self._gcra_pending[:GCRA_BATCH]
@@ -245,11 +260,11 @@ class RedisBackend:
             out = await self._call("gcra", self._gcra(keys=keys, args=args))
         except BaseException as e:  # nobody may wait forever, even when the call is cancelled
             error = e if isinstance(e, BackendError) else BackendError(f"redis: {e!r}")
-            # the checks queued meanwhile fail with it rather than wait for another timeout
-            queued, self._gcra_pending = self._gcra_pending, []
-            for *_, future in [*batch, *queued]:
+            for *_, future in batch:
                 if not future.done():
                     future.set_exception(error)
+            # the checks queued meanwhile fail with it rather than wait for another timeout
+            self._fail_queued(error)
             if not isinstance(e, Exception):
                 raise
             return
