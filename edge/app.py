@@ -122,7 +122,7 @@ class Edge:
         found = ready.get(sig)
         if found is None:
             return None
-        now = time.time()
+        now = self.state.clock()
         if (now >= found.fresh_until or found.generation != rt.generation
                 or not self.state.cache.invalidations.valid(found.tags, found.stored_at)):
             del ready[sig]
@@ -605,7 +605,7 @@ class Edge:
         async def fetch(previous: Entry | None, background: bool) -> Entry | Answer:
             c = replace(ctx, buffer_limit=rc.max_entry, timings={}) if background else ctx
             headers = self._headers(request, rt, ctx)
-            started = time.time()
+            started = cache.clock()
             if path is None:  # aggregated
                 shaped, took = await self._compose(route, plan, c, headers, fmt)
                 if c.degraded:
@@ -653,7 +653,7 @@ class Edge:
                 route.owner.check_held(entry.owner, ctx)
             ctx.cache_result = _cache_result(status)
             answer = respond_from(entry, request.headers, coding, rc, private, status, policy,
-                                  extra, plan.compression, plan.quality)
+                                  extra, plan.compression, plan.quality, cache.clock())
             if (policy and not private and answer[0].status == 200 and entry.storable
                     and in_signature(entry.vary)
                     and isinstance(answer[0], web.Response) and request.method == "GET"
@@ -709,7 +709,7 @@ class Edge:
                     headers["If-None-Match"] = source.up_etag
                 if source.up_last_modified:
                     headers["If-Modified-Since"] = source.up_last_modified
-            started = time.time()
+            started = self.state.cache.clock()
             t0 = time.perf_counter()
             resp = await self._upstream("GET", path, headers, None, route, bytes_in)
             c.timings["upstream"] = time.perf_counter() - t0
@@ -748,7 +748,7 @@ class Edge:
         def respond(entry: Entry, status: str, policy: bool) -> Answer:
             ctx.cache_result = _cache_result(status)
             return respond_from(entry, request.headers, None, rc, private, status, policy,
-                                extra, compression, quality)
+                                extra, compression, quality, self.state.cache.clock())
 
         ctx.cache_result = "miss"
         return await self.state.cache.serve(key, rc, fetch, lambda e: True, respond)
@@ -860,10 +860,14 @@ class EdgeApp:
     """
 
     def __init__(self, config: Config, *, env: dict[str, str] | None = None,
-                 watch: bool = True, access_log: IO[bytes] | None = None) -> None:
+                 watch: bool = True, access_log: IO[bytes] | None = None,
+                 clock: Callable[[], float] | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
+        """`clock` (wall) and `monotonic`: where the cache and the rate limits read the
+        time; time.time and time.monotonic unless a test passes fakes."""
         self.config, self.env, self.watch = config, env, watch
         self.metrics = Metrics()
-        self.state = State(self.metrics)
+        self.state = State(self.metrics, clock, monotonic)
         self.access_log = AccessLog(access_log)
         self.handler = Edge(self.state, self.access_log)
         self._watcher: asyncio.Task[None] | None = None
@@ -893,10 +897,11 @@ class EdgeApp:
         self.metrics.config_generation.set(1)
         calls = RedisCalls(self.metrics.redis_seconds, self.metrics.redis_errors)
         state.backend = open_backend(config.redis_url(), config.edge.backend.memory_max_entries,
-                                     calls)
-        state.cache = EdgeCache(config.edge.cache, state.backend)
+                                     calls, state.monotonic)
+        state.cache = EdgeCache(config.edge.cache, state.backend, clock=state.clock)
         await state.cache.start()
-        state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics)
+        state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics,
+                                state.monotonic)
         state.images = ImagePool(self.metrics)
         state.hub = Hub(state.backend, self.metrics)
         state.hub.configure(config.edge.events)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -253,5 +254,11 @@ class State:
     images: ImagePool
     reloader: Reloader
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, clock: Callable[[], float] | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
         self.metrics = metrics
+        # Where the edge reads the time (seconds; tests pass fakes). `clock`: the wall
+        # clock, for what is compared across instances (cache entries' times, purges);
+        # `monotonic`: for intervals in this process (rate limits, TTLs in memory).
+        self.clock: Callable[[], float] = clock or time.time
+        self.monotonic: Callable[[], float] = monotonic or time.monotonic

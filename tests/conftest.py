@@ -100,21 +100,50 @@ class EdgeTestServer(RawTestServer):
 EdgeFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
+class FakeClock:
+    """The one thing tests fake: the time, moving only when told. Called, it is the wall
+    clock (cache entries' times and purges), starting at the real time since those meet
+    other instances' in Redis; `monotonic()` is the interval clock (rate limits, TTLs in
+    memory), small numbers as time.monotonic's are: at 1.7e9 a float's step is 2e-7 s,
+    too coarse for the rate limiter's arithmetic."""
+
+    def __init__(self) -> None:
+        self.start = time.time()
+        self.elapsed = 0.0
+
+    def __call__(self) -> float:
+        return self.start + self.elapsed
+
+    def monotonic(self) -> float:
+        return 1000.0 + self.elapsed
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest.fixture
 async def make_edge(tmp_path: Path, aiohttp_client: Any) -> Any:
     """Build an edge from YAML text and return a test client talking to it over HTTP.
 
-    The client's `.edge` is the EdgeApp (its state, metrics and reloader).
+    The client's `.edge` is the EdgeApp (its state, metrics and reloader). `clock=` a
+    FakeClock makes its cache and rate limits keep that time.
     """
     started: list[EdgeApp] = []
 
     async def factory(edge_yaml: str, routes: dict[str, str], *, env: dict[str, str] | None
                       = None, watch: bool = False, root: Path | None = None,
+                      clock: FakeClock | None = None,
                       **client_kw: Any) -> TestClient[Any, Any]:
         root = write_config(root or tmp_path / "config", edge_yaml, routes)
         env = {"EDGE_JWT_SECRET": JWT_SECRET, **(env or {})}
         config: Config = load_config(root, env)
-        edge = EdgeApp(config, env=env, watch=watch, access_log=io.BytesIO())
+        edge = EdgeApp(config, env=env, watch=watch, access_log=io.BytesIO(), clock=clock,
+                       monotonic=clock.monotonic if clock is not None else None)
         await edge.start()
         started.append(edge)
         client = await aiohttp_client(EdgeTestServer(edge),

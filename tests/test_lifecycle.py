@@ -17,6 +17,7 @@ from .conftest import (
     JWT_SECRET,
     REDIS_URL,
     EdgeTestServer,
+    FakeClock,
     catch_all,
     edge_tasks,
     services_yaml,
@@ -46,7 +47,7 @@ reload: {interval: 100ms}
 
 
 async def test_close_leaves_no_task_of_ours_behind(tmp_path: Path, aiohttp_client: Any,
-                                                   upstream: Any) -> None:
+                                                   upstream: Any, clock: FakeClock) -> None:
     state = {"delay": 0.0}
     in_flight = asyncio.Event()
 
@@ -61,7 +62,8 @@ async def test_close_leaves_no_task_of_ours_behind(tmp_path: Path, aiohttp_clien
     other = await upstream(catch_all(handler))
     root = write_config(tmp_path / "c", services_yaml({"up": url}, EXTRA), ROUTES)
     env = {"EDGE_JWT_SECRET": JWT_SECRET, "EDGE_REDIS_URL": REDIS_URL}
-    edge = EdgeApp(load_config(root, env), env=env, watch=True, access_log=io.BytesIO())
+    edge = EdgeApp(load_config(root, env), env=env, watch=True, access_log=io.BytesIO(),
+                   clock=clock, monotonic=clock.monotonic)
     await edge.start()
     client = await aiohttp_client(EdgeTestServer(edge))
     try:
@@ -73,7 +75,7 @@ async def test_close_leaves_no_task_of_ours_behind(tmp_path: Path, aiohttp_clien
         await stream.content.readline()
         # a stale answer's refresh is on its way
         assert (await client.get("/short/1")).status == 200
-        await asyncio.sleep(1.1)
+        clock.advance(1.1)
         state["delay"] = 30
         stale = await client.get("/short/1")
         assert "stale-while-revalidate" in stale.headers["Cache-Status"]

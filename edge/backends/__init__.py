@@ -8,7 +8,8 @@ policy decides whether that fails open or closed.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple, Protocol
 
 _EVENT_ID = re.compile(r"(\d{1,15})-(\d{1,18})")
@@ -99,13 +100,13 @@ class Backend(Protocol):
 
 
 def open_backend(redis_url: str | None, max_entries: int = 100_000,
-                 calls: Any = None) -> Backend:
-    """Redis when there is a URL (its calls timed by `calls`, a redis.RedisCalls), else
-    this process's memory."""
+                 calls: Any = None, clock: Callable[[], float] = time.monotonic) -> Backend:
+    """Redis when there is a URL (its calls timed by `calls`, a redis.RedisCalls; its TTLs
+    and rate limits on Redis's clock), else this process's memory (on `clock`)."""
     if redis_url:
         from .redis import RedisBackend
 
         return RedisBackend(redis_url, calls)
     from .memory import MemoryBackend
 
-    return MemoryBackend(max_entries)
+    return MemoryBackend(max_entries, clock)

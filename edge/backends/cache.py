@@ -47,9 +47,11 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
 
     NAME = "lru-bytes"
 
-    def __init__(self, max_bytes: int, **kwargs: Any) -> None:
+    def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic,
+                 **kwargs: Any) -> None:
         super().__init__(serializer=NullSerializer(), timeout=None, **kwargs)
         self.max_bytes = max_bytes
+        self.clock = clock
         self.bytes = 0
         self._data: OrderedDict[str, tuple[float, Any, int]] = OrderedDict()
 
@@ -66,7 +68,7 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
         item = self._data.get(key)
         if item is None:
             return None
-        if item[0] <= time.monotonic():
+        if item[0] <= self.clock():
             self._drop(key)
             return None
         self._data.move_to_end(key)
@@ -78,7 +80,7 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
         self._drop(key)
         if size > self.max_bytes:
             return False
-        expires = time.monotonic() + ttl if ttl else float("inf")
+        expires = self.clock() + ttl if ttl else float("inf")
         self._data[key] = (expires, value, size)
         self.bytes += size
         self._trim()
@@ -120,8 +122,11 @@ class TieredCache:
     timeouts and metrics; its keys are `edge:cache:<key>`."""
 
     def __init__(self, max_bytes: int, backend: Backend | None,
-                 dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any]) -> None:
-        self.memory = LruBytesCache(max_bytes)
+                 dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any],
+                 clock: Callable[[], float] = time.time) -> None:
+        # the entries' own clock: a copy in memory goes when the entry says (store_until)
+        self.clock = clock
+        self.memory = LruBytesCache(max_bytes, clock)
         # one instance's memory backend would only keep a second copy of the memory tier
         self.shared = backend if backend is not None and backend.name != "memory" else None
         self._dumps, self._loads = dumps, loads
@@ -141,9 +146,10 @@ class TieredCache:
             value = self._loads(raw)
         except Exception:  # an entry from another version of the edge: a miss
             return None
-        left = getattr(value, "store_until", 0.0) - time.time()
-        if left > 0:
-            await self.memory.set(key, value, ttl=left)
+        left = getattr(value, "store_until", 0.0) - self.clock()
+        if left <= 0:  # Redis's expiry and ours may differ by a little
+            return None
+        await self.memory.set(key, value, ttl=left)
         return value
 
     async def set(self, key: str, value: Sized, ttl: float) -> None:
@@ -170,8 +176,9 @@ class Invalidations:
     the feed for pushing "this changed" to apps.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, clock: Callable[[], float] = time.time) -> None:
         self.backend = backend
+        self.clock = clock  # the wall clock: purge times are compared across instances
         self.purged_at: dict[str, float] = {}
         self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -184,7 +191,7 @@ class Invalidations:
         except BackendError as e:
             log.warning("could not read past purges: %s", e)
             stored = {}
-        now = time.time()
+        now = self.clock()
         for tag, raw in stored.items():
             at = float(raw)
             if now - at < PURGE_MEMORY:
@@ -202,7 +209,7 @@ class Invalidations:
 
     async def purge(self, tags: list[str]) -> dict[str, Any]:
         """Purge these tags everywhere; returns the event sent to listeners."""
-        event: dict[str, Any] = {"tags": tags, "at": time.time()}
+        event: dict[str, Any] = {"tags": tags, "at": self.clock()}
         self._apply(event)
         message = orjson.dumps({**event, "origin": self.origin})
         try:
