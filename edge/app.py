@@ -893,7 +893,7 @@ class EdgeApp:
 
     async def start(self) -> None:
         state, config = self.state, self.config
-        state.runtime, _ = build_runtime(config, None, self.metrics, 1)
+        state.runtime, _ = await asyncio.to_thread(build_runtime, config, None, self.metrics, 1)
         self.metrics.config_generation.set(1)
         calls = RedisCalls(self.metrics.redis_seconds, self.metrics.redis_errors)
         state.backend = open_backend(config.redis_url(), config.edge.backend.memory_max_entries,
@@ -910,6 +910,7 @@ class EdgeApp:
         state.cache.on_purge = lambda tags: relay_purges(hub, tags)
         state.reloader = Reloader(state, config.root, self.env)
         if self.watch:
+            await state.reloader.start()
             self._watcher = asyncio.get_running_loop().create_task(state.reloader.run())
 
     def drain_streams(self) -> None:

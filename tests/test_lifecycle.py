@@ -8,7 +8,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
+from blockbuster import BlockingError
 
 from edge.app import EdgeApp
 from edge.config import load_config
@@ -62,8 +64,9 @@ async def test_close_leaves_no_task_of_ours_behind(tmp_path: Path, aiohttp_clien
     other = await upstream(catch_all(handler))
     root = write_config(tmp_path / "c", services_yaml({"up": url}, EXTRA), ROUTES)
     env = {"EDGE_JWT_SECRET": JWT_SECRET, "EDGE_REDIS_URL": REDIS_URL}
-    edge = EdgeApp(load_config(root, env), env=env, watch=True, access_log=io.BytesIO(),
-                   clock=clock, monotonic=clock.monotonic)
+    config = await asyncio.to_thread(load_config, root, env)
+    edge = EdgeApp(config, env=env, watch=True, access_log=io.BytesIO(), clock=clock,
+                   monotonic=clock.monotonic)
     await edge.start()
     client = await aiohttp_client(EdgeTestServer(edge))
     try:
@@ -94,3 +97,12 @@ async def test_close_leaves_no_task_of_ours_behind(tmp_path: Path, aiohttp_clien
         await asyncio.gather(slow, return_exceptions=True)
         stream.close()
         await client.close()
+
+
+async def test_a_blocking_call_in_the_edge_fails_the_test(tmp_path: Path) -> None:
+    """The blockbuster fixture (conftest) is on: the edge reading its config on the loop
+    is caught; in a thread it is fine."""
+    root = write_config(tmp_path / "c", services_yaml({"up": "http://127.0.0.1:1"}), {})
+    with pytest.raises(BlockingError):
+        load_config(root, {})
+    assert not (await asyncio.to_thread(load_config, root, {})).routes

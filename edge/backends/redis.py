@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
+import redis
 import redis.asyncio as aioredis
 from prometheus_async import aio
 from prometheus_client import Counter, Histogram
@@ -21,6 +22,12 @@ SOCKET_TIMEOUT = 0.25
 GCRA_BATCH = 256  # most rate-limit checks in one script call
 PREFIX = "edge:"
 T = TypeVar("T")
+try:  # who we are, for CLIENT SETINFO: found once here, not on every new connection
+    from redis import DriverInfo
+
+    _IDENTITY: dict[str, Any] = {"driver_info": DriverInfo(lib_version=redis.__version__)}
+except ImportError:  # redis-py before 7.2
+    _IDENTITY = {"lib_version": redis.__version__}
 
 
 class RedisCalls:
@@ -158,7 +165,7 @@ class RedisBackend:
         self.calls = calls or RedisCalls()
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
-            health_check_interval=10)
+            health_check_interval=10, **_IDENTITY)
         self._delete_if = self.client.register_script(_DELETE_IF)
         self._gcra = self.client.register_script(_GCRA)
         self._gcra_pending: list[Any] = []
@@ -168,7 +175,7 @@ class RedisBackend:
         self._publish_event = self.client.register_script(_PUBLISH)
         # Subscriptions sit idle for long stretches: their own client, no read timeout.
         self.sub_client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=SOCKET_TIMEOUT, health_check_interval=30)
+            url, socket_connect_timeout=SOCKET_TIMEOUT, health_check_interval=30, **_IDENTITY)
 
     async def ping(self) -> bool:
         try:
