@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 from .accesslog import AccessLog
@@ -38,10 +39,14 @@ class EdgeApp:
     """
 
     def __init__(self, config: Config, *, env: dict[str, str] | None = None,
-                 watch: bool = True, access_log: IO[bytes] | None = None) -> None:
+                 watch: bool = True, access_log: IO[bytes] | None = None,
+                 clock: Callable[[], float] | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
+        """`clock` (wall) and `monotonic`: where the cache and the rate limits read the
+        time; time.time and time.monotonic unless a test passes fakes."""
         self.config, self.env, self.watch = config, env, watch
         self.metrics = Metrics()
-        self.state = State(self.metrics)
+        self.state = State(self.metrics, clock, monotonic)
         self.access_log = AccessLog(access_log)
         self.handler = Pipeline(self.state, self.access_log)
         self._watcher: asyncio.Task[None] | None = None
@@ -67,14 +72,15 @@ class EdgeApp:
 
     async def start(self) -> None:
         state, config = self.state, self.config
-        state.runtime, _ = build_runtime(config, None, self.metrics, 1)
+        state.runtime, _ = await asyncio.to_thread(build_runtime, config, None, self.metrics, 1)
         self.metrics.config_generation.set(1)
         calls = RedisCalls(self.metrics.redis_seconds, self.metrics.redis_errors)
         state.backend = open_backend(config.redis_url(), config.edge.backend.memory_max_entries,
-                                     calls)
-        state.cache = EdgeCache(config.edge.cache, state.backend, config.redis_url(), calls)
+                                     calls, state.monotonic)
+        state.cache = EdgeCache(config.edge.cache, state.backend, clock=state.clock)
         await state.cache.start()
-        state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics)
+        state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics,
+                                state.monotonic)
         state.images = ImagePool(self.metrics)
         state.hub = Hub(state.backend, self.metrics)
         state.hub.configure(config.edge.events)
@@ -83,6 +89,7 @@ class EdgeApp:
         state.cache.on_purge = lambda tags: relay_purges(hub, tags)
         state.reloader = Reloader(state, config.root, self.env)
         if self.watch:
+            await state.reloader.start()
             self._watcher = asyncio.get_running_loop().create_task(state.reloader.run())
 
     def drain_streams(self) -> None:

@@ -21,7 +21,6 @@ from multidict import CIMultiDict
 
 from .backends import Backend
 from .backends.cache import Invalidations, TieredCache
-from .backends.redis import RedisCalls
 from .config import CacheSettings, Compression
 from .encoding import compress
 from .errors import Problem
@@ -45,12 +44,13 @@ Fetch = Callable[[Entry | None, bool], Awaitable["Entry | Answer"]]
 
 
 class EdgeCache:
-    def __init__(self, settings: CacheSettings, backend: Backend,
-                 redis_url: str | None, calls: RedisCalls | None = None) -> None:
+    def __init__(self, settings: CacheSettings, backend: Backend, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.store = TieredCache(settings.max_memory, redis_url, Entry.pack, Entry.unpack,
-                                 calls)
-        self.invalidations = Invalidations(backend)
+        self.clock = clock  # the wall clock (entries' times are shared through Redis)
+        self.store = TieredCache(settings.max_memory, backend, Entry.pack, Entry.unpack,
+                                 clock)
+        self.invalidations = Invalidations(backend, clock)
         self.invalidations.on_all = self._forget_memory
         self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
         self.ready = ReadyAnswers()
@@ -70,6 +70,7 @@ class EdgeCache:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.invalidations.close()
         await self.store.close()
 
@@ -96,7 +97,7 @@ class EdgeCache:
         return entry, entry
 
     async def put(self, key: str, entry: Entry) -> bool:
-        ttl = entry.store_until - time.time()
+        ttl = entry.store_until - self.clock()
         if ttl <= 0 or len(entry.body) > self.settings.max_entry:
             return False
         await self.store.set(key, entry, ttl)
@@ -126,7 +127,7 @@ class EdgeCache:
         entry, previous = await self.lookup(key)
         if entry is not None and fits is not None and not fits(entry):
             entry = previous = None
-        now = time.time()
+        now = self.clock()
         if entry is not None:
             if now < entry.fresh_until:
                 return respond(entry, f"hit; ttl={int(entry.fresh_until - now)}", True)
@@ -147,12 +148,12 @@ class EdgeCache:
             else:
                 answer = await self._lead(key, previous, fetch, storable, respond, rekey)
         except Problem as p:
-            if entry is not None and time.time() < entry.fresh_until + rc.sie:
-                return _stale_if_error(entry, p.status, respond)
+            if entry is not None and self.clock() < entry.fresh_until + rc.sie:
+                return _stale_if_error(entry, p.status, respond, self.clock())
             raise
         if (answer[0].status >= 500 and entry is not None
-                and time.time() < entry.fresh_until + rc.sie):
-            return _stale_if_error(entry, answer[0].status, respond)
+                and self.clock() < entry.fresh_until + rc.sie):
+            return _stale_if_error(entry, answer[0].status, respond, self.clock())
         return answer
 
     async def _lead(self, key: str, entry: Entry | None, fetch: Fetch,
@@ -208,8 +209,8 @@ class EdgeCache:
 
 
 def _stale_if_error(entry: Entry, status: int,
-                    respond: Callable[[Entry, str, bool], Answer]) -> Answer:
-    return respond(entry, f"hit; ttl={int(entry.fresh_until - time.time())}; "
+                    respond: Callable[[Entry, str, bool], Answer], now: float) -> Answer:
+    return respond(entry, f"hit; ttl={int(entry.fresh_until - now)}; "
                    f"detail=stale-if-error; fwd-status={status}", True)
 
 
@@ -225,7 +226,7 @@ def _discard(entry: Entry, status: str, policy: bool) -> Answer:
 def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str | None,
             rc: RouteCache, private: bool, cache_status: str, policy_headers: bool,
             extra: Mapping[str, str], compression: Compression,
-            quality: Mapping[str, int],
+            quality: Mapping[str, int], now: float | None = None,
             wrap: Callable[[bytes, bool, bool], bytes] | None = None) -> Answer:
     """An answer from a cache entry: 304 if the client has it, 226 with a patch if it has
     an older version we still know, else 200 in the client's content coding."""
@@ -241,7 +242,7 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
                 for tag_header in rc.tag_headers:
                     headers[tag_header] = (" " if tag_header == "Surrogate-Key"
                                            else ",").join(named)
-        a = age(entry)
+        a = age(entry, now)
         if a:
             headers["Age"] = str(a)
     elif "Cache-Control" not in headers:

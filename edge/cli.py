@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .aio import stop as stop_task
 from .config import Config, ConfigError, Route, json_schemas, load_config
 
 DEFAULT_CONFIG = "config"
@@ -52,7 +53,10 @@ def _load_or_exit(config_dir: str) -> Config:
 async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = False,
                  before: Callable[[], Awaitable[object]] | None = None,
                  announce: Callable[[str], None] | None = None,
-                 on_start: Callable[[EdgeApp], object] | None = None) -> None:
+                 on_start: Callable[[EdgeApp], asyncio.Task[None] | None] | None = None
+                 ) -> None:
+    """Serve until SIGTERM or SIGINT. `on_start(edge)` may start a task of its own: it is
+    stopped before the edge closes."""
     from aiohttp import web
 
     from .app import EdgeApp, setup_logging
@@ -74,10 +78,9 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    url = f"http://{host}:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    url = f"http://{host}:{runner.addresses[0][1]}"  # the port bound, when asked for 0
     log.info("edge %d listening on %s (%d routes)", os.getpid(), url, len(config.routes))
-    if on_start:
-        on_start(edge)
+    extra = on_start(edge) if on_start else None
     if announce:
         announce(url)
     stop = asyncio.Event()
@@ -91,6 +94,7 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
     finally:
         log.info("edge %d draining (up to %gs)", os.getpid(), config.edge.drain_timeout)
         edge.drain_streams()  # event streams end now (their clients reconnect elsewhere)
+        await stop_task(extra)
         await runner.cleanup()
         await edge.close()
 
@@ -308,12 +312,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     signed_photo = "/img/providers/PRV-001/photos/1.jpg?w=300&h=300&fit=cover"
     signed_photo += "&sig=" + sign(signed_photo, os.environ["EDGE_IMAGE_KEY"].encode())
-    tasks: list[asyncio.Task[None]] = []
-
-    def tick(edge: EdgeApp) -> None:
+    def tick(edge: EdgeApp) -> asyncio.Task[None] | None:
         """The demo's heartbeat of news: an event on `public` every 5 seconds."""
         if config.edge.events is None:
-            return
+            return None
 
         async def run() -> None:
             n = 0
@@ -327,7 +329,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 except Exception as e:  # the demo goes on
                     logging.getLogger("edge").warning("demo tick not published: %s", e)
 
-        tasks.append(asyncio.get_running_loop().create_task(run()))
+        return asyncio.get_running_loop().create_task(run())
 
     def announce(url: str) -> None:
         member = make_token(secret, "1001", ["member"], 86400) if secret else ""

@@ -11,9 +11,9 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from images import (
@@ -27,13 +27,13 @@ from images import (
     save_data,
     signature_of,
     snap_width,
-    transform,
     verify,
 )
 
 from .config import ImagePolicy
 from .context import DeviceProfile
 from .errors import Problem
+from .imageworker import serve
 from .inputs import HINT_HEADERS
 
 log = logging.getLogger("edge.images")
@@ -130,14 +130,61 @@ def _int(raw: str | None, name: str) -> int | None:
     return int(raw)
 
 
+class WorkerDied(Exception):
+    """The worker process ended before it answered (killed, or crashed on an image)."""
+
+
+class _Worker:
+    """One worker process and the pipe to it, started by its first transform. A thread
+    talks to it (sending, then waiting for the outcome, both block); the loop kills it."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.conn, self._child = ctx.Pipe()
+        self.process = ctx.Process(target=serve, args=(self._child,), daemon=True,
+                                   name="edge-image")
+        self.started = False
+        self.killed = False
+
+    def exchange(self, job: tuple[bytes, Spec, Limits]) -> tuple[bool, Any]:
+        """In a thread: one transform's outcome."""
+        try:
+            if not self.started:
+                self.process.start()
+                self.started = True
+                self._child.close()  # only its end left open: its death is our EOF
+            self.conn.send(job)
+            outcome: tuple[bool, Any] = self.conn.recv()
+            return outcome
+        except (EOFError, OSError):
+            raise WorkerDied from None
+
+    def kill(self) -> None:
+        """Stop it now, idle or mid-transform (its thread then sees EOF)."""
+        self.killed = True
+        if self.started:
+            try:
+                self.process.kill()
+            except (ValueError, OSError):  # already gone
+                pass
+
+    def retire(self) -> None:
+        """Once no thread uses it: killed (again: it may have started after a kill) and
+        its pipe closed. The forkserver, its parent, reaps it."""
+        self.kill()
+        self.conn.close()
+        self._child.close()
+
+
 class ImagePool:
     """Worker processes for transforms, started on first use; at most `queue` transforms
     waiting or running (429 beyond, so a burst can't pile up unbounded work).
 
-    A transform past its timeout can't be stopped inside its worker, so the pool is
-    retired instead: new work goes to a fresh pool at once, and the old one's processes
-    are killed once every transform it was given has had its own time (and its callers
-    their answers)."""
+    The processes are the pool's own (multiprocessing, forkserver), each doing one
+    transform at a time while a thread here waits on its pipe. So a transform past its
+    timeout — which can't be stopped inside Pillow — is stopped by killing exactly the
+    process running it, and a fresh one takes its place; a worker that dies (a hostile
+    image?) fails its own transform only, at once. A transform whose caller went away
+    runs to its end (or its timeout) and frees its worker then."""
 
     def __init__(self, metrics: Any = None, workers: int | None = None,
                  queue: int | None = None) -> None:
@@ -145,16 +192,37 @@ class ImagePool:
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.queue = queue or self.workers * 8
         self.pending = 0
-        self._executor: ProcessPoolExecutor | None = None
-        self._retiring: dict[asyncio.Task[None], ProcessPoolExecutor] = {}
-        # transforms on their way: which pool runs each, and by when (loop time) it is due
-        self._running: dict[object, tuple[ProcessPoolExecutor, float]] = {}
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._all: set[_Worker] = set()  # made (at most `workers`) and not yet retired
+        self._busy: set[_Worker] = set()
+        self._threads: ThreadPoolExecutor | None = None
+        self._closed = False
 
-    def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("forkserver"))
-        return self._executor
+    def processes(self) -> list[multiprocessing.process.BaseProcess]:
+        """The worker processes started and not killed, idle or busy."""
+        return [w.process for w in self._all if w.started and not w.killed]
+
+    async def _acquire(self) -> _Worker:
+        if self._idle.empty() and len(self._all) < self.workers:
+            worker = _Worker(self._ctx)
+            self._all.add(worker)
+            return worker
+        return await self._idle.get()
+
+    def _release(self, worker: _Worker, done: Future[tuple[bool, Any]]) -> None:
+        """Its thread is done with it (answered or not): idle again, or replaced."""
+        self._busy.discard(worker)
+        if not (self._closed or worker.killed
+                or (not done.cancelled() and done.exception() is not None)):
+            self._idle.put_nowait(worker)
+            return
+        worker.retire()
+        self._all.discard(worker)
+        if not self._closed:
+            fresh = _Worker(self._ctx)
+            self._all.add(fresh)
+            self._idle.put_nowait(fresh)
 
     async def run(self, source: bytes, spec: Spec, limits: Limits, route: str = "",
                   timeout: float = 30.0) -> Result:
@@ -162,68 +230,62 @@ class ImagePool:
             raise Problem("rate-limited", "the image workers are busy; retry shortly",
                           headers={"Retry-After": "1"})
         self.pending += 1
-        pool = self._pool()
         loop = asyncio.get_running_loop()
-        token = object()
-        self._running[token] = (pool, loop.time() + timeout)
+        worker: _Worker | None = None
         try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(pool, transform, source, spec, limits), timeout)
-        except ImageError as e:
-            self._rejected(route, e.kind)
-            raise Problem(_STATUS.get(e.kind, "bad-image"), f"{e.kind}: {e.detail}",
-                          reason=e.kind) from None
+            async with asyncio.timeout(timeout):  # waiting for a worker counts too
+                worker = await self._acquire()
+                if self._threads is None:
+                    # a killed worker's thread takes a moment to see EOF: room for those
+                    self._threads = ThreadPoolExecutor(self.workers * 2, "edge-image")
+                self._busy.add(worker)
+                done = self._threads.submit(worker.exchange, (source, spec, limits))
+                done.add_done_callback(partial(_in_loop, loop, self._release, worker))
+                ok, value = await asyncio.wrap_future(done)
         except TimeoutError:
-            self._retire(pool)
+            if worker is not None:
+                worker.kill()
+                log.warning("an image transform overran its timeout (%gs): its worker is "
+                            "killed and replaced", timeout)
             self._rejected(route, "too-slow")
             raise Problem("bad-image", "too-slow: the image took too long to process",
                           reason="too-slow") from None
-        except BrokenProcessPool:
-            if self._executor is pool:  # a worker died (a hostile image?): a fresh pool
-                self._executor = None
+        except WorkerDied:
             self._rejected(route, "worker-died")
             raise Problem("bad-image", "the image could not be processed",
                           reason="worker-died") from None
         finally:
             self.pending -= 1
-            del self._running[token]
+        if not ok:
+            if isinstance(value, ImageError):
+                self._rejected(route, value.kind)
+                raise Problem(_STATUS.get(value.kind, "bad-image"),
+                              f"{value.kind}: {value.detail}", reason=value.kind)
+            raise value
+        result: Result = value
+        return result
 
     def _rejected(self, route: str, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.image_rejected.labels(route, reason).inc()
 
-    def _retire(self, pool: ProcessPoolExecutor) -> None:
-        if self._executor is not pool:
-            return  # already retired by another transform that overran
-        self._executor = None
-        now = asyncio.get_running_loop().time()
-        due = max((at for p, at in self._running.values() if p is pool), default=now)
-        grace = max(0.0, due - now)
-        log.warning("an image transform overran its timeout: its worker pool is replaced "
-                    "and stopped in %.1fs, when the rest of its work is due", grace)
-
-        async def kill_later() -> None:
-            await asyncio.sleep(grace)
-            _kill(pool)
-
-        task = asyncio.ensure_future(kill_later())
-        self._retiring[task] = pool
-        task.add_done_callback(lambda done: self._retiring.pop(done, None))
-
     def close(self) -> None:
-        for task, pool in list(self._retiring.items()):
-            task.cancel()
-            _kill(pool)
-        self._retiring.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        """Kill every worker; the threads waiting on busy ones see EOF and end."""
+        self._closed = True
+        for worker in list(self._all):
+            if worker in self._busy:
+                worker.kill()  # retired by _release once its thread is done
+            else:
+                worker.retire()
+                self._all.discard(worker)
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
 
 
-def _kill(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool whose worker may be stuck: shutdown() alone would wait for it."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.kill()
+def _in_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
+    """From a thread: call back in the loop, unless it is gone already (shutdown)."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        pass

@@ -23,7 +23,7 @@ class Reloader:
         self.state, self.root, self.env = state, root, env
         self.last_error: str | None = None
         self._wake = asyncio.Event()
-        self._snapshot = self._scan()
+        self._snapshot: tuple[tuple[str, int, int], ...] = ()
         self._closing: set[asyncio.Task[None]] = set()
 
     def _scan(self) -> tuple[tuple[str, int, int], ...]:
@@ -34,6 +34,11 @@ class Reloader:
                 out.append((str(p), st.st_mtime_ns, st.st_size))
         return tuple(out)
 
+    async def start(self) -> None:
+        """The files as they are now (off the loop: it stats every one), for run() to
+        compare with."""
+        self._snapshot = await asyncio.to_thread(self._scan)
+
     def trigger(self) -> None:
         self._wake.set()
 
@@ -43,7 +48,9 @@ class Reloader:
         old = state.runtime
         try:
             config = await asyncio.to_thread(load_config, self.root, self.env)
-            runtime, retired = build_runtime(config, old, metrics, old.generation + 1)
+            # compiling reads files too (key files, JWKS): off the loop as well
+            runtime, retired = await asyncio.to_thread(build_runtime, config, old, metrics,
+                                                       old.generation + 1)
         except (ConfigError, ValueError, OSError) as e:
             self.last_error = str(e)
             metrics.reloads.labels("error").inc()
@@ -76,8 +83,9 @@ class Reloader:
                 await old.wait_idle()
         except TimeoutError:
             pass
-        for up in upstreams:
-            await up.close()
+        finally:  # closed even when the edge stops first
+            for up in upstreams:
+                await up.close()
 
     async def run(self) -> None:
         edge = self.state.runtime.config.edge

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -238,13 +239,9 @@ def build_runtime(config: Config, previous: Runtime | None, metrics: Metrics,
         kept = old.get(name)
         upstreams[name] = kept if kept is not None and kept.cfg == svc else Upstream(
             name, svc, metrics)
-    try:
-        runtime = Runtime(config, upstreams, generation)
-    except Exception:
-        for name, up in upstreams.items():
-            if old.get(name) is not up:
-                asyncio.get_running_loop().create_task(up.close())
-        raise
+    # the new upstreams of a config that fails here have made no connections: nothing to
+    # close (see Upstream)
+    runtime = Runtime(config, upstreams, generation)
     kept_ids = {id(u) for u in upstreams.values()}
     retired = [u for u in old.values() if id(u) not in kept_ids]
     return runtime, retired
@@ -261,5 +258,11 @@ class State:
     images: ImagePool
     reloader: Reloader
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, clock: Callable[[], float] | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
         self.metrics = metrics
+        # Where the edge reads the time (seconds; tests pass fakes). `clock`: the wall
+        # clock, for what is compared across instances (cache entries' times, purges);
+        # `monotonic`: for intervals in this process (rate limits, TTLs in memory).
+        self.clock: Callable[[], float] = clock or time.time
+        self.monotonic: Callable[[], float] = monotonic or time.monotonic

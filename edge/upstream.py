@@ -118,21 +118,16 @@ class UpstreamMetrics:
 
 
 class Upstream:
-    """One backend service. Create inside a running loop; `close()` when retired."""
+    """One backend service; `close()` when retired. Its connection pool is made by its
+    first request (inside the running loop), so one built for a config that is then
+    rejected holds nothing to close."""
 
     def __init__(self, name: str, cfg: Service, metrics: UpstreamMetrics | None = None) -> None:
         self.name, self.cfg = name, cfg
         self.base = cfg.url
         self.metrics = metrics or UpstreamMetrics()
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=cfg.pool.size, limit_per_host=0,
-                                           keepalive_timeout=cfg.pool.keepalive,
-                                           ttl_dns_cache=60),
-            timeout=self.timeout(None),
-            auto_decompress=False,  # bodies pass through as the upstream encoded them
-            cookie_jar=aiohttp.DummyCookieJar(),
-            raise_for_status=False,
-        )
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = self.timeout(None)
         cb = cfg.circuit_breaker
         self.breaker = CircuitBreaker(cb.failure_threshold, cb.open_for, cb.half_open_requests,
                                       on_change=lambda s: self.metrics.circuit(name, s))
@@ -147,8 +142,25 @@ class Upstream:
         t = self.cfg.timeouts
         return aiohttp.ClientTimeout(total=None, connect=t.connect, sock_read=read or t.read)
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            cfg = self.cfg
+            session = self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=cfg.pool.size, limit_per_host=0,
+                                               keepalive_timeout=cfg.pool.keepalive,
+                                               ttl_dns_cache=60),
+                timeout=self._timeout,
+                auto_decompress=False,  # bodies pass through as the upstream encoded them
+                cookie_jar=aiohttp.DummyCookieJar(),
+                raise_for_status=False,
+            )
+        return session
+
     async def close(self) -> None:
-        await self.session.close()
+        if self._session is not None:
+            await self._session.close()
 
     async def request(self, method: str, path: str, headers: Mapping[str, str],
                       body: AsyncIterable[bytes] | bytes | None = None,
@@ -158,7 +170,7 @@ class Upstream:
         Raises Problem for circuit-open (503), unreachable (502) and timeout (504).
         """
         url = URL(self.base + path, encoded=True)
-        timeout = timeout or self.session.timeout
+        timeout = timeout or self._timeout
         retry = self.cfg.retries
         attempts = retry.attempts if (method in IDEMPOTENT and not body) else 1
         self.budget.deposit()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+import shutil
 import socket
+import subprocess
 import textwrap
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +18,28 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer, TestClient
 from aiohttp.web_runner import ServerRunner
+from blockbuster import BlockBuster, blockbuster_ctx
 
+import edge as edge_package
 from edge.app import EdgeApp
 from edge.config import Config, load_config
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 JWT_SECRET = "test-secret-" + "0123456789abcdef" * 4
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """A blocking call (files, sockets, sleep, subprocesses, locks…) on the event loop's
+    thread while it runs fails the test when the edge's code made it: the edge and images
+    packages are scanned, as aiohttp's own tests scan aiohttp. The tests' own set-up
+    (writing config files, starting redis-server) is not the product, and not scanned."""
+    with blockbuster_ctx(["edge", "images"]) as bb:
+        # A log line goes to its handler at once (pytest's capture here; a StreamHandler
+        # on stderr under `edge serve`): only warnings and errors, never per request.
+        for func in ("io.TextIOWrapper.write", "io.BufferedWriter.write"):
+            bb.functions[func].can_block_in("logging/__init__.py", {"emit", "flush"})
+        yield bb
 
 
 def write_config(root: Path, edge_yaml: str, routes: dict[str, str]) -> Path:
@@ -64,6 +84,21 @@ def headers_echo_app() -> web.Application:
     return catch_all(echo)
 
 
+EDGE_CODE = str(Path(edge_package.__file__).parent)
+
+
+def edge_tasks() -> list[asyncio.Task[Any]]:
+    """Tasks running the edge's own code (a coroutine of the edge package at their top),
+    not yet done."""
+    out = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if (task is not asyncio.current_task() and not task.done() and code is not None
+                and code.co_filename.startswith(EDGE_CODE)):
+            out.append(task)
+    return out
+
+
 class EdgeTestServer(RawTestServer):
     """Serves with the edge's own server (its header and connection guards, its aiohttp
     settings), as `edge serve` does; RawTestServer would make a plain one."""
@@ -80,21 +115,50 @@ class EdgeTestServer(RawTestServer):
 EdgeFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
+class FakeClock:
+    """The one thing tests fake: the time, moving only when told. Called, it is the wall
+    clock (cache entries' times and purges), starting at the real time since those meet
+    other instances' in Redis; `monotonic()` is the interval clock (rate limits, TTLs in
+    memory), small numbers as time.monotonic's are: at 1.7e9 a float's step is 2e-7 s,
+    too coarse for the rate limiter's arithmetic."""
+
+    def __init__(self) -> None:
+        self.start = time.time()
+        self.elapsed = 0.0
+
+    def __call__(self) -> float:
+        return self.start + self.elapsed
+
+    def monotonic(self) -> float:
+        return 1000.0 + self.elapsed
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest.fixture
 async def make_edge(tmp_path: Path, aiohttp_client: Any) -> Any:
     """Build an edge from YAML text and return a test client talking to it over HTTP.
 
-    The client's `.edge` is the EdgeApp (its state, metrics and reloader).
+    The client's `.edge` is the EdgeApp (its state, metrics and reloader). `clock=` a
+    FakeClock makes its cache and rate limits keep that time.
     """
     started: list[EdgeApp] = []
 
     async def factory(edge_yaml: str, routes: dict[str, str], *, env: dict[str, str] | None
                       = None, watch: bool = False, root: Path | None = None,
+                      clock: FakeClock | None = None,
                       **client_kw: Any) -> TestClient[Any, Any]:
         root = write_config(root or tmp_path / "config", edge_yaml, routes)
         env = {"EDGE_JWT_SECRET": JWT_SECRET, **(env or {})}
-        config: Config = load_config(root, env)
-        edge = EdgeApp(config, env=env, watch=watch, access_log=io.BytesIO())
+        config: Config = await asyncio.to_thread(load_config, root, env)
+        edge = EdgeApp(config, env=env, watch=watch, access_log=io.BytesIO(), clock=clock,
+                       monotonic=clock.monotonic if clock is not None else None)
         await edge.start()
         started.append(edge)
         client = await aiohttp_client(EdgeTestServer(edge),
@@ -105,6 +169,8 @@ async def make_edge(tmp_path: Path, aiohttp_client: Any) -> Any:
     yield factory
     for edge in started:
         await edge.close()
+    if started:  # every background task is its owner's, and ends with it
+        assert edge_tasks() == []
 
 
 @pytest.fixture
@@ -116,3 +182,70 @@ def upstream(aiohttp_server: Any) -> Callable[[web.Application], Awaitable[str]]
         return str(server.make_url("")).rstrip("/")
 
     return start
+
+
+def _self_signed(root: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edge tests")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = root / "redis.crt", root / "redis.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@pytest.fixture(params=["redis", "rediss"])
+def private_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A redis-server of the test's own on a free port, open only to the ACL user `edge`
+    (password `s3cret`; the default user is off), over TLS for `rediss`; yields its URL,
+    naming database 3 (and for TLS the CA file, so the certificate is checked)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    args = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+            str(tmp_path), "--user", "default", "off", "--user", "edge", "on", ">s3cret",
+            "~*", "&*", "+@all"]
+    url = f"redis://edge:s3cret@127.0.0.1:{port}/3"
+    if request.param == "rediss":
+        cert, key = _self_signed(tmp_path)
+        args += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+                 "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                 "--tls-auth-clients", "no"]
+        url = f"rediss://edge:s3cret@127.0.0.1:{port}/3?ssl_ca_certs={cert}"
+    else:
+        args += ["--port", str(port)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not start on port {port}")
+                time.sleep(0.02)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

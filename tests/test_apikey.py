@@ -4,6 +4,7 @@ config errors and the `edge apikey` commands."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import subprocess
@@ -436,7 +437,7 @@ def run_edge(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[byte
 async def test_apikey_new_makes_a_key_the_edge_accepts(make_edge: Any, upstream: Any,
                                                        capsys: pytest.CaptureFixture[str]
                                                        ) -> None:
-    assert main(["apikey", "new", "--name", "android"]) == 0
+    assert await asyncio.to_thread(main, ["apikey", "new", "--name", "android"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     new_key = lines[1]
@@ -452,7 +453,7 @@ async def test_apikey_new_makes_a_key_the_edge_accepts(make_edge: Any, upstream:
         """), ROUTES)
     assert (await seen_by_upstream(await edge.get("/app", headers=key(new_key))))[
         "X-Edge-App"] == "android"
-    assert main(["apikey", "new"]) == 0
+    assert await asyncio.to_thread(main, ["apikey", "new"]) == 0
     again = capsys.readouterr().out.splitlines()
     assert again[1] != new_key and again[3].startswith("- name: app-")
 

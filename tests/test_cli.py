@@ -117,6 +117,29 @@ async def test_workers_share_the_port(setup: tuple[Path, int]) -> None:
         stop(proc)
 
 
+async def test_port_0_announces_the_port_it_bound(setup: tuple[Path, int]) -> None:
+    root, _ = setup
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge", "serve", "--config", str(root), "--port", "0",
+        env={**os.environ, "EDGE_JWT_SECRET": JWT_SECRET}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        async with asyncio.timeout(30):
+            while b"listening on" not in (line := await proc.stderr.readline()):
+                assert line, "edge ended before it listened"
+        url = line.decode().split("listening on ")[1].split()[0]
+        assert not url.endswith(":0")
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/health") as r:
+            assert r.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 async def test_bad_config_refuses_to_start(tmp_path: Path) -> None:
     root = write_config(tmp_path / "c", "listen: {port: nope}\n", {})
     proc = subprocess.run([sys.executable, "-m", "edge", "serve", "--config", str(root)],

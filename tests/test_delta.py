@@ -10,7 +10,7 @@ from typing import Any
 import json_merge_patch
 import jsonpatch
 import orjson
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from edge.config import CachePolicy, CacheSettings
@@ -40,13 +40,17 @@ def canonical(doc: Any) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
-def check(old: Any, new: Any) -> None:
+def check(old: Any, new: Any) -> set[str]:
+    """Every patch the edge offers rebuilds `new` from `old` and is smaller than it; the
+    kinds it offered."""
     first, second = versions(old, new)
     held = orjson.loads(first.body)  # what the app has
+    offered = set()
     for kind in ("json-patch", "merge-patch"):
         patch = second.delta(first.etag, kind)
         if patch is None:
             continue  # the edge sends the whole document instead
+        offered.add(kind)
         assert len(patch) < len(second.body)
         ops = orjson.loads(patch)
         if kind == "json-patch":
@@ -54,6 +58,7 @@ def check(old: Any, new: Any) -> None:
         else:
             rebuilt = json_merge_patch.merge(copy.deepcopy(held), ops)
         assert canonical(rebuilt) == canonical(orjson.loads(second.body))
+    return offered
 
 
 @settings(max_examples=300, deadline=None)
@@ -71,6 +76,38 @@ def test_a_patch_for_an_edited_document_rebuilds_it(base: dict[str, Any], edit: 
     for key, value in additions:
         new[key] = value
     check(base, new)
+
+
+# Most of a real document stays the same between two versions: with it, a patch for a
+# small change is always much smaller than the document, so the edge must offer one.
+PAD = [{"id": f"CLM-{i:04d}", "status": "processing", "amount": i * 1000} for i in range(40)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), documents, max_size=6), st.text(max_size=6),
+       scalars)
+def test_one_changed_member_gives_a_patch(base: dict[str, Any], key: str, value: Any
+                                          ) -> None:
+    old = {**base, "pad": PAD}
+    assume(key != "pad")
+    # a change JSON sees: Python's 1 == 1.0 == True would make jsonpatch see none
+    assume(key not in old or (old[key] != value and canonical(old[key]) != canonical(value)))
+    offered = check(old, {**old, key: value})
+    assert "json-patch" in offered
+    # merge patch: anything but "set to null", which it can't say (null means remove)
+    assert ("merge-patch" in offered) == (value is not None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, len(PAD) - 1), st.sampled_from(["status", "amount", "note"]), scalars)
+def test_one_changed_item_of_a_list_gives_a_json_patch(i: int, field: str, value: Any
+                                                       ) -> None:
+    old = {"claims": PAD}
+    new = copy.deepcopy(old)
+    assume(field not in PAD[i] or (PAD[i][field] != value
+                                   and canonical(PAD[i][field]) != canonical(value)))
+    new["claims"][i][field] = value
+    assert "json-patch" in check(old, new)  # a merge patch replaces the whole list
 
 
 def test_small_changes_give_small_patches() -> None:

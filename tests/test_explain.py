@@ -4,6 +4,7 @@ and the body bytes; and the record says which stage stopped a refused request.""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import shutil
@@ -46,7 +47,7 @@ async def demo(tmp_path: Path, aiohttp_client: Any) -> Any:
     (root / "edge.yaml").write_text(text)
     env = {"EDGE_JWT_SECRET": DEMO_SECRET, "EDGE_PUBLISH_KEY": DEMO_PUBLISHER_KEY,
            "EDGE_IMAGE_KEY": "k" * 32}
-    config = load_config(root, env)
+    config = await asyncio.to_thread(load_config, root, env)
     edges: list[EdgeApp] = []
 
     async def serve() -> TestClient[Any, Any]:
@@ -165,6 +166,7 @@ async def test_bad_input_and_dead_upstreams_are_steps_not_tracebacks(demo: Any,
         {"gone": f"http://127.0.0.1:{free_port()}"}),
         {"r.yaml": "route: GET /x\nsource: {service: gone, path: /x}\n"})
     lines.clear()
-    assert await explain(load_config(root, {}), "GET", "/x", [], lines.append) == 1
+    dead = await asyncio.to_thread(load_config, root, {})
+    assert await explain(dead, "GET", "/x", [], lines.append) == 1
     assert any(line.startswith("source     502 upstream-unreachable") for line in lines)
     assert await explain(config, "GET", "/x", ["no colon"], lines.append) == 2

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from .conftest import REDIS_URL, catch_all, free_port, services_yaml
+from .conftest import REDIS_URL, FakeClock, catch_all, free_port, services_yaml
 from .test_auth import AUTH, bearer, token
 
 ROUTES = {"r.yaml": """
@@ -35,10 +35,12 @@ class Orders:
 
     def __init__(self) -> None:
         self.writes = 0
+        self.arrived = asyncio.Event()  # a request reached it
 
     def app(self) -> web.Application:
         async def handler(request: web.Request) -> web.Response:
             body = await request.read()
+            self.arrived.set()
             await asyncio.sleep(float(request.headers.get("X-Delay", "0")))
             status = int(request.headers.get("X-Status", "201"))
             self.writes += 1
@@ -58,8 +60,8 @@ async def orders(upstream: Any) -> tuple[Orders, str]:
 
 
 @pytest.fixture
-async def edge(make_edge: Any, orders: tuple[Orders, str]) -> Any:
-    return await make_edge(services_yaml({"orders": orders[1]}, AUTH), ROUTES)
+async def edge(make_edge: Any, orders: tuple[Orders, str], clock: FakeClock) -> Any:
+    return await make_edge(services_yaml({"orders": orders[1]}, AUTH), ROUTES, clock=clock)
 
 
 def key() -> str:
@@ -98,6 +100,19 @@ async def test_the_same_key_for_another_body_is_422(edge: Any) -> None:
         "urn:edge:problem:idempotency-key-reused"
 
 
+async def test_a_key_is_kept_for_its_ttl(edge: Any, orders: tuple[Orders, str],
+                                         clock: FakeClock) -> None:
+    k = key()
+    assert (await post(edge, k, {"x": 1})).status == 201
+    clock.advance(3599)
+    again = await post(edge, k, {"x": 1})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    clock.advance(2)  # past the route's hour: forgotten
+    late = await post(edge, k, {"x": 1})
+    assert late.status == 201 and "Idempotent-Replayed" not in late.headers
+    assert orders[0].writes == 2
+
+
 async def test_keys_belong_to_their_caller(edge: Any, orders: tuple[Orders, str]) -> None:
     k = key()
     a = await post(edge, k, {"x": 1}, **bearer(token(sub="1001")))
@@ -123,7 +138,7 @@ async def test_a_duplicate_is_told_409_when_the_route_does_not_wait(
         edge: Any, orders: tuple[Orders, str]) -> None:
     k = key()
     first = asyncio.ensure_future(post(edge, k, {}, "/no-wait", **{"X-Delay": "0.3"}))
-    await asyncio.sleep(0.1)
+    await orders[0].arrived.wait()  # on its way: the key is taken
     dup = await post(edge, k, {}, "/no-wait")
     assert dup.status == 409
     assert dup.headers["Retry-After"] == "1"

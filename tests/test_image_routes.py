@@ -106,6 +106,10 @@ routes:
     source: {service: img, path: "/photos/{name}"}
     auth: {jwt: "off"}
     image: {timeout: 1ms}
+  - route: GET /small/{name}
+    source: {service: img, path: "/photos/{name}"}
+    auth: {jwt: "off"}
+    image: {effort: small, formats: [avif], default: {width: 1440}}
 """}
 EXTRA = """
 devices:
@@ -255,23 +259,42 @@ async def test_effort_fast_is_another_encoding_of_the_same_picture(setup: Any) -
 async def test_a_transform_past_its_timeout_is_answered_and_its_worker_killed(
         setup: Any) -> None:
     edge, _ = setup
-    assert (await edge.get("/img/photo.jpg")).status == 200  # the pool is up
+    assert (await edge.get("/img/photo.jpg")).status == 200  # a worker is up
     pool = edge.edge.state.images
-    first = pool._executor
-    workers = list(first._processes.values())
-    assert workers
+    workers = pool.processes()
+    assert workers and all(w.is_alive() for w in workers)
     resp = await edge.get("/slow/photo.jpg")
     assert resp.status == 422
     assert (await resp.json())["reason"] == "too-slow"
-    for _ in range(100):  # nothing else was running on it: killed at once
-        if not any(w.is_alive() for w in workers):
+    for _ in range(100):  # the one that ran it is killed at once
+        if any(not w.is_alive() for w in workers):
             break
         await asyncio.sleep(0.05)
-    assert not any(w.is_alive() for w in workers)
-    # new work has a fresh pool
+    dead = [w for w in workers if not w.is_alive()]
+    assert len(dead) == 1 and dead[0] not in pool.processes()
+    # new work has a fresh worker, and the pool is no bigger than it was
     resp = await edge.get("/img/photo.jpg?preset=thumb")
     assert resp.status == 200
-    assert pool._executor is not None and pool._executor is not first
+    assert len(pool.processes()) <= pool.workers
+
+
+async def test_a_worker_that_dies_fails_only_its_own_transform(setup: Any) -> None:
+    edge, _ = setup
+    assert (await edge.get("/img/photo.jpg")).status == 200  # a worker is up
+    pool = edge.edge.state.images
+    (worker,) = pool.processes()
+    # AVIF at its smallest takes about a second here: long enough to die in the middle
+    slow = asyncio.ensure_future(edge.get("/small/photo.jpg", headers={"Accept": "image/avif"}))
+    for _ in range(200):
+        if pool.pending:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    worker.kill()  # as the kernel's OOM killer would
+    resp = await slow
+    assert resp.status == 422 and (await resp.json())["reason"] == "worker-died"
+    assert (await edge.get("/img/photo.jpg?preset=thumb")).status == 200
+    assert worker not in pool.processes()
 
 
 async def test_work_sharing_a_pool_with_an_overrun_still_finishes(setup: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from .conftest import REDIS_URL, free_port, headers_echo_app, services_yaml
+from .conftest import REDIS_URL, FakeClock, free_port, headers_echo_app, services_yaml
 from .test_auth import AUTH, bearer, token
 
 
@@ -98,10 +98,10 @@ async def test_two_instances_sharing_redis_admit_the_configured_total(
     assert a.edge.state.backend.name == b.edge.state.backend.name == "redis"
 
 
-async def test_a_burst_then_the_steady_rate_with_headers_to_act_on(make_edge: Any,
-                                                                    up: str) -> None:
+async def test_a_burst_then_the_steady_rate_with_headers_to_act_on(
+        make_edge: Any, up: str, clock: FakeClock) -> None:
     name = unique()
-    edge = await make_edge(edge_yaml(up), routes(name))
+    edge = await make_edge(edge_yaml(up), routes(name), clock=clock)
     key = f"{name}-steady"
     remaining = []
     for _ in range(3):
@@ -117,10 +117,12 @@ async def test_a_burst_then_the_steady_rate_with_headers_to_act_on(make_edge: An
     assert problem["type"] == "urn:edge:problem:rate-limited"
     assert refused.headers["Retry-After"] == "1"
     assert state(refused)[key]["r"] == 0
-    await asyncio.sleep(0.25)  # one interval (1/5 s) later: exactly one more
+    clock.advance(0.19)  # not quite one interval (1/5 s) later: nothing yet
+    assert (await edge.get("/steady")).status == 429
+    clock.advance(0.02)  # just past it: exactly one more
     assert (await edge.get("/steady")).status == 200
     assert (await edge.get("/steady")).status == 429
-    await asyncio.sleep(int(refused.headers["Retry-After"]))  # what the client was told
+    clock.advance(int(refused.headers["Retry-After"]))  # what the client was told
     assert (await edge.get("/steady")).status == 200
 
 
@@ -229,13 +231,15 @@ async def checks(edge: Any) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("mode", ["local", "open", "closed"])
-async def test_redis_going_away_and_coming_back(make_edge: Any, up: str, mode: str) -> None:
+async def test_redis_going_away_and_coming_back(make_edge: Any, up: str, mode: str,
+                                                clock: FakeClock) -> None:
     port = free_port()
     redis = start_redis(port)
     try:
         edge = await make_edge(edge_yaml(up, f"rate_limits: {{on_backend_failure: {mode}}}\n"),
                                routes(unique()),
-                               env={"EDGE_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+                               env={"EDGE_REDIS_URL": f"redis://127.0.0.1:{port}/0"},
+                               clock=clock)
         assert await flood(edge, "/exact", 60) == {200: 50, 429: 10}
         assert await degraded(edge) == 0
         assert await checks(edge) == {"redis": 60}
@@ -257,7 +261,8 @@ async def test_redis_going_away_and_coming_back(make_edge: Any, up: str, mode: s
         else:
             assert got == {503: 60}
         redis = start_redis(port)  # back, empty
-        await asyncio.sleep(1.1)  # the limiter tries Redis again after a second
+        assert (await edge.get("/exact")).status != 200 or mode == "open"  # not yet tried
+        clock.advance(1.0)  # the limiter tries Redis again after a second
         assert (await edge.get("/exact")).status == 200
         assert await degraded(edge) == 0
     finally:

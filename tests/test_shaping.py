@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from typing import Any
 
@@ -361,7 +362,8 @@ async def test_explain_prints_every_step(upstream: Any, tmp_path: Any) -> None:
     root = write_config(tmp_path / "x", services_yaml({"claims": claims, "odd": claims},
                                                       EDGE_EXTRA), ROUTES)
     lines: list[str] = []
-    code = await explain(load_config(root, {}), "GET", "/km/claims/CLM-000001",
+    config = await asyncio.to_thread(load_config, root, {})
+    code = await explain(config, "GET", "/km/claims/CLM-000001",
                          ["X-Device-Type: phone", "Accept-Encoding: br"], lines.append)
     text = "\n".join(lines)
     assert code == 0
@@ -372,7 +374,7 @@ async def test_explain_prints_every_step(upstream: Any, tmp_path: Any) -> None:
     assert any(line.startswith(("br", "identity")) for line in lines)
     print("\n".join(lines))
     lines.clear()
-    assert await explain(load_config(root, {}), "GET", "/nowhere", [], lines.append) == 1
+    assert await explain(config, "GET", "/nowhere", [], lines.append) == 1
     assert lines[0] == "match      404 not-found: no route for GET /nowhere"
     assert "status     404" in lines
 

@@ -8,7 +8,8 @@ policy decides whether that fails open or closed.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple, Protocol
 
 _EVENT_ID = re.compile(r"(\d{1,15})-(\d{1,18})")
@@ -45,15 +46,16 @@ class Backend(Protocol):
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
-    async def get(self, key: str) -> bytes | None:
-        """The value, or None when absent or expired."""
+    async def get(self, key: str, *, op: str = "get") -> bytes | None:
+        """The value, or None when absent or expired. `op`: what the call is counted as
+        in the metrics (Redis)."""
         ...
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Set only if absent; True when this call set it."""
         ...
 
-    async def put(self, key: str, value: bytes, ttl: float) -> None: ...
+    async def put(self, key: str, value: bytes, ttl: float, *, op: str = "put") -> None: ...
 
     async def delete(self, key: str, only_if: bytes | None = None) -> None:
         """Remove the key (only while it still holds `only_if`, when given)."""
@@ -98,13 +100,13 @@ class Backend(Protocol):
 
 
 def open_backend(redis_url: str | None, max_entries: int = 100_000,
-                 calls: Any = None) -> Backend:
-    """Redis when there is a URL (its calls timed by `calls`, a redis.RedisCalls), else
-    this process's memory."""
+                 calls: Any = None, clock: Callable[[], float] = time.monotonic) -> Backend:
+    """Redis when there is a URL (its calls timed by `calls`, a redis.RedisCalls; its TTLs
+    and rate limits on Redis's clock), else this process's memory (on `clock`)."""
     if redis_url:
         from .redis import RedisBackend
 
         return RedisBackend(redis_url, calls)
     from .memory import MemoryBackend
 
-    return MemoryBackend(max_entries)
+    return MemoryBackend(max_entries, clock)

@@ -1,7 +1,7 @@
-"""The edge cache's storage: aiocache tiers, and the purges every instance must honour.
+"""The edge cache's storage: two tiers, and the purges every instance must honour.
 
-Two tiers behind aiocache's interface: a per-process LRU bounded by bytes (always), and
-Redis (when the backend has a URL) shared by every instance. A read tries memory, then
+A per-process LRU bounded by bytes (always, an aiocache backend), and Redis (when the
+backend is Redis, through it) shared by every instance. A read tries memory, then
 Redis (copying a hit into memory); a write goes to both. Redis trouble makes a miss,
 never an error: the upstream is still there.
 
@@ -20,21 +20,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import orjson
-from aiocache import RedisCache
 from aiocache.base import BaseCache
-from aiocache.serializers import BaseSerializer, NullSerializer
-from redis.exceptions import RedisError
+from aiocache.serializers import NullSerializer
 
 from ..aio import stop
 from . import Backend, BackendError
-from .redis import RedisCalls
 
 log = logging.getLogger("edge.cache")
 PURGE_CHANNEL = "cache:purge"
 PURGE_HASH = "cache:purges"
+NAMESPACE = "cache:"  # entries in the shared backend
 PURGE_MEMORY = 86400.0  # purges older than any entry's lifetime can be forgotten
 ALL = "*"
 
@@ -50,9 +47,11 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
 
     NAME = "lru-bytes"
 
-    def __init__(self, max_bytes: int, **kwargs: Any) -> None:
+    def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic,
+                 **kwargs: Any) -> None:
         super().__init__(serializer=NullSerializer(), timeout=None, **kwargs)
         self.max_bytes = max_bytes
+        self.clock = clock
         self.bytes = 0
         self._data: OrderedDict[str, tuple[float, Any, int]] = OrderedDict()
 
@@ -69,7 +68,7 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
         item = self._data.get(key)
         if item is None:
             return None
-        if item[0] <= time.monotonic():
+        if item[0] <= self.clock():
             self._drop(key)
             return None
         self._data.move_to_end(key)
@@ -81,7 +80,7 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
         self._drop(key)
         if size > self.max_bytes:
             return False
-        expires = time.monotonic() + ttl if ttl else float("inf")
+        expires = self.clock() + ttl if ttl else float("inf")
         self._data[key] = (expires, value, size)
         self.bytes += size
         self._trim()
@@ -115,79 +114,59 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
         return len(self._data)
 
 
-class _Wire(BaseSerializer):  # type: ignore[misc]
-    """Entries to and from bytes for Redis, with the entry class's own pack/unpack."""
-
-    DEFAULT_ENCODING = None
-
-    def __init__(self, dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any]) -> None:
-        super().__init__(encoding=None)
-        self._dumps, self._loads = dumps, loads
-
-    def dumps(self, value: Any) -> bytes:
-        return self._dumps(value)
-
-    def loads(self, value: bytes | None) -> Any:
-        if value is None:
-            return None
-        try:
-            return self._loads(value)
-        except Exception:  # an entry from another version of the edge: a miss
-            return None
-
-
-def _redis_cache(url: str, dumps: Callable[[Any], bytes],
-                 loads: Callable[[bytes], Any]) -> RedisCache:
-    parts = urlsplit(url)
-    db = int(parts.path.lstrip("/") or 0)
-    return RedisCache(
-        serializer=_Wire(dumps, loads), endpoint=parts.hostname or "127.0.0.1",
-        port=parts.port or 6379, db=db, password=parts.password, namespace="edge:cache:",
-        timeout=0.25, create_connection_timeout=0.25,
-        connection_pool_kwargs={"socket_timeout": 0.25})
-
-
 class TieredCache:
-    """Memory in front of Redis (when there is one), behind aiocache's interface."""
+    """Memory in front of the shared backend (when there is one: Redis).
 
-    def __init__(self, max_bytes: int, redis_url: str | None,
+    The Redis tier goes through the backend, so it uses the one client the backend built
+    from EDGE_REDIS_URL as written (`rediss://`, user, password, database), with its
+    timeouts and metrics; its keys are `edge:cache:<key>`."""
+
+    def __init__(self, max_bytes: int, backend: Backend | None,
                  dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any],
-                 calls: RedisCalls | None = None) -> None:
-        self.memory = LruBytesCache(max_bytes)
-        self.shared: RedisCache | None = (_redis_cache(redis_url, dumps, loads)
-                                          if redis_url else None)
-        self.calls = calls or RedisCalls()
+                 clock: Callable[[], float] = time.time) -> None:
+        # the entries' own clock: a copy in memory goes when the entry says (store_until)
+        self.clock = clock
+        self.memory = LruBytesCache(max_bytes, clock)
+        # one instance's memory backend would only keep a second copy of the memory tier
+        self.shared = backend if backend is not None and backend.name != "memory" else None
+        self._dumps, self._loads = dumps, loads
 
     async def get(self, key: str) -> Any:
         value = await self.memory.get(key)
         if value is not None or self.shared is None:
             return value
         try:
-            value = await self.calls.run("cache_get", self.shared.get(key))
-        except (RedisError, OSError, TimeoutError) as e:
+            raw = await self.shared.get(NAMESPACE + key, op="cache_get")
+        except BackendError as e:
             log.warning("cache read from redis failed: %s", e)
             return None
-        if value is not None:
-            left = getattr(value, "store_until", 0.0) - time.time()
-            if left > 0:
-                await self.memory.set(key, value, ttl=left)
+        if raw is None:
+            return None
+        try:
+            value = self._loads(raw)
+        except Exception:  # an entry from another version of the edge: a miss
+            return None
+        left = getattr(value, "store_until", 0.0) - self.clock()
+        if left <= 0:  # Redis's expiry and ours may differ by a little
+            return None
+        await self.memory.set(key, value, ttl=left)
         return value
 
     async def set(self, key: str, value: Sized, ttl: float) -> None:
         await self.memory.set(key, value, ttl=ttl)
         if self.shared is not None:
             try:
-                await self.calls.run("cache_set", self.shared.set(key, value, ttl=float(ttl)))
-            except (RedisError, OSError, TimeoutError) as e:
+                await self.shared.put(NAMESPACE + key, self._dumps(value), ttl,
+                                      op="cache_set")
+            except BackendError as e:
                 log.warning("cache write to redis failed: %s", e)
 
     async def clear_memory(self) -> None:
         await self.memory.clear()
 
     async def close(self) -> None:
-        if self.shared is not None:
-            # aiocache 0.12's close() calls redis-py's deprecated close(); do it right
-            await self.shared.client.aclose()
+        """The memory tier's entries go; the backend is its owner's to close."""
+        await self.memory.clear()
 
 
 class Invalidations:
@@ -197,8 +176,9 @@ class Invalidations:
     the feed for pushing "this changed" to apps.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, clock: Callable[[], float] = time.time) -> None:
         self.backend = backend
+        self.clock = clock  # the wall clock: purge times are compared across instances
         self.purged_at: dict[str, float] = {}
         self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -211,7 +191,7 @@ class Invalidations:
         except BackendError as e:
             log.warning("could not read past purges: %s", e)
             stored = {}
-        now = time.time()
+        now = self.clock()
         for tag, raw in stored.items():
             at = float(raw)
             if now - at < PURGE_MEMORY:
@@ -229,7 +209,7 @@ class Invalidations:
 
     async def purge(self, tags: list[str]) -> dict[str, Any]:
         """Purge these tags everywhere; returns the event sent to listeners."""
-        event: dict[str, Any] = {"tags": tags, "at": time.time()}
+        event: dict[str, Any] = {"tags": tags, "at": self.clock()}
         self._apply(event)
         message = orjson.dumps({**event, "origin": self.origin})
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from . import EventId
@@ -20,8 +20,10 @@ class _Topic:
 class MemoryBackend:
     name = "memory"
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.max_entries = max_entries
+        self.clock = clock  # for TTLs and rate-limit buckets: intervals, never shared
         # key → (expires at, value); oldest first, so the bound evicts the oldest
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._hashes: dict[str, dict[str, bytes]] = {}
@@ -41,12 +43,12 @@ class MemoryBackend:
         entry = self._data.get(key)
         if entry is None:
             return None
-        if entry[0] <= time.monotonic():
+        if entry[0] <= self.clock():
             del self._data[key]
             return None
         return entry[1]
 
-    async def get(self, key: str) -> bytes | None:
+    async def get(self, key: str, *, op: str = "get") -> bytes | None:
         return self._live(key)
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
@@ -55,7 +57,7 @@ class MemoryBackend:
         self._set(key, value, ttl)
         return True
 
-    async def put(self, key: str, value: bytes, ttl: float) -> None:
+    async def put(self, key: str, value: bytes, ttl: float, *, op: str = "put") -> None:
         self._set(key, value, ttl)
 
     async def delete(self, key: str, only_if: bytes | None = None) -> None:
@@ -79,7 +81,7 @@ class MemoryBackend:
                  ) -> tuple[bool, float, list[float]]:
         # synchronous: one step, exact however many requests are in flight. Plain loops:
         # this runs on every limited request, and one or two keys is the common case.
-        now = time.monotonic()
+        now = self.clock()
         tats = self._tats
         current = []
         ok = True
@@ -144,6 +146,6 @@ class MemoryBackend:
 
     def _set(self, key: str, value: bytes, ttl: float) -> None:
         self._data.pop(key, None)
-        self._data[key] = (time.monotonic() + ttl, value)
+        self._data[key] = (self.clock() + ttl, value)
         while len(self._data) > self.max_entries:
             self._data.popitem(last=False)

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
+import redis
 import redis.asyncio as aioredis
 from prometheus_async import aio
 from prometheus_client import Counter, Histogram
@@ -21,6 +22,12 @@ SOCKET_TIMEOUT = 0.25
 GCRA_BATCH = 256  # most rate-limit checks in one script call
 PREFIX = "edge:"
 T = TypeVar("T")
+try:  # who we are, for CLIENT SETINFO: found once here, not on every new connection
+    from redis import DriverInfo
+
+    _IDENTITY: dict[str, Any] = {"driver_info": DriverInfo(lib_version=redis.__version__)}
+except ImportError:  # redis-py before 7.2
+    _IDENTITY = {"lib_version": redis.__version__}
 
 
 class RedisCalls:
@@ -158,16 +165,17 @@ class RedisBackend:
         self.calls = calls or RedisCalls()
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
-            health_check_interval=10)
+            health_check_interval=10, **_IDENTITY)
         self._delete_if = self.client.register_script(_DELETE_IF)
         self._gcra = self.client.register_script(_GCRA)
         self._gcra_pending: list[Any] = []
         self._gcra_busy = False  # a script call is on its way
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
         self._publish_event = self.client.register_script(_PUBLISH)
         # Subscriptions sit idle for long stretches: their own client, no read timeout.
         self.sub_client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=SOCKET_TIMEOUT, health_check_interval=30)
+            url, socket_connect_timeout=SOCKET_TIMEOUT, health_check_interval=30, **_IDENTITY)
 
     async def ping(self) -> bool:
         try:
@@ -176,8 +184,19 @@ class RedisBackend:
             return False
 
     async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):  # a rate-limit batch on its way: its checks fail
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._fail_queued(BackendError("redis: the edge is closing"))
         await self.client.aclose()
         await self.sub_client.aclose()
+
+    def _fail_queued(self, error: BackendError) -> None:
+        queued, self._gcra_pending = self._gcra_pending, []
+        for *_, future in queued:
+            if not future.done():
+                future.set_exception(error)
 
     async def _call(self, op: str, awaitable: Any) -> Any:
         try:
@@ -185,17 +204,16 @@ class RedisBackend:
         except (RedisError, OSError, TimeoutError) as e:
             raise BackendError(f"redis: {e}") from None
 
-    async def get(self, key: str) -> bytes | None:
-        value = await self._call("get", self.client.get(PREFIX + key))
+    async def get(self, key: str, *, op: str = "get") -> bytes | None:
+        value = await self._call(op, self.client.get(PREFIX + key))
         return bytes(value) if value is not None else None
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         return bool(await self._call("add", self.client.set(PREFIX + key, value,
                                                      px=max(1, int(ttl * 1000)), nx=True)))
 
-    async def put(self, key: str, value: bytes, ttl: float) -> None:
-        await self._call("put", self.client.set(PREFIX + key, value,
-                                                      px=max(1, int(ttl * 1000))))
+    async def put(self, key: str, value: bytes, ttl: float, *, op: str = "put") -> None:
+        await self._call(op, self.client.set(PREFIX + key, value, px=max(1, int(ttl * 1000))))
 
     async def delete(self, key: str, only_if: bytes | None = None) -> None:
         if only_if is None:
@@ -217,6 +235,9 @@ class RedisBackend:
         return await future
 
     def _gcra_flush(self) -> None:
+        if self._closed:
+            self._fail_queued(BackendError("redis: the edge is closing"))
+            return
         if self._gcra_busy or not self._gcra_pending:
             return
         batch = self._gcra_pending[:GCRA_BATCH]
@@ -246,11 +267,11 @@ class RedisBackend:
             out = await self._call("gcra", self._gcra(keys=keys, args=args))
         except BaseException as e:  # nobody may wait forever, even when the call is cancelled
             error = e if isinstance(e, BackendError) else BackendError(f"redis: {e!r}")
-            # the checks queued meanwhile fail with it rather than wait for another timeout
-            queued, self._gcra_pending = self._gcra_pending, []
-            for *_, future in [*batch, *queued]:
+            for *_, future in batch:
                 if not future.done():
                     future.set_exception(error)
+            # the checks queued meanwhile fail with it rather than wait for another timeout
+            self._fail_queued(error)
             if not isinstance(e, Exception):
                 raise
             return

@@ -38,7 +38,7 @@ async def cached(state: State, x: Exchange, upstream_ref: str, path: str | None)
     async def fetch(previous: Entry | None, background: bool) -> Entry | Answer:
         c = replace(x, buffer_limit=rc.max_entry, timings={}) if background else x
         headers = upstream_headers(x)
-        started = time.time()
+        started = cache.clock()
         if path is None:  # aggregated
             shaped, took = await compose(c, headers)
             if c.degraded:
@@ -87,7 +87,7 @@ async def cached(state: State, x: Exchange, upstream_ref: str, path: str | None)
         x.cache_result = _cache_result(status)
         wrap = enveloping(plan, x)
         answer = respond_from(entry, request.headers, coding, rc, private, status, policy,
-                              extra, plan.compression, plan.quality, wrap)
+                              extra, plan.compression, plan.quality, cache.clock(), wrap)
         if (policy and not private and answer[0].status == 200 and entry.storable
                 and in_signature(entry.vary) and wrap is None
                 and isinstance(answer[0], web.Response) and request.method == "GET"

@@ -48,7 +48,7 @@ class FastLane:
         found = ready.get(sig)
         if found is None:
             return None
-        now = time.time()
+        now = self.state.clock()
         if (now >= found.fresh_until or found.generation != rt.generation
                 or not self.state.cache.invalidations.valid(found.tags, found.stored_at)):
             del ready[sig]

@@ -58,7 +58,7 @@ async def image(state: State, x: Exchange) -> Answer:
                 headers["If-None-Match"] = source.up_etag
             if source.up_last_modified:
                 headers["If-Modified-Since"] = source.up_last_modified
-        started = time.time()
+        started = state.cache.clock()
         t0 = time.perf_counter()
         resp = await call_upstream(c, "GET", path, headers, None)
         c.timings["upstream"] = time.perf_counter() - t0
@@ -97,7 +97,7 @@ async def image(state: State, x: Exchange) -> Answer:
     def respond(entry: Entry, status: str, policy: bool) -> Answer:
         x.cache_result = _cache_result(status)
         return respond_from(entry, request.headers, None, rc, private, status, policy,
-                            extra, compression, quality)
+                            extra, compression, quality, state.cache.clock())
 
     x.cache_result = "miss"
     return await state.cache.serve(key, rc, fetch, lambda e: True, respond)

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,9 +164,14 @@ class Decision:
 class Limiter:
     """Process-wide: the buckets outlive config reloads."""
 
-    def __init__(self, backend: Backend, settings: RateLimits, metrics: Any) -> None:
+    def __init__(self, backend: Backend, settings: RateLimits, metrics: Any,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`clock` times the retries of Redis, and the buckets kept here when Redis is
+        away (the memory backend's buckets are on its own clock)."""
+        self.clock = clock
         self.shared = backend if not isinstance(backend, MemoryBackend) else None
-        self.local = backend if isinstance(backend, MemoryBackend) else MemoryBackend()
+        self.local = backend if isinstance(backend, MemoryBackend) else MemoryBackend(
+            clock=clock)
         self.configure(settings)
         self.metrics = metrics
         self.retry_at = 0.0
@@ -229,7 +234,7 @@ class Limiter:
 
     async def _gcra(self, keys: list[str], intervals: list[float], tolerances: list[float]
                     ) -> tuple[bool, float, list[float]] | None:
-        if self.shared is not None and time.monotonic() >= self.retry_at:
+        if self.shared is not None and self.clock() >= self.retry_at:
             try:
                 result = await self.shared.gcra(keys, intervals, tolerances)
             except BackendError as e:
@@ -250,7 +255,7 @@ class Limiter:
         return await self.local.gcra(keys, intervals, tolerances)
 
     def _degrade(self, error: BackendError) -> None:
-        self.retry_at = time.monotonic() + RETRY_REDIS
+        self.retry_at = self.clock() + RETRY_REDIS
         if not self.degraded:
             self.degraded = True
             self.metrics.ratelimit_degraded.set(1)

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -66,6 +67,23 @@ class _Hangup(asyncio.Protocol):
         self.inner.resume_writing()
 
 
+class _Stream(EventSourceResponse):
+    """aiohttp-sse's event stream, calling `broken` when a write fails — the heartbeat's
+    too: that is how a client that vanished without hanging up is noticed (its stream
+    woken to end), with no timer per stream of our own."""
+
+    def __init__(self, broken: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._broken = broken
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await super().write(data)
+        except BaseException:  # reset, timed out (cancelled), written after the end
+            self._broken()
+            raise
+
+
 def _topics(request: Incoming, settings: Events) -> list[str]:
     topics: list[str] = []
     for value in request.query.getall("topic", []):
@@ -110,7 +128,7 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
     assert isinstance(request, web.BaseRequest)  # a stream needs a real connection
     # The request id goes in the stream's first comment rather than a header: one header
     # more makes aiohttp grow every stream's header table (~0.4 KB each, x10,000 streams).
-    resp = EventSourceResponse(ping_interval=settings.heartbeat, send_timeout=SEND_TIMEOUT)
+    resp = _Stream(sub.gone, ping_interval=settings.heartbeat, send_timeout=SEND_TIMEOUT)
     loop = asyncio.get_running_loop()
     expiry: asyncio.TimerHandle | None = None
     sent = 0
@@ -121,11 +139,6 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
         transport.set_protocol(hangup)
     try:
         await resp.prepare(request)
-        # the heartbeat task ends when a write fails: that is how a client that vanished
-        # without hanging up is noticed, without a timer per stream of our own
-        heartbeat = getattr(resp, "_ping_task", None)
-        if heartbeat is not None:
-            heartbeat.add_done_callback(sub.gone)
         if expires is not None:
             expiry = loop.call_at(loop.time() + max(0.0, expires - time.time()), sub.wake)
         hello = (f": {rid_header}: {ctx.request_id}\n"
@@ -147,12 +160,7 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
                 sent += await _write(request, resp, event, sub)
                 newest = event.id
         while True:
-            if heartbeat is None:
-                try:
-                    await asyncio.wait_for(sub.wait(), settings.heartbeat)
-                except TimeoutError:
-                    pass
-            elif not (sub.queue or sub.overflowed or sub.missed or sub.closing):
+            if not (sub.queue or sub.overflowed or sub.missed or sub.closing):
                 # waited for here rather than in a method: each idle stream holds one
                 # coroutine frame fewer
                 sub.waiter = loop.create_future()

@@ -102,18 +102,6 @@ class Subscriber:
             self.closing = "gone"
         self.wake()
 
-    async def wait(self) -> None:
-        """Until there is something to do: events, an overflow, a refresh, a close. No
-        timer of its own: the stream's heartbeat and the token's expiry wake it when they
-        must."""
-        if self.queue or self.overflowed or self.missed or self.closing:
-            return
-        self.waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self.waiter
-        finally:
-            self.waiter = None
-
     def take(self) -> list[Event]:
         events, self.queue = self.queue, []
         return events
