@@ -79,7 +79,9 @@ class Paginator:
             return
         if self.style == "cursor":
             nxt = lookup(doc, self.next_cursor) if self.next_cursor else None
-            info["next_cursor"] = nxt if isinstance(nxt, str | int) else None
+            # "" (and false) is how many APIs say "last page": not one more page to ask for
+            usable = isinstance(nxt, str | int) and not isinstance(nxt, bool) and nxt != ""
+            info["next_cursor"] = nxt if usable else None
             info["has_more"] = info["next_cursor"] is not None
             return
         more = lookup(doc, self.has_more) if self.has_more else None
@@ -93,12 +95,12 @@ class Paginator:
 
     def _link(self, ctx: RequestContext, **change: Any) -> str:
         keep = self.keep
-        query = {k: v for k, v in (ctx.query or {}).items()
-                 if k not in (self.page_param, self.cursor_param, self.size_param)
-                 and (keep is None or k in keep)}
-        query[self.size_param] = str(ctx.page["size"]) if ctx.page else ""
-        for k, v in change.items():
-            query[k] = str(v)
+        owned = (self.page_param, self.cursor_param, self.size_param)
+        # a list of pairs: a repeated parameter (?tag=a&tag=b) keeps every value
+        query = [(k, v) for k, v in (ctx.query or {}).items()
+                 if k not in owned and (keep is None or k in keep)]
+        query.append((self.size_param, str(ctx.page["size"]) if ctx.page else ""))
+        query.extend((k, str(v)) for k, v in change.items())
         return f"{ctx.path}?{urlencode(query)}"
 
     def _next(self, ctx: RequestContext) -> str | None:
@@ -135,6 +137,6 @@ class Paginator:
 
 
 def _int(raw: str | None, default: int) -> int:
-    if raw is None or not raw.isdigit() or len(raw) > 9:
+    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 9:
         return default
     return int(raw)
