@@ -168,6 +168,7 @@ def _choose_format(header: str, offered: tuple[str, ...]) -> str | None:
     return best
 
 
+@lru_cache(maxsize=256)  # a fleet's answers have a handful of Content-Types
 def is_compressible(content_type: str | None) -> bool:
     """Whether a body of this Content-Type is worth compressing.
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import aiohttp
@@ -77,6 +77,7 @@ class CompiledRoute:
     decode: bool = False  # request bodies are decoded before they go upstream
     owner: OwnerCheck | None = None  # auth.owner: the answer is released to its owner only
     body_rules: BodyCheck | None = None  # auth.body: the request body names the caller
+    stages: tuple[Any, ...] | None = None  # the pipeline stages it walks (pipeline.plan)
     api_key: RouteKeys | None = None  # None: the route ignores app keys
 
     def invalidate_tags(self, params: Mapping[str, str]) -> list[str]:

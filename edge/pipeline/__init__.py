@@ -85,7 +85,8 @@ class Pipeline:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """The server's handler: the fast lane, else the whole walk."""
-        if request.method == "GET" or request.method == "HEAD":
+        if self.state.cache.ready.answers and (request.method == "GET"
+                                               or request.method == "HEAD"):
             answer = await self.fast_lane(request)
             if answer is not None:
                 return answer
@@ -149,17 +150,37 @@ class Pipeline:
                 "headers": {str(k): v for k, v in response.headers.items()},
                 "bytes": len(raw) if isinstance(raw, bytes) else 0}
 
+    def plan(self, route: Any) -> tuple[Any, ...]:
+        """The stages a route's requests walk after Match: those with something to do on
+        it (a route without limits has no RateLimit stage), in STAGES order. Made on the
+        route's first request, kept on the (per-generation) compiled route."""
+        stages = route.stages
+        if stages is None:
+            stages = route.stages = tuple(s for s in self.stages[2:] if s.applies(route))
+        return stages
+
     async def walk(self, x: Exchange) -> Answer:
         trace = x.trace
-        for stage in self.stages:
-            try:
-                answer = await stage(x)
-            except Problem as p:
-                if trace is not None:
-                    trace.stopped(stage, x, p)
-                raise
-            if trace is not None:
-                trace.passed(stage, x, answer)
+        endpoints, match = self.stages[0], self.stages[1]
+        for stage in (endpoints, match):
+            answer = await self._step(stage, x, trace)
+            if answer is not None:
+                return answer
+        # explained, every stage speaks (those with nothing to do say so)
+        for stage in self.plan(x.route) if trace is None else self.stages[2:]:
+            answer = await self._step(stage, x, trace)
             if answer is not None:
                 return answer
         raise AssertionError("the Source stage always answers")
+
+    @staticmethod
+    async def _step(stage: Any, x: Exchange, trace: Trace | None) -> Answer | None:
+        if trace is None:
+            return await stage(x)  # type: ignore[no-any-return]
+        try:
+            answer = await stage(x)
+        except Problem as p:
+            trace.stopped(stage, x, p)
+            raise
+        trace.passed(stage, x, answer)
+        return answer  # type: ignore[no-any-return]

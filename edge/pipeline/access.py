@@ -42,6 +42,10 @@ class Auth:
             out["body_rules"] = "checked on the body"
         return out
 
+    @staticmethod
+    def applies(route: Any) -> bool:
+        return route.api_key is not None or route.auth.mode != "off"
+
     async def __call__(self, x: Exchange) -> Answer | None:
         route, request = x.route, x.request
         try:

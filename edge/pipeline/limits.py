@@ -47,6 +47,10 @@ class RateLimit:
         return {"charged": [limit.name for limit in route.limits.limits],
                 "headers": dict(x.response_headers or {})}
 
+    @staticmethod
+    def applies(route: Any) -> bool:
+        return route.limits is not None
+
     async def __call__(self, x: Exchange) -> Answer | None:
         route = x.route
         if route.limits is None or x.rt.rate_allow.is_trusted(x.client_ip):

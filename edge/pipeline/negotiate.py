@@ -29,6 +29,10 @@ class Negotiate:
         return {"format": x.fmt, "coding": x.coding or "identity",
                 "fields": x.fields_param, "keymap": "off" if x.keymap_off else "on"}
 
+    @staticmethod
+    def applies(route: Any) -> bool:
+        return route.shape is not None
+
     async def __call__(self, x: Exchange) -> Answer | None:
         shaped = x.route.shape
         if shaped is None or (x.route.image is not None

@@ -30,6 +30,10 @@ class Profile:
                 "from": list(d.used_headers) or "defaults", "client_ip": x.client_ip,
                 "envelope": x.envelope}
 
+    @staticmethod
+    def applies(route: Any) -> bool:
+        return route.shape is not None and route.shape.envelope is not None
+
     async def __call__(self, x: Exchange) -> Answer | None:
         shape = x.route.shape
         if shape is not None and shape.envelope is not None:

@@ -60,6 +60,10 @@ class Source:
             out["degraded"] = x.degraded
         return out
 
+    @staticmethod
+    def applies(route: Any) -> bool:
+        return True
+
     async def __call__(self, x: Exchange) -> Answer:
         route, request = x.route, x.request
         if route.batch is not None:
