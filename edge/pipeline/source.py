@@ -103,13 +103,16 @@ class Source:
     async def _proxy(self, x: Exchange, path: str, headers: CIMultiDict[str]) -> Answer:
         """The upstream's answer to the client's request, streamed through or shaped."""
         route, request = x.route, x.request
-        if request.content_length or request.body_exists:
+        body: AsyncIterator[bytes] | bytes | None = None
+        if not request.content_length and not request.body_exists:
+            if route.body_rules is not None:
+                body = route.body_rules.apply(b"", x)
+        elif route.body_rules is not None:
             await expect(request)
-        body: AsyncIterator[bytes] | bytes | None
-        if route.body_rules is not None:
             raw = await read_request_body(request, route.max_body, x.bytes_in)
             body = route.body_rules.apply(raw, x)
         else:
+            await expect(request)
             body = await forward_body(request, route.max_body, x.bytes_in, decode=route.decode)
         if body is not None and not isinstance(body, bytes) \
                 and request.content_length is not None:
