@@ -60,6 +60,15 @@ def services_yaml(services: dict[str, str], extra: str = "") -> str:
     return "\n".join(lines) + "\n" + textwrap.dedent(extra)
 
 
+def types_of(doc: Any) -> Any:
+    """A document with every leaf replaced by its type: `1.0 == 1` but float is not int."""
+    if isinstance(doc, dict):
+        return {k: types_of(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [types_of(v) for v in doc]
+    return type(doc)
+
+
 def free_port() -> int:
     """A port nothing listens on (for 'upstream down' and for servers a test starts)."""
     with socket.socket() as s:

@@ -13,6 +13,8 @@ from edge.context import DeviceProfile, RequestContext
 from edge.shapers import SHAPERS
 from edge.shapers.prune import ALL_KINDS, Prune
 
+from .conftest import types_of
+
 CTX = RequestContext(request_id="t", route_name="r", params={},
                      device=DeviceProfile("phone", "fast"), client_ip="127.0.0.1")
 EDGE = EdgeFile.model_validate({})
@@ -79,16 +81,9 @@ def test_apply(policy: Any, doc: Any, expected: Any) -> None:
     before = copy.deepcopy(doc)
     out = shaper.apply(doc, CTX)
     assert out == expected
-    assert _types(out) == _types(expected)  # False stays False, 0.0 stays a float
+    assert types_of(out) == types_of(expected)  # False stays False, 0.0 stays a float
     assert doc == before  # input not mutated
 
-
-def _types(doc: Any) -> Any:
-    if isinstance(doc, dict):
-        return {k: _types(v) for k, v in doc.items()}
-    if isinstance(doc, list):
-        return [_types(v) for v in doc]
-    return type(doc)
 
 
 @pytest.mark.parametrize(("policy", "kinds"), [

@@ -11,6 +11,8 @@ import pytest
 from edge.context import DeviceProfile, RequestContext
 from edge.shapers.rounding import Rounding
 
+from .conftest import types_of
+
 CTX = RequestContext(request_id="t", route_name="r", params={},
                      device=DeviceProfile("phone", "fast"), client_ip="127.0.0.1")
 
@@ -71,16 +73,9 @@ def test_apply(policy: dict[str, Any], doc: Any, expected: Any) -> None:
     before = copy.deepcopy(doc)
     out = Rounding(**policy).apply(doc, CTX)
     assert out == expected
-    assert _types(out) == _types(expected)  # 1.0 stays a float, True stays a bool
+    assert types_of(out) == types_of(expected)  # 1.0 stays a float, True stays a bool
     assert doc == before  # input not mutated
 
-
-def _types(doc: Any) -> Any:
-    if isinstance(doc, dict):
-        return {k: _types(v) for k, v in doc.items()}
-    if isinstance(doc, list):
-        return [_types(v) for v in doc]
-    return type(doc)
 
 
 def test_nan_stays_nan() -> None:
