@@ -22,7 +22,6 @@ streams (`/events`), which go straight to the hub so an idle stream holds nothin
 from __future__ import annotations
 
 import itertools
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +36,7 @@ from ..context import Exchange, Incoming
 from ..errors import Problem
 from ..sse.endpoint import subscribe
 from .access import Auth
-from .deliver import Deliver
+from .deliver import REQUEST_ID, Deliver
 from .endpoints import Endpoints
 from .fastlane import FastLane
 from .limits import RateLimit
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
 Answer = tuple[web.StreamResponse, int]
 Stage = Callable[[Exchange], Awaitable[Answer | None]]
 EXPLAIN_LIMIT = 64 * 1024 * 1024  # an explained answer is read whole (up to this)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")
 
 __all__ = ["STAGES", "Pipeline", "Trace"]
 
@@ -79,7 +77,7 @@ class Pipeline:
         self.fast_lane = FastLane(state, self, self.deliver)
 
     def request_id(self, given: str | None) -> str:
-        if given is not None and _REQUEST_ID.match(given):
+        if given is not None and REQUEST_ID.match(given):
             return given
         return f"{self._rid_prefix}{next(self._rid_counter) & 0xFFFFFFFF:08x}"
 
@@ -141,7 +139,7 @@ class Pipeline:
         trace = Trace()
         request = SubRequest(method.upper(), target, headers, body, remote, "http")
         given = headers.get(self.state.runtime.rid_header)
-        rid = given if given is not None and _REQUEST_ID.match(given) else "explain"
+        rid = given if given is not None and REQUEST_ID.match(given) else "explain"
         response = await self.serve(request, rid, EXPLAIN_LIMIT, trace)
         raw = getattr(response, "body", None)
         return {"request": {"method": request.method, "target": target,

@@ -5,6 +5,7 @@ and client want one), and the request's metrics and access-log line."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge")
 Answer = tuple[web.StreamResponse, int]
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")  # a client's own X-Request-ID
 
 
 class Deliver:
@@ -75,13 +77,9 @@ class Deliver:
             self._log(x, status, elapsed, sent)
 
     def _log(self, x: Exchange, status: int, elapsed: float, sent: int) -> None:
-        line: dict[str, Any] = {
-            "ts": round(time.time(), 3), "request_id": x.request_id,
-            "method": x.request.method, "path": x.path, "route": x.route_name,
-            "status": status, "duration_ms": round(elapsed * 1000, 2),
-            "bytes_in": x.bytes_in[0], "bytes_out": sent, "client_ip": x.client_ip,
-            "device": x.device.device, "network": x.device.network,
-        }
+        line = self.line(x.request_id, x.request.method, x.path, x.route_name, status,
+                         elapsed, x.bytes_in[0], sent, x.client_ip, x.device.device,
+                         x.device.network)
         if "upstream" in x.timings:
             line["upstream_ms"] = round(x.timings["upstream"] * 1000, 2)
         if x.identity and "sub" in x.identity:
@@ -95,6 +93,17 @@ class Deliver:
         if x.cache_result == "hit":
             line["cache"] = "hit"
         self.access_log.write(line)
+
+    @staticmethod
+    def line(rid: str, method: str, path: str, route: str, status: int, elapsed: float,
+             bytes_in: int, sent: int, client_ip: str, device: str,
+             network: str) -> dict[str, Any]:
+        """The access-log line's common fields (the fast lane's hits write just these)."""
+        return {"ts": round(time.time(), 3), "request_id": rid, "method": method,
+                "path": path, "route": route, "status": status,
+                "duration_ms": round(elapsed * 1000, 2), "bytes_in": bytes_in,
+                "bytes_out": sent, "client_ip": client_ip, "device": device,
+                "network": network}
 
 
 # what the explain record shows of an answer's headers
