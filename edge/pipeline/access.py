@@ -5,25 +5,16 @@ guessing keys or tokens is rate-limited like everything else."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
+from typing import Any
 
 from ..context import Exchange
 from ..errors import Problem
 from .limits import charge_ip
-
-if TYPE_CHECKING:
-    from ..runtime import State
-
-Answer = tuple[web.StreamResponse, int]
+from .stage import Answer, Stage
 
 
-class Auth:
+class Auth(Stage):
     name = "auth"
-
-    def __init__(self, state: State, pipeline: Any) -> None:
-        self.state = state
 
     def describe(self, x: Exchange) -> dict[str, Any] | None:
         route = x.route

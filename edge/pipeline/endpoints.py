@@ -17,25 +17,21 @@ from ..proxy import read_request_body
 from ..shaping import keymap_document
 from ..sse.endpoint import publish
 from .limits import charge_ip
+from .stage import Answer, Stage
 
 if TYPE_CHECKING:
     from ..runtime import Runtime, State
 
 KEYMAPS_PREFIX = "/_edge/keymaps/"
 EXPLAIN_PATH = "/_edge/explain"
-Answer = tuple[web.StreamResponse, int]
 
 
-class Endpoints:
+class Endpoints(Stage):
     name = "endpoints"
 
     def __init__(self, state: State, pipeline: Any) -> None:
-        self.state = state
+        super().__init__(state, pipeline)
         self.metrics = state.metrics
-        self.pipeline = pipeline
-
-    def describe(self, x: Exchange) -> dict[str, Any] | None:
-        return None  # a request that gets past here is not for an endpoint of the edge's
 
     async def __call__(self, x: Exchange) -> Answer | None:
         request, rt = x.request, x.rt

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from ..context import Exchange
 from ..errors import Problem
 from ..policies.ratelimit import Decision
+from .stage import Answer, Stage
 
 if TYPE_CHECKING:
     from ..runtime import State
-
-Answer = tuple[web.StreamResponse, int]
 
 
 def _refused(decision: Decision, detail: str) -> Problem:
@@ -34,11 +31,8 @@ async def charge_ip(state: State, x: Exchange) -> None:
         raise _refused(decision, "too many requests from this address")
 
 
-class RateLimit:
+class RateLimit(Stage):
     name = "rate-limit"
-
-    def __init__(self, state: State, pipeline: Any) -> None:
-        self.state = state
 
     def describe(self, x: Exchange) -> dict[str, Any] | None:
         route = x.route

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
+from typing import Any
 
 from ..context import Exchange
 from ..errors import Problem
 from ..routing import BadPath, split_path
 from .limits import charge_ip
-
-if TYPE_CHECKING:
-    from ..runtime import State
-
-Answer = tuple[web.StreamResponse, int]
+from .stage import Answer, Stage
 
 
-class Match:
+class Match(Stage):
     name = "match"
-
-    def __init__(self, state: State, pipeline: Any) -> None:
-        self.state = state
 
     def describe(self, x: Exchange) -> dict[str, Any] | None:
         spec = x.route.spec

@@ -4,24 +4,15 @@ opt-out. After auth and limits, so a refused caller learns nothing of the format
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
+from typing import Any
 
 from ..context import Exchange
 from ..inputs import KEYMAP_HEADER
-
-if TYPE_CHECKING:
-    from ..runtime import State
-
-Answer = tuple[web.StreamResponse, int]
+from .stage import Answer, Stage
 
 
-class Negotiate:
+class Negotiate(Stage):
     name = "negotiate"
-
-    def __init__(self, state: State, pipeline: Any) -> None:
-        pass
 
     def describe(self, x: Exchange) -> dict[str, Any] | None:
         if x.route.shape is None:

@@ -5,24 +5,15 @@ decided before auth, so a 401 or 403 comes in the envelope too."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
+from typing import Any
 
 from ..context import Exchange
 from ..inputs import ENVELOPE_HEADER
-
-if TYPE_CHECKING:
-    from ..runtime import State
-
-Answer = tuple[web.StreamResponse, int]
+from .stage import Answer, Stage
 
 
-class Profile:
+class Profile(Stage):
     name = "profile"
-
-    def __init__(self, state: State, pipeline: Any) -> None:
-        pass
 
     def describe(self, x: Exchange) -> dict[str, Any] | None:
         d = x.device

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
@@ -30,20 +30,12 @@ from ..proxy import (
 from .cached import cached, compose_uncached
 from .calls import call_upstream, expect, invalidate, send, upstream_headers
 from .images import image
+from .stage import Answer, Stage
 from .writes import idempotent
 
-if TYPE_CHECKING:
-    from ..runtime import State
 
-Answer = tuple[web.StreamResponse, int]
-
-
-class Source:
+class Source(Stage):
     name = "source"
-
-    def __init__(self, state: State, pipeline: Any) -> None:
-        self.state = state
-        self.pipeline = pipeline
 
     def describe(self, x: Exchange) -> dict[str, Any] | None:
         route = x.route
@@ -59,10 +51,6 @@ class Source:
         if x.degraded:
             out["degraded"] = x.degraded
         return out
-
-    @staticmethod
-    def applies(route: Any) -> bool:
-        return True
 
     async def __call__(self, x: Exchange) -> Answer:
         route, request = x.route, x.request
