@@ -20,11 +20,11 @@ from .config import AggregateSource, source_deps
 from .context import Exchange
 from .encoding import DecodeError, TooLarge
 from .errors import Problem
-from .proxy import Skip, read_capped
 from .routing import PathBuilder
 from .shapers.pointer import lookup
 from .shaping import parse_json
 from .upstream import Upstream
+from .wire import OverCap, read_capped
 
 
 class _Failed(Exception):
@@ -124,7 +124,7 @@ class AggregatePlan:
             ctx.timings["upstream_bytes"] = ctx.timings.get("upstream_bytes", 0) + len(raw)
             value = parse_json(raw, resp.headers.get("Content-Encoding"), max_size=max_body,
                                max_depth=max_depth)
-        except Skip:
+        except OverCap:
             raise _Failed(Problem("upstream-bad-response",
                                   f"source '{src.name}' sent too large a body",
                                   source=src.name)) from None

@@ -55,7 +55,7 @@ class EdgeApp:
     def server_kwargs(self) -> dict[str, Any]:
         limits = self.config.edge.limits
         # auto_decompress=False: request bodies reach the proxy as the client framed them
-        # (proxy.forward_body); decoding is a route's choice, never the server's.
+        # (wire.forward_body); decoding is a route's choice, never the server's.
         return {"access_log": None, "auto_decompress": False,
                 "max_field_size": limits.max_header_size,
                 "max_line_size": limits.max_path_length + 64,

@@ -27,9 +27,9 @@ from .encoding import DecodeError, TooLarge, decode
 from .errors import Problem
 from .headers import canonical, is_token, one_line
 from .policies.idempotency import HEADER as IDEMPOTENCY_KEY
-from .proxy import HOP_BY_HOP, REQUEST_DROP
 from .routing import METHODS
 from .shapers.pointer import lookup
+from .wire import HOP_BY_HOP, REQUEST_DROP
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Headers of the batch request that are about the batch itself, not its items.

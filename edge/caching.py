@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from .backends import Backend
-from .backends.cache import Invalidations, TieredCache
+from .backends.tiers import Invalidations, TieredCache
 from .config import CacheSettings, Compression
 from .encoding import compress
 from .errors import Problem

@@ -35,12 +35,12 @@ from .policies.cache import RouteCache, fill_tags
 from .policies.idempotency import IdempotencyPolicy
 from .policies.objects import BodyCheck, OwnerCheck
 from .policies.ratelimit import RouteLimits, compile_limits
-from .proxy import REQUEST_DROP, PassCompression, QueryMapper
 from .routing import RouteTable
 from .shaping import ShapePlan
 from .sse.endpoint import publisher_keys
 from .sse.hub import TopicRules
 from .upstream import Upstream
+from .wire import REQUEST_DROP, PassCompression, QueryMapper
 
 if TYPE_CHECKING:
     from .caching import EdgeCache

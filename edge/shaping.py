@@ -33,18 +33,18 @@ from .encoding import (
 from .errors import Problem
 from .inputs import Input, Inputs, join_vary
 from .policies.cache import NOT_ON_304, etag_of, not_modified, quoted
-from .proxy import (
+from .shapers import Shaper
+from .shapers.envelope import Envelope
+from .shapers.paginate import Paginator
+from .wire import (
     RESPONSE_DROP,
+    OverCap,
     Reply,
-    Skip,
     privatized,
     read_capped,
     send_upstream_response,
     upstream_headers,
 )
-from .shapers import Shaper
-from .shapers.envelope import Envelope
-from .shapers.paginate import Paginator
 
 # The representation changes, so the upstream's validators and length no longer apply.
 _SHAPED_DROP = RESPONSE_DROP | {"content-type", "content-encoding", "etag", "content-md5"}
@@ -173,7 +173,7 @@ async def shape_reply(request: Incoming, resp: Reply, ctx: Exchange, plan: Shape
             request, resp, ctx, {**extra, "X-Edge-Shaped": f"skipped; reason={reason}"})
     try:
         raw = await read_capped(resp, plan.max_body)
-    except Skip as skip:
+    except OverCap as skip:
         if plan.on_oversize == "error":
             raise Problem("upstream-bad-response",
                           "the upstream response is larger than this route shapes") from None

@@ -14,8 +14,8 @@ from multidict import CIMultiDict
 from ..config import UNSAFE_METHODS
 from ..context import Exchange, Incoming
 from ..errors import Problem
-from ..proxy import BodyTooLarge, Reply, filter_headers, send_upstream_response
 from ..shaping import send_shaped
+from ..wire import BodyTooLarge, Reply, filter_headers, send_upstream_response
 
 if TYPE_CHECKING:
     from ..runtime import State

@@ -9,13 +9,13 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..backends.cache import ALL as ALL_TAG
+from ..backends.tiers import ALL as ALL_TAG
 from ..context import Exchange, Incoming
 from ..errors import Problem
 from ..headers import is_token, one_line
-from ..proxy import read_request_body
 from ..shaping import keymap_document
 from ..sse.endpoint import publish
+from ..wire import read_request_body
 from .limits import charge_ip
 from .stage import Answer, Stage
 

@@ -17,7 +17,7 @@ from ..context import Exchange
 from ..errors import Problem
 from ..imaging import ACCEPT_CH
 from ..policies.cache import Entry
-from ..proxy import Skip, read_capped, send_upstream_response
+from ..wire import OverCap, read_capped, send_upstream_response
 from .cached import _cache_result
 from .calls import CONDITIONALS, call_upstream, upstream_headers
 
@@ -70,7 +70,7 @@ async def image(state: State, x: Exchange) -> Answer:
             else:
                 try:
                     raw = await read_capped(resp, img.limits.max_source_bytes)
-                except Skip:
+                except OverCap:
                     raise Problem("bad-image", f"too-large: the source image is over "
                                   f"{img.limits.max_source_bytes} bytes",
                                   reason="too-large") from None

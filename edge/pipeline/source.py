@@ -21,7 +21,7 @@ from ..context import Exchange
 from ..encoding import NotAcceptable, choose_coding, compress
 from ..errors import Problem
 from ..policies.idempotency import HEADER as IDEMPOTENCY_KEY
-from ..proxy import (
+from ..wire import (
     forward_body,
     join_query,
     read_request_body,

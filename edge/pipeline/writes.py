@@ -12,7 +12,7 @@ from multidict import CIMultiDict
 
 from ..context import Exchange
 from ..policies.idempotency import IdempotencyPolicy, caller, fingerprint, parse_key
-from ..proxy import BufferedReply, buffer_reply, read_request_body, timing_header
+from ..wire import BufferedReply, buffer_reply, read_request_body, timing_header
 from .calls import call_upstream, expect, invalidate, send
 
 if TYPE_CHECKING:

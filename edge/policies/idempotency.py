@@ -27,7 +27,7 @@ import msgpack
 from ..backends import Backend, BackendError
 from ..config import Idempotency
 from ..errors import Problem
-from ..proxy import BufferedReply
+from ..wire import BufferedReply
 
 log = logging.getLogger("edge.idempotency")
 HEADER = "Idempotency-Key"

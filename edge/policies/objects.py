@@ -18,8 +18,8 @@ from ..config import BodyRule, OwnerRule
 from ..context import Exchange
 from ..encoding import DecodeError, TooLarge
 from ..errors import Problem
-from ..proxy import BufferedReply, Reply, Skip, read_capped
 from ..shapers.pointer import lookup
+from ..wire import BufferedReply, OverCap, Reply, read_capped
 from .auth import compile_rules
 
 _MISSING = object()
@@ -76,7 +76,7 @@ class OwnerCheck:
             raw = await read_capped(resp, self.max_body)
             doc = parse_json(raw, resp.headers.get("Content-Encoding"),
                              max_size=self.max_body, max_depth=self.max_depth)
-        except Skip:
+        except OverCap:
             resp.release()
             raise Problem("upstream-bad-response", "the answer is too large to check whose "
                           "it is (limits.max_shaped_body)") from None

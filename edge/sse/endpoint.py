@@ -20,7 +20,7 @@ from ..config import Events
 from ..context import Exchange, Incoming
 from ..errors import Problem
 from ..policies.auth import RouteAuthPolicy
-from ..proxy import read_request_body
+from ..wire import read_request_body
 from .hub import Event, Hub, Subscriber, TopicRules, valid_topic
 
 _EVENT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -1,4 +1,7 @@
-"""Streaming pass-through: one route, one upstream, bodies never held whole in memory."""
+"""The HTTP message toolkit: which headers cross the edge (hop-by-hop, edge-owned), request
+bodies framed exactly as they are forwarded, capped reads of upstream bodies, and the
+streaming pass-through of an upstream answer — bodies never held whole unless a policy
+must read them, and then only up to a limit."""
 
 from __future__ import annotations
 
@@ -286,7 +289,7 @@ async def buffer_reply(resp: Reply, cap: int) -> BufferedReply:
     return BufferedReply(resp.status, resp.headers.items(), b"".join(chunks))
 
 
-class Skip(Exception):
+class OverCap(Exception):
     """The upstream body is over the cap being read to; `body` is what was read so far
     (a shaped route relays it and the rest as they came)."""
 
@@ -296,17 +299,17 @@ class Skip(Exception):
 
 
 async def read_capped(resp: Reply, cap: int) -> bytes:
-    """The whole body, or Skip('too-large') with what was read once it passes `cap`."""
+    """The whole body, or OverCap('too-large') with what was read once it passes `cap`."""
     length = resp.content_length
     if length is not None and length > cap:
-        raise Skip("too-large", b"")
+        raise OverCap("too-large", b"")
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_any():
         size += len(chunk)
         chunks.append(chunk)
         if size > cap:
-            raise Skip("too-large", b"".join(chunks))
+            raise OverCap("too-large", b"".join(chunks))
     return b"".join(chunks)
 
 
@@ -376,7 +379,7 @@ async def send_upstream_response(request: Incoming, resp: Reply,
     if ctx.buffer_limit is not None:  # a batch item: the whole body, or an error
         try:
             whole = await read_capped(resp, ctx.buffer_limit)
-        except Skip:
+        except OverCap:
             raise Problem("response-too-large", f"the response is over the "
                           f"{ctx.buffer_limit} bytes a batch item may carry") from None
         except (aiohttp.ClientError, TimeoutError):
