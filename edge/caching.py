@@ -25,11 +25,11 @@ from .config import CacheSettings, Compression
 from .encoding import compress
 from .errors import Problem
 from .inputs import ENVELOPE_HEADER, HINT_HEADERS, KEYMAP_HEADER, NETWORK_HEADERS
-from .policies.cache import (
+from .policies.cache import RouteCache
+from .representation import (
     IM_TYPES,
     NOT_ON_304,
     Entry,
-    RouteCache,
     age,
     if_none_match,
     not_modified,

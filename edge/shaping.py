@@ -32,7 +32,7 @@ from .encoding import (
 )
 from .errors import Problem
 from .inputs import Input, Inputs, join_vary
-from .policies.cache import NOT_ON_304, etag_of, not_modified, quoted
+from .representation import NOT_ON_304, etag_of, not_modified, quoted
 from .shapers import Shaper
 from .shapers.envelope import Envelope
 from .shapers.paginate import Paginator

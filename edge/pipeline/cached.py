@@ -13,7 +13,8 @@ from multidict import CIMultiDict
 
 from ..caching import ReadyAnswers, in_signature, make_ready, respond_from
 from ..context import Exchange
-from ..policies.cache import Entry, storable
+from ..policies.cache import storable
+from ..representation import Entry
 from ..shaping import Shaped, deliver, enveloping, represent, shape, shape_reply
 from ..wire import timing_header
 from .calls import call_upstream, upstream_headers

@@ -16,7 +16,7 @@ from ..caching import respond_from
 from ..context import Exchange
 from ..errors import Problem
 from ..imaging import ACCEPT_CH
-from ..policies.cache import Entry
+from ..representation import Entry
 from ..wire import OverCap, read_capped, send_upstream_response
 from .cached import _cache_result
 from .calls import CONDITIONALS, call_upstream, upstream_headers
