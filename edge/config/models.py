@@ -768,7 +768,7 @@ class ImagePolicy(Model):
     max_output: Size = 5 * 1024 * 1024
     timeout: Duration = 30.0
     """The longest one transform may take: past it the answer is 422 `too-slow`, and the
-    worker doing it is replaced (killed once the pool's other work is done or over time)."""
+    worker process doing it is killed at once and replaced (other transforms go on)."""
     ttl: Duration = 86400.0
     """How long a transformed image is kept and may be cached by CDNs and apps."""
 
