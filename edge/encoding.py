@@ -19,8 +19,8 @@ from images.negotiate import bounded, parse_qlist  # one q-list parser, edge and
 
 __all__ = [
     "COMPRESSIBLE", "DEFAULT_BROTLI_QUALITY", "DEFAULT_GZIP_LEVEL", "FORMATS", "DecodeError",
-    "NotAcceptable", "StreamCompressor", "TooLarge", "choose_coding", "choose_format",
-    "compress", "decode", "is_compressible", "parse_qlist",
+    "NotAcceptable", "StreamCompressor", "TooLarge", "UnsupportedCoding", "choose_coding",
+    "choose_format", "compress", "decode", "is_compressible", "parse_qlist",
 ]  # fmt: skip
 
 # bench/brotli_quality.py: on a 10 KB JSON document q5 takes ~0.08-0.13 ms and is 7% smaller
@@ -60,6 +60,10 @@ class NotAcceptable(Exception):
 
 class DecodeError(ValueError):
     """An upstream body can't be decoded: unknown coding or corrupt data."""
+
+
+class UnsupportedCoding(DecodeError):
+    """A content coding the edge can't undo (or too many stacked)."""
 
 
 class TooLarge(ValueError):
@@ -284,9 +288,10 @@ def decode(data: bytes, content_encoding: str | None, *, max_size: int) -> bytes
     ]
     for coding in codings:
         if coding not in ("gzip", "deflate", "br"):
-            raise DecodeError(f"unsupported content coding {coding!r}")
+            raise UnsupportedCoding(f"unsupported content coding {coding!r}")
     if len(codings) > MAX_CODINGS:
-        raise DecodeError(f"too many content codings ({len(codings)}, at most {MAX_CODINGS})")
+        raise UnsupportedCoding(f"too many content codings ({len(codings)}, "
+                                f"at most {MAX_CODINGS})")
     for coding in reversed(codings):
         if not data:
             break

@@ -20,6 +20,7 @@ from .encoding import (
     NotAcceptable,
     StreamCompressor,
     TooLarge,
+    UnsupportedCoding,
     choose_coding,
     compress,
     decode,
@@ -191,10 +192,10 @@ def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
     except TooLarge:
         raise Problem("payload-too-large",
                       f"the decoded request body is over this route's {limit} bytes") from None
+    except UnsupportedCoding as e:
+        raise Problem("unsupported-media-type", f"{e}; this route reads gzip, deflate and br",
+                      headers={"Accept-Encoding": DECODABLE}) from None
     except DecodeError as e:
-        if str(e).startswith("unsupported") or str(e).startswith("too many"):
-            raise Problem("unsupported-media-type", f"{e}; this route reads gzip, deflate "
-                          "and br", headers={"Accept-Encoding": DECODABLE}) from None
         raise Problem("bad-request", f"the request body is not valid: {e}") from None
 
 
@@ -376,22 +377,16 @@ async def send_upstream_response(request: Incoming, resp: Reply,
     if coding is not None:
         _recoded_headers(headers, coding)
     length = resp.content_length
-    if ctx.buffer_limit is not None:  # a batch item: the whole body, or an error
+    # a batch item (or an explained request) gets the whole body or an error; a small
+    # body is read at once: one write to the client instead of a chunk loop
+    whole_up_to = ctx.buffer_limit
+    if whole_up_to is not None or (length is not None and length <= SMALL_BODY):
         try:
-            whole = await read_capped(resp, ctx.buffer_limit)
+            body = await (read_capped(resp, whole_up_to) if whole_up_to is not None
+                          else resp.read())
         except OverCap:
             raise Problem("response-too-large", f"the response is over the "
-                          f"{ctx.buffer_limit} bytes a batch item may carry") from None
-        except (aiohttp.ClientError, TimeoutError):
-            raise Problem("upstream-bad-response", "the upstream response was cut short")\
-                from None
-        if coding is not None:
-            assert compression is not None
-            whole = compress(whole, coding, quality=compression.quality[coding])
-        return web.Response(status=status, headers=headers, body=whole), len(whole)
-    if length is not None and length <= SMALL_BODY:
-        try:
-            body = await resp.read()
+                          f"{whole_up_to} bytes a batch item may carry") from None
         except (aiohttp.ClientError, TimeoutError):
             raise Problem("upstream-bad-response", "the upstream response was cut short")\
                 from None
