@@ -29,16 +29,17 @@ from .policies.cache import RouteCache
 from .representation import (
     IM_TYPES,
     NOT_ON_304,
+    Answer,
     Entry,
+    Wrap,
     age,
+    encode,
     if_none_match,
-    not_modified,
     quoted,
     wanted_delta,
 )
 
 log = logging.getLogger("edge.cache")
-Answer = tuple[web.StreamResponse, int]
 # fetch(previous entry, in_background) → a new entry, or an answer that can't be cached
 Fetch = Callable[[Entry | None, bool], Awaitable["Entry | Answer"]]
 
@@ -227,7 +228,7 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
             rc: RouteCache, private: bool, cache_status: str, policy_headers: bool,
             extra: Mapping[str, str], compression: Compression,
             quality: Mapping[str, int], now: float | None = None,
-            wrap: Callable[[bytes, bool, bool], bytes] | None = None) -> Answer:
+            wrap: Wrap | None = None) -> Answer:
     """An answer from a cache entry: 304 if the client has it, 226 with a patch if it has
     an older version we still know, else 200 in the client's content coding."""
     headers: CIMultiDict[str] = CIMultiDict(entry.headers)
@@ -249,20 +250,13 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
         headers["Cache-Control"] = "private, no-cache"
     headers["Cache-Status"] = f"edge; {cache_status}"
     headers.update(extra)
-    body = entry.body
-    if wrap is not None:  # the envelope: this request's metadata, around the kept data
-        body = wrap(body, entry.fmt == "msgpack", cache_status.startswith("hit"))
-    used = coding if coding is not None and len(body) >= compression.min_size else None
-    headers["ETag"] = quoted(entry.etag, used, weak=wrap is not None)
-    if entry.status == 200 and not_modified(request_headers, entry.etag,
-                                            entry.header("Last-Modified")):
-        for name in NOT_ON_304:
-            headers.popall(name, None)
-        return web.Response(status=304, headers=headers), 0
-    kind = wanted_delta(request_headers) if rc.delta and wrap is None else None
-    held = if_none_match(request_headers.get("If-None-Match")) if kind else None
-    if kind and held:
-        for base in held:
+
+    def delta(used: str | None) -> Answer | None:
+        """226 with a patch from a version the client holds, if one is kept (RFC 3229)."""
+        kind = wanted_delta(request_headers)
+        if kind is None:
+            return None
+        for base in if_none_match(request_headers.get("If-None-Match")) or ():
             patch = entry.delta(base, kind)
             if patch is None:
                 continue
@@ -278,15 +272,12 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
                     patch = packed
                     headers["Content-Encoding"] = used
             return web.Response(status=226, headers=headers, body=patch), len(patch)
-    if used is not None:
-        encoded = entry.variants.get(used) if wrap is None else None
-        if encoded is None:
-            encoded = compress(body, used, quality=quality[used])
-            if wrap is None:
-                entry.variants[used] = encoded
-        body = encoded
-        headers["Content-Encoding"] = used
-    return web.Response(status=entry.status, headers=headers, body=body), len(body)
+        return None
+
+    return encode(entry.status, headers, entry.body, entry.etag, conditional=request_headers,
+                  coding=coding, min_size=compression.min_size, quality=quality, wrap=wrap,
+                  cached=cache_status.startswith("hit"), variants=entry.variants,
+                  delta=delta if rc.delta else None)
 
 
 # ------------------------------------------------------------------- ready answers

@@ -16,7 +16,7 @@ import base64
 import copy
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -25,8 +25,14 @@ import json_merge_patch
 import jsonpatch
 import msgpack
 import orjson
+from aiohttp import web
+from multidict import CIMultiDict
 
-from .encoding import parse_qlist
+from .encoding import FORMATS, compress, parse_qlist
+
+Answer = tuple[web.StreamResponse, int]
+# (body, msgpack?, cached?) → the body in the envelope, with this request's metadata
+Wrap = Callable[[bytes, bool, bool], bytes]
 
 IM_TYPES = {"json-patch": "application/json-patch+json",
             "merge-patch": "application/merge-patch+json"}
@@ -193,3 +199,37 @@ def _canonical(doc: Any) -> bytes:
 
 def age(entry: Entry, now: float | None = None) -> int:
     return max(0, int((now or time.time()) - entry.stored_at))
+
+
+def encode(status: int, headers: CIMultiDict[str], body: bytes, etag: str, *,
+           conditional: Mapping[str, str] | None, coding: str | None, min_size: int,
+           quality: Mapping[str, int], wrap: Wrap | None = None, cached: bool = False,
+           variants: dict[str, bytes] | None = None,
+           delta: Callable[[str | None], Answer | None] | None = None) -> Answer:
+    """The answer for one representation, made or kept: the envelope (per request, so the
+    ETag stays the data's, weak), a strong ETag per content coding, 304 when the client
+    holds it (`conditional`: the request headers of a GET/HEAD), a delta (226) when
+    `delta` offers one, else the body in the client's coding — compressed once per coding
+    when `variants` keeps them."""
+    if wrap is not None:
+        body = wrap(body, headers.get("Content-Type") == FORMATS["msgpack"], cached)
+    used = coding if coding is not None and len(body) >= min_size else None
+    headers["ETag"] = quoted(etag, used, weak=wrap is not None)
+    if (status == 200 and conditional is not None
+            and not_modified(conditional, etag, headers.get("Last-Modified"))):
+        for name in NOT_ON_304:
+            headers.popall(name, None)
+        return web.Response(status=304, headers=headers), 0
+    if delta is not None and wrap is None:
+        patched = delta(used)
+        if patched is not None:
+            return patched
+    if used is not None:
+        encoded = variants.get(used) if variants is not None and wrap is None else None
+        if encoded is None:
+            encoded = compress(body, used, quality=quality[used])
+            if variants is not None and wrap is None:
+                variants[used] = encoded
+        body = encoded
+        headers["Content-Encoding"] = used
+    return web.Response(status=status, headers=headers, body=body), len(body)

@@ -8,7 +8,7 @@ can't decode or parse, one over the size cap — is relayed as the upstream sent
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +27,11 @@ from .encoding import (
     TooLarge,
     choose_coding,
     choose_format,
-    compress,
     decode,
 )
 from .errors import Problem
 from .inputs import Input, Inputs, join_vary
-from .representation import NOT_ON_304, etag_of, not_modified, quoted
+from .representation import Wrap, encode, etag_of
 from .shapers import Shaper
 from .shapers.envelope import Envelope
 from .shapers.paginate import Paginator
@@ -230,25 +229,10 @@ def deliver(shaped: Shaped, plan: ShapePlan, ctx: Exchange, coding: str | None,
     headers.update(extra)
     if ctx.identity is not None:
         headers["Cache-Control"] = privatized(headers.get("Cache-Control"))
-    body = shaped.body
-    etag = etag_of(body)
-    wrapper = enveloping(plan, ctx)
-    if wrapper is not None:
-        body = wrapper(body, is_msgpack(headers), False)
-    used = coding if coding is not None and len(body) >= plan.compression.min_size else None
-    headers["ETag"] = quoted(etag, used, weak=wrapper is not None)
-    if (shaped.status == 200 and ctx.conditional is not None
-            and not_modified(ctx.conditional, etag, headers.get("Last-Modified"))):
-        for name in NOT_ON_304:
-            headers.popall(name, None)
-        return web.Response(status=304, headers=headers), 0
-    if used is not None:
-        body = compress(body, used, quality=plan.quality[used])
-        headers["Content-Encoding"] = used
-    return web.Response(status=shaped.status, headers=headers, body=body), len(body)
-
-
-Wrap = Callable[[bytes, bool, bool], bytes]  # (body, msgpack?, cached?) → enveloped body
+    return encode(shaped.status, headers, shaped.body, etag_of(shaped.body),
+                  conditional=ctx.conditional, coding=coding,
+                  min_size=plan.compression.min_size, quality=plan.quality,
+                  wrap=enveloping(plan, ctx))
 
 
 def enveloping(plan: ShapePlan, ctx: Exchange) -> Wrap | None:
@@ -260,10 +244,6 @@ def enveloping(plan: ShapePlan, ctx: Exchange) -> Wrap | None:
         return None
     return lambda body, packed, cached: envelope.wrap(
         body, "msgpack" if packed else "json", ctx, cached)
-
-
-def is_msgpack(headers: Mapping[str, str]) -> bool:
-    return headers.get("Content-Type") == FORMATS["msgpack"]
 
 
 def shape(doc: Any, plan: ShapePlan, ctx: Exchange, headers: CIMultiDict[str]) -> Any:
