@@ -280,6 +280,19 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
                   delta=delta if rc.delta else None)
 
 
+def cache_result(cache_status: str) -> str:
+    """The metrics label for a Cache-Status value."""
+    if "bypass" in cache_status:
+        return "bypass"
+    if cache_status.startswith("hit"):
+        return "stale" if "detail=stale" in cache_status else "hit"
+    if "collapsed" in cache_status:
+        return "collapsed"
+    if "fwd-status=304" in cache_status:
+        return "revalidated"
+    return "miss"
+
+
 # ------------------------------------------------------------------- ready answers
 
 # Request headers that can change a public answer: the variant signature's parts.

@@ -65,10 +65,10 @@ class ImageRoute:
         return cls(policy, keys, limits, frozenset(policy.formats) & encodable())
 
     def spec(self, raw_path: str, query: Mapping[str, str], headers: Mapping[str, str],
-             device: DeviceProfile) -> tuple[Spec, list[str]]:
-        """What to make for this request, and the request headers that decided it."""
+             device: DeviceProfile) -> Spec:
+        """What to make for this request (the route's Vary names every header it reads:
+        runtime.image_vary)."""
         p = self.policy
-        used = ["Accept"]
         explicit = any(k in query for k in _EXPLICIT)
         if explicit:
             sig = signature_of(raw_path)
@@ -89,17 +89,14 @@ class ImageRoute:
         hinted = client_width(headers) if width is None and height is None else None
         if hinted is not None:
             width = hinted
-            used += [h for h in HINT_HEADERS if h in headers]
         slow = device.network == "slow" or save_data(headers)
         variant = (p.by_device.get("slow") if slow else None) or p.by_device.get(
             device.device) or p.default
         if width is None and height is None:
             width = variant.width
-            used += list(device.used_headers)
         if quality is None:
             quality = variant.quality
         if save_data(headers):
-            used.append("Save-Data")
             quality = max(30, int((quality or 75) * 0.7))
         if width is not None and not explicit:
             width = snap_width(width, p.widths)
@@ -119,7 +116,7 @@ class ImageRoute:
                         effort=p.effort)
         except ValueError as e:
             raise Problem("bad-request", str(e)) from None
-        return spec, list(dict.fromkeys(used))
+        return spec
 
 
 def _int(raw: str | None, name: str) -> int | None:

@@ -133,6 +133,14 @@ class Entry:
         variants = max(sum(len(v) for v in self.variants.values()), len(self.body) // 2)
         return len(self.body) + variants + sum(len(b) for _, b in self.history) + 256
 
+    def ask_if_changed(self, headers: CIMultiDict[str]) -> None:
+        """Make a request to the upstream conditional on this entry's upstream validators,
+        so an unchanged representation costs a 304."""
+        if self.up_etag:
+            headers["If-None-Match"] = self.up_etag
+        if self.up_last_modified:
+            headers["If-Modified-Since"] = self.up_last_modified
+
     def header(self, name: str) -> str | None:
         low = name.lower()
         return next((v for k, v in self.headers if k.lower() == low), None)

@@ -34,6 +34,7 @@ from ..accesslog import AccessLog
 from ..batch import SubRequest
 from ..context import Exchange, Incoming
 from ..errors import Problem
+from ..representation import Answer
 from ..sse.endpoint import subscribe
 from .access import Auth
 from .deliver import REQUEST_ID, Deliver
@@ -49,7 +50,6 @@ from .trace import Trace
 if TYPE_CHECKING:
     from ..runtime import State
 
-Answer = tuple[web.StreamResponse, int]
 Stage = Callable[[Exchange], Awaitable[Answer | None]]
 EXPLAIN_LIMIT = 64 * 1024 * 1024  # an explained answer is read whole (up to this)
 
@@ -139,7 +139,7 @@ class Pipeline:
         trace = Trace()
         request = SubRequest(method.upper(), target, headers, body, remote, "http")
         given = headers.get(self.state.runtime.rid_header)
-        rid = given if given is not None and REQUEST_ID.match(given) else "explain"
+        rid = self.request_id(given) if given is not None else "explain"
         response = await self.serve(request, rid, EXPLAIN_LIMIT, trace)
         raw = getattr(response, "body", None)
         return {"request": {"method": request.method, "target": target,

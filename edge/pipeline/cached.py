@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..caching import ReadyAnswers, in_signature, make_ready, respond_from
+from ..caching import ReadyAnswers, cache_result, in_signature, make_ready, respond_from
 from ..context import Exchange
 from ..policies.cache import storable
-from ..representation import Entry
+from ..representation import Answer, Entry
 from ..shaping import Shaped, deliver, enveloping, represent, shape, shape_reply
 from ..wire import timing_header
 from .calls import call_upstream, upstream_headers
@@ -22,7 +22,6 @@ from .calls import call_upstream, upstream_headers
 if TYPE_CHECKING:
     from ..runtime import State
 
-Answer = tuple[web.StreamResponse, int]
 
 
 async def cached(state: State, x: Exchange, upstream_ref: str, path: str | None) -> Answer:
@@ -41,21 +40,15 @@ async def cached(state: State, x: Exchange, upstream_ref: str, path: str | None)
         headers = upstream_headers(x)
         started = cache.clock()
         if path is None:  # aggregated
-            shaped, took = await compose(c, headers)
-            if c.degraded:
-                return deliver(shaped, plan, c, coding,
-                               {**extra, "Server-Timing": timing_header(took)})
+            shaped = await compose(c, headers)
+            if c.degraded:  # a partial answer is the caller's alone, never kept
+                return deliver(shaped, plan, c, coding, extra)
             return rc.new_entry(200, shaped.headers.items(), shaped.body, fmt, started,
                                 tags, None, None, previous)
-        h = headers
-        if previous is not None and (previous.up_etag or previous.up_last_modified):
-            h = headers.copy()
-            if previous.up_etag:
-                h["If-None-Match"] = previous.up_etag
-            if previous.up_last_modified:
-                h["If-Modified-Since"] = previous.up_last_modified
+        if previous is not None:
+            previous.ask_if_changed(headers)
         t0 = time.perf_counter()
-        resp = await call_upstream(c, "GET", path, h, None)
+        resp = await call_upstream(c, "GET", path, headers, None)
         took = time.perf_counter() - t0
         c.timings["upstream"] = took
         timing = {**extra, "Server-Timing": timing_header(took)}
@@ -85,7 +78,7 @@ async def cached(state: State, x: Exchange, upstream_ref: str, path: str | None)
     def respond(entry: Entry, status: str, policy: bool) -> Answer:
         if route.owner is not None:
             route.owner.check_held(entry.owner, x)
-        x.cache_result = _cache_result(status)
+        x.cache_result = cache_result(status)
         wrap = enveloping(plan, x)
         answer = respond_from(entry, request.headers, coding, rc, private, status, policy,
                               extra, plan.compression, plan.quality, cache.clock(), wrap)
@@ -111,21 +104,21 @@ async def cached(state: State, x: Exchange, upstream_ref: str, path: str | None)
 
 async def compose_uncached(x: Exchange) -> Answer:
     plan = x.route.shape
-    shaped, upstream_time = await compose(x, upstream_headers(x))
-    extra = {x.rt.rid_header: x.request_id, "Server-Timing": timing_header(upstream_time)}
+    shaped = await compose(x, upstream_headers(x))
+    extra = {x.rt.rid_header: x.request_id}
     if "Cache-Control" not in shaped.headers:
         shaped.headers["Cache-Control"] = "private, no-cache"
     return deliver(shaped, plan, x, x.coding, extra)
 
 
-async def compose(x: Exchange, headers: CIMultiDict[str]) -> tuple[Shaped, float]:
+async def compose(x: Exchange, headers: CIMultiDict[str]) -> Shaped:
     """A composed route's document: its sources gathered, shaped and serialized."""
     route = x.route
     plan = route.shape
     assert route.aggregate is not None and plan is not None
     t0 = time.perf_counter()
     doc, degraded = await route.aggregate.gather(x, headers, plan.max_body, plan.max_depth)
-    upstream_time = x.timings["upstream"] = time.perf_counter() - t0
+    x.timings["upstream"] = time.perf_counter() - t0
     x.degraded = degraded
     out: CIMultiDict[str] = CIMultiDict()
     doc = shape(doc, plan, x, out)
@@ -135,17 +128,5 @@ async def compose(x: Exchange, headers: CIMultiDict[str]) -> tuple[Shaped, float
     body = represent(doc, x.fmt, out, plan.vary)
     if x.trace is not None:
         x.trace.note(x.fmt, bytes=len(body))
-    return Shaped(200, out, body), upstream_time
+    return Shaped(200, out, body)
 
-
-def _cache_result(cache_status: str) -> str:
-    """The metrics label for a Cache-Status value."""
-    if "bypass" in cache_status:
-        return "bypass"
-    if cache_status.startswith("hit"):
-        return "stale" if "detail=stale" in cache_status else "hit"
-    if "collapsed" in cache_status:
-        return "collapsed"
-    if "fwd-status=304" in cache_status:
-        return "revalidated"
-    return "miss"

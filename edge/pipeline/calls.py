@@ -14,13 +14,13 @@ from multidict import CIMultiDict
 from ..config import UNSAFE_METHODS
 from ..context import Exchange, Incoming
 from ..errors import Problem
+from ..representation import Answer
 from ..shaping import send_shaped
 from ..wire import BodyTooLarge, Reply, filter_headers, send_upstream_response
 
 if TYPE_CHECKING:
     from ..runtime import State
 
-Answer = tuple[web.StreamResponse, int]
 CONDITIONALS = ("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since",
                 "If-Range", "A-IM")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -15,12 +15,13 @@ from aiohttp import web
 from ..accesslog import AccessLog
 from ..context import Exchange
 from ..errors import Problem, problem_response
+from ..representation import Answer
+from ..wire import timing_header
 
 if TYPE_CHECKING:
     from ..runtime import State
 
 log = logging.getLogger("edge")
-Answer = tuple[web.StreamResponse, int]
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,128}$")  # a client's own X-Request-ID
 
 
@@ -52,7 +53,8 @@ class Deliver:
             headers[x.rt.rid_header] = x.request_id
             if x.response_headers:
                 headers.update(x.response_headers)
-            headers["Server-Timing"] = server_timing(x, time.perf_counter() - x.started)
+            headers["Server-Timing"] = server_timing(time.perf_counter() - x.started,
+                                                     x.timings, x.cache_result)
         if x.trace is not None:
             x.trace.note("deliver", status=response.status, bytes=answer[1],
                          headers={str(k): v for k, v in response.headers.items()
@@ -124,16 +126,19 @@ def _envelope(x: Exchange) -> Callable[[dict[str, Any]], Any] | None:
     return lambda problem: envelope.error(problem, x)
 
 
-def server_timing(x: Exchange, elapsed: float) -> str:
+def server_timing(elapsed: float, timings: Mapping[str, float], cache: str | None) -> str:
     """Where this answer's time went (W3C Server-Timing): the edge in all, the upstream and
     an image transform when there were any, and how the cache answered."""
     parts = [f"edge;dur={elapsed * 1000:.1f}"]
-    upstream = x.timings.get("upstream")
+    upstream = timings.get("upstream")
     if upstream is not None:
-        parts.append(f"upstream;dur={upstream * 1000:.1f}")
-    transform = x.timings.get("transform")
+        parts.append(timing_header(upstream))
+    transform = timings.get("transform")
     if transform is not None:
         parts.append(f"transform;dur={transform * 1000:.1f}")
-    if x.cache_result is not None:
-        parts.append(f"cache;desc={x.cache_result}")
+    if cache is not None:
+        parts.append(f"cache;desc={cache}")
     return ", ".join(parts)
+
+
+NO_TIMINGS: Mapping[str, float] = {}

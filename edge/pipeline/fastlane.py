@@ -16,7 +16,7 @@ from aiohttp import web
 from ..caching import ReadyAnswers, held
 from ..context import Exchange
 from ..errors import Problem
-from .deliver import REQUEST_ID, Deliver
+from .deliver import NO_TIMINGS, REQUEST_ID, Deliver, server_timing
 from .limits import RateLimit
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class FastLane:
         if limited:
             out.update(limited)
         elapsed = time.perf_counter() - started
-        out["Server-Timing"] = f"edge;dur={elapsed * 1000:.1f}, cache;desc=hit"
+        out["Server-Timing"] = server_timing(elapsed, NO_TIMINGS, "hit")
         sent = len(body) if body is not None and request.method == "GET" else 0
         # what Deliver.account records, for an answer whose every fact is known here
         metrics = self.metrics

@@ -10,28 +10,24 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from ..caching import respond_from
+from ..caching import cache_result, respond_from
 from ..context import Exchange
 from ..errors import Problem
 from ..imaging import ACCEPT_CH
-from ..representation import Entry
+from ..representation import Answer, Entry
 from ..wire import OverCap, read_capped, send_upstream_response
-from .cached import _cache_result
 from .calls import CONDITIONALS, call_upstream, upstream_headers
 
 if TYPE_CHECKING:
     from ..runtime import State
 
-Answer = tuple[web.StreamResponse, int]
 
 
 async def image(state: State, x: Exchange) -> Answer:
     request, rt, route = x.request, x.rt, x.route
     img, rc = route.image, route.cache
     assert img is not None and rc is not None
-    spec, _ = img.spec(request.raw_path, request.query, request.headers, x.device)
+    spec = img.spec(request.raw_path, request.query, request.headers, x.device)
     builder = route.spec.upstream_path
     assert builder is not None
     path = builder.build(x.params)  # the query is the edge's, never the upstream's
@@ -54,10 +50,7 @@ async def image(state: State, x: Exchange) -> Answer:
         # upstream validators, so a new size of a known image costs a 304 upstream
         source = await state.cache.get(source_key)
         if source is not None:
-            if source.up_etag:
-                headers["If-None-Match"] = source.up_etag
-            if source.up_last_modified:
-                headers["If-Modified-Since"] = source.up_last_modified
+            source.ask_if_changed(headers)
         started = state.cache.clock()
         t0 = time.perf_counter()
         resp = await call_upstream(c, "GET", path, headers, None)
@@ -95,7 +88,7 @@ async def image(state: State, x: Exchange) -> Answer:
     quality = {"br": compression.brotli_quality, "gzip": compression.gzip_level}
 
     def respond(entry: Entry, status: str, policy: bool) -> Answer:
-        x.cache_result = _cache_result(status)
+        x.cache_result = cache_result(status)
         return respond_from(entry, request.headers, None, rc, private, status, policy,
                             extra, compression, quality, state.cache.clock())
 

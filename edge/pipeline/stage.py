@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from ..context import Exchange
+from ..representation import Answer
 
 if TYPE_CHECKING:
     from ..runtime import State
 
-Answer = tuple[web.StreamResponse, int]
 
 
 class Stage:

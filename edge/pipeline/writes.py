@@ -7,18 +7,17 @@ import time
 from typing import TYPE_CHECKING
 
 import aiohttp
-from aiohttp import web
 from multidict import CIMultiDict
 
 from ..context import Exchange
 from ..policies.idempotency import IdempotencyPolicy, caller, fingerprint, parse_key
+from ..representation import Answer
 from ..wire import BufferedReply, buffer_reply, read_request_body, timing_header
 from .calls import call_upstream, expect, invalidate, send
 
 if TYPE_CHECKING:
     from ..runtime import State
 
-Answer = tuple[web.StreamResponse, int]
 
 
 async def idempotent(state: State, x: Exchange, path: str, headers: CIMultiDict[str],
