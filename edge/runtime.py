@@ -162,12 +162,11 @@ class Runtime:
             timeout = upstream.timeout(first.timeout)
             if m.source is not None and spec.method == "GET":
                 rewriters[first.service].add(m.source.path, spec.template)
-            # a client's `?member_id=` never joins the template's own: that one wins, alone
             fixed = frozenset(k for k, _ in parse_qsl(first.path.partition("?")[2],
                                                       keep_blank_values=True))
             route = CompiledRoute(
                 spec=spec, name=spec.name, upstream=upstream,
-                query=QueryMapper(m.query, _edge_params(shape) | fixed),
+                query=QueryMapper(m.query, _edge_params(shape), fixed),
                 auth=auth, timeout=timeout, max_body=max_body,
                 strip_headers=(strip if m.auth.forward_token else strip | {"authorization"})
                 | ({"content-encoding"} if decode else set()), decode=decode,
@@ -187,11 +186,6 @@ class Runtime:
                 if m.idempotency is not None else None,
                 api_key=app_keys,
             )
-            if route.shape is not None and route.shape.pager is not None \
-                    and not isinstance(m.query.pass_, str):
-                # links carry the parameters the route reads, not whatever a client added
-                route.shape.pager.keep = frozenset(
-                    {*m.query.pass_, *m.query.rename, "fields", "keymap", "envelope"})
             if app_keys is not None:  # the upstream learns the app's name, never its key
                 route.strip_headers |= {app_keys.header.lower()}
             self.table.add(spec.method, spec.template, route)

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiMapping
 
 from .config import QueryPolicy
 from .context import Exchange, Incoming
@@ -95,16 +95,28 @@ class HasQuery(Protocol):
 
 
 class QueryMapper:
-    """A route's `query` block, compiled. `map(request)` → the upstream query string."""
+    """A route's `query` block, compiled. `map(request)` → the upstream query string;
+    `linkable(query)` → the client parameters a link back to the route may carry."""
 
-    def __init__(self, cfg: QueryPolicy, reserved: frozenset[str] = frozenset()) -> None:
-        # `reserved` are the edge's own parameters (e.g. `fields`), never forwarded
-        self.reserved = reserved
+    def __init__(self, cfg: QueryPolicy, edge_params: frozenset[str] = frozenset(),
+                 fixed: frozenset[str] = frozenset()) -> None:
+        # `edge_params` are the edge's own (e.g. `fields`), `fixed` the ones the source path
+        # sets itself (a client's `?member_id=` never joins the template's): never forwarded
+        reserved = self.reserved = edge_params | fixed
         self.passthrough = cfg.pass_ == "all" and not cfg.rename and not cfg.set and not reserved
         self.allow = None if cfg.pass_ == "all" else (
             frozenset() if cfg.pass_ == "none" else frozenset(cfg.pass_))
         self.rename = dict(cfg.rename)
         self.set = dict(cfg.set)
+        # links carry what the route reads, not whatever a client added (pass: all reads all)
+        self.links = None if self.allow is None else \
+            self.allow | frozenset(self.rename) | edge_params
+
+    def linkable(self, query: MultiMapping[str]) -> MultiMapping[str]:
+        keep = self.links
+        if keep is None:
+            return query
+        return MultiDict([(k, v) for k, v in query.items() if k in keep])
 
     def map(self, request: HasQuery, raw_query: str) -> str:
         if self.passthrough:

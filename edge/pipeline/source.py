@@ -68,7 +68,7 @@ class Source(Stage):
         assert builder is not None  # only routes with several `sources` have none
         path = join_query(builder.build(x.params), route.query.map(request, x.raw_query))
         if shaped is not None and shaped.pager is not None:
-            x.query = request.query
+            x.query = route.query.linkable(request.query)  # for the pager's links
             path = join_query(path, urlencode(shaped.pager.upstream_params(request.query, x)))
         x.target = path
         if is_cached:  # a hit never needs the upstream headers: they are built on a miss

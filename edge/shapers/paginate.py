@@ -31,8 +31,6 @@ class Paginator:
         self.total = tuple(p.total.split("/")) if p.total else None
         self.has_more = tuple(p.has_more.split("/")) if p.has_more else None
         self.next_cursor = tuple(p.next_cursor.split("/")) if p.next_cursor else None
-        # client parameters links may carry (the route's own); None: every one it was sent
-        self.keep: frozenset[str] | None = None
 
     @classmethod
     def from_policy(cls, shape: Shape, edge: EdgeFile, sources: tuple[str, ...]
@@ -94,11 +92,10 @@ class Paginator:
             info["has_more"] = isinstance(items, list) and len(items) >= info["size"]
 
     def _link(self, ctx: RequestContext, **change: Any) -> str:
-        keep = self.keep
         owned = (self.page_param, self.cursor_param, self.size_param)
-        # a list of pairs: a repeated parameter (?tag=a&tag=b) keeps every value
-        query = [(k, v) for k, v in (ctx.query or {}).items()
-                 if k not in owned and (keep is None or k in keep)]
+        # ctx.query: the client parameters a link may carry (the source's QueryMapper chose
+        # them); a list of pairs, so a repeated one (?tag=a&tag=b) keeps every value
+        query = [(k, v) for k, v in (ctx.query or {}).items() if k not in owned]
         query.append((self.size_param, str(ctx.page["size"]) if ctx.page else ""))
         query.extend((k, str(v)) for k, v in change.items())
         return f"{ctx.path}?{urlencode(query)}"
