@@ -170,7 +170,8 @@ class Runtime:
                 auth=auth, timeout=timeout, max_body=max_body,
                 strip_headers=(strip if m.auth.forward_token else strip | {"authorization"})
                 | ({"content-encoding"} if decode else set()), decode=decode,
-                shape=ShapePlan(spec.shapers, shape, m.compression or edge.compression, edge)
+                shape=ShapePlan(spec.shapers, shape, m.compression or edge.compression, edge,
+                                self.inputs)
                 if shape is not None else None,
                 compress=_pass_compression(m.compression or edge.compression),
                 aggregate=AggregatePlan(m.sources, upstreams) if m.sources else None,

@@ -53,7 +53,7 @@ class ShapePlan:
     """A route's shaping, compiled at load time (the loader built its shapers)."""
 
     def __init__(self, shapers: Sequence[Shaper], shape: Shape, compression: Compression,
-                 edge: EdgeFile) -> None:
+                 edge: EdgeFile, inputs: Inputs) -> None:
         # the envelope is not a step of the document: its metadata is per request, so it
         # goes on at delivery, after the cache (`enveloping`)
         self.envelope = next((s for s in shapers if isinstance(s, Envelope)), None)
@@ -68,7 +68,7 @@ class ShapePlan:
         self.reads = frozenset({Input.FORMAT, Input.CODING}).union(
             *(s.reads for s in self.shapers),
             self.envelope.reads if self.envelope is not None else ())
-        self.vary = join_vary(Inputs(edge.devices).vary(self.reads))
+        self.vary = join_vary(inputs.vary(self.reads))
         self._with_upstream: dict[str, str] = {}
 
     def vary_with(self, upstream_vary: str | None) -> str:

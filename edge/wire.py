@@ -27,6 +27,7 @@ from .encoding import (
     is_compressible,
 )
 from .errors import Problem
+from .headers import canonical
 from .locations import HEADERS as LOCATION_HEADERS
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the de-facto ones.
@@ -67,7 +68,7 @@ def filter_headers(headers: Mapping[str, str], drop: frozenset[str]) -> CIMultiD
             continue
         # `X_Edge_Subject` is `X-Edge-Subject` to CGI/WSGI, Rails or nginx with
         # underscores_in_headers: never let a client smuggle an edge-owned name that way
-        if "_" in low and low.replace("_", "-") in drop:
+        if "_" in low and canonical(low) in drop:
             continue
         out.add(name, value)
     return out

@@ -19,6 +19,7 @@ from ..context import Exchange
 from ..encoding import DecodeError, TooLarge
 from ..errors import Problem
 from ..shapers.pointer import lookup
+from ..shaping import parse_json
 from ..wire import BufferedReply, OverCap, Reply, read_capped
 from .auth import compile_rules
 
@@ -70,8 +71,6 @@ class OwnerCheck:
             raise hidden()
         if not 200 <= status < 300:
             return resp
-        from ..shaping import parse_json  # shaping imports the proxy stages; late import
-
         try:
             raw = await read_capped(resp, self.max_body)
             doc = parse_json(raw, resp.headers.get("Content-Encoding"),
