@@ -233,3 +233,13 @@ def test_bad_object_rules_are_config_errors(tmp_path: Path, rule: str, message: 
     assert out.returncode == 1
     assert message in out.stdout
     assert out.stdout.startswith(f"{root}/routes/r.yaml:")
+
+
+def test_unless_rules_are_checked_like_allow_rules(tmp_path: Path) -> None:
+    rule = ("owner: {field: /member_id, claim: sub, "
+            "unless: [{claim: roles, equals: '{nope}'}, {claim: roles}]}")
+    root = write_config(tmp_path / "c", services_yaml({"svc": "http://127.0.0.1:1"}, EDGE),
+                        {"r.yaml": textwrap.dedent(ROUTE.format(extra="      " + rule))})
+    out = _check(root).stdout
+    assert "auth.owner.unless[0]: '{nope}' is not a parameter of the route" in out
+    assert "auth.owner.unless[1]: give exactly one of `equals` or `contains`" in out

@@ -22,6 +22,7 @@ from ..yamlpos import dotted
 from .models import (
     UNSAFE_METHODS,
     AggregateSource,
+    AllowRule,
     ApiKey,
     ApiKeys,
     EdgeFile,
@@ -156,18 +157,8 @@ def check_route(model: Route, kind: str, method: str, template: Template, p: tup
         problems.append(f"{pos.where((*p, 'auth', 'api_key'))}: error: {name}: auth.api_key "
                         "needs `auth.api_keys` in edge.yaml")
         ok = False
-    for i, rule in enumerate(model.auth.allow):
-        rp = (*p, "auth", "allow", i)
-        if (rule.equals is None) == (rule.contains is None):
-            problems.append(f"{pos.where(rp)}: error: {name}: auth.allow[{i}]: give exactly "
-                            "one of `equals` or `contains`")
-            ok = False
-        for value in (rule.equals, rule.contains):
-            for m in re.finditer(r"\{([^}]*)\}", value or ""):
-                if m.group(1) not in template.params:
-                    problems.append(f"{pos.where(rp)}: error: {name}: auth.allow[{i}]: "
-                                    f"'{{{m.group(1)}}}' is not a parameter of the route")
-                    ok = False
+    ok = _check_rules(model.auth.allow, (*p, "auth", "allow"), name, template, pos,
+                      problems) and ok
     if model.image is not None:
         ip = (*p, "image")
         if method != "GET" or model.source is None:
@@ -196,6 +187,27 @@ def check_route(model: Route, kind: str, method: str, template: Template, p: tup
         problems.append(f"{pos.where((*p, 'auth', 'allow'))}: error: {name}: auth.allow "
                         "needs `jwt: required`")
         ok = False
+    return ok
+
+
+def _check_rules(rules: list[AllowRule], at: tuple[Any, ...], name: str, template: Template,
+                 pos: yamlpos.Positions, problems: list[str]) -> bool:
+    """Claim rules (`allow`, and the object rules' `unless`): one of equals or contains,
+    and only the route's own parameters in them."""
+    ok = True
+    for i, rule in enumerate(rules):
+        rp = (*at, i)
+        label = f"{name}: {dotted(rp[at.index('auth'):])}"
+        if (rule.equals is None) == (rule.contains is None):
+            problems.append(f"{pos.where(rp)}: error: {label}: give exactly one of `equals` "
+                            "or `contains`")
+            ok = False
+        for value in (rule.equals, rule.contains):
+            for m in re.finditer(r"\{([^}]*)\}", value or ""):
+                if m.group(1) not in template.params:
+                    problems.append(f"{pos.where(rp)}: error: {label}: '{{{m.group(1)}}}' is "
+                                    "not a parameter of the route")
+                    ok = False
     return ok
 
 
@@ -243,11 +255,7 @@ def _check_objects(model: Route, method: str, name: str, template: Template,
             ok = False
     for where, unless in ([((*ap, "owner"), auth.owner.unless)] if auth.owner else []) + \
             [((*ap, "body", i), b.unless) for i, b in enumerate(auth.body)]:
-        for j, rule in enumerate(unless):
-            if (rule.equals is None) == (rule.contains is None):
-                problems.append(f"{pos.where((*where, 'unless', j))}: error: {name}: give "
-                                "exactly one of `equals` or `contains`")
-                ok = False
+        ok = _check_rules(unless, (*where, "unless"), name, template, pos, problems) and ok
     if (auth.jwt == "required" and template.params and not auth.allow and auth.owner is None
             and not auth.unowned and model.batch is None and model.offline_queue is None):
         problems.append(
