@@ -65,10 +65,11 @@ class EdgeApp:
         """The listener's server (`kwargs`: more of aiohttp's, e.g. from a test harness)."""
         edge = self.config.edge
         trusted = ClientAddress([*edge.trusted_proxies, *edge.rate_limits.allow])
+        server_kwargs = {**self.server_kwargs, **kwargs}
         guard = Guard(edge.limits.header_timeout, edge.limits.max_connections_per_ip,
-                      trusted.is_trusted, edge.problem_type_base)
-        return EdgeServer(self.handler.handle, guard=guard,
-                          **{**self.server_kwargs, **kwargs})
+                      trusted.is_trusted, edge.problem_type_base,
+                      server_kwargs["max_line_size"], server_kwargs["max_field_size"])
+        return EdgeServer(self.handler.handle, guard=guard, **server_kwargs)
 
     async def start(self) -> None:
         state, config = self.state, self.config

@@ -34,6 +34,8 @@ class Guard:
     max_per_ip: int
     exempt: Callable[[str], bool]  # addresses never capped
     type_base: str
+    max_line: int  # the parser's request-line limit: how a too-long line is told from a
+    max_field: int  # too-long header (aiohttp raises LineTooLong with the limit it passed)
 
 
 def problem_bytes(kind: str, detail: str, type_base: str, extra_headers: str = "") -> bytes:
@@ -120,6 +122,11 @@ class EdgeRequestHandler(RequestHandler):
         self.force_close()
         transport.close()
 
+    def _request_line(self, exc: LineTooLong) -> bool:
+        limit = exc.args[1] if len(exc.args) > 1 else None
+        guard = self._guard
+        return limit == guard.max_line and limit != guard.max_field  # equal: can't tell
+
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         if status >= 500:
@@ -127,7 +134,7 @@ class EdgeRequestHandler(RequestHandler):
                                exc_info=exc)
             kind, detail = "internal", ""
         elif isinstance(exc, LineTooLong):
-            kind = "uri-too-long" if _is_request_line(exc) else "header-too-large"
+            kind = "uri-too-long" if self._request_line(exc) else "header-too-large"
             detail = ("the request line is too long" if kind == "uri-too-long"
                       else "a request header is too large")
         else:
@@ -146,12 +153,6 @@ class EdgeRequestHandler(RequestHandler):
                             headers={"Cache-Control": "no-store"})
         resp.force_close()
         return resp
-
-
-def _is_request_line(exc: LineTooLong) -> bool:
-    line = exc.args[0] if exc.args else ""
-    text = line.decode("latin-1", "replace") if isinstance(line, bytes) else str(line)
-    return text.lower().startswith("status line") or "request line" in text.lower()
 
 
 class EdgeServer(web.Server):

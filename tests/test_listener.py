@@ -157,3 +157,10 @@ async def test_floods_no_route_limits_see_spend_the_per_ip_budget(
     assert statuses[10:] == [429, 429]
     r = await edge.get("/ok")  # the same budget as a route using the defaults would spend
     assert r.status == 200  # (this route has none of its own: `rate_limit: []`)
+
+
+async def test_an_overlong_request_line_gets_414(edge: Any) -> None:
+    out = await raw_exchange(*addr(edge), b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: e\r\n\r\n",
+                             until_closed=True)
+    status, problem = problem_of(out)
+    assert status == 414 and problem["type"] == "urn:edge:problem:uri-too-long"
