@@ -29,7 +29,7 @@ class Input(Enum):
     KEYMAP = "keymap"  # X-Edge-Keymap: none (or ?keymap=none)
     ENVELOPE = "envelope"  # X-Edge-Envelope (or ?envelope=)
     FIELDS = "fields"  # ?fields= only: part of the URL, so never in Vary
-    CALLER = "caller"  # the token or key: answers that depend on it are `private`
+    # (the caller is not an input here: answers that depend on it say `private` instead)
 
 
 NETWORK_HEADERS = ("Save-Data", "ECT", "X-Network-Type")
@@ -51,7 +51,7 @@ class Inputs:
             Input.FORMAT: ("Accept",), Input.CODING: ("Accept-Encoding",),
             Input.DEVICE: device, Input.NETWORK: NETWORK_HEADERS, Input.HINTS: HINT_HEADERS,
             Input.KEYMAP: (KEYMAP_HEADER,), Input.ENVELOPE: (ENVELOPE_HEADER,),
-            Input.FIELDS: (), Input.CALLER: (),
+            Input.FIELDS: (),
         }
 
     def vary(self, reads: Iterable[Input]) -> tuple[str, ...]:
