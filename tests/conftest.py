@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer, TestClient
@@ -58,6 +59,12 @@ def services_yaml(services: dict[str, str], extra: str = "") -> str:
         lines.append(f"  {name}:")
         lines.append(f"    url: {url}")
     return "\n".join(lines) + "\n" + textwrap.dedent(extra)
+
+
+def bearer(sub: str, roles: list[str] | None = None) -> dict[str, str]:
+    """An Authorization header with a test token (HS256, JWT_SECRET, ten minutes)."""
+    claims = {"sub": sub, "exp": int(time.time()) + 600, "roles": roles or ["member"]}
+    return {"Authorization": "Bearer " + jwt.encode(claims, JWT_SECRET, algorithm="HS256")}
 
 
 def types_of(doc: Any) -> Any:

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from .conftest import catch_all, services_yaml
+from .conftest import bearer, catch_all, services_yaml
 from .rawwire import RawUpstream, raw_exchange
 
 
@@ -228,3 +228,46 @@ async def test_underscored_spellings_of_identity_headers_never_reach_the_upstrea
     assert "x_edge_subject" not in names and "x-edge-subject" not in names
     assert "x_forwarded_for" not in names
     assert req.header("X_Trace") == "kept"
+
+
+async def test_what_rules_and_shared_caches_send_upstream_on_the_wire(make_edge: Any) -> None:
+    """Body rules re-frame what they re-serialize; a shared (public) answer is fetched
+    without the client's cookie, token or made-up Host."""
+    up = await RawUpstream(body=b'{"items": []}').start()
+    try:
+        edge_yaml = (f"services:\n  up:\n    url: {up.url}\n    pool: {{size: 1}}\n"
+                     "public_hosts: [api.example.com]\n"
+                     "auth:\n  jwt: {algorithms: [HS256], secret_env: EDGE_JWT_SECRET}\n")
+        client = await make_edge(edge_yaml, {"r.yaml": """
+            routes:
+              - route: POST /things
+                source: {service: up, path: /things}
+                auth:
+                  jwt: required
+                  body: [{field: /member_id, claim: sub, set: true}]
+                rate_limit: []
+              - route: GET /public
+                source: {service: up, path: /public}
+                shape: {}
+                cache: {scope: public, ttl: 60s}
+                auth: {jwt: "off", forward_token: true}
+                rate_limit: []
+        """})
+        packed = gzip.compress(b'{"note": "' + b"n" * 300 + b'"}')
+        r = await client.post("/things", data=packed, headers={
+            **bearer("1001"), "Content-Encoding": "gzip", "Content-Type": "application/json"})
+        assert r.status == 200
+        r = await client.get("/public", headers={"Cookie": "s=alice", "Host": "evil.example",
+                                                 "Authorization": "Bearer x.y.z"})
+        assert r.status == 200
+        write, read = up.requests
+        sent = orjson.dumps({"note": "n" * 300, "member_id": "1001"})
+        assert write.body == sent and write.header("Content-Length") == str(len(sent))
+        assert write.all("Content-Encoding") == [] and write.all("Transfer-Encoding") == []
+        names = {k.lower() for k, _ in read.headers}
+        assert not names & {"cookie", "authorization"}
+        assert read.all("X-Forwarded-Host") == ["api.example.com"]
+        assert read.all("Host") == [up.url.removeprefix("http://")]
+        assert up.errors == []
+    finally:
+        await up.close()

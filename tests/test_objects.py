@@ -7,16 +7,15 @@ import gzip
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
-import jwt
 import orjson
 import pytest
 from aiohttp import web
 
-from .conftest import JWT_SECRET, catch_all, services_yaml, write_config
+from .conftest import bearer as tok
+from .conftest import catch_all, services_yaml, write_config
 
 EDGE = """
 auth:
@@ -66,11 +65,6 @@ routes:
 """}
 
 OWNERS = {"A1": "1001", "B2": "1002"}
-
-
-def tok(sub: str, roles: list[str] | None = None) -> dict[str, str]:
-    claims = {"sub": sub, "exp": int(time.time()) + 600, "roles": roles or ["member"]}
-    return {"Authorization": "Bearer " + jwt.encode(claims, JWT_SECRET, algorithm="HS256")}
 
 
 @pytest.fixture
