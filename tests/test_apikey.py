@@ -511,3 +511,19 @@ def test_bundled_keys_file_is_hashes_matching_the_schema() -> None:
     assert errors(jsonschema.Draft202012Validator(schema), as_json) == []
     assert all(k["hash"].startswith("sha256:") for k in doc["keys"])
 
+
+
+def test_the_key_header_is_one_header(tmp_path: Path) -> None:
+    from edge.config import ConfigError, load_config
+
+    from .conftest import write_config
+
+    root = write_config(tmp_path / "c", "auth:\n  api_keys: {header: X-App-Key}\n", {})
+    with pytest.raises(ConfigError) as e:
+        load_config(root, {})
+    assert "auth.api_keys: the key check reads 'X-App-Key' (auth.api_keys.header) but the " \
+        "rate limits read 'X-API-Key' (rate_limits.api_key_header); set them alike" \
+        in e.value.problems[0]
+    write_config(root, "auth:\n  api_keys: {header: X-App-Key}\n"
+                       "rate_limits: {api_key_header: X-App-Key}\n", {})
+    load_config(root, {})

@@ -37,6 +37,15 @@ _KEYMAP_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 def check_edge(edge: EdgeFile, pos: yamlpos.Positions, root: Path) -> list[str]:
     problems = []
+    keys = edge.auth.api_keys
+    if keys is not None and keys.header.lower() != edge.rate_limits.api_key_header.lower():
+        # one header carries the app key: the limiter must count the one the edge verifies
+        key_at = ("rate_limits", "api_key_header") \
+            if "api_key_header" in edge.rate_limits.model_fields_set else ("auth", "api_keys")
+        problems.append(f"{pos.where(key_at)}: error: {dotted(key_at)}: the key check reads "
+                        f"'{keys.header}' (auth.api_keys.header) but the rate limits read "
+                        f"'{edge.rate_limits.api_key_header}' (rate_limits.api_key_header); "
+                        "set them alike")
     if edge.devices.default not in edge.devices.classes:
         problems.append(f"{pos.where(('devices', 'default'))}: error: devices.default: "
                         f"'{edge.devices.default}' is not one of devices.classes")
