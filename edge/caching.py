@@ -2,9 +2,10 @@
 answer from an entry (200, 304 or 226), purge.
 
 `EdgeCache` is process-wide (it outlives config reloads); `RouteCache` (policies/cache.py)
-is one route's policy. The fetch itself — upstream call, shaping, serialization — is the
-caller's: `Fetch(previous entry) -> Entry | (response, bytes sent)`, where a response
-means "this can't be cached; here is the answer for the leader".
+is one route's policy. The fetch itself — the pipeline's layers below its Cache layer:
+upstream call, shaping, serialization — is the caller's: `Fetch(previous entry,
+in_background) -> Entry | anything else`, where anything else means "this can't be kept;
+it is the answer for the leader as it is".
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from .representation import (
 
 log = logging.getLogger("edge.cache")
 # fetch(previous entry, in_background) → a new entry, or an answer that can't be cached
-Fetch = Callable[[Entry | None, bool], Awaitable["Entry | Answer"]]
+Fetch = Callable[[Entry | None, bool], Awaitable[Any]]
 
 
 class EdgeCache:
@@ -112,15 +113,19 @@ class EdgeCache:
 
     async def serve(self, key: str | None, rc: RouteCache, fetch: Fetch,
                     storable: Callable[[Entry], bool],
-                    respond: Callable[[Entry, str, bool], Answer],
+                    respond: Callable[[Entry, str, bool], Any],
                     fits: Callable[[Entry], bool] | None = None,
-                    rekey: Callable[[], str | None] | None = None) -> Answer:
+                    rekey: Callable[[], str | None] | None = None,
+                    drop: Callable[[Any], None] | None = None) -> Any:
         """The answer for `key`: fresh, stale-while-revalidate, coalesced, fetched, or
-        stale-if-error. `respond(entry, cache_status, policy_headers)` renders it. No key:
-        a caller the cache can't tell apart from others, fetched for itself alone.
+        stale-if-error. `respond(entry, cache_status, policy_headers)` says how an entry
+        answers; what `fetch` returns that is no entry (it can't be kept) is the answer
+        as it is. No key: a caller the cache can't tell apart from others, fetched for
+        itself alone.
 
         `fits(entry)` says whether an entry may answer this request (the upstream's Vary);
-        `rekey()` is the key to store a fetched entry under, once its Vary is known."""
+        `rekey()` is the key to store a fetched entry under, once its Vary is known;
+        `drop(result)` lets go of a fetched answer a stale entry is served instead of."""
         if key is None:
             result = await fetch(None, False)
             return respond(result, "fwd=bypass", False) if isinstance(result, Entry) \
@@ -152,15 +157,18 @@ class EdgeCache:
             if entry is not None and self.clock() < entry.fresh_until + rc.sie:
                 return _stale_if_error(entry, p.status, respond, self.clock())
             raise
-        if (answer[0].status >= 500 and entry is not None
+        status = _status(answer)
+        if (status is not None and status >= 500 and entry is not None
                 and self.clock() < entry.fresh_until + rc.sie):
-            return _stale_if_error(entry, answer[0].status, respond, self.clock())
+            if drop is not None:
+                drop(answer)
+            return _stale_if_error(entry, status, respond, self.clock())
         return answer
 
     async def _lead(self, key: str, entry: Entry | None, fetch: Fetch,
                     storable: Callable[[Entry], bool],
-                    respond: Callable[[Entry, str, bool], Answer],
-                    rekey: Callable[[], str | None] | None = None) -> Answer:
+                    respond: Callable[[Entry, str, bool], Any],
+                    rekey: Callable[[], str | None] | None = None) -> Any:
         future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
         self._inflight[key] = future
@@ -209,8 +217,16 @@ class EdgeCache:
         self._spawn(run())
 
 
+def _status(answer: Any) -> int | None:
+    """The status of what a fetch gave instead of an entry (an answer, or an upstream's)."""
+    if isinstance(answer, tuple):
+        return int(answer[0].status)
+    status = getattr(answer, "status", None)
+    return status if isinstance(status, int) else None
+
+
 def _stale_if_error(entry: Entry, status: int,
-                    respond: Callable[[Entry, str, bool], Answer], now: float) -> Answer:
+                    respond: Callable[[Entry, str, bool], Any], now: float) -> Any:
     return respond(entry, f"hit; ttl={int(entry.fresh_until - now)}; "
                    f"detail=stale-if-error; fwd-status={status}", True)
 
@@ -220,8 +236,8 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()  # nobody waiting is fine: don't warn about it
 
 
-def _discard(entry: Entry, status: str, policy: bool) -> Answer:
-    return web.Response(status=204), 0
+def _discard(entry: Entry, status: str, policy: bool) -> None:
+    return None
 
 
 def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str | None,

@@ -166,6 +166,7 @@ class Exchange:
     app: AppKey | None = None  # the verified app key, on routes that take keys
     path: str = ""  # the raw (still percent-encoded) path, without the query
     fields_param: str | None = None  # the client's ?fields=, for shaped routes
+    fields: Any = None  # … parsed (a shapers.projection.Selection)
     keymap_off: bool = False  # the client asked for full keys (?keymap=none)
     envelope: bool = False  # answers (data and problems) go in the standard envelope
     started: float = 0.0  # perf_counter() when the request arrived
@@ -190,6 +191,10 @@ class Exchange:
     coding: str | None = None  # the content coding negotiated for a shaped route
     bytes_in: list[int] = field(default_factory=lambda: [0])  # request body bytes read
     trace: Any = None  # a pipeline.Trace when the request is being explained
+    cache_key: str | None = None  # the edge cache's key for the answer, on a cached route
+    revalidate: Any = None  # the cache's entry the upstream is asked about (a 304 keeps it)
+    body: bytes | None = None  # the request body, when a stage had to read it whole
+    variant: Any = None  # an image route's images.ImageSpec for this request
 
 
 RequestContext = Exchange  # the name the shapers know it by

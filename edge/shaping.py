@@ -1,9 +1,7 @@
-"""Shaped responses: read the upstream's JSON, run the route's shapers, encode, compress.
-
-Only 2xx JSON is shaped. Anything else — another status, another type, a body the edge
-can't decode or parse, one over the size cap — is relayed as the upstream sent it, with
-`X-Edge-Shaped: skipped; reason=…` so nobody mistakes it for a shaped answer.
-"""
+"""Shaping: a route's shapers compiled (ShapePlan), and the steps the pipeline's Shape
+and Encode layers take with them: parse the upstream's JSON within limits, run the
+shapers, serialize (`represent`), and deliver the representation (`deliver`: ETag, 304,
+content coding, the envelope)."""
 
 from __future__ import annotations
 
@@ -12,19 +10,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import msgpack
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
 from .config import Compression, EdgeFile, Shape
-from .context import Exchange, Incoming
+from .context import Exchange
 from .encoding import (
     FORMATS,
-    DecodeError,
     NotAcceptable,
-    TooLarge,
     choose_coding,
     choose_format,
     decode,
@@ -34,19 +29,15 @@ from .inputs import Input, Inputs, join_vary
 from .representation import Wrap, encode, etag_of
 from .shapers import Shaper
 from .shapers.envelope import Envelope
+from .shapers.fields import Fields
 from .shapers.paginate import Paginator
 from .wire import (
     RESPONSE_DROP,
-    OverCap,
-    Reply,
     privatized,
-    read_capped,
-    send_upstream_response,
-    upstream_headers,
 )
 
 # The representation changes, so the upstream's validators and length no longer apply.
-_SHAPED_DROP = RESPONSE_DROP | {"content-type", "content-encoding", "etag", "content-md5"}
+SHAPED_DROP = RESPONSE_DROP | {"content-type", "content-encoding", "etag", "content-md5"}
 
 
 class ShapePlan:
@@ -59,6 +50,7 @@ class ShapePlan:
         self.envelope = next((s for s in shapers if isinstance(s, Envelope)), None)
         self.shapers: list[Shaper] = [s for s in shapers if not isinstance(s, Envelope)]
         self.pager = next((s for s in self.shapers if isinstance(s, Paginator)), None)
+        self.fields = next((s for s in self.shapers if isinstance(s, Fields)), None)
         self.compression = compression
         self.max_body = edge.limits.max_shaped_body
         self.max_depth = edge.limits.max_json_depth
@@ -135,7 +127,7 @@ def parse_json(raw: bytes, content_encoding: str | None, *, max_size: int,
     return orjson.loads(body)
 
 
-def _is_json(content_type: str | None) -> bool:
+def is_json(content_type: str | None) -> bool:
     if not content_type:
         return False
     media = content_type.partition(";")[0].strip().lower()
@@ -149,68 +141,8 @@ class Shaped:
     status: int
     headers: CIMultiDict[str]
     body: bytes
-
-
-async def send_shaped(request: Incoming, resp: Reply, ctx: Exchange, plan: ShapePlan,
-                      fmt: str, coding: str | None,
-                      extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
-    out = await shape_reply(request, resp, ctx, plan, fmt, extra)
-    if not isinstance(out, Shaped):
-        return out
-    return deliver(out, plan, ctx, coding, extra)
-
-
-async def shape_reply(request: Incoming, resp: Reply, ctx: Exchange, plan: ShapePlan,
-                      fmt: str, extra: Mapping[str, str]
-                      ) -> Shaped | tuple[web.StreamResponse, int]:
-    """The upstream's answer shaped and serialized — or, when it can't be shaped, the
-    answer relaying it as it came."""
-    if not 200 <= resp.status < 300 or not _is_json(resp.content_type):
-        reason = "status" if not 200 <= resp.status < 300 else "not-json"
-        ctx.shape_skipped = reason
-        return await send_upstream_response(
-            request, resp, ctx, {**extra, "X-Edge-Shaped": f"skipped; reason={reason}"})
-    try:
-        raw = await read_capped(resp, plan.max_body)
-    except OverCap as skip:
-        if plan.on_oversize == "error":
-            raise Problem("upstream-bad-response",
-                          "the upstream response is larger than this route shapes") from None
-        if ctx.buffer_limit is not None:
-            raise Problem("response-too-large",
-                          "the upstream response is larger than this route shapes") from None
-        ctx.shape_skipped = "too-large"
-        assert isinstance(request, web.BaseRequest)  # only a real client connection streams
-        return await _relay_rest(request, resp, ctx, skip.body,
-                                 {**extra, "X-Edge-Shaped": "skipped; reason=too-large"})
-    except (aiohttp.ClientError, TimeoutError):
-        raise Problem("upstream-bad-response", "the upstream response was cut short") from None
-    ctx.timings["upstream_bytes"] = len(raw)
-    if ctx.trace is not None:
-        ctx.trace.note("upstream", status=resp.status, type=resp.content_type, bytes=len(raw))
-    headers = upstream_headers(resp.headers, _SHAPED_DROP, ctx)
-    try:
-        doc = parse_json(raw, resp.headers.get("Content-Encoding"), max_size=plan.max_body,
-                         max_depth=plan.max_depth)
-        doc = shape(doc, plan, ctx, headers)
-    except (DecodeError, TooLarge, orjson.JSONDecodeError, RecursionError) as e:
-        # Deeper than limits.max_json_depth (checked before parsing), past orjson's own
-        # 1024 levels, or deep enough to exhaust the shapers' recursion: relay, never 500.
-        if isinstance(e, RecursionError) or "depth limit" in str(e):
-            reason = "too-deep"
-        elif isinstance(e, orjson.JSONDecodeError):
-            reason = "malformed-json"
-        else:
-            reason = "undecodable"
-        passthrough = upstream_headers(resp.headers, RESPONSE_DROP, ctx)
-        passthrough.update(extra)
-        passthrough["X-Edge-Shaped"] = f"skipped; reason={reason}"
-        ctx.shape_skipped = reason
-        return web.Response(status=resp.status, headers=passthrough, body=raw), len(raw)
-    body = represent(doc, fmt, headers, plan.vary_with(resp.headers.get("Vary")))
-    if ctx.trace is not None:
-        ctx.trace.note(fmt, bytes=len(body))
-    return Shaped(resp.status, headers, body)
+    fmt: str = "json"
+    upstream: Mapping[str, str] | None = None  # the upstream's headers (validators, Vary)
 
 
 def represent(doc: Any, fmt: str, headers: CIMultiDict[str], vary: str) -> bytes:
@@ -259,34 +191,6 @@ def shape(doc: Any, plan: ShapePlan, ctx: Exchange, headers: CIMultiDict[str]) -
         if trace is not None:
             trace.note(shaper.name, bytes=len(orjson.dumps(doc)))
     return doc
-
-
-async def _relay_rest(request: web.BaseRequest, resp: Reply,
-                      ctx: Exchange, head: bytes,
-                      extra: Mapping[str, str]) -> tuple[web.StreamResponse, int]:
-    """Stream an over-cap body through: what was already read, then the rest."""
-    headers: CIMultiDict[str] = upstream_headers(resp.headers, RESPONSE_DROP, ctx)
-    headers.update(extra)
-    if ctx.response_headers:
-        headers.update(ctx.response_headers)
-    stream = web.StreamResponse(status=resp.status, headers=headers)
-    if resp.content_length is not None:
-        stream.content_length = resp.content_length
-    await stream.prepare(request)
-    sent = 0
-    try:
-        if head:
-            await stream.write(head)
-            sent += len(head)
-        async for chunk in resp.content.iter_any():
-            await stream.write(chunk)
-            sent += len(chunk)
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
-        if request.transport is not None:
-            request.transport.abort()
-        return stream, sent
-    await stream.write_eof()
-    return stream, sent
 
 
 def keymap_document(name: str, table: Mapping[str, str]) -> dict[str, Any]:

@@ -266,13 +266,14 @@ class BufferedReply:
 
     def __init__(self, status: int, headers: Iterable[tuple[str, str]], body: bytes, *,
                  omitted: bool = False, rest: AsyncIterator[bytes] | None = None,
-                 length: int | None = None) -> None:
+                 length: int | None = None, source: Reply | None = None) -> None:
         self.status = status
         self.headers = CIMultiDictProxy(CIMultiDict(headers))
         self.body = body
         self.omitted = omitted
         self.content = _Chunks(body, rest)
         self.content_length: int | None = length if rest is not None else len(body)
+        self._source = source  # the live answer `rest` comes from, released with this
 
     @property
     def content_type(self) -> str:
@@ -283,11 +284,13 @@ class BufferedReply:
         return b"".join([chunk async for chunk in self.content.iter_any()])
 
     def release(self) -> None:
-        return None
+        if self._source is not None:
+            self._source.release()
 
 
 async def buffer_reply(resp: Reply, cap: int) -> BufferedReply:
-    """Read up to `cap` bytes of the body; past that, the reply streams the rest."""
+    """Read up to `cap` bytes of the body; past that, the reply streams the rest (and
+    releases `resp` with it). A reply read whole has released `resp` already."""
     chunks: list[bytes] = []
     size = 0
     stream = resp.content.iter_any()
@@ -297,9 +300,15 @@ async def buffer_reply(resp: Reply, cap: int) -> BufferedReply:
             chunks.append(chunk)
             if size > cap:
                 return BufferedReply(resp.status, resp.headers.items(), b"".join(chunks),
-                                     omitted=True, rest=stream, length=resp.content_length)
+                                     omitted=True, rest=stream, length=resp.content_length,
+                                     source=resp)
     except (aiohttp.ClientError, TimeoutError):
+        resp.release()
         raise Problem("upstream-bad-response", "the upstream response was cut short") from None
+    except BaseException:
+        resp.release()
+        raise
+    resp.release()
     return BufferedReply(resp.status, resp.headers.items(), b"".join(chunks))
 
 

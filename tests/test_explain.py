@@ -161,7 +161,7 @@ async def test_bad_input_and_dead_upstreams_are_steps_not_tracebacks(demo: Any,
     code = await explain(config, "GET", "/api/v1/members/1001?fields=items(",
                          [f"Authorization: {MEMBER}"], lines.append)
     assert code == 1
-    assert any(line.startswith("source     400 bad-fields") for line in lines), lines
+    assert any(line.startswith("negotiate  400 bad-fields") for line in lines), lines
     root = write_config(tmp_path / "dead", services_yaml(
         {"gone": f"http://127.0.0.1:{free_port()}"}),
         {"r.yaml": "route: GET /x\nsource: {service: gone, path: /x}\n"})
@@ -170,3 +170,22 @@ async def test_bad_input_and_dead_upstreams_are_steps_not_tracebacks(demo: Any,
     assert await explain(dead, "GET", "/x", [], lines.append) == 1
     assert any(line.startswith("source     502 upstream-unreachable") for line in lines)
     assert await explain(config, "GET", "/x", ["no colon"], lines.append) == 2
+
+
+async def test_the_record_follows_the_stages_down_and_the_layers_up(demo: Any) -> None:
+    """Stages are recorded as the request goes down, layers as the answer comes up: the
+    source first, then what shaped, kept and encoded it; a second request is a cache hit
+    and nothing below the cache runs."""
+    _, serve = demo
+    edge = await serve()
+    headers = CIMultiDict({"Authorization": MEMBER, "X-Device-Type": "phone"})
+    first = await edge.edge.handler.explain("GET", "/api/v1/claims/CLM-000086", headers)
+    stages = [s["stage"] for s in first["steps"]]
+    assert stages[:6] == ["match", "profile", "auth", "rate-limit", "negotiate", "source"]
+    assert stages.index("source") < stages.index("upstream") < stages.index("shape") \
+        < stages.index("cache") < stages.index("encode") < stages.index("deliver")
+    assert next(s for s in first["steps"] if s["stage"] == "cache")["result"] == "miss"
+    again = await edge.edge.handler.explain("GET", "/api/v1/claims/CLM-000086", headers)
+    stages = [s["stage"] for s in again["steps"]]
+    assert "source" not in stages and "upstream" not in stages
+    assert next(s for s in again["steps"] if s["stage"] == "cache")["result"] == "hit"

@@ -434,3 +434,22 @@ async def test_over_long_fields_is_400(edge: Any) -> None:
     problem = await resp.json(content_type=None)
     assert problem["detail"] == "fields: selection is longer than 1024 characters"
     assert problem["position"] == 1024
+
+
+async def test_a_broken_fields_costs_the_upstream_nothing(make_edge: Any,
+                                                          upstream: Any) -> None:
+    """`fields=` is parsed when the request is negotiated, before the upstream call: a
+    bad one is refused without asking the upstream for a document it can't shape."""
+    calls: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        calls.append(request.path_qs)
+        return web.json_response({"id": 1, "name": "x"})
+
+    up = await upstream(catch_all(handle))
+    edge = await make_edge(services_yaml({"up": up}), {"r.yaml": (
+        "route: GET /doc\nsource: {service: up, path: /doc}\nshape: {fields: '*'}\n")})
+    resp = await edge.get("/doc", params={"fields": "id,("})
+    assert resp.status == 400 and calls == []
+    resp = await edge.get("/doc", params={"fields": "id"})
+    assert resp.status == 200 and await resp.json() == {"id": 1} and calls == ["/doc"]

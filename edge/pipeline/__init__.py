@@ -1,22 +1,28 @@
 """The request pipeline: every request through the edge runs these stages, in this order.
 
-    FastLane   fastlane.py   a fresh public answer rendered before: served whole, at once
-    ---------- per request, over one Exchange (context.py) ----------------------------
-    Endpoints  endpoints.py  /health /ready /metrics, keymaps, purge, publish: answers
-    Match      match.py      the route and its path parameters; 404 405 414
-    Profile    profile.py    the envelope, decided before auth so a 401 comes in it too
-    Auth       access.py     app key, token, allow rules; 401 403
-    RateLimit  limits.py     the route's limits; 429
-    Negotiate  negotiate.py  format and coding for a shaped route; 406
-    Source     source.py     batch | image | cached | composed | idempotent | proxied:
-                             always answers (cached.py, compose.py, writes.py, images.py)
-    Deliver    deliver.py    request id, Server-Timing, problems, metrics, access log
+    FastLane     fastlane.py     a fresh public answer rendered before: served whole
+    ------------ per request, over one Exchange (context.py) ---------------------------
+    on the way down: a stage answers (the walk ends) or lets the request go on
+    Endpoints    endpoints.py    /health /ready /metrics, keymaps, purge, publish, explain
+    Match        match.py        the route and its path parameters; 404 405 414
+    Profile      profile.py      the envelope, decided before auth so a 401 comes in it too
+    Auth         access.py       app key, token, allow rules; 401 403
+    RateLimit    limits.py       the route's limits; 429
+    Negotiate    negotiate.py    format, coding, fields= and keymap for a shaped route; 406
+    then layers, each around the ones below it: down, then up with what they made
+    Encode       encode.py       up: ETag, 304/226, envelope, content coding; or the relay
+    Cache        cache.py        down: a fresh entry answers; up: the answer kept
+    Shape        shape.py        up: the upstream's JSON (or a composed document) shaped
+    Idempotency  idempotency.py  down: a retried write is replayed; up: the answer stored
+    Source       source.py       batch | image | composed | the upstream's reply
+    ------------
+    Deliver      deliver.py      request id, Server-Timing, problems, metrics, access log
 
-A stage is called with the exchange and returns an answer (which ends the walk) or None.
 The server, batch items, the offline queue, the admin explain endpoint and `edge explain`
 all run this same list (`Pipeline.serve`); `explain` only adds a Trace that records what
-each stage decided. What stays outside: the listener's guards (server.py) and event
-streams (`/events`), which go straight to the hub so an idle stream holds nothing more.
+each stage decided. A route walks only the stages with something to do on it (`plan`).
+What stays outside: the listener's guards (server.py) and event streams (`/events`),
+which go straight to the hub so an idle stream holds nothing more.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -37,26 +42,32 @@ from ..errors import Problem
 from ..representation import Answer
 from ..sse.endpoint import subscribe
 from .access import Auth
+from .cache import Cache
 from .deliver import REQUEST_ID, Deliver
+from .encode import Encode
 from .endpoints import Endpoints
 from .fastlane import FastLane
+from .idempotency import Idempotency
 from .limits import RateLimit
 from .match import Match
 from .negotiate import Negotiate
 from .profile import Profile
+from .shape import Shape
 from .source import Source
+from .stage import Inner, Layer, Link, Up, bottom
 from .trace import Trace
 
 if TYPE_CHECKING:
     from ..runtime import State
 
-Stage = Callable[[Exchange], Awaitable[Answer | None]]
 EXPLAIN_LIMIT = 64 * 1024 * 1024  # an explained answer is read whole (up to this)
 
 __all__ = ["STAGES", "Pipeline", "Trace"]
 
-# The order every request takes; a stage that answers ends it.
-STAGES = (Endpoints, Match, Profile, Auth, RateLimit, Negotiate, Source)
+# The order every request takes: stages on the way down (one that answers ends the
+# walk), then layers, each wrapping those after it.
+STAGES = (Endpoints, Match, Profile, Auth, RateLimit, Negotiate)
+LAYERS = (Encode, Cache, Shape, Idempotency, Source)
 
 
 class Pipeline:
@@ -73,6 +84,7 @@ class Pipeline:
         self._rid_counter = itertools.count(1)
         self.stages: tuple[Any, ...] = tuple(
             stage(state, self) for stage in STAGES)  # type: ignore[call-arg]
+        self.layers: tuple[Layer, ...] = tuple(layer(state, self) for layer in LAYERS)
         self.deliver = Deliver(state, access_log)
         self.fast_lane = FastLane(state, self, self.deliver)
 
@@ -148,14 +160,24 @@ class Pipeline:
                 "headers": {str(k): v for k, v in response.headers.items()},
                 "bytes": len(raw) if isinstance(raw, bytes) else 0}
 
-    def plan(self, route: Any) -> tuple[Any, ...]:
-        """The stages a route's requests walk after Match: those with something to do on
-        it (a route without limits has no RateLimit stage), in STAGES order. Made on the
-        route's first request, kept on the (per-generation) compiled route."""
-        stages = route.stages
-        if stages is None:
-            stages = route.stages = tuple(s for s in self.stages[2:] if s.applies(route))
-        return stages
+    def plan(self, route: Any) -> tuple[tuple[Any, ...], Inner]:
+        """What a route's requests walk after Match: the stages with something to do on
+        it (a route without limits has no RateLimit stage), in STAGES order, then its
+        chain of layers. Made on the route's first request, kept on the (per-generation)
+        compiled route."""
+        plan = route.stages
+        if plan is None:
+            stages = tuple(s for s in self.stages[2:] if s.applies(route))
+            plan = route.stages = (stages, self.chain(route))
+        return plan  # type: ignore[no-any-return]
+
+    def chain(self, route: Any, trace: Trace | None = None) -> Inner:
+        """The route's layers, each bound to those below it (recording, when explained)."""
+        inner: Inner = bottom
+        for layer in reversed(self.layers):
+            if layer.applies(route):
+                inner = Link(layer, inner) if trace is None else _Traced(layer, inner, trace)
+        return inner
 
     async def walk(self, x: Exchange) -> Answer:
         trace = x.trace
@@ -164,12 +186,14 @@ class Pipeline:
             answer = await self._step(stage, x, trace)
             if answer is not None:
                 return answer
-        # explained, every stage speaks (those with nothing to do say so)
-        for stage in self.plan(x.route) if trace is None else self.stages[2:]:
+        stages, chain = self.plan(x.route)
+        if trace is not None:  # explained, every stage speaks (those with nothing to do too)
+            stages, chain = self.stages[2:], self.chain(x.route, trace)
+        for stage in stages:
             answer = await self._step(stage, x, trace)
             if answer is not None:
                 return answer
-        raise AssertionError("the Source stage always answers")
+        return await chain(x)  # type: ignore[return-value]  # Encode's, or a batch's
 
     @staticmethod
     async def _step(stage: Any, x: Exchange, trace: Trace | None) -> Answer | None:
@@ -182,3 +206,25 @@ class Pipeline:
             raise
         trace.passed(stage, x, answer)
         return answer  # type: ignore[no-any-return]
+
+
+class _Traced(Link):
+    """A link that records what its layer decided (after it, on the way up)."""
+
+    __slots__ = ("trace",)
+
+    def __init__(self, layer: Layer, inner: Inner, trace: Trace) -> None:
+        super().__init__(layer, inner)
+        self.trace = trace
+
+    async def _run(self, x: Exchange) -> Up:
+        try:
+            out = await self.layer(x, self.inner)
+        except Problem as p:
+            self.trace.stopped(self.layer, x, p)
+            raise
+        self.trace.passed(self.layer, x, out)
+        return out
+
+    def __call__(self, x: Exchange) -> Any:
+        return self._run(x)

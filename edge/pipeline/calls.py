@@ -1,6 +1,6 @@
 """The upstream call as every source makes it: the headers the upstream gets, the call
 itself (a body over the limit is a 413, whenever it is found), the purge a successful write
-triggers, and sending the answer on (shaped, or streamed through)."""
+triggers, and `Expect: 100-continue`."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ from multidict import CIMultiDict
 from ..config import UNSAFE_METHODS
 from ..context import Exchange, Incoming
 from ..errors import Problem
-from ..representation import Answer
-from ..shaping import send_shaped
-from ..wire import BodyTooLarge, Reply, filter_headers, send_upstream_response
+from ..wire import BodyTooLarge, filter_headers
 
 if TYPE_CHECKING:
     from ..runtime import State
@@ -89,13 +87,6 @@ async def invalidate(state: State, x: Exchange, status: int) -> None:
     route = x.route
     if route.invalidates and 200 <= status < 300 and x.request.method in UNSAFE_METHODS:
         await state.cache.purge(route.invalidate_tags(x.params))
-
-
-async def send(x: Exchange, reply: Reply, extra: dict[str, str]) -> Answer:
-    route = x.route
-    if route.shape is not None:
-        return await send_shaped(x.request, reply, x, route.shape, x.fmt, x.coding, extra)
-    return await send_upstream_response(x.request, reply, x, extra, route.compress)
 
 
 async def expect(request: Incoming) -> None:

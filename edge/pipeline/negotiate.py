@@ -33,6 +33,8 @@ class Negotiate(Stage):
         x.fmt, x.coding = shaped.negotiate(request.headers)
         query = request.query
         x.fields_param = query.get("fields")
+        if shaped.fields is not None:
+            shaped.fields.asked(x)  # a bad `fields=` is a 400 here, not after the call
         x.keymap_off = (query.get("keymap") == "none"
                         or request.headers.get(KEYMAP_HEADER) == "none")
         if request.method in ("GET", "HEAD"):

@@ -1,8 +1,8 @@
-"""Source: where the answer comes from, and the last stage that runs for every route. It
-always answers: a batch (its items walk the pipeline again), an image (images.py), a
-cached or composed answer (cached.py), an idempotent write (writes.py), or the upstream's
-answer, streamed through or shaped (below). Shared here: the request the upstream gets,
-and the call itself."""
+"""Source: where the answer comes from, the innermost layer, for every route. A batch
+(its items walk the pipeline again) answers whole; an image route's variant is made from
+its source image (images.py); a composed route's sources are gathered into a `Document`;
+any other route gets the upstream's `Reply` to the request (`calls.py` builds the request
+and makes the call). The layers above shape, keep and encode what it returns."""
 
 from __future__ import annotations
 
@@ -13,28 +13,45 @@ from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 
 from ..batch import SubRequest
-from ..config import UNSAFE_METHODS
 from ..context import Exchange
 from ..encoding import NotAcceptable, choose_coding, compress
 from ..errors import Problem
-from ..policies.idempotency import HEADER as IDEMPOTENCY_KEY
-from ..wire import (
-    forward_body,
-    join_query,
-    read_request_body,
-    timing_header,
-)
-from .cached import cached, compose_uncached
-from .calls import call_upstream, expect, invalidate, send, upstream_headers
-from .images import image
-from .stage import Answer, Stage
-from .writes import idempotent
+from ..wire import forward_body, join_query, read_request_body
+from .calls import call_upstream, expect, invalidate, upstream_headers
+from .images import image, image_target
+from .stage import Document, Inner, Layer, Up
 
 
-class Source(Stage):
+def target(x: Exchange) -> str:
+    """The upstream path and query for this request (made once; the cache keys on it)."""
+    if x.target:
+        return x.target
+    route, request = x.route, x.request
+    builder = route.spec.upstream_path
+    assert builder is not None  # only routes with several `sources` have none
+    path = join_query(builder.build(x.params), route.query.map(request, x.raw_query))
+    shaped = route.shape
+    if shaped is not None and shaped.pager is not None:
+        x.query = route.query.linkable(request.query)  # for the pager's links
+        path = join_query(path, urlencode(shaped.pager.upstream_params(request.query, x)))
+    x.target = path
+    return path
+
+
+def reference(x: Exchange) -> tuple[str, str]:
+    """What the answer is made from, and its format: the cache's key is made of these."""
+    route = x.route
+    if route.image is not None:
+        spec = image_target(x)
+        return f"{x.target}|{spec!r}", spec.format
+    if route.aggregate is not None:
+        return f"{x.path}?{x.raw_query}", x.fmt
+    return target(x), x.fmt
+
+
+class Source(Layer):
     name = "source"
 
     def describe(self, x: Exchange) -> dict[str, Any] | None:
@@ -44,55 +61,31 @@ class Source(Stage):
             out["upstream"] = f"{route.upstream.name} {x.target}".strip()
         if "upstream" in x.timings:
             out["upstream_ms"] = round(x.timings["upstream"] * 1000, 1)
-        if x.cache_result is not None:
-            out["cache"] = x.cache_result
-        if x.shape_skipped is not None:
-            out["shaped"] = f"skipped: {x.shape_skipped}"
         if x.degraded:
             out["degraded"] = x.degraded
         return out
 
-    async def __call__(self, x: Exchange) -> Answer:
-        route, request = x.route, x.request
+    async def __call__(self, x: Exchange, inner: Inner) -> Up:
+        route = x.route
         if route.batch is not None:
             return await self._batch(x)
-        if route.image is not None and request.method in ("GET", "HEAD"):
+        if route.image is not None and x.request.method in ("GET", "HEAD"):
             return await image(self.state, x)
-        shaped = route.shape
-        is_cached = route.cache is not None and request.method in ("GET", "HEAD")
         if route.aggregate is not None:
-            if is_cached:
-                return await cached(self.state, x, f"{x.path}?{x.raw_query}", None)
-            return await compose_uncached(x)
-        builder = route.spec.upstream_path
-        assert builder is not None  # only routes with several `sources` have none
-        path = join_query(builder.build(x.params), route.query.map(request, x.raw_query))
-        if shaped is not None and shaped.pager is not None:
-            x.query = route.query.linkable(request.query)  # for the pager's links
-            path = join_query(path, urlencode(shaped.pager.upstream_params(request.query, x)))
-        x.target = path
-        if is_cached:  # a hit never needs the upstream headers: they are built on a miss
-            return await cached(self.state, x, path, path)
-        headers = upstream_headers(x)
-        policy = route.idempotency
-        key = request.headers.get(IDEMPOTENCY_KEY)
-        if request.method in UNSAFE_METHODS:
-            if policy is None:
-                if getattr(request, "offline", False):
-                    raise Problem("not-idempotent", f"{route.name} has no `idempotency`, so "
-                                  "a replayed offline operation could write twice")
-            elif key is not None:
-                return await idempotent(self.state, x, path, headers, policy, key)
-            elif policy.required:
-                raise Problem("idempotency-key-missing",
-                              f"{route.name} needs an Idempotency-Key header")
-        return await self._proxy(x, path, headers)
+            return await self._compose(x)
+        return await self._proxy(x)
 
-    async def _proxy(self, x: Exchange, path: str, headers: CIMultiDict[str]) -> Answer:
-        """The upstream's answer to the client's request, streamed through or shaped."""
+    async def _proxy(self, x: Exchange) -> Up:
+        """The upstream's answer to the client's request (the body streams through)."""
         route, request = x.route, x.request
+        path = target(x)
+        headers = upstream_headers(x)
+        if x.revalidate is not None:  # the cache holds a version: unchanged costs a 304
+            x.revalidate.ask_if_changed(headers)
         body: AsyncIterator[bytes] | bytes | None = None
-        if not request.content_length and not request.body_exists:
+        if x.body is not None:  # read already (an idempotent write's fingerprint needs it)
+            body = x.body or None
+        elif not request.content_length and not request.body_exists:
             if route.body_rules is not None:
                 body = route.body_rules.apply(b"", x)
         elif route.body_rules is not None:
@@ -102,21 +95,32 @@ class Source(Stage):
         else:
             await expect(request)
             body = await forward_body(request, route.max_body, x.bytes_in, decode=route.decode)
-        if body is not None and not isinstance(body, bytes) \
-                and request.content_length is not None:
-            headers["Content-Length"] = str(request.content_length)
+            if not isinstance(body, bytes) and body is not None \
+                    and request.content_length is not None:
+                headers["Content-Length"] = str(request.content_length)
         t0 = time.perf_counter()
         resp = await call_upstream(x, request.method, path, headers, body)
-        upstream_time = x.timings["upstream"] = time.perf_counter() - t0
-        extra = {x.rt.rid_header: x.request_id, "Server-Timing": timing_header(upstream_time)}
+        x.timings["upstream"] = time.perf_counter() - t0
         try:
             await invalidate(self.state, x, resp.status)
-            reply = resp if route.owner is None else await route.owner.release(resp, x)
-            return await send(x, reply, extra)
-        finally:
+            return resp if route.owner is None else await route.owner.release(resp, x)
+        except BaseException:
             resp.release()
+            raise
 
-    async def _batch(self, x: Exchange) -> Answer:
+    async def _compose(self, x: Exchange) -> Document:
+        """A composed route's sources, gathered (aggregate.py)."""
+        route = x.route
+        plan = route.shape
+        assert route.aggregate is not None and plan is not None
+        t0 = time.perf_counter()
+        doc, degraded = await route.aggregate.gather(x, upstream_headers(x), plan.max_body,
+                                                     plan.max_depth)
+        x.timings["upstream"] = time.perf_counter() - t0
+        x.degraded = degraded
+        return Document(doc)
+
+    async def _batch(self, x: Exchange) -> Up:
         """A batch or offline-queue route: every item walks the pipeline, one JSON answer."""
         route, request = x.route, x.request
         assert route.batch is not None

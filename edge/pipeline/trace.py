@@ -15,6 +15,7 @@ class Trace:
 
     def __init__(self) -> None:
         self.steps: list[dict[str, Any]] = []
+        self._seen: Problem | None = None
 
     def note(self, stage: str, **facts: Any) -> None:
         self.steps.append({"stage": stage, **facts})
@@ -25,6 +26,9 @@ class Trace:
             self.note(stage.name, **facts)
 
     def stopped(self, stage: Any, x: Exchange, problem: Problem) -> None:
+        if problem is self._seen:  # on its way up through the layers: said where it began
+            return
+        self._seen = problem
         self.note(stage.name, stopped=problem.status, problem=problem.kind,
                   detail=problem.detail)
 

@@ -56,14 +56,23 @@ class Fields:
         return (v.get(f"{device}/{network}") or v.get(network) or v.get(device)
                 or v.get("default") or ALL)
 
-    def apply(self, doc: Any, ctx: RequestContext) -> Any:
-        sel = self.select(ctx)
-        asked = ctx.fields_param
-        if asked is not None and self.client_fields:
+    def asked(self, ctx: RequestContext) -> Selection | None:
+        """The client's `?fields=`, parsed (Negotiate asks, before the upstream is
+        called: a bad one is a 400 that costs the upstream nothing)."""
+        if ctx.fields_param is None or not self.client_fields:
+            return None
+        if ctx.fields is None:
             try:
-                sel = intersect(sel, parse_fields(asked, max_length=self.max_length))
+                ctx.fields = parse_fields(ctx.fields_param, max_length=self.max_length)
             except FieldsError as e:
                 raise Problem("bad-fields", str(e), position=e.position) from None
+        return ctx.fields  # type: ignore[no-any-return]
+
+    def apply(self, doc: Any, ctx: RequestContext) -> Any:
+        sel = self.select(ctx)
+        asked = self.asked(ctx)
+        if asked is not None:
+            sel = intersect(sel, asked)
         if sel is ALL:
             return doc
         return project(doc, sel)
