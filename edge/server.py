@@ -94,11 +94,11 @@ class EdgeRequestHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is None and not self._request_in_progress and not self._messages:
-            self._arm()  # the first bytes of the next request's head
         super().data_received(data)
         if self._messages or self._request_in_progress:
             self._disarm()
+        elif self._head_timer is None:
+            self._arm()  # part of the next request's head: the rest has a deadline
 
     def _arm(self) -> None:
         if self._head_timer is None and self._guard.header_timeout > 0:

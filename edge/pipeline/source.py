@@ -65,15 +65,16 @@ class Source(Layer):
             out["degraded"] = x.degraded
         return out
 
-    async def __call__(self, x: Exchange, inner: Inner) -> Up:
+    def __call__(self, x: Exchange, inner: Inner) -> Awaitable[Up]:  # type: ignore[override]
+        # (the chosen source's coroutine itself: one frame fewer on the hottest path)
         route = x.route
         if route.batch is not None:
-            return await self._batch(x)
+            return self._batch(x)
         if route.image is not None and x.request.method in ("GET", "HEAD"):
-            return await image(self.state, x)
+            return image(self.state, x)
         if route.aggregate is not None:
-            return await self._compose(x)
-        return await self._proxy(x)
+            return self._compose(x)
+        return self._proxy(x)
 
     async def _proxy(self, x: Exchange) -> Up:
         """The upstream's answer to the client's request (the body streams through)."""
