@@ -140,5 +140,3 @@ def server_timing(elapsed: float, timings: Mapping[str, float], cache: str | Non
         parts.append(f"cache;desc={cache}")
     return ", ".join(parts)
 
-
-NO_TIMINGS: Mapping[str, float] = {}
