@@ -25,6 +25,7 @@ from .backends.tiers import Invalidations, TieredCache
 from .config import CacheSettings, Compression
 from .encoding import compress
 from .errors import Problem
+from .freshness import ANY, Asked
 from .inputs import ENVELOPE_HEADER, HINT_HEADERS, KEYMAP_HEADER, NETWORK_HEADERS
 from .policies.cache import RouteCache
 from .representation import (
@@ -39,6 +40,7 @@ from .representation import (
     quoted,
     wanted_delta,
 )
+from .wire import privatized
 
 log = logging.getLogger("edge.cache")
 # fetch(previous entry, in_background) → a new entry, or an answer that can't be cached
@@ -111,12 +113,13 @@ class EdgeCache:
             await self.on_purge(tags)
         return event
 
-    async def serve(self, key: str | None, rc: RouteCache, fetch: Fetch,
+    async def serve(self, key: str | None, fetch: Fetch,
                     storable: Callable[[Entry], bool],
                     respond: Callable[[Entry, str, bool], Any],
                     fits: Callable[[Entry], bool] | None = None,
                     rekey: Callable[[], str | None] | None = None,
-                    drop: Callable[[Any], None] | None = None) -> Any:
+                    drop: Callable[[Any], None] | None = None,
+                    asked: Asked = ANY) -> Any:
         """The answer for `key`: fresh, stale-while-revalidate, coalesced, fetched, or
         stale-if-error. `respond(entry, cache_status, policy_headers)` says how an entry
         answers; what `fetch` returns that is no entry (it can't be kept) is the answer
@@ -125,8 +128,12 @@ class EdgeCache:
 
         `fits(entry)` says whether an entry may answer this request (the upstream's Vary);
         `rekey()` is the key to store a fetched entry under, once its Vary is known;
-        `drop(result)` lets go of a fetched answer a stale entry is served instead of."""
+        `drop(result)` lets go of a fetched answer a stale entry is served instead of.
+        `asked`: the request's own say (RFC 9111 §5.2.1: no-cache, max-age, max-stale,
+        min-fresh, only-if-cached)."""
         if key is None:
+            if asked.only_if_cached:
+                raise _not_cached()
             result = await fetch(None, False)
             return respond(result, "fwd=bypass", False) if isinstance(result, Entry) \
                 else result
@@ -135,12 +142,19 @@ class EdgeCache:
             entry = previous = None
         now = self.clock()
         if entry is not None:
-            if now < entry.fresh_until:
-                return respond(entry, f"hit; ttl={int(entry.fresh_until - now)}", True)
-            if now < entry.fresh_until + rc.swr:
-                self._refresh(key, entry, fetch, storable, rekey)
-                return respond(entry, f"hit; ttl={int(entry.fresh_until - now)}; "
-                               "detail=stale-while-revalidate", True)
+            left = entry.fresh_until - now
+            if asked is ANY:
+                if left > 0:
+                    return respond(entry, f"hit; ttl={int(left)}", True)
+                if -left < entry.swr:
+                    self._refresh(key, entry, fetch, storable, rekey)
+                    return respond(entry, f"hit; ttl={int(left)}; "
+                                   "detail=stale-while-revalidate", True)
+            elif asked.accepts(now - entry.stored_at, left):
+                return respond(entry, f"hit; ttl={int(left)}" if left > 0 else
+                               f"hit; ttl={int(left)}; detail=max-stale", True)
+        if asked.only_if_cached:
+            raise _not_cached()
         pending = self._inflight.get(key)
         try:
             if pending is not None:
@@ -154,12 +168,12 @@ class EdgeCache:
             else:
                 answer = await self._lead(key, previous, fetch, storable, respond, rekey)
         except Problem as p:
-            if entry is not None and self.clock() < entry.fresh_until + rc.sie:
+            if entry is not None and self.clock() < entry.fresh_until + entry.sie:
                 return _stale_if_error(entry, p.status, respond, self.clock())
             raise
         status = _status(answer)
         if (status is not None and status >= 500 and entry is not None
-                and self.clock() < entry.fresh_until + rc.sie):
+                and self.clock() < entry.fresh_until + entry.sie):
             if drop is not None:
                 drop(answer)
             return _stale_if_error(entry, status, respond, self.clock())
@@ -217,6 +231,11 @@ class EdgeCache:
         self._spawn(run())
 
 
+def _not_cached() -> Problem:
+    return Problem("not-cached", "the request said only-if-cached, and no stored answer "
+                   "may answer it")
+
+
 def _status(answer: Any) -> int | None:
     """The status of what a fetch gave instead of an entry (an answer, or an upstream's)."""
     if isinstance(answer, tuple):
@@ -249,12 +268,17 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
     an older version we still know, else 200 in the client's content coding."""
     headers: CIMultiDict[str] = CIMultiDict(entry.headers)
     if policy_headers:
-        headers["Cache-Control"] = rc.cache_control(private)
+        if entry.origin_said:  # the upstream's Cache-Control (and Expires) go on as said
+            if private:
+                headers["Cache-Control"] = privatized(headers.get("Cache-Control"))
+                headers.popall("Expires", None)
+        else:
+            headers["Cache-Control"] = rc.cache_control(private)
         headers.popall("Set-Cookie", None)
         if not private:
             if rc.surrogate:
                 headers["Surrogate-Control"] = rc.surrogate
-            named = [t for t in entry.tags[:-2]]  # without the implicit route and * tags
+            named = [t for t in entry.tags if not t.startswith(_IMPLICIT)]
             if named:
                 for tag_header in rc.tag_headers:
                     headers[tag_header] = (" " if tag_header == "Surrogate-Key"
@@ -296,6 +320,11 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
                   delta=delta if rc.delta else None)
 
 
+# tags every entry has, never sent to CDNs: the route's, the URI's (purged by writes to
+# it), and `*`
+_IMPLICIT = ("route:", "uri:", "*")
+
+
 def cache_result(cache_status: str) -> str:
     """The metrics label for a Cache-Status value."""
     if "bypass" in cache_status:
@@ -315,7 +344,7 @@ def cache_result(cache_status: str) -> str:
 _SIGNATURE_HEADERS = ("Accept", "Accept-Encoding", KEYMAP_HEADER, ENVELOPE_HEADER,
                       "User-Agent", *NETWORK_HEADERS, *HINT_HEADERS)
 # With these the answer is not "the public one": the full pipeline decides.
-_SLOW_PATH = ("Authorization", "Cookie", "A-IM", "If-Modified-Since")
+_SLOW_PATH = ("Authorization", "Cookie", "A-IM", "If-Modified-Since", "Cache-Control")
 _DYNAMIC = frozenset({"age", "cache-status", "x-request-id", "date", "content-length",
                       "ratelimit", "ratelimit-policy"})
 

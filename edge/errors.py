@@ -43,6 +43,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "backend-unavailable": (503, "Shared state temporarily unavailable"),
     "service-unavailable": (503, "Temporarily unavailable"),
     "upstream-timeout": (504, "Upstream service timed out"),
+    "not-cached": (504, "Not in the cache"),
     "internal": (500, "Internal error"),
 }
 

@@ -121,6 +121,9 @@ class Entry:
     owner: str | None = None  # auth.owner: whose object this is (checked on every hit)
     # the upstream's Vary: (header, value in the request that fetched it), lower-case names
     vary: tuple[tuple[str, str | None], ...] = ()
+    swr: float = 0.0  # served stale this long past fresh_until while it is refreshed
+    sie: float = 0.0  # … or when the upstream fails
+    origin_said: bool = False  # the upstream's own Cache-Control/Expires go to clients
 
     def fits(self, headers: Mapping[str, str]) -> bool:
         """May this entry answer a request with these headers (the upstream's Vary)?"""
@@ -150,7 +153,7 @@ class Entry:
             1, self.status, self.headers, self.body, self.etag, self.fmt, self.stored_at,
             self.fresh_until, self.stale_until, self.store_until, list(self.tags),
             self.up_etag, self.up_last_modified, self.variants, self.history, self.owner,
-            [list(v) for v in self.vary],
+            [list(v) for v in self.vary], self.swr, self.sie, self.origin_said,
         ], use_bin_type=True))
 
     @classmethod
@@ -166,6 +169,8 @@ class Entry:
         if len(fields) > 16:
             entry.owner = fields[15]
             entry.vary = tuple((str(n), v) for n, v in fields[16])
+        if len(fields) > 19:
+            entry.swr, entry.sie, entry.origin_said = fields[17:20]
         return entry
 
     def delta(self, base: str, kind: str) -> bytes | None:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ..caching import EdgeCache, ReadyAnswers, cache_result, in_signature, make_ready
 from ..context import Exchange
-from ..policies.cache import storable
+from ..freshness import read_request, read_response
 from ..representation import Answer, Entry
 from ..shaping import Shaped
 from .source import reference
@@ -43,7 +43,7 @@ class Cache(Layer):
         ref, fmt = reference(x)
         key = x.cache_key = rc.key(x, ref, fmt, request.headers)
         image = route.image is not None
-        tags = rc.tags(x.params)
+        tags = (*rc.tags(x.params), "uri:" + x.path)  # a write to the URI purges it
 
         async def fetch(previous: Entry | None, background: bool) -> Entry | Up:
             c = replace(x, buffer_limit=rc.max_entry, timings={}) if background else x
@@ -54,20 +54,24 @@ class Cache(Layer):
                 if background:
                     _drop(out)
                 return out
+            up = out.upstream
+            said = read_response(up, started) if up is not None else None
             if out.status == 304 and previous is not None:
-                return rc.refreshed(previous, started)
+                return rc.refreshed(previous, started, said, up)
             if out.status != 200 or c.degraded:  # a partial answer is the caller's alone
                 return out
-            up = out.upstream or {}
+            up = up or {}
             entry = rc.new_entry(200, out.headers.items(), out.body, out.fmt, started, tags,
-                                 up.get("ETag"), up.get("Last-Modified"), previous)
+                                 up.get("ETag"), up.get("Last-Modified"), previous, said)
             if image:
                 return entry
             entry.owner = c.owner
             vary = rc.learn_vary(up, request.headers)
             entry.vary = vary or ()
-            # `Vary: *` (or more variants than the edge keys on): never kept
-            entry.storable = vary is not None and (rc.override or storable(up))
+            # `Vary: *` (or more variants than the edge keys on): never kept; nor what the
+            # upstream says no shared cache may keep (no-store, private, Set-Cookie)
+            entry.storable = vary is not None and (
+                rc.override or said is None or said.storable)
             if entry.storable:  # never keep (and replay) somebody's cookie
                 entry.headers = [h for h in entry.headers if h[0].lower() != "set-cookie"]
             return entry
@@ -80,10 +84,10 @@ class Cache(Layer):
 
         x.cache_result = "miss"
         return await cache.serve(  # type: ignore[no-any-return]
-            key, rc, fetch, lambda e: e.storable, respond,
+            key, fetch, lambda e: e.storable, respond,
             fits=None if image else (lambda e: e.fits(request.headers)),
             rekey=None if image else (lambda: rc.key(x, ref, fmt, request.headers)),
-            drop=_drop)
+            drop=_drop, asked=read_request(request.headers))
 
 
 def _drop(out: Any) -> None:

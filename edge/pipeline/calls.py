@@ -4,7 +4,7 @@ triggers, and `Expect: 100-continue`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -14,7 +14,8 @@ from multidict import CIMultiDict
 from ..config import UNSAFE_METHODS
 from ..context import Exchange, Incoming
 from ..errors import Problem
-from ..wire import BodyTooLarge, filter_headers
+from ..routing import BadPath, split_path
+from ..wire import LOCATION_HEADERS, BodyTooLarge, filter_headers
 
 if TYPE_CHECKING:
     from ..runtime import State
@@ -82,11 +83,34 @@ async def call_upstream(x: Exchange, method: str, path: str, headers: CIMultiDic
         raise
 
 
-async def invalidate(state: State, x: Exchange, status: int) -> None:
-    """A successful write through a route with `invalidates` purges its tags."""
-    route = x.route
-    if route.invalidates and 200 <= status < 300 and x.request.method in UNSAFE_METHODS:
-        await state.cache.purge(route.invalidate_tags(x.params))
+async def invalidate(state: State, x: Exchange, status: int,
+                     answer: Mapping[str, str] | None = None) -> None:
+    """A write that worked purges what the cache keeps of its URI and of the URIs its
+    answer names in Location and Content-Location (RFC 9111 §4.4), here and on every
+    instance sharing the backend; and, on a route with `invalidates`, those tags."""
+    route, request = x.route, x.request
+    if request.method not in UNSAFE_METHODS or not 200 <= status < 400:
+        return
+    tags = route.invalidate_tags(x.params) if route.invalidates and status < 300 else []
+    paths = [x.path]
+    if answer is not None:
+        rewrite = route.locations
+        for name in LOCATION_HEADERS:
+            value = answer.get(name)
+            if value is not None:
+                value = rewrite(value) if rewrite is not None else value
+                if value.startswith("/"):  # the edge's own URIs only: never another host
+                    paths.append(value.partition("?")[0])
+    table = x.rt.table
+    for path in paths:
+        try:
+            route_there = table.match("GET", split_path(path)).route
+        except (BadPath, UnicodeDecodeError):
+            continue
+        if route_there is not None and route_there.cache is not None:
+            tags.append("uri:" + path)  # (only URIs the cache may hold cost a purge)
+    if tags:
+        await state.cache.purge(tags)
 
 
 async def expect(request: Incoming) -> None:

@@ -103,7 +103,7 @@ class Source(Layer):
         resp = await call_upstream(x, request.method, path, headers, body)
         x.timings["upstream"] = time.perf_counter() - t0
         try:
-            await invalidate(self.state, x, resp.status)
+            await invalidate(self.state, x, resp.status, resp.headers)
             return resp if route.owner is None else await route.owner.release(resp, x)
         except BaseException:
             resp.release()

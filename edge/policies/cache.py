@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from ..config import CachePolicy, CacheSettings
 from ..context import Exchange
+from ..freshness import Stored
 from ..representation import Entry, etag_of
 from ..routing import PLACEHOLDER
 
@@ -95,9 +96,36 @@ class RouteCache:
     def cache_control(self, private: bool) -> str:
         return self.private_cc if private else self.public_cc
 
+    def lifetimes(self, said: Stored | None) -> tuple[float, float, float, float]:
+        """(age already spent, fresh for, stale-while-revalidate, stale-if-error) for an
+        answer the upstream said this of (RFC 9111 §4.2, RFC 5861). The upstream's word
+        wins; the route's `ttl` is the lifetime when it says nothing; `override_upstream`
+        makes the route's settings win outright."""
+        if said is None or self.override:
+            return 0.0, self.ttl, self.swr, self.sie
+        lifetime = 0.0 if said.revalidate else (
+            said.lifetime if said.lifetime is not None else self.ttl)
+        if said.must_revalidate:
+            return said.age, lifetime, 0.0, 0.0
+        return (said.age, lifetime, said.swr if said.swr is not None else self.swr,
+                said.sie if said.sie is not None else self.sie)
+
+    def _times(self, started: float, said: Stored | None
+               ) -> tuple[float, float, float, float, float, float]:
+        age, lifetime, swr, sie = self.lifetimes(said)
+        stored_at = started - age
+        fresh = stored_at + lifetime
+        stale = fresh + max(swr, sie)
+        # kept a while past staleness, to revalidate and to answer deltas from (and an
+        # answer stale on arrival, `no-cache`, kept for its validators)
+        store = (max(stale, started) + max(lifetime, 60.0) if self.history or fresh <= started
+                 else stale)
+        return stored_at, fresh, stale, store, swr, sie
+
     def new_entry(self, status: int, headers: Iterable[tuple[str, str]], body: bytes, fmt: str,
                   started: float, tags: tuple[str, ...], up_etag: str | None,
-                  up_last_modified: str | None, previous: Entry | None) -> Entry:
+                  up_last_modified: str | None, previous: Entry | None,
+                  said: Stored | None = None) -> Entry:
         etag = etag_of(body)
         history: list[tuple[str, bytes]] = []
         if previous is not None and self.history:
@@ -105,20 +133,36 @@ class RouteCache:
                 history.append((previous.etag, previous.body))
             history.extend(h for h in previous.history if h[0] != etag)
             del history[self.history:]
-        fresh = started + self.ttl
-        stale = fresh + max(self.swr, self.sie)
-        # kept a while past staleness, to revalidate and to answer deltas from
-        store = stale + max(self.ttl, 60.0) if self.history else stale
-        return Entry(status, list(headers), body, etag, fmt, started, fresh, stale, store, tags,
-                     up_etag, up_last_modified, {}, history)
+        stored_at, fresh, stale, store, swr, sie = self._times(started, said)
+        entry = Entry(status, list(headers), body, etag, fmt, stored_at, fresh, stale, store,
+                      tags, up_etag, up_last_modified, {}, history)
+        entry.swr, entry.sie = swr, sie
+        entry.origin_said = said is not None and said.explicit and not self.override
+        return entry
 
-    def refreshed(self, entry: Entry, started: float) -> Entry:
-        """The same representation, fresh again (the upstream answered 304)."""
-        fresh = started + self.ttl
-        stale = fresh + max(self.swr, self.sie)
-        store = stale + max(self.ttl, 60.0) if self.history else stale
-        return replace(entry, stored_at=started, fresh_until=fresh, stale_until=stale,
-                       store_until=store, deltas={})
+    def refreshed(self, entry: Entry, started: float, said: Stored | None = None,
+                  headers: Mapping[str, str] | None = None) -> Entry:
+        """The same representation, fresh again: the upstream answered 304, whose
+        caching headers replace the stored ones (RFC 9111 §4.3.4)."""
+        if said is not None and not said.explicit and entry.origin_said:
+            said = None  # a bare 304: the entry's own rules, from now
+        stored_at, fresh, stale, store, swr, sie = self._times(started, said)
+        kept = entry.headers
+        if headers is not None:
+            fresh_headers = {k.lower(): (k, v) for k, v in headers.items()
+                             if k.lower() in _UPDATED_BY_304}
+            if fresh_headers:
+                kept = [h for h in kept if h[0].lower() not in fresh_headers]
+                kept.extend(fresh_headers.values())
+        return replace(entry, stored_at=stored_at, fresh_until=fresh, stale_until=stale,
+                       store_until=store, deltas={}, swr=swr, sie=sie, headers=kept,
+                       origin_said=entry.origin_said or (said is not None and said.explicit
+                                                         and not self.override))
+
+
+# what a 304 may change in a stored answer's headers (the representation stays)
+_UPDATED_BY_304 = frozenset({"cache-control", "expires", "date", "last-modified",
+                             "cdn-cache-control", "surrogate-control"})
 
 
 def fill_tags(templates: Iterable[str], params: Mapping[str, str]) -> list[str]:
@@ -143,12 +187,3 @@ def upstream_vary(headers: Mapping[str, str]) -> frozenset[str] | None:
             if name and name not in _EDGE_NEGOTIATED:
                 names.add(name)
     return frozenset(names)
-
-
-def storable(headers: Mapping[str, str]) -> bool:
-    """May the upstream's answer be stored by the edge (without an override)?"""
-    if "Set-Cookie" in headers:
-        return False
-    cc = headers.get("Cache-Control", "").lower()
-    return not any(d.strip().partition("=")[0] in ("no-store", "private")
-                   for d in cc.split(","))

@@ -297,7 +297,8 @@ async def relay_purges(hub: Hub, tags: list[str]) -> None:
     """The cache's purges, as `invalidate` events on the topics named like the tags."""
     if hub.settings is None:
         return
-    topics = [t for t in tags if t != "*" and not t.startswith("route:") and valid_topic(t)]
+    topics = [t for t in tags if t != "*" and not t.startswith(("route:", "uri:"))
+              and valid_topic(t)]
     if topics:
         try:
             await hub.publish(topics, "invalidate", {"tags": tags})
