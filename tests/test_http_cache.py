@@ -249,3 +249,17 @@ async def test_a_write_on_one_instance_invalidates_every_instance(
             break
     else:
         raise AssertionError("the other instance kept serving what a write changed")
+
+
+async def test_a_bare_304_keeps_what_the_stored_answer_said(cache: Any) -> None:
+    """A 304 without caching headers leaves the stored ones in force (RFC 9111 §4.3.4):
+    a `no-cache` answer stays one to revalidate, never fresh for the route's ttl."""
+    edge, origin, _ = cache
+    name = unique("bare")
+    origin.script[name] = {"Cache-Control": "no-cache"}
+    await get(edge, f"/r/{name}")
+    origin.script[name] = {}  # its 304s say nothing of caching
+    for _ in range(2):
+        answer = await get(edge, f"/r/{name}")
+        assert "fwd-status=304" in answer.headers["Cache-Status"]
+    assert origin.conditional[name] == 2

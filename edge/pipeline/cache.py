@@ -54,13 +54,12 @@ class Cache(Layer):
                 if background:
                     _drop(out)
                 return out
-            up = out.upstream
-            said = read_response(up, started) if up is not None else None
             if out.status == 304 and previous is not None:
-                return rc.refreshed(previous, started, said, up)
+                return rc.refreshed(previous, started, out.upstream)
             if out.status != 200 or c.degraded:  # a partial answer is the caller's alone
                 return out
-            up = up or {}
+            up = out.upstream or {}
+            said = read_response(up, started) if out.upstream is not None else None
             entry = rc.new_entry(200, out.headers.items(), out.body, out.fmt, started, tags,
                                  up.get("ETag"), up.get("Last-Modified"), previous, said)
             if image:

@@ -9,9 +9,11 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from multidict import CIMultiDict
+
 from ..config import CachePolicy, CacheSettings
 from ..context import Exchange
-from ..freshness import Stored
+from ..freshness import Stored, read_response
 from ..representation import Entry, etag_of
 from ..routing import PLACEHOLDER
 
@@ -140,24 +142,28 @@ class RouteCache:
         entry.origin_said = said is not None and said.explicit and not self.override
         return entry
 
-    def refreshed(self, entry: Entry, started: float, said: Stored | None = None,
+    def refreshed(self, entry: Entry, started: float,
                   headers: Mapping[str, str] | None = None) -> Entry:
-        """The same representation, fresh again: the upstream answered 304, whose
-        caching headers replace the stored ones (RFC 9111 §4.3.4)."""
-        if said is not None and not said.explicit and entry.origin_said:
-            said = None  # a bare 304: the entry's own rules, from now
-        stored_at, fresh, stale, store, swr, sie = self._times(started, said)
+        """The same representation, fresh again: the upstream answered 304. Its caching
+        headers replace the stored ones, and what the stored answer said stays in force
+        where the 304 says nothing (RFC 9111 §4.3.4)."""
         kept = entry.headers
         if headers is not None:
-            fresh_headers = {k.lower(): (k, v) for k, v in headers.items()
-                             if k.lower() in _UPDATED_BY_304}
-            if fresh_headers:
-                kept = [h for h in kept if h[0].lower() not in fresh_headers]
-                kept.extend(fresh_headers.values())
+            updated = {k.lower(): (k, v) for k, v in headers.items()
+                       if k.lower() in _UPDATED_BY_304}
+            if updated:
+                kept = [h for h in kept if h[0].lower() not in updated]
+                kept.extend(updated.values())
+        said = None
+        if entry.origin_said or headers is not None:
+            merged = CIMultiDict(kept)
+            if headers is not None and "Age" in headers:
+                merged["Age"] = headers["Age"]
+            said = read_response(merged, started)
+        stored_at, fresh, stale, store, swr, sie = self._times(started, said)
         return replace(entry, stored_at=stored_at, fresh_until=fresh, stale_until=stale,
                        store_until=store, deltas={}, swr=swr, sie=sie, headers=kept,
-                       origin_said=entry.origin_said or (said is not None and said.explicit
-                                                         and not self.override))
+                       origin_said=said is not None and said.explicit and not self.override)
 
 
 # what a 304 may change in a stored answer's headers (the representation stays)
