@@ -98,6 +98,9 @@ class Runtime:
         # an image answer depends on Accept, client hints, the device and network class
         self.image_vary = join_vary(self.inputs.vary(
             {Input.FORMAT, Input.HINTS, Input.DEVICE, Input.NETWORK}))
+        # an image answer is never compressed again; the qualities only matter to deltas
+        self.image_quality = {"br": edge.compression.brotli_quality,
+                              "gzip": edge.compression.gzip_level}
         self.public_hosts = {h.lower(): h for h in edge.public_hosts}
         self.default_host = edge.public_hosts[0] if edge.public_hosts else None
         self.type_base = edge.problem_type_base

@@ -43,8 +43,7 @@ class Encode(Layer):
         rc = route.cache
         plan = route.shape
         if plan is None:  # an image: its formats are compressed already
-            compression = x.rt.config.edge.compression
-            quality = {"br": compression.brotli_quality, "gzip": compression.gzip_level}
+            compression, quality = x.rt.config.edge.compression, x.rt.image_quality
             coding, wrap = None, None
         else:
             compression, quality, coding = plan.compression, plan.quality, x.coding
