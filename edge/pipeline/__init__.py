@@ -181,24 +181,31 @@ class Pipeline:
 
     async def walk(self, x: Exchange) -> Answer:
         trace = x.trace
-        endpoints, match = self.stages[0], self.stages[1]
-        for stage in (endpoints, match):
-            answer = await self._step(stage, x, trace)
-            if answer is not None:
-                return answer
+        if trace is not None:
+            return await self._walk_traced(x, trace)
+        answer = await self.stages[0](x)  # Endpoints
+        if answer is None:
+            answer = await self.stages[1](x)  # Match
+        if answer is not None:
+            return answer  # type: ignore[no-any-return]
         stages, chain = self.plan(x.route)
-        if trace is not None:  # explained, every stage speaks (those with nothing to do too)
-            stages, chain = self.stages[2:], self.chain(x.route, trace)
         for stage in stages:
-            answer = await self._step(stage, x, trace)
+            answer = await stage(x)
             if answer is not None:
-                return answer
+                return answer  # type: ignore[no-any-return]
         return await chain(x)  # type: ignore[return-value]  # Encode's, or a batch's
 
+    async def _walk_traced(self, x: Exchange, trace: Trace) -> Answer:
+        """`walk`, explained: every stage speaks (those with nothing to do too), and every
+        layer records what it decided."""
+        for stage in self.stages:
+            answer = await self._step(stage, x, trace)
+            if answer is not None:
+                return answer
+        return await self.chain(x.route, trace)(x)  # type: ignore[return-value]
+
     @staticmethod
-    async def _step(stage: Any, x: Exchange, trace: Trace | None) -> Answer | None:
-        if trace is None:
-            return await stage(x)  # type: ignore[no-any-return]
+    async def _step(stage: Any, x: Exchange, trace: Trace) -> Answer | None:
         try:
             answer = await stage(x)
         except Problem as p:

@@ -73,14 +73,17 @@ async def call_upstream(x: Exchange, method: str, path: str, headers: CIMultiDic
     assert route.upstream is not None
     try:
         return await route.upstream.request(method, path, headers, body, route.timeout)
-    except BodyTooLarge:
-        raise Problem("payload-too-large",
-                      f"request body is over this route's {route.max_body} bytes") from None
-    except Problem:
-        if x.bytes_in[0] > route.max_body:
-            raise Problem("payload-too-large", f"request body is over this route's "
-                          f"{route.max_body} bytes") from None
-        raise
+    except (BodyTooLarge, Problem) as e:
+        raise call_failed(x, e) from None
+
+
+def call_failed(x: Exchange, e: BodyTooLarge | Problem) -> Problem:
+    """The problem a failed upstream call is: a 413 when the request body turned out to be
+    over the route's limit (found while it streamed), else the call's own."""
+    if isinstance(e, BodyTooLarge) or x.bytes_in[0] > x.route.max_body:
+        return Problem("payload-too-large",
+                       f"request body is over this route's {x.route.max_body} bytes")
+    return e
 
 
 async def invalidate(state: State, x: Exchange, status: int,

@@ -7,13 +7,13 @@ not shape) is relayed as it came, compressed on the way when the route says so."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ..caching import respond_from
 from ..context import Exchange
 from ..representation import Answer
 from ..shaping import Shaped, deliver, enveloping
-from ..wire import send_upstream_response, timing_header
+from ..wire import Reply, send_upstream_response, timing_header
 from .cache import keep_ready
 from .stage import Held, Inner, Layer, Up
 
@@ -36,7 +36,20 @@ class Encode(Layer):
             plan = x.route.shape
             assert plan is not None
             return deliver(out, plan, x, x.coding, {})
-        return await self._relay(x, out)
+        # the upstream's Reply, relayed (inline: the pass-through's hottest path)
+        reply = cast(Reply, out)
+        route = x.route
+        extra = {x.rt.rid_header: x.request_id}
+        if x.shape_skipped is not None:
+            extra["X-Edge-Shaped"] = f"skipped; reason={x.shape_skipped}"
+        upstream = x.timings.get("upstream")
+        if upstream is not None:  # a streamed answer's headers go out before Deliver's
+            extra["Server-Timing"] = timing_header(upstream)
+        try:
+            return await send_upstream_response(
+                x.request, reply, x, extra, route.compress if route.shape is None else None)
+        finally:
+            reply.release()
 
     def _held(self, x: Exchange, held: Held) -> Answer:
         route, request = x.route, x.request
@@ -54,18 +67,3 @@ class Encode(Layer):
                               cache.clock(), wrap)
         keep_ready(cache, x, held, answer)
         return answer
-
-    @staticmethod
-    async def _relay(x: Exchange, reply: Any) -> Answer:
-        route = x.route
-        extra = {x.rt.rid_header: x.request_id}
-        if x.shape_skipped is not None:
-            extra["X-Edge-Shaped"] = f"skipped; reason={x.shape_skipped}"
-        upstream = x.timings.get("upstream")
-        if upstream is not None:  # a streamed answer's headers go out before Deliver's
-            extra["Server-Timing"] = timing_header(upstream)
-        try:
-            return await send_upstream_response(
-                x.request, reply, x, extra, route.compress if route.shape is None else None)
-        finally:
-            reply.release()

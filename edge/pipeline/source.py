@@ -15,11 +15,12 @@ import orjson
 from aiohttp import web
 
 from ..batch import SubRequest
+from ..config import UNSAFE_METHODS
 from ..context import Exchange
 from ..encoding import NotAcceptable, choose_coding, compress
 from ..errors import Problem
-from ..wire import forward_body, join_query, read_request_body
-from .calls import call_upstream, expect, invalidate, upstream_headers
+from ..wire import BodyTooLarge, forward_body, join_query, read_request_body
+from .calls import call_failed, expect, invalidate, upstream_headers
 from .images import image, image_target
 from .stage import Document, Inner, Layer, Up
 
@@ -100,10 +101,16 @@ class Source(Layer):
                     and request.content_length is not None:
                 headers["Content-Length"] = str(request.content_length)
         t0 = time.perf_counter()
-        resp = await call_upstream(x, request.method, path, headers, body)
+        upstream = route.upstream
+        assert upstream is not None
+        try:  # (call_upstream, inline: one frame fewer on the hottest path)
+            resp = await upstream.request(request.method, path, headers, body, route.timeout)
+        except (BodyTooLarge, Problem) as e:
+            raise call_failed(x, e) from None
         x.timings["upstream"] = time.perf_counter() - t0
         try:
-            await invalidate(self.state, x, resp.status, resp.headers)
+            if request.method in UNSAFE_METHODS:
+                await invalidate(self.state, x, resp.status, resp.headers)
             return resp if route.owner is None else await route.owner.release(resp, x)
         except BaseException:
             resp.release()
