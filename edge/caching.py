@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 from .backends import Backend
 from .backends.tiers import Invalidations, TieredCache
 from .config import CacheSettings, Compression
-from .encoding import compress
+from .encoding import NotAcceptable, choose_coding, compress, is_compressible
 from .errors import Problem
 from .freshness import ANY, Asked
 from .inputs import ENVELOPE_HEADER, HINT_HEADERS, KEYMAP_HEADER, NETWORK_HEADERS
@@ -35,12 +35,15 @@ from .representation import (
     Entry,
     Wrap,
     age,
+    byte_range,
     encode,
     if_none_match,
+    if_range_holds,
+    not_modified,
     quoted,
     wanted_delta,
 )
-from .wire import privatized
+from .wire import PassCompression, privatized, varies_on_coding
 
 log = logging.getLogger("edge.cache")
 # fetch(previous entry, in_background) → a new entry, or an answer that can't be cached
@@ -106,6 +109,10 @@ class EdgeCache:
             return False
         await self.store.set(key, entry, ttl)
         return True
+
+    def keep_later(self, key: str, entry: Entry) -> None:
+        """Store an entry made after its answer went out (a body kept as it streamed)."""
+        self._spawn(self.put(key, entry))
 
     async def purge(self, tags: list[str]) -> dict[str, Any]:
         event = await self.invalidations.purge(tags)
@@ -259,13 +266,11 @@ def _discard(entry: Entry, status: str, policy: bool) -> None:
     return None
 
 
-def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str | None,
-            rc: RouteCache, private: bool, cache_status: str, policy_headers: bool,
-            extra: Mapping[str, str], compression: Compression,
-            quality: Mapping[str, int], now: float | None = None,
-            wrap: Wrap | None = None) -> Answer:
-    """An answer from a cache entry: 304 if the client has it, 226 with a patch if it has
-    an older version we still know, else 200 in the client's content coding."""
+def _stored_headers(entry: Entry, rc: RouteCache, private: bool, cache_status: str,
+                    policy_headers: bool, now: float | None) -> CIMultiDict[str]:
+    """An entry's headers as an answer from the cache: the caching policy (the origin's,
+    privatized for a caller's own answer, or the route's), never a cookie, the tags for
+    CDNs, Age, Cache-Status (RFC 9211)."""
     headers: CIMultiDict[str] = CIMultiDict(entry.headers)
     if policy_headers:
         if entry.origin_said:  # the upstream's Cache-Control (and Expires) go on as said
@@ -273,7 +278,9 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
                 headers["Cache-Control"] = privatized(headers.get("Cache-Control"))
                 headers.popall("Expires", None)
         else:
-            headers["Cache-Control"] = rc.cache_control(private)
+            said = rc.cache_control(private)
+            if said is not None:
+                headers["Cache-Control"] = said
         headers.popall("Set-Cookie", None)
         if not private:
             if rc.surrogate:
@@ -288,7 +295,20 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
             headers["Age"] = str(a)
     elif "Cache-Control" not in headers:
         headers["Cache-Control"] = "private, no-cache"
+    elif private:
+        headers["Cache-Control"] = privatized(headers.get("Cache-Control"))
     headers["Cache-Status"] = f"edge; {cache_status}"
+    return headers
+
+
+def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str | None,
+            rc: RouteCache, private: bool, cache_status: str, policy_headers: bool,
+            extra: Mapping[str, str], compression: Compression,
+            quality: Mapping[str, int], now: float | None = None,
+            wrap: Wrap | None = None) -> Answer:
+    """An answer from a cache entry: 304 if the client has it, 226 with a patch if it has
+    an older version we still know, else 200 in the client's content coding."""
+    headers = _stored_headers(entry, rc, private, cache_status, policy_headers, now)
     headers.update(extra)
 
     def delta(used: str | None) -> Answer | None:
@@ -320,6 +340,63 @@ def respond_from(entry: Entry, request_headers: Mapping[str, str], coding: str |
                   delta=delta if rc.delta else None)
 
 
+def respond_raw(entry: Entry, request_headers: Mapping[str, str], method: str,
+                rc: RouteCache, private: bool, cache_status: str, policy_headers: bool,
+                extra: Mapping[str, str], compression: PassCompression | None,
+                now: float | None = None) -> Answer:
+    """An answer from a kept relayed answer (a route that passes the origin's bodies
+    through): the origin's representation with its own validators; a 304 when the client
+    holds it, a 206 for one byte range of it (a 416 past its end), else whole — compressed
+    for the client (once per coding) when the route compresses pass-through answers."""
+    headers = _stored_headers(entry, rc, private, cache_status, policy_headers, now)
+    headers.update(extra)
+    body, status = entry.body, entry.status
+    if status != 200:
+        return web.Response(status=status, headers=headers, body=body), len(body)
+    etag = entry.up_etag
+    last_modified = headers.get("Last-Modified")
+    coding = None
+    if (compression is not None and len(body) >= compression.min_size
+            and is_compressible(headers.get("Content-Type"))):
+        varies_on_coding(headers)
+        try:
+            coding = choose_coding(request_headers.get("Accept-Encoding"))
+        except NotAcceptable:
+            coding = None  # identity is still the best answer there is
+    if coding is not None and etag is not None and not etag.startswith("W/"):
+        headers["ETag"] = "W/" + etag  # same content, other bytes (RFC 9110 §8.8.1)
+    if not_modified(request_headers, (if_none_match(etag) or ["\0"])[0] if etag else "\0",
+                    last_modified):
+        for name in NOT_ON_304:
+            headers.popall(name, None)
+        return web.Response(status=304, headers=headers), 0
+    headers["Accept-Ranges"] = "bytes"
+    wanted = request_headers.get("Range")
+    if (wanted is not None and method == "GET"
+            and if_range_holds(request_headers.get("If-Range"), etag, last_modified)):
+        span = byte_range(wanted, len(body))
+        if span is False:
+            headers["Content-Range"] = f"bytes */{len(body)}"
+            headers.popall("ETag", None)
+            return web.Response(status=416, headers=headers), 0
+        if isinstance(span, tuple):
+            first, last = span
+            part = body[first:last + 1]
+            headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
+            if etag is not None:
+                headers["ETag"] = etag  # the identity representation's
+            return web.Response(status=206, headers=headers, body=part), len(part)
+    if coding is not None:
+        assert compression is not None
+        encoded = entry.variants.get(coding)
+        if encoded is None:
+            encoded = entry.variants[coding] = compress(
+                body, coding, quality=compression.quality[coding])
+        body = encoded
+        headers["Content-Encoding"] = coding
+    return web.Response(status=200, headers=headers, body=body), len(body)
+
+
 # tags every entry has, never sent to CDNs: the route's, the URI's (purged by writes to
 # it), and `*`
 _IMPLICIT = ("route:", "uri:", "*")
@@ -344,7 +421,8 @@ def cache_result(cache_status: str) -> str:
 _SIGNATURE_HEADERS = ("Accept", "Accept-Encoding", KEYMAP_HEADER, ENVELOPE_HEADER,
                       "User-Agent", *NETWORK_HEADERS, *HINT_HEADERS)
 # With these the answer is not "the public one": the full pipeline decides.
-_SLOW_PATH = ("Authorization", "Cookie", "A-IM", "If-Modified-Since", "Cache-Control")
+_SLOW_PATH = ("Authorization", "Cookie", "A-IM", "If-Modified-Since", "Cache-Control",
+              "Range")
 _DYNAMIC = frozenset({"age", "cache-status", "x-request-id", "date", "content-length",
                       "ratelimit", "ratelimit-policy"})
 

@@ -191,8 +191,9 @@ def _cache_cell(m: Route) -> str:
     parts = []
     c = m.cache
     if c is not None:
-        scope = c.scope or ("public" if m.auth.jwt == "off" else "private")
-        parts.append(f"{scope} {c.ttl:g}s")
+        scope = c.scope or ("private" if "required" in (m.auth.jwt, m.auth.api_key)
+                            else "public/private")  # (anonymous / with credentials)
+        parts.append(f"{scope} {c.ttl:g}s" if c.ttl is not None else f"{scope} origin")
         if c.stale_while_revalidate:
             parts.append(f"swr {c.stale_while_revalidate:g}s")
         if c.stale_if_error:

@@ -78,6 +78,8 @@ class Stored:
     swr: float | None  # the origin's stale-while-revalidate
     sie: float | None  # the origin's stale-if-error
     explicit: bool  # the origin sent Cache-Control or Expires
+    heuristic: float | None = None  # §4.2.2: a tenth of its Last-Modified age, at most a day
+    public: bool = False  # `public`: heuristic freshness allowed whatever the status
 
 
 def read_response(headers: Mapping[str, str], now: float, *, shared: bool = True) -> Stored:
@@ -101,13 +103,27 @@ def read_response(headers: Mapping[str, str], now: float, *, shared: bool = True
     # The age it arrived with is the upstream's Age (as Varnish reads it): Date has a
     # one-second grain and the clocks may differ, so it only dates an Expires.
     age = seconds(headers.get("Age")) or 0.0
+    heuristic = None
+    if lifetime is None:
+        modified = http_date(headers.get("Last-Modified"))
+        if modified is not None:
+            heuristic = min(max(0.0, ((date or now) - modified) / 10), HEURISTIC_CAP)
     return Stored(
         storable=storable, lifetime=lifetime, age=min(age, 365 * 86_400.0),
         revalidate="no-cache" in cc,
         must_revalidate="must-revalidate" in cc or (shared and "proxy-revalidate" in cc),
         swr=seconds(cc.get("stale-while-revalidate")),
         sie=seconds(cc.get("stale-if-error")),
-        explicit=bool(cc) or "Expires" in headers)
+        explicit=bool(cc) or "Expires" in headers, heuristic=heuristic,
+        public="public" in cc)
+
+
+HEURISTIC_CAP = 86_400.0  # as Squid and Firefox: a heuristic never says more than a day
+# RFC 9110 §15.1: answers with these statuses may be given a heuristic lifetime (and the
+# route's `ttl`, when the origin is silent); any other is kept only when the origin says
+HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+# … and these may be kept with the origin's explicit freshness (the edge knows them)
+EXPLICIT_STATUSES = HEURISTIC_STATUSES | {302, 303, 307}
 
 
 @dataclass(frozen=True, slots=True)

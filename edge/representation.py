@@ -246,3 +246,37 @@ def encode(status: int, headers: CIMultiDict[str], body: bytes, etag: str, *,
         body = encoded
         headers["Content-Encoding"] = used
     return web.Response(status=status, headers=headers, body=body), len(body)
+
+
+def byte_range(header: str, length: int) -> tuple[int, int] | None | bool:
+    """RFC 9110 §14.1.2 for one `Range: bytes=…` over `length` bytes: (first, last), or
+    False when no part of it is there (416), or None when the edge ignores it and answers
+    whole (another unit, several ranges, anything malformed)."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_s, dash, last_s = spec.strip().partition("-")
+    if not dash or not (first_s + last_s).isdigit() or len(first_s + last_s) > 19:
+        return None
+    if not first_s:  # the last N bytes
+        n = int(last_s)
+        return (max(0, length - n), length - 1) if n and length else False
+    first = int(first_s)
+    last = int(last_s) if last_s else max(first, length - 1)
+    if last < first:
+        return None
+    if first >= length:
+        return False
+    return first, min(last, length - 1)
+
+
+def if_range_holds(value: str | None, etag: str | None, last_modified: str | None) -> bool:
+    """May a Range be honoured (RFC 9110 §13.1.5)? Without If-Range, yes; with it, only
+    when it names the current representation: a strong ETag, compared strongly, or the
+    exact Last-Modified date."""
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith('"') or value.startswith("W/"):
+        return etag is not None and not etag.startswith("W/") and value == etag
+    return last_modified is not None and value == last_modified

@@ -206,11 +206,16 @@ class Runtime:
 def _route_cache(m: Route, name: str, settings: CacheSettings) -> RouteCache | None:
     """A route's cache policy; image routes are always cached, for their `ttl`."""
     if m.cache is not None:
-        return RouteCache(m.cache, name, m.auth.jwt, settings)
+        return RouteCache(m.cache, name, _credentials_required(m), settings,
+                          m.auth.forward_token)
     if m.image is not None:
         policy = CachePolicy.model_construct(ttl=m.image.ttl, delta=False)
-        return RouteCache(policy, name, m.auth.jwt, settings)
+        return RouteCache(policy, name, _credentials_required(m), settings)
     return None
+
+
+def _credentials_required(m: Route) -> bool:
+    return m.auth.jwt == "required" or m.auth.api_key == "required"
 
 
 def _edge_params(shape: Shape | None) -> frozenset[str]:

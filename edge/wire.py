@@ -5,7 +5,7 @@ must read them, and then only up to a limit."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -288,6 +288,49 @@ class BufferedReply:
             self._source.release()
 
 
+class TeeReply:
+    """A live upstream answer that keeps a copy of its body as it streams through, up to
+    `cap` bytes: once the whole body has gone by (and it fits, and it is as long as the
+    origin said), `done(body)` is called. Cut short, or over the cap, nothing is kept."""
+
+    def __init__(self, resp: Reply, cap: int, done: Callable[[bytes], None]) -> None:
+        self._resp, self._cap, self._done = resp, cap, done
+        self.status = resp.status
+        self.headers = resp.headers
+        self.content_length = resp.content_length
+        self.content_type = resp.content_type
+        self.content = self
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        kept: list[bytes] | None = []
+        size = 0
+        async for chunk in self._resp.content.iter_any():
+            if kept is not None:
+                size += len(chunk)
+                if size > self._cap:
+                    kept = None
+                else:
+                    kept.append(chunk)
+            yield chunk
+        self._finish(kept)
+
+    async def read(self) -> bytes:
+        body = await self._resp.read()
+        if len(body) <= self._cap:
+            self._finish([body])
+        return body
+
+    def _finish(self, kept: list[bytes] | None) -> None:
+        if kept is None:
+            return
+        body = b"".join(kept)
+        if self.content_length is None or len(body) == self.content_length:
+            self._done(body)
+
+    def release(self) -> Any:
+        return self._resp.release()
+
+
 async def buffer_reply(resp: Reply, cap: int) -> BufferedReply:
     """Read up to `cap` bytes of the body; past that, the reply streams the rest (and
     releases `resp` with it). A reply read whole has released `resp` already."""
@@ -363,7 +406,7 @@ class PassCompression:
             return None  # relaying the upstream's own bytes is still the best answer
 
 
-def _varies_on_coding(headers: CIMultiDict[str]) -> None:
+def varies_on_coding(headers: CIMultiDict[str]) -> None:
     vary = headers.get("Vary")
     if vary is None:
         headers["Vary"] = "Accept-Encoding"
@@ -380,12 +423,14 @@ def _recoded_headers(headers: CIMultiDict[str], coding: str) -> None:
 
 async def send_upstream_response(request: Incoming, resp: Reply,
                                  ctx: Exchange, extra_headers: Mapping[str, str],
-                                 compression: PassCompression | None = None
+                                 compression: PassCompression | None = None,
+                                 private: bool | None = None,
                                  ) -> tuple[web.StreamResponse, int]:
-    """Relay status, headers and body; returns the response and the body bytes sent."""
+    """Relay status, headers and body; returns the response and the body bytes sent.
+    `private`: the answer is the caller's own (default: when the caller is identified)."""
     headers = upstream_headers(resp.headers, RESPONSE_DROP, ctx)
     headers.update(extra_headers)
-    if ctx.identity is not None:
+    if private or (private is None and ctx.identity is not None):
         headers["Cache-Control"] = privatized(headers.get("Cache-Control"))
     status = resp.status
     if request.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
@@ -394,7 +439,7 @@ async def send_upstream_response(request: Incoming, resp: Reply,
         return web.Response(status=status, headers=headers), 0
     coding = None
     if compression is not None and compression.applies(resp):
-        _varies_on_coding(headers)
+        varies_on_coding(headers)
         coding = compression.coding_for(request, resp)
     if coding is not None:
         _recoded_headers(headers, coding)

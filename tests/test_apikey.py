@@ -405,9 +405,9 @@ def test_keys_need_edge_yaml_and_a_public_answer_needs_no_key(tmp_path: Path) ->
     assert [p.replace(f"{root}/", "") for p in exc.value.problems] == [
         "routes/a.yaml:3:17: error: GET /a: auth.api_key needs `auth.api_keys` in edge.yaml"]
     cached = ("route: GET /a\nsource: {service: s, path: /a}\n"
-              "auth: {jwt: 'off', api_key: required}\nshape: {}\ncache: {ttl: 1m}\n")
+              "auth: {jwt: 'off', api_key: required}\ncache: {ttl: 1m, scope: public}\n")
     assert key_problems(tmp_path / "3", "[]\n", routes={"a.yaml": cached}) == [
-        "routes/a.yaml:5:1: error: GET /a: cache.scope: a public answer would be served (by "
+        "routes/a.yaml:4:25: error: GET /a: cache.scope: a public answer would be served (by "
         "the edge's fast lane, and by CDNs) without checking the app key; set "
         "`scope: private`"]
     tiered = ROUTE + "rate_limit: [{key: ip, rate: 1/s, per_tier: {gold: {rate: 2/s}}}]\n"

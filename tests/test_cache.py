@@ -472,8 +472,8 @@ async def test_delta_from_the_version_the_app_holds(edge: Any, up: tuple[Upstrea
 @pytest.mark.parametrize("route, expected", [
     ("route: POST /x\nsource: {service: up, path: /x}\nshape: {}\ncache: {ttl: 1s}",
      "only GET routes are cached"),
-    ("route: GET /x\nsource: {service: up, path: /x}\ncache: {ttl: 1s}",
-     "`cache` needs `shape`"),
+    ("route: GET /x\nsource: {service: up, path: /x}\ncache: {ttl: 0s}",
+     "cache.ttl must be more than 0"),
     ("route: GET /x\nsource: {service: up, path: /x}\nauth: {jwt: required}\nshape: {}\n"
      "cache: {ttl: 1s, scope: public}", "a CDN would serve a public answer"),
     ("route: GET /x/{id}\nsource: {service: up, path: /x}\nshape: {}\n"

@@ -344,23 +344,17 @@ def _check_cache(model: Route, method: str, name: str, template: Template,
         problems.append(f"{pos.where(cp, key=True)}: error: {name}: only GET routes are "
                         "cached")
         ok = False
-    if model.shape is None and model.sources is None:
-        problems.append(f"{pos.where(cp, key=True)}: error: {name}: `cache` needs `shape` "
-                        "(`shape: {{}}` will do) or `sources`: the edge caches what it shapes")
-        ok = False
     if cache.scope == "public" and model.auth.jwt == "required":
         problems.append(f"{pos.where((*cp, 'scope'))}: error: {name}: cache.scope: a CDN "
                         "would serve a public answer without checking the token; use "
                         "`private` (or make the route's auth `off`)")
         ok = False
-    elif model.auth.api_key == "required" and (cache.scope or (
-            "public" if model.auth.jwt == "off" else "private")) == "public":
-        where = pos.where((*cp, "scope")) if cache.scope else pos.where(cp, key=True)
-        problems.append(f"{where}: error: {name}: cache.scope: a public answer would be "
-                        "served (by the edge's fast lane, and by CDNs) without checking the "
-                        "app key; set `scope: private`")
+    elif model.auth.api_key == "required" and cache.scope == "public":
+        problems.append(f"{pos.where((*cp, 'scope'))}: error: {name}: cache.scope: a public "
+                        "answer would be served (by the edge's fast lane, and by CDNs) "
+                        "without checking the app key; set `scope: private`")
         ok = False
-    if cache.ttl <= 0:
+    if cache.ttl is not None and cache.ttl <= 0:
         problems.append(f"{pos.where((*cp, 'ttl'))}: error: {name}: cache.ttl must be more "
                         "than 0")
         ok = False

@@ -698,15 +698,21 @@ TagHeader = Literal["Surrogate-Key", "Cache-Tag", "Edge-Cache-Tag"]
 
 
 class CachePolicy(Model):
-    """Cache this GET route's shaped answers at the edge and tell CDNs and apps how long
-    they may keep them."""
+    """Keep this GET route's answers at the edge (a shared HTTP cache, RFC 9111) and tell
+    CDNs and apps how long they may keep them. The origin's Cache-Control and Expires
+    decide first; these settings apply where it says nothing."""
 
-    ttl: Duration
-    """How long an answer is fresh (`max-age`)."""
+    ttl: Duration | None = None
+    """How long an answer is fresh when the origin says nothing (`max-age` on answers).
+    Unset: the origin's word only, else a heuristic (a tenth of the time since its
+    Last-Modified, at most a day)."""
     scope: Literal["public", "private"] | None = None
-    """public: one answer for everyone, CDNs may store it (`s-maxage`); private: one per
-    caller (keyed by the token's subject), only the app may store it. Default: private
-    unless the route's auth is `off`. A route with `jwt: required` can't be public."""
+    """public: one answer for everyone, credentials stripped, CDNs may store it
+    (`s-maxage`); private: one per caller (keyed by the token's subject), only the app
+    may store it. Default: private where every caller presents credentials (`jwt` or
+    `api_key` required); elsewhere an anonymous answer is shared and an answer to a
+    request with a token, cookie or app key is the caller's own. A route with
+    `jwt: required` can't be public."""
     stale_while_revalidate: Duration = 0.0
     """After `ttl`, serve the stale answer this much longer while one background request
     refreshes it."""

@@ -11,13 +11,18 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from ..caching import EdgeCache, ReadyAnswers, cache_result, in_signature, make_ready
 from ..context import Exchange
-from ..freshness import read_request, read_response
-from ..representation import Answer, Entry
+from ..encoding import DecodeError, TooLarge, decode
+from ..errors import Problem
+from ..freshness import EXPLICIT_STATUSES, HEURISTIC_STATUSES, read_request, read_response
+from ..representation import Answer, Entry, if_none_match
 from ..shaping import Shaped
+from ..wire import RESPONSE_DROP, BufferedReply, OverCap, TeeReply, read_capped
+from ..wire import upstream_headers as answer_headers
 from .source import reference
 from .stage import Held, Inner, Layer, Up
 
@@ -51,6 +56,8 @@ class Cache(Layer):
             started = cache.clock()
             out = await inner(c)
             if not isinstance(out, Shaped):
+                if isinstance(out, RELAYED) and c.cache_key is not None:
+                    return await self._relayed(c, out, previous, started, tags, background)
                 if background:
                     _drop(out)
                 return out
@@ -87,6 +94,91 @@ class Cache(Layer):
             fits=None if image else (lambda e: e.fits(request.headers)),
             rekey=None if image else (lambda: rc.key(x, ref, fmt, request.headers)),
             drop=_drop, asked=read_request(request.headers))
+
+
+    async def _relayed(self, x: Exchange, resp: Any, previous: Entry | None, started: float,
+                       tags: tuple[str, ...], background: bool) -> Entry | Any:
+        """An origin's answer relayed as it came (a pass-through route, or one the Shape
+        layer let through): kept as the origin sent it when RFC 9111 allows — read whole
+        when small, else kept while it streams to this client (`TeeReply`) and stored
+        once it has gone by whole. Anything else goes on up to be relayed."""
+        rc, request, cache = x.route.cache, x.request, self.state.cache
+        status = resp.status
+        if status == 304 and previous is not None:  # what the cache holds is current
+            resp.release()
+            return rc.refreshed(previous, started, resp.headers)
+        said = read_response(resp.headers, started)
+        if not (status in HEURISTIC_STATUSES or (
+                status in EXPLICIT_STATUSES and said.lifetime is not None)):
+            return _unkept(resp, background)
+        vary = rc.learn_vary(resp.headers, request.headers)
+        if vary is None or not (rc.override or said.storable):
+            return _unkept(resp, background)
+        coding = resp.headers.get("Content-Encoding")
+        rid = x.rt.rid_header.lower()
+        headers = [(k, v) for k, v in answer_headers(resp.headers, RESPONSE_DROP, x).items()
+                   if k.lower() not in _NOT_KEPT and k.lower() != rid]
+        up_etag = resp.headers.get("ETag")
+        if coding is not None and coding.lower() != "identity" and up_etag is not None \
+                and not up_etag.startswith("W/"):
+            up_etag = "W/" + up_etag  # kept decoded: the same content, other bytes
+        key = x.cache_key
+
+        def entry_of(body: bytes) -> Entry | None:
+            if coding is not None:  # the origin coded it though asked not to: kept decoded
+                try:
+                    body = decode(body, coding, max_size=rc.max_entry)
+                except (DecodeError, TooLarge):
+                    return None
+            entry = rc.new_entry(status, headers, body, RAW, started, tags, up_etag,
+                                 resp.headers.get("Last-Modified"), None, said,
+                                 etag=(if_none_match(up_etag) or [""])[0] if up_etag else "")
+            entry.owner, entry.vary = x.owner, vary
+            return entry
+
+        length = resp.content_length
+        if background or (length is not None and length <= READ_WHOLE):
+            try:
+                body = await read_capped(resp, rc.max_entry)
+            except OverCap as over:
+                if background:
+                    resp.release()
+                    return None
+                return BufferedReply(status, resp.headers.items(), over.body,
+                                     rest=resp.content.iter_any(), length=length, source=resp)
+            except (aiohttp.ClientError, TimeoutError):
+                resp.release()
+                raise Problem("upstream-bad-response",
+                              "the upstream response was cut short") from None
+            resp.release()
+            entry = entry_of(body)
+            return entry if entry is not None else BufferedReply(
+                status, resp.headers.items(), body)
+        if length is not None and length > rc.max_entry:
+            return resp  # too big to keep: relayed as it comes
+
+        def done(body: bytes) -> None:
+            entry = entry_of(body)
+            store_key = rc.key(x, *reference(x), request.headers) if entry else None
+            if entry is not None and store_key is not None and key is not None:
+                cache.keep_later(store_key, entry)
+
+        return TeeReply(resp, rc.max_entry, done)
+
+
+RELAYED = (aiohttp.ClientResponse, BufferedReply)
+RAW = "raw"  # the format of a kept relayed answer (its body as the origin sent it)
+READ_WHOLE = 64 * 1024  # a relayed answer up to this long is read whole before it is sent
+# never kept with an answer: the edge's own, made per request
+_NOT_KEPT = frozenset({"set-cookie", "server-timing", "age",
+                       "cache-status", "content-length", "content-encoding"})
+
+
+def _unkept(resp: Any, background: bool) -> Any:
+    if background:
+        _drop(resp)
+        return None
+    return resp
 
 
 def _drop(out: Any) -> None:

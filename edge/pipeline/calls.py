@@ -57,7 +57,15 @@ def upstream_headers(x: Exchange) -> CIMultiDict[str]:
         headers.update(route.auth.upstream_identity(x.identity))
     if x.app is not None:
         headers[route.api_key.identity_header] = x.app.name
-    if route.shape is not None:
+    if x.cache_key is not None:
+        # filling the cache: the whole representation, as it is; the client's own
+        # conditions and range are answered from what is kept (x.revalidate asks the
+        # origin about that)
+        headers["Accept-Encoding"] = "identity"
+        for name in CONDITIONALS:
+            headers.popall(name, None)
+        headers.popall("Range", None)
+    elif route.shape is not None:
         headers["Accept-Encoding"] = "identity"  # cheaper on a LAN; decoded if ignored
         if x.conditional is not None:
             # the upstream's validators don't describe the edge's representation

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from ..caching import respond_from
+from ..caching import respond_from, respond_raw
 from ..context import Exchange
 from ..representation import Answer
 from ..shaping import Shaped, deliver, enveloping
 from ..wire import Reply, send_upstream_response, timing_header
-from .cache import keep_ready
+from .cache import RAW, keep_ready
 from .stage import Held, Inner, Layer, Up
 
 
@@ -45,9 +45,16 @@ class Encode(Layer):
         upstream = x.timings.get("upstream")
         if upstream is not None:  # a streamed answer's headers go out before Deliver's
             extra["Server-Timing"] = timing_header(upstream)
+        rc = route.cache
+        private = x.identity is not None
+        if rc is not None and x.cache_result is not None:  # (a cached route's, not kept)
+            private = rc.private_for(x)
+            extra["Cache-Status"] = "edge; fwd=bypass" if x.cache_key is None \
+                else "edge; fwd=uri-miss"
         try:
             return await send_upstream_response(
-                x.request, reply, x, extra, route.compress if route.shape is None else None)
+                x.request, reply, x, extra, route.compress if route.shape is None else None,
+                private=private)
         finally:
             reply.release()
 
@@ -62,6 +69,12 @@ class Encode(Layer):
             compression, quality, coding = plan.compression, plan.quality, x.coding
             wrap = enveloping(plan, x)
         cache = self.state.cache
+        if held.entry.fmt == RAW:  # the origin's own answer, kept
+            answer = respond_raw(held.entry, request.headers, request.method, rc,
+                                 rc.private_for(x), held.status, held.policy, {},
+                                 route.compress if plan is None else None, cache.clock())
+            keep_ready(cache, x, held, answer)
+            return answer
         answer = respond_from(held.entry, request.headers, coding, rc, rc.private_for(x),
                               held.status, held.policy, {}, compression, quality,
                               cache.clock(), wrap)

@@ -13,7 +13,7 @@ from multidict import CIMultiDict
 
 from ..config import CachePolicy, CacheSettings
 from ..context import Exchange
-from ..freshness import Stored, read_response
+from ..freshness import HEURISTIC_STATUSES, Stored, read_response
 from ..representation import Entry, etag_of
 from ..routing import PLACEHOLDER
 
@@ -25,12 +25,17 @@ def _seconds(value: float) -> int:
 class RouteCache:
     """A route's `cache` block, compiled."""
 
-    def __init__(self, cfg: CachePolicy, route_name: str, auth_mode: str,
-                 settings: CacheSettings) -> None:
+    def __init__(self, cfg: CachePolicy, route_name: str, credentials_required: bool,
+                 settings: CacheSettings, forward_token: bool = False) -> None:
         self.cfg = cfg
         self.route_name = route_name
-        self.scope = cfg.scope or ("public" if auth_mode == "off" else "private")
-        self.ttl = cfg.ttl
+        # `scope` as the route says it; else private where every caller presents
+        # credentials, and per request elsewhere (private_for)
+        self.explicit = cfg.scope
+        self.scope = cfg.scope or ("private" if credentials_required else "public")
+        # the credentials the origin gets: a cookie always, Authorization when forwarded
+        self.credentials = ("Authorization", "Cookie") if forward_token else ("Cookie",)
+        self.ttl = cfg.ttl  # None: the origin's word, else a heuristic (RFC 9111 §4.2.2)
         self.swr = cfg.stale_while_revalidate
         self.sie = cfg.stale_if_error
         self.max_entry = settings.max_entry
@@ -46,17 +51,29 @@ class RouteCache:
         if self.sie:
             tail.append(f"stale-if-error={_seconds(self.sie)}")
         s_maxage = cfg.s_maxage if cfg.s_maxage is not None else cfg.ttl
-        self.public_cc = ", ".join([f"public, max-age={_seconds(self.ttl)}",
-                                    f"s-maxage={_seconds(s_maxage)}", *tail])
-        self.private_cc = ", ".join([f"private, max-age={_seconds(self.ttl)}", *tail])
-        self.surrogate = (f"max-age={_seconds(s_maxage)}" if cfg.surrogate_control
-                          else None)
+        # what answers say when the origin said nothing (no ttl: nothing more than that)
+        self.public_cc = ", ".join([f"public, max-age={_seconds(cfg.ttl)}",
+                                    f"s-maxage={_seconds(s_maxage or 0)}", *tail]) \
+            if cfg.ttl is not None else None
+        self.private_cc = ", ".join([f"private, max-age={_seconds(cfg.ttl)}", *tail]) \
+            if cfg.ttl is not None else "private"
+        self.surrogate = (f"max-age={_seconds(s_maxage)}"
+                          if cfg.surrogate_control and s_maxage is not None else None)
         self.tag_templates = tuple(cfg.tags)
         self.tag_headers = tuple(cfg.tag_headers)
         self.route_tag = f"route:{route_name}"
 
     def private_for(self, ctx: Exchange) -> bool:
-        return self.scope == "private" or ctx.identity is not None
+        """Is this request's answer its caller's own? As the route says, when it says;
+        else when the caller presented credentials (a verified token or app key, a cookie,
+        an Authorization header the route forwards): an
+        anonymous answer on an optional-auth route is shared (RFC 9111 §3.5)."""
+        if self.explicit is not None:
+            return self.explicit == "private"
+        if self.scope == "private" or ctx.identity is not None or ctx.app is not None:
+            return True
+        headers = ctx.request.headers
+        return any(name in headers for name in self.credentials)
 
     def key(self, ctx: Exchange, upstream: str, fmt: str,
             headers: Mapping[str, str]) -> str | None:
@@ -65,7 +82,7 @@ class RouteCache:
         if self.private_for(ctx):
             if ctx.identity and ctx.identity.get("sub") is not None:
                 who = f"{ctx.identity.get('iss', '')}:{ctx.identity['sub']}"
-            elif "Cookie" in headers:
+            elif any(name in headers for name in self.credentials):
                 return None  # someone the edge can't tell apart: never share their answer
             else:
                 who = "anonymous"
@@ -95,26 +112,36 @@ class RouteCache:
     def tags(self, params: Mapping[str, str]) -> tuple[str, ...]:
         return (*fill_tags(self.tag_templates, params), self.route_tag, "*")
 
-    def cache_control(self, private: bool) -> str:
+    def cache_control(self, private: bool) -> str | None:
         return self.private_cc if private else self.public_cc
 
-    def lifetimes(self, said: Stored | None) -> tuple[float, float, float, float]:
+    def lifetimes(self, said: Stored | None, status: int = 200
+                  ) -> tuple[float, float, float, float]:
         """(age already spent, fresh for, stale-while-revalidate, stale-if-error) for an
         answer the upstream said this of (RFC 9111 §4.2, RFC 5861). The upstream's word
-        wins; the route's `ttl` is the lifetime when it says nothing; `override_upstream`
-        makes the route's settings win outright."""
-        if said is None or self.override:
-            return 0.0, self.ttl, self.swr, self.sie
-        lifetime = 0.0 if said.revalidate else (
-            said.lifetime if said.lifetime is not None else self.ttl)
+        wins; the route's `ttl` is the lifetime when it says nothing, else a heuristic
+        (a tenth of the Last-Modified age, for the statuses that allow one);
+        `override_upstream` makes the route's settings win outright."""
+        if said is None or (self.override and self.ttl is not None):
+            return 0.0, self.ttl or 0.0, self.swr, self.sie
+        if said.revalidate:
+            lifetime = 0.0
+        elif said.lifetime is not None:
+            lifetime = said.lifetime
+        elif self.ttl is not None:
+            lifetime = self.ttl
+        elif said.heuristic is not None and (status in HEURISTIC_STATUSES or said.public):
+            lifetime = said.heuristic
+        else:
+            lifetime = 0.0
         if said.must_revalidate:
             return said.age, lifetime, 0.0, 0.0
         return (said.age, lifetime, said.swr if said.swr is not None else self.swr,
                 said.sie if said.sie is not None else self.sie)
 
-    def _times(self, started: float, said: Stored | None
+    def _times(self, started: float, said: Stored | None, status: int = 200
                ) -> tuple[float, float, float, float, float, float]:
-        age, lifetime, swr, sie = self.lifetimes(said)
+        age, lifetime, swr, sie = self.lifetimes(said, status)
         stored_at = started - age
         fresh = stored_at + lifetime
         stale = fresh + max(swr, sie)
@@ -127,15 +154,17 @@ class RouteCache:
     def new_entry(self, status: int, headers: Iterable[tuple[str, str]], body: bytes, fmt: str,
                   started: float, tags: tuple[str, ...], up_etag: str | None,
                   up_last_modified: str | None, previous: Entry | None,
-                  said: Stored | None = None) -> Entry:
-        etag = etag_of(body)
+                  said: Stored | None = None, etag: str | None = None) -> Entry:
+        """An entry for this answer; `etag`: the validator it keeps (the origin's, for a
+        relayed answer), else a strong one of the bytes the edge made."""
+        etag = etag if etag is not None else etag_of(body)
         history: list[tuple[str, bytes]] = []
         if previous is not None and self.history:
             if previous.etag != etag:
                 history.append((previous.etag, previous.body))
             history.extend(h for h in previous.history if h[0] != etag)
             del history[self.history:]
-        stored_at, fresh, stale, store, swr, sie = self._times(started, said)
+        stored_at, fresh, stale, store, swr, sie = self._times(started, said, status)
         entry = Entry(status, list(headers), body, etag, fmt, stored_at, fresh, stale, store,
                       tags, up_etag, up_last_modified, {}, history)
         entry.swr, entry.sie = swr, sie
@@ -160,7 +189,7 @@ class RouteCache:
             if headers is not None and "Age" in headers:
                 merged["Age"] = headers["Age"]
             said = read_response(merged, started)
-        stored_at, fresh, stale, store, swr, sie = self._times(started, said)
+        stored_at, fresh, stale, store, swr, sie = self._times(started, said, entry.status)
         return replace(entry, stored_at=stored_at, fresh_until=fresh, stale_until=stale,
                        store_until=store, deltas={}, swr=swr, sie=sie, headers=kept,
                        origin_said=said is not None and said.explicit and not self.override)
