@@ -182,7 +182,12 @@ async def test_demo_serves_the_example_routes(demo: Any) -> None:
     async with s.get(f"{base}/img/providers/PRV-001/photos/1.jpg", headers={
             "User-Agent": "iPhone", "Accept": "image/webp"}) as r:
         assert r.status == 200 and r.headers["Content-Type"] == "image/webp"
+        # anonymous on an optional-auth route: shareable, so a CDN may keep resized photos
+        assert r.headers["Cache-Control"].startswith("public, max-age=86400")
         phone_bytes = len(await r.read())
+    async with s.get(f"{base}/img/providers/PRV-001/photos/1.jpg", headers=member) as r:
+        assert r.status == 200  # … and with a token, the caller's own
+        assert r.headers["Cache-Control"].startswith("private")
     async with s.get(f"{base}/media/providers/PRV-001/photos/1.jpg") as r:
         assert phone_bytes < len(await r.read()) / 5
     for _ in range(4):  # fails every other call upstream; the retry hides it
