@@ -43,7 +43,7 @@ from .representation import (
     quoted,
     wanted_delta,
 )
-from .wire import PassCompression, privatized, varies_on_coding
+from .wire import SHARED_ONLY, PassCompression, privatized, varies_on_coding
 
 log = logging.getLogger("edge.cache")
 # fetch(previous entry, in_background) → a new entry, or an answer that can't be cached
@@ -282,9 +282,14 @@ def _stored_headers(entry: Entry, rc: RouteCache, private: bool, cache_status: s
             if said is not None:
                 headers["Cache-Control"] = said
         headers.popall("Set-Cookie", None)
-        if not private:
+        if private:  # a CDN reads these before Cache-Control: never on a caller's own
+            for name in SHARED_ONLY:
+                headers.popall(name, None)
+        else:
             if rc.surrogate:
                 headers["Surrogate-Control"] = rc.surrogate
+            if rc.cdn_cc:
+                headers["CDN-Cache-Control"] = rc.cdn_cc
             named = [t for t in entry.tags if not t.startswith(_IMPLICIT)]
             if named:
                 for tag_header in rc.tag_headers:
@@ -297,6 +302,8 @@ def _stored_headers(entry: Entry, rc: RouteCache, private: bool, cache_status: s
         headers["Cache-Control"] = "private, no-cache"
     elif private:
         headers["Cache-Control"] = privatized(headers.get("Cache-Control"))
+        for name in SHARED_ONLY:
+            headers.popall(name, None)
     headers["Cache-Status"] = f"edge; {cache_status}"
     return headers
 

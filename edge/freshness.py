@@ -5,7 +5,7 @@ headers; the edge cache (caching.py, policies/cache.py) applies them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -82,10 +82,24 @@ class Stored:
     public: bool = False  # `public`: heuristic freshness allowed whatever the status
 
 
-def read_response(headers: Mapping[str, str], now: float, *, shared: bool = True) -> Stored:
+def targeted_field(headers: Mapping[str, str], targeted: Sequence[str]) -> str | None:
+    """The first of the fields aimed at this cache that the answer has (RFC 9213)."""
+    return next((name for name in targeted if name in headers), None)
+
+
+def read_response(headers: Mapping[str, str], now: float, *, shared: bool = True,
+                  targeted: Sequence[str] = ()) -> Stored:
     """RFC 9111 §3 and §4.2 for one answer: `shared` reads s-maxage and refuses `private`
-    (§3.5: so does an answer with Set-Cookie at the edge, which never replays cookies)."""
-    cc = directives(headers)
+    (§3.5: so does an answer with Set-Cookie at the edge, which never replays cookies).
+    `targeted`: the fields aimed at this cache, in precedence order (RFC 9213:
+    `Surrogate-Control`, `CDN-Cache-Control`, …); the first one present is read instead
+    of Cache-Control and Expires."""
+    field = targeted_field(headers, targeted) if targeted else None
+    cc = directives(headers, field) if field is not None else directives(headers)
+    if field is not None:
+        for name in ("max-age", "s-maxage"):  # Surrogate-Control's `max-age=30+60`
+            if cc.get(name):
+                cc[name] = str(cc[name]).partition("+")[0]
     storable = "no-store" not in cc and not (shared and "private" in cc) \
         and "Set-Cookie" not in headers
     lifetime: float | None = None
@@ -96,7 +110,7 @@ def read_response(headers: Mapping[str, str], now: float, *, shared: bool = True
         if lifetime is None:
             lifetime = 0.0  # an invalid max-age: stale (§4.2.1)
     date = http_date(headers.get("Date"))
-    if lifetime is None and "Expires" in headers:
+    if lifetime is None and field is None and "Expires" in headers:
         expires = http_date(headers.get("Expires"))
         # an invalid Expires (`0`, garbage) means already expired (§5.3)
         lifetime = 0.0 if expires is None else max(0.0, expires - (date or now))
@@ -114,7 +128,7 @@ def read_response(headers: Mapping[str, str], now: float, *, shared: bool = True
         must_revalidate="must-revalidate" in cc or (shared and "proxy-revalidate" in cc),
         swr=seconds(cc.get("stale-while-revalidate")),
         sie=seconds(cc.get("stale-if-error")),
-        explicit=bool(cc) or "Expires" in headers, heuristic=heuristic,
+        explicit=bool(cc) or "Expires" in headers or field is not None, heuristic=heuristic,
         public="public" in cc)
 
 

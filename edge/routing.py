@@ -141,6 +141,11 @@ def _safe_value(value: str) -> bool:
     return value not in ("", ".", "..")
 
 
+# never answered by a `* /path` route: a tunnel, and a method that echoes the request
+# (credentials included) back to a script (cross-site tracing)
+NEVER_ANY = frozenset({"CONNECT", "TRACE"})
+
+
 class RouteTable(Generic[T]):
     """Method + template → value. ``add`` raises on a collision; ``match`` never raises."""
 
@@ -185,17 +190,20 @@ class RouteTable(Generic[T]):
         values: list[str] = []
         allowed: set[str] = set()
         lookup = "GET" if method == "HEAD" else method
-        found = self._walk(self._root, segments, 0, method, lookup, values, allowed)
+        star = "*" if method not in NEVER_ANY else ""
+        found = self._walk(self._root, segments, 0, method, lookup, star, values, allowed)
         if found is not None:
             route, names = found
             return Match(route, dict(zip(names, values, strict=True)))
         return Match(None, {}, tuple(sorted(allowed)))
 
     def _walk(self, node: _Node[T], segs: list[str], i: int, method: str, lookup: str,
-              values: list[str], allowed: set[str]) -> tuple[T, tuple[str, ...]] | None:
+              star: str, values: list[str], allowed: set[str]
+              ) -> tuple[T, tuple[str, ...]] | None:
         if i == len(segs):
-            entry = node.routes.get(method) or node.routes.get(lookup)
-            if entry is None and node.routes:
+            routes = node.routes
+            entry = routes.get(method) or routes.get(lookup) or routes.get(star)
+            if entry is None and routes:
                 allowed.update(node.routes)
             return entry
         seg = segs[i]
@@ -203,7 +211,7 @@ class RouteTable(Generic[T]):
             return None
         child = node.lit.get(seg)
         if child is not None:
-            found = self._walk(child, segs, i + 1, method, lookup, values, allowed)
+            found = self._walk(child, segs, i + 1, method, lookup, star, values, allowed)
             if found is not None:
                 return found
         for aff, child in node.affix:
@@ -213,18 +221,18 @@ class RouteTable(Generic[T]):
                 if not _safe_value(value):
                     continue
                 values.append(value)
-                found = self._walk(child, segs, i + 1, method, lookup, values, allowed)
+                found = self._walk(child, segs, i + 1, method, lookup, star, values, allowed)
                 if found is not None:
                     return found
                 values.pop()
         if node.param is not None and seg:
             values.append(seg)
-            found = self._walk(node.param, segs, i + 1, method, lookup, values, allowed)
+            found = self._walk(node.param, segs, i + 1, method, lookup, star, values, allowed)
             if found is not None:
                 return found
             values.pop()
         if node.tail and all(segs[i:]):
-            entry = node.tail.get(method) or node.tail.get(lookup)
+            entry = node.tail.get(method) or node.tail.get(lookup) or node.tail.get(star)
             if entry is not None:
                 values.append("/".join(segs[i:]))
                 return entry

@@ -155,7 +155,8 @@ class Runtime:
                     OfflineQueue(m.offline_queue, self.type_base, identity)
                     if m.offline_queue is not None else None, limits=limits,
                     api_key=app_keys)
-                self.table.add(spec.method, spec.template, route)
+                for method in spec.methods:
+                    self.table.add(method, spec.template, route)
                 self.routes.append(route)
                 continue
             first = m.source or next(iter((m.sources or {}).values()))
@@ -163,7 +164,7 @@ class Runtime:
             shape = spec.shape
             upstream = upstreams[first.service]
             timeout = upstream.timeout(first.timeout)
-            if m.source is not None and spec.method == "GET":
+            if m.source is not None and spec.answers("GET"):
                 rewriters[first.service].add(m.source.path, spec.template)
             fixed = frozenset(k for k, _ in parse_qsl(first.path.partition("?")[2],
                                                       keep_blank_values=True))
@@ -192,7 +193,8 @@ class Runtime:
             )
             if app_keys is not None:  # the upstream learns the app's name, never its key
                 route.strip_headers |= {app_keys.header.lower()}
-            self.table.add(spec.method, spec.template, route)
+            for method in spec.methods:
+                self.table.add(method, spec.template, route)
             self.routes.append(route)
         self.inflight = 0
         self.drained: asyncio.Future[None] | None = None  # set while a reload retires us

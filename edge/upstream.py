@@ -33,6 +33,7 @@ class CircuitBreaker:
         self.opened_at = 0.0
         self.in_trial = 0
         self.trial_successes = 0
+        self.off = False  # never opens (circuit_breaker.enabled: false)
 
     def _set(self, state: int) -> None:
         if state != self.state:
@@ -57,6 +58,8 @@ class CircuitBreaker:
         self.in_trial += 1
 
     def record(self, ok: bool) -> None:
+        if self.off:
+            return
         if self.state == HALF_OPEN:
             self.in_trial = max(0, self.in_trial - 1)
             if not ok:
@@ -131,6 +134,7 @@ class Upstream:
         cb = cfg.circuit_breaker
         self.breaker = CircuitBreaker(cb.failure_threshold, cb.open_for, cb.half_open_requests,
                                       on_change=lambda s: self.metrics.circuit(name, s))
+        self.breaker.off = not cb.enabled
         self.failure_statuses = frozenset(cb.failure_statuses)
         self.budget = RetryBudget(cfg.retries.budget, cfg.retries.min_per_second)
         self.retry_statuses = frozenset(cfg.retries.on_status)

@@ -432,6 +432,8 @@ async def send_upstream_response(request: Incoming, resp: Reply,
     headers.update(extra_headers)
     if private or (private is None and ctx.identity is not None):
         headers["Cache-Control"] = privatized(headers.get("Cache-Control"))
+        for name in SHARED_ONLY:
+            headers.popall(name, None)
     status = resp.status
     if request.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         if resp.content_length is not None and request.method == "HEAD":
@@ -494,6 +496,8 @@ async def send_upstream_response(request: Incoming, resp: Reply,
 
 
 _NOT_PRIVATE = frozenset({"public", "s-maxage", "proxy-revalidate"})
+# fields only shared caches read (before Cache-Control): gone from a caller's own answer
+SHARED_ONLY = ("CDN-Cache-Control", "Surrogate-Control")
 
 
 def privatized(cache_control: str | None) -> str:

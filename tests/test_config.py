@@ -229,13 +229,13 @@ ROUTE_PROBLEMS = [
     # bad route strings
     ({"a.yaml": route("FETCH /x")},
      ["routes/a.yaml:1:8: error: route: expected 'METHOD /path' with METHOD one of GET, HEAD, "
-      "POST, PUT, PATCH, DELETE, OPTIONS, got 'FETCH /x'"]),
+      "POST, PUT, PATCH, DELETE, OPTIONS or *, got 'FETCH /x'"]),
     ({"a.yaml": route("GET")},
      ["routes/a.yaml:1:8: error: route: expected 'METHOD /path' with METHOD one of GET, HEAD, "
-      "POST, PUT, PATCH, DELETE, OPTIONS, got 'GET'"]),
+      "POST, PUT, PATCH, DELETE, OPTIONS or *, got 'GET'"]),
     ({"a.yaml": "routes:\n  - route: FETCH /x\n    source: {service: s, path: /a}\n"},
      ["routes/a.yaml:2:12: error: routes[0].route: expected 'METHOD /path' with METHOD one of "
-      "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, got 'FETCH /x'"]),
+      "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or *, got 'FETCH /x'"]),
     ({"a.yaml": route("GET x")},
      ["routes/a.yaml:1:8: error: route: path template must start with '/', got 'x'"]),
     ({"a.yaml": route("GET /x/{bad-name}")},
@@ -382,7 +382,7 @@ def test_all_problems_in_all_files_are_reported(tmp_path: Path) -> None:
         "routes/c.yaml:3:23: error: GET /c: source.service: unknown service 'nope' "
         "(services: s)",
         "routes/c.yaml:4:12: error: routes[1].route: expected 'METHOD /path' with METHOD one "
-        "of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, got 'FETCH /c'",
+        "of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or *, got 'FETCH /c'",
         "routes/d.yaml:3:1: error: extra: unknown key",
         "routes/f.yaml:1:1: error: route 'GET /e/{other}' collides with 'GET /e/{id}' defined "
         "at routes/e.yaml:1",
@@ -506,7 +506,7 @@ def test_check_reports_problems(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert out.splitlines() == [
         f"{tmp_path}/edge.yaml:2:3: error: listen.prot: unknown key",
         f"{tmp_path}/routes/a.yaml:1:8: error: route: expected 'METHOD /path' with METHOD one "
-        "of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, got 'FETCH /a'",
+        "of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or *, got 'FETCH /a'",
     ]
     assert err == "2 problem(s)\n"
 

@@ -30,6 +30,9 @@ routes:
     source: {service: origin, path: "/t/{name}"}
     auth: {jwt: "off", forward_token: true}
     cache: {ttl: 60s, scope: public}
+  - route: GET /cdn/{name}
+    source: {service: origin, path: "/t/{name}"}
+    cache: {ttl: 60s, s_maxage: 600s, stale_if_error: 1h, cdn_cache_control: true}
   - route: POST /t/{name}
     source: {service: origin, path: "/t/{name}"}
 """}
@@ -299,3 +302,31 @@ async def test_a_write_purges_the_kept_answer(cache: Any) -> None:
     again, _ = await get(edge, f"/t/{name}")
     assert not again.headers["Cache-Status"].startswith("edge; hit")
     assert origin.hits[name] == 3
+
+
+async def test_surrogate_control_is_for_the_edge_and_goes_no_further(cache: Any) -> None:
+    edge, origin, clock = cache
+    name = unique("surr")
+    origin.script[name] = {"Cache-Control": "max-age=5", "Surrogate-Control": "max-age=100"}
+    first, _ = await get(edge, f"/t/{name}")
+    assert "Surrogate-Control" not in first.headers
+    clock.advance(50)
+    hit, _ = await get(edge, f"/t/{name}")
+    assert hit.headers["Cache-Status"].startswith("edge; hit")
+    assert hit.headers["Cache-Control"] == "max-age=5"  # what clients are told stays
+    assert "Surrogate-Control" not in hit.headers
+    assert origin.hits[name] == 1
+
+
+async def test_cdn_cache_control_goes_on_to_the_cdn_but_never_on_a_private_answer(
+        cache: Any) -> None:
+    edge, origin, _ = cache
+    name = unique("cdn")
+    origin.script[name] = {"Cache-Control": "max-age=5", "CDN-Cache-Control": "max-age=300"}
+    shared, _ = await get(edge, f"/t/{name}")
+    assert shared.headers["CDN-Cache-Control"] == "max-age=300"
+    mine, _ = await get(edge, f"/t/{name}", Cookie="s=1")
+    assert "CDN-Cache-Control" not in mine.headers
+    assert mine.headers["Cache-Control"].startswith("private")
+    routed, _ = await get(edge, f"/cdn/{unique('c')}")
+    assert routed.headers["CDN-Cache-Control"] == "max-age=600, stale-if-error=3600"

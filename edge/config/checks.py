@@ -330,7 +330,7 @@ def _check_cache(model: Route, method: str, name: str, template: Template,
     ok = True
     if model.invalidates:
         where = pos.where((*p, "invalidates"))
-        if method not in UNSAFE_METHODS:
+        if method not in UNSAFE_METHODS and method != "*":
             problems.append(f"{where}: error: {name}: `invalidates` is for POST, PUT, PATCH "
                             "and DELETE routes (a GET changes nothing)")
             ok = False
@@ -340,7 +340,7 @@ def _check_cache(model: Route, method: str, name: str, template: Template,
     if cache is None:
         return ok
     cp = (*p, "cache")
-    if method != "GET":
+    if method != "GET" and not (method == "*" and "GET" in (model.methods or ("GET",))):
         problems.append(f"{pos.where(cp, key=True)}: error: {name}: only GET routes are "
                         "cached")
         ok = False
@@ -492,12 +492,13 @@ def check_collisions(routes: list[RouteSpec]) -> list[str]:
     problems = []
     seen: dict[tuple[str, Any], RouteSpec] = {}
     for spec in routes:
-        key = (spec.method, spec.template.shape)
-        first = seen.get(key)
-        if first is not None:
-            problems.append(
-                f"{spec.file}:{spec.line}:1: error: route '{spec.name}' collides with "
-                f"'{first.name}' defined at {first.file}:{first.line}")
-        else:
+        for method in spec.methods:
+            key = (method, spec.template.shape)
+            first = seen.get(key)
+            if first is not None:
+                problems.append(
+                    f"{spec.file}:{spec.line}:1: error: route '{spec.name}' collides with "
+                    f"'{first.name}' defined at {first.file}:{first.line}")
+                break
             seen[key] = spec
     return problems

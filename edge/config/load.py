@@ -188,9 +188,13 @@ def _route(model: Route, p: tuple[Any, ...], pos: yamlpos.Positions, edge: EdgeF
     where = pos.where((*p, "route"))
     method, _, path = model.route.strip().partition(" ")
     method, path = method.upper(), path.strip()
-    if method not in METHODS or not path:
+    if (method not in METHODS and method != "*") or not path:
         problems.append(f"{where}: error: {label}route: expected 'METHOD /path' with METHOD "
-                        f"one of {', '.join(METHODS)}, got {model.route!r}")
+                        f"one of {', '.join(METHODS)} or *, got {model.route!r}")
+        return None
+    if model.methods is not None and (method != "*" or not model.methods):
+        problems.append(f"{pos.where((*p, 'methods'), key=True)}: error: {label}methods: "
+                        "a list of methods, for a route that says `* /path`")
         return None
     try:
         template = parse_template(path)

@@ -75,6 +75,9 @@ class Retries(Model):
 
 
 class CircuitBreaker(Model):
+    enabled: bool = True
+    """false: every request goes to the service whatever it did before (an origin behind
+    its own load balancer, or one a shared cache must always ask)."""
     failure_threshold: int = Field(5, ge=1)
     """Consecutive failures (connection error, timeout, or a 5xx in `failure_statuses`)
     that open the circuit."""
@@ -345,6 +348,11 @@ class CacheSettings(Model):
     """Largest representation cached; bigger ones are served, not stored."""
     delta_history: int = Field(4, ge=0, le=32)
     """Past representations kept per entry, to answer A-IM delta requests from them."""
+    targeted: list[str] = ["Surrogate-Control"]
+    """Origin fields aimed at the edge's cache, first present wins (RFC 9213): read instead
+    of Cache-Control and Expires to decide storing and freshness, and not passed on.
+    `CDN-Cache-Control` is not here by default: it goes on to the CDN in front. Add it
+    when no CDN sits in front of the edge."""
 
 
 class TopicRule(Model):
@@ -722,6 +730,9 @@ class CachePolicy(Model):
     """How long shared caches (CDNs) keep a public answer; default `ttl`."""
     surrogate_control: bool = False
     """Also send `Surrogate-Control: max-age=…` (for CDNs that read it instead)."""
+    cdn_cache_control: bool = False
+    """Also send `CDN-Cache-Control: max-age=…` (RFC 9213) for the CDN in front: what
+    `s_maxage` says, plus the stale allowances."""
     tags: list[str] = []
     """Purge handles, with route parameters: `member:{member_id}`. Sent to CDNs in the
     `tag_headers` and usable with the purge endpoint."""
@@ -791,7 +802,11 @@ class Route(Model):
         json_schema_extra={"oneOf": [{"required": [k]} for k in ROUTE_KINDS]})
 
     route: str
-    """'GET /api/v1/members/{member_id}'. HEAD is served by GET routes."""
+    """'GET /api/v1/members/{member_id}'. HEAD is served by GET routes. `* /path` answers
+    every method (a route for the same path and one method wins over it)."""
+    methods: list[Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]] | None \
+        = None
+    """With `* /path`: only these methods (others get 405)."""
     source: Source | None = None
     """The one upstream this route proxies (or shapes)."""
     sources: dict[str, AggregateSource] | None = None
@@ -899,7 +914,18 @@ class RouteSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.method} {self.template.text}"
+        methods = self.model.methods
+        return f"{','.join(methods) if methods else self.method} {self.template.text}"
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """What the route table holds it under (`*`: any method)."""
+        return tuple(self.model.methods or (self.method,))
+
+    def answers(self, method: str) -> bool:
+        """Does this route take requests with this method?"""
+        return self.method == method or (self.method == "*" and (
+            not self.model.methods or method in self.model.methods))
 
     @property
     def shape(self) -> Shape | None:

@@ -66,7 +66,8 @@ class Cache(Layer):
             if out.status != 200 or c.degraded:  # a partial answer is the caller's alone
                 return out
             up = out.upstream or {}
-            said = read_response(up, started) if out.upstream is not None else None
+            said = read_response(up, started, targeted=rc.targeted) \
+                if out.upstream is not None else None
             entry = rc.new_entry(200, out.headers.items(), out.body, out.fmt, started, tags,
                                  up.get("ETag"), up.get("Last-Modified"), previous, said)
             if image:
@@ -78,8 +79,10 @@ class Cache(Layer):
             # upstream says no shared cache may keep (no-store, private, Set-Cookie)
             entry.storable = vary is not None and (
                 rc.override or said is None or said.storable)
-            if entry.storable:  # never keep (and replay) somebody's cookie
-                entry.headers = [h for h in entry.headers if h[0].lower() != "set-cookie"]
+            if entry.storable:  # never keep (and replay) somebody's cookie; nor what
+                # the origin said to the edge alone
+                mine = {"set-cookie", *(f.lower() for f in rc.targeted)}
+                entry.headers = [h for h in entry.headers if h[0].lower() not in mine]
             return entry
 
         def respond(entry: Entry, status: str, policy: bool) -> Held:
@@ -107,7 +110,7 @@ class Cache(Layer):
         if status == 304 and previous is not None:  # what the cache holds is current
             resp.release()
             return rc.refreshed(previous, started, resp.headers)
-        said = read_response(resp.headers, started)
+        said = read_response(resp.headers, started, targeted=rc.targeted)
         if not (status in HEURISTIC_STATUSES or (
                 status in EXPLICIT_STATUSES and said.lifetime is not None)):
             return _unkept(resp, background)
@@ -115,9 +118,9 @@ class Cache(Layer):
         if vary is None or not (rc.override or said.storable):
             return _unkept(resp, background)
         coding = resp.headers.get("Content-Encoding")
-        rid = x.rt.rid_header.lower()
+        mine = {x.rt.rid_header.lower(), *(f.lower() for f in rc.targeted)}
         headers = [(k, v) for k, v in answer_headers(resp.headers, RESPONSE_DROP, x).items()
-                   if k.lower() not in _NOT_KEPT and k.lower() != rid]
+                   if k.lower() not in _NOT_KEPT and k.lower() not in mine]
         up_etag = resp.headers.get("ETag")
         if coding is not None and coding.lower() != "identity" and up_etag is not None \
                 and not up_etag.startswith("W/"):

@@ -39,6 +39,7 @@ class RouteCache:
         self.swr = cfg.stale_while_revalidate
         self.sie = cfg.stale_if_error
         self.max_entry = settings.max_entry
+        self.targeted = tuple(settings.targeted)  # fields aimed at the edge (RFC 9213)
         self.history = settings.delta_history if cfg.delta else 0
         self.delta = cfg.delta
         self.override = cfg.override_upstream
@@ -59,6 +60,8 @@ class RouteCache:
             if cfg.ttl is not None else "private"
         self.surrogate = (f"max-age={_seconds(s_maxage)}"
                           if cfg.surrogate_control and s_maxage is not None else None)
+        self.cdn_cc = (", ".join([f"max-age={_seconds(s_maxage)}", *tail])
+                       if cfg.cdn_cache_control and s_maxage is not None else None)
         self.tag_templates = tuple(cfg.tags)
         self.tag_headers = tuple(cfg.tag_headers)
         self.route_tag = f"route:{route_name}"
@@ -188,7 +191,7 @@ class RouteCache:
             merged = CIMultiDict(kept)
             if headers is not None and "Age" in headers:
                 merged["Age"] = headers["Age"]
-            said = read_response(merged, started)
+            said = read_response(merged, started, targeted=self.targeted)
         stored_at, fresh, stale, store, swr, sie = self._times(started, said, entry.status)
         return replace(entry, stored_at=stored_at, fresh_until=fresh, stale_until=stale,
                        store_until=store, deltas={}, swr=swr, sie=sie, headers=kept,
@@ -197,7 +200,7 @@ class RouteCache:
 
 # what a 304 may change in a stored answer's headers (the representation stays)
 _UPDATED_BY_304 = frozenset({"cache-control", "expires", "date", "last-modified",
-                             "cdn-cache-control", "surrogate-control"})
+                             "cdn-cache-control", "surrogate-control", "edge-cache-control"})
 
 
 def fill_tags(templates: Iterable[str], params: Mapping[str, str]) -> list[str]:
