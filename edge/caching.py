@@ -126,7 +126,7 @@ class EdgeCache:
                     fits: Callable[[Entry], bool] | None = None,
                     rekey: Callable[[], str | None] | None = None,
                     drop: Callable[[Any], None] | None = None,
-                    asked: Asked = ANY) -> Any:
+                    asked: Asked = ANY, fill: bool = True) -> Any:
         """The answer for `key`: fresh, stale-while-revalidate, coalesced, fetched, or
         stale-if-error. `respond(entry, cache_status, policy_headers)` says how an entry
         answers; what `fetch` returns that is no entry (it can't be kept) is the answer
@@ -137,7 +137,8 @@ class EdgeCache:
         `rekey()` is the key to store a fetched entry under, once its Vary is known;
         `drop(result)` lets go of a fetched answer a stale entry is served instead of.
         `asked`: the request's own say (RFC 9111 §5.2.1: no-cache, max-age, max-stale,
-        min-fresh, only-if-cached)."""
+        min-fresh, only-if-cached). `fill=False`: a kept entry may answer, but a miss is
+        fetched for this caller alone and nothing is kept (a HEAD)."""
         if key is None:
             if asked.only_if_cached:
                 raise _not_cached()
@@ -162,6 +163,8 @@ class EdgeCache:
                                f"hit; ttl={int(left)}; detail=max-stale", True)
         if asked.only_if_cached:
             raise _not_cached()
+        if not fill:
+            return await fetch(None, False)
         pending = self._inflight.get(key)
         try:
             if pending is not None:

@@ -40,6 +40,17 @@ IM_TYPES = {"json-patch": "application/json-patch+json",
 NOT_ON_304 = frozenset({"content-type", "content-length", "content-encoding"})
 
 
+def vary_value(headers: Mapping[str, str], name: str) -> str | None:
+    """A request header as a Vary key reads it (RFC 9111 §4.1): every field line, joined,
+    with the whitespace around commas gone (`fr, en` and `fr,en` are one variant)."""
+    getall = getattr(headers, "getall", None)
+    values = getall(name, ()) if getall is not None else (
+        (headers[name],) if name in headers else ())
+    if not values:
+        return None
+    return ",".join(part.strip() for value in values for part in value.split(","))
+
+
 def etag_of(body: bytes) -> str:
     """A strong validator for these exact bytes: 16 url-safe characters."""
     digest = hashlib.blake2b(body, digest_size=12).digest()
@@ -127,7 +138,7 @@ class Entry:
 
     def fits(self, headers: Mapping[str, str]) -> bool:
         """May this entry answer a request with these headers (the upstream's Vary)?"""
-        return all(headers.get(name) == value for name, value in self.vary)
+        return all(vary_value(headers, name) == value for name, value in self.vary)
 
     @property
     def size(self) -> int:

@@ -33,6 +33,9 @@ routes:
   - route: GET /cdn/{name}
     source: {service: origin, path: "/t/{name}"}
     cache: {ttl: 60s, s_maxage: 600s, stale_if_error: 1h, cdn_cache_control: true}
+  - route: GET /s/{name}
+    source: {service: origin, path: "/s/{name}"}
+    shape: {}
   - route: POST /t/{name}
     source: {service: origin, path: "/t/{name}"}
 """}
@@ -62,7 +65,7 @@ class Origin:
             status = script.pop("status", 200)
             stream = script.pop("stream", False)
             body = (name.encode() + b" ") * (size // (len(name) + 1) + 1)
-            body = body[:size]
+            body = body[:size] if size else b'{"name": "%s"}' % name.encode()
             headers = {"Content-Type": script.pop("type", "text/plain"), **script}
             if stream:
                 resp = web.StreamResponse(status=status, headers=headers)
@@ -150,17 +153,32 @@ async def test_a_conditional_request_is_answered_from_the_kept_validators(cache:
     assert origin.hits[name] == 1
 
 
-async def test_head_is_answered_from_the_kept_get_and_fills_it_with_a_get(cache: Any) -> None:
+async def test_head_is_answered_from_a_kept_get_else_passes_through(cache: Any) -> None:
     edge, origin, _ = cache
     name = unique("head")
     head, body = await get(edge, f"/t/{name}", "HEAD")
     assert head.status == 200 and body == b""
-    assert origin.seen[name][0] == "GET"  # a HEAD miss fills the cache (as nginx, Varnish)
+    assert origin.seen[name][0] == "HEAD"  # a miss asks the origin the client's question
+    assert head.headers["Cache-Status"] == "edge; fwd=method"
+    await get(edge, f"/t/{name}", "HEAD")
+    assert origin.hits[name] == 2  # … and keeps nothing
+    await get(edge, f"/t/{name}")
     again, body = await get(edge, f"/t/{name}", "HEAD")
-    assert again.headers["Cache-Status"].startswith("edge; hit")
-    assert again.headers["Content-Length"] == "1000"
-    got, body = await get(edge, f"/t/{name}")
-    assert len(body) == 1000 and origin.hits[name] == 1
+    assert again.headers["Cache-Status"].startswith("edge; hit")  # RFC 9111 §4.3.5
+    assert again.headers["Content-Length"] == "1000" and body == b""
+    assert origin.hits[name] == 3
+
+
+async def test_head_on_a_shaped_route_describes_the_shaped_answer(cache: Any) -> None:
+    edge, origin, _ = cache
+    name = unique("shead")
+    origin.script[name] = {"type": "application/json", "size": 0}
+    got, body = await get(edge, f"/s/{name}")
+    head, nothing = await get(edge, f"/s/{name}", "HEAD")
+    assert origin.seen[name][0] == "GET"  # the edge's representation is made from a body
+    assert head.status == 200 and nothing == b"" and "X-Edge-Shaped" not in head.headers
+    assert head.headers["ETag"] == got.headers["ETag"]
+    assert head.headers["Content-Length"] == str(len(body))
 
 
 async def test_a_byte_range_is_served_from_the_kept_answer(cache: Any) -> None:
@@ -272,7 +290,10 @@ async def test_vary_keys_the_kept_answers(cache: Any) -> None:
     assert not en.headers["Cache-Status"].startswith("edge; hit")
     fr, _ = await get(edge, f"/t/{name}", **{"Accept-Language": "fr"})
     assert fr.headers["Cache-Status"].startswith("edge; hit")
-    assert origin.hits[name] == 2
+    await get(edge, f"/t/{name}", **{"Accept-Language": "de, en;q=0.5"})
+    same, _ = await get(edge, f"/t/{name}", **{"Accept-Language": "de,en;q=0.5"})
+    assert same.headers["Cache-Status"].startswith("edge; hit")  # normalised
+    assert origin.hits[name] == 3
 
 
 async def test_credentials_make_the_answer_the_caller_s_own(cache: Any) -> None:

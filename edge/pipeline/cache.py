@@ -92,11 +92,22 @@ class Cache(Layer):
             return Held(entry, status, policy)
 
         x.cache_result = "miss"
+        if request.method == "HEAD" and route.shape is None and not image:
+            # answered from a kept GET when there is one (RFC 9111 §4.3.5); else the HEAD
+            # goes to the origin as it is, and nothing is kept
+            x.cache_result = "method"
+
+            async def fetch_head(previous: Entry | None, background: bool) -> Any:
+                x.cache_key = None
+                return await inner(x)
+
+            fetch = fetch_head  # type: ignore[assignment]
         return await cache.serve(  # type: ignore[no-any-return]
             key, fetch, lambda e: e.storable, respond,
             fits=None if image else (lambda e: e.fits(request.headers)),
             rekey=None if image else (lambda: rc.key(x, ref, fmt, request.headers)),
-            drop=_drop, asked=read_request(request.headers))
+            drop=_drop, asked=read_request(request.headers),
+            fill=x.cache_result != "method")
 
 
     async def _relayed(self, x: Exchange, resp: Any, previous: Entry | None, started: float,

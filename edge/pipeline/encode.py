@@ -49,8 +49,9 @@ class Encode(Layer):
         private = x.identity is not None
         if rc is not None and x.cache_result is not None:  # (a cached route's, not kept)
             private = rc.private_for(x)
-            extra["Cache-Status"] = "edge; fwd=bypass" if x.cache_key is None \
-                else "edge; fwd=uri-miss"
+            extra["Cache-Status"] = (
+                "edge; fwd=method" if x.cache_result == "method" else
+                "edge; fwd=bypass" if x.cache_key is None else "edge; fwd=uri-miss")
         try:
             return await send_upstream_response(
                 x.request, reply, x, extra, route.compress if route.shape is None else None,

@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 from ..config import CachePolicy, CacheSettings
 from ..context import Exchange
 from ..freshness import HEURISTIC_STATUSES, Stored, read_response
-from ..representation import Entry, etag_of
+from ..representation import Entry, etag_of, vary_value
 from ..routing import PLACEHOLDER
 
 
@@ -95,7 +95,7 @@ class RouteCache:
         parts = (self.route_name, upstream, fmt, d.device, d.network, "s" if d.save_data else "",
                  ctx.fields_param or "", "k0" if ctx.keymap_off else "",
                  "", who,
-                 *(f"{n}={headers.get(n, '')}" for n in self.vary_names))
+                 *(f"{n}={vary_value(headers, n) or ''}" for n in self.vary_names))
         return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
 
     def learn_vary(self, upstream_headers: Mapping[str, str],
@@ -110,7 +110,7 @@ class RouteCache:
             if len(merged) > MAX_VARY:
                 return None  # too many variants to key on: not kept at all
             self.vary_names = tuple(sorted(merged))
-        return tuple((n, request_headers.get(n)) for n in sorted(names))
+        return tuple((n, vary_value(request_headers, n)) for n in sorted(names))
 
     def tags(self, params: Mapping[str, str]) -> tuple[str, ...]:
         return (*fill_tags(self.tag_templates, params), self.route_tag, "*")
