@@ -19,6 +19,7 @@ test: $(STAMP)  ## lint, type-check and run the test suite (needs Redis at $$RED
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/edge check --strict config
+	$(BIN)/edge check --strict config/examples/shared-cache
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
