@@ -298,9 +298,7 @@ def _stored_headers(entry: Entry, rc: RouteCache, private: bool, cache_status: s
                 for tag_header in rc.tag_headers:
                     headers[tag_header] = (" " if tag_header == "Surrogate-Key"
                                            else ",").join(named)
-        a = age(entry, now)
-        if a:
-            headers["Age"] = str(a)
+        headers["Age"] = str(age(entry, now))  # on every answer from the cache, 0 too
     elif "Cache-Control" not in headers:
         headers["Cache-Control"] = "private, no-cache"
     elif private:

@@ -115,6 +115,7 @@ async def test_a_text_answer_is_kept_and_served_as_the_origin_sent_it(cache: Any
     first, body = await get(edge, f"/t/{name}")
     assert first.status == 200 and len(body) == 1000
     assert "fwd=uri-miss; stored" in status_of(first)
+    assert first.headers["Age"] == "0"  # on every answer from the cache
     clock.advance(5)
     hit, again = await get(edge, f"/t/{name}")
     assert again == body and hit.headers["Cache-Status"].startswith("edge; hit")

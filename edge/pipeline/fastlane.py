@@ -78,9 +78,7 @@ class FastLane:
         else:
             out, body, status = dict(found.ok_headers), found.body, 200
         out[rt.rid_header] = rid
-        age = int(now - found.stored_at)
-        if age:
-            out["Age"] = str(age)
+        out["Age"] = str(max(0, int(now - found.stored_at)))  # on every answer from cache
         out["Cache-Status"] = f"edge; hit; ttl={int(found.fresh_until - now)}"
         if limited:
             out.update(limited)
