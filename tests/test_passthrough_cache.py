@@ -36,6 +36,10 @@ routes:
   - route: GET /s/{name}
     source: {service: origin, path: "/s/{name}"}
     shape: {}
+  - route: GET /sc/{name}
+    source: {service: origin, path: "/t/{name}"}
+    shape: {}
+    cache: {ttl: 60s}
   - route: POST /t/{name}
     source: {service: origin, path: "/t/{name}"}
 """}
@@ -352,3 +356,18 @@ async def test_cdn_cache_control_goes_on_to_the_cdn_but_never_on_a_private_answe
     assert mine.headers["Cache-Control"].startswith("private")
     routed, _ = await get(edge, f"/cdn/{unique('c')}")
     assert routed.headers["CDN-Cache-Control"] == "max-age=600, stale-if-error=3600"
+
+
+async def test_shaped_and_relayed_answers_of_one_url_are_kept_apart(cache: Any) -> None:
+    edge, origin, _ = cache
+    name = unique("both")
+    origin.script[name] = {"type": "application/json", "size": 0, "ETag": '"o"'}
+    for _ in range(2):
+        raw, raw_body = await get(edge, f"/t/{name}")
+        shaped, shaped_body = await get(edge, f"/sc/{name}")
+    assert raw_body == b'{"name": "%s"}' % name.encode()  # the origin's bytes
+    assert shaped_body == b'{"name":"%s"}' % name.encode()  # the edge's
+    assert raw.headers["ETag"] == '"o"' and shaped.headers["ETag"] != '"o"'
+    assert raw.headers["Cache-Status"].startswith("edge; hit")
+    assert shaped.headers["Cache-Status"].startswith("edge; hit")
+    assert origin.hits[name] == 2
