@@ -371,3 +371,25 @@ async def test_shaped_and_relayed_answers_of_one_url_are_kept_apart(cache: Any) 
     assert raw.headers["Cache-Status"].startswith("edge; hit")
     assert shaped.headers["Cache-Status"].startswith("edge; hit")
     assert origin.hits[name] == 2
+
+
+async def test_the_origin_s_stale_rules_apply_to_kept_relayed_answers(cache: Any) -> None:
+    edge, origin, clock = cache
+    name = unique("swr")
+    origin.script[name] = {"Cache-Control": "max-age=10, stale-while-revalidate=30, "
+                                            "stale-if-error=600"}
+    await get(edge, f"/t/{name}")
+    clock.advance(15)
+    stale, body = await get(edge, f"/t/{name}")
+    assert "detail=stale-while-revalidate" in stale.headers["Cache-Status"]
+    assert len(body) == 1000
+    await settle(edge)
+    assert origin.hits[name] == 2  # refreshed in the background
+    fresh, _ = await get(edge, f"/t/{name}")
+    assert fresh.headers["Cache-Status"].startswith("edge; hit; ttl=")
+    assert "stale" not in fresh.headers["Cache-Status"]
+    origin.script[name]["status"] = 503
+    clock.advance(100)
+    covered, body = await get(edge, f"/t/{name}")
+    assert covered.status == 200 and len(body) == 1000
+    assert "detail=stale-if-error; fwd-status=503" in covered.headers["Cache-Status"]
