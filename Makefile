@@ -18,7 +18,7 @@ demo: $(STAMP)  ## run the bundled demo upstreams and the edge on http://127.0.0
 test: $(STAMP)  ## lint, type-check and run the test suite (needs Redis at $$REDIS_URL)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/edge check --strict config
+	$(BIN)/edge check --strict --no-env config
 	$(BIN)/edge check --strict config/examples/shared-cache
 	$(BIN)/pytest -q
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .aio import stop as stop_task
 from .config import Config, ConfigError, Route, json_schemas, load_config
+from .config.env import env_problems
 
 DEFAULT_CONFIG = "config"
 if TYPE_CHECKING:
@@ -40,14 +41,39 @@ def _install_uvloop() -> str:
     return "uvloop"
 
 
-def _load_or_exit(config_dir: str) -> Config:
+# Exit codes (the README's table): what a script or an orchestrator can act on.
+EXIT_OK = 0
+EXIT_CONFIG = 1  # the config, or the environment it needs: file:line:col lines say what
+EXIT_USAGE = 2  # the command line
+EXIT_LISTEN = 3  # the address can't be listened on (in use, not allowed, not this host's)
+EXIT_BACKEND = 4  # Redis did not answer at start and `backend.at_start: refuse`
+EXIT_INTERNAL = 70  # a bug: one line here, the traceback with EDGE_DEBUG=1
+EXIT_INTERRUPTED = 130  # Ctrl-C before the edge was serving
+
+
+class Refused(Exception):
+    """The edge can't serve, for a reason a person can act on: one line, one exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _load_or_exit(config_dir: str, *, check_env: bool = True) -> Config:
+    """The config, or exit 1 with its problems (and, for commands that serve, those of
+    the environment it needs: secrets set and long enough, files readable)."""
     try:
-        return load_config(config_dir)
+        config = load_config(config_dir)
     except ConfigError as e:
-        for p in e.problems:
-            print(p, file=sys.stderr)
-        print(f"{len(e.problems)} problem(s) in {config_dir}", file=sys.stderr)
-        raise SystemExit(1) from None
+        problems = e.problems
+    else:
+        problems = env_problems(config) if check_env else []
+        if not problems:
+            return config
+    for p in problems:
+        print(p, file=sys.stderr)
+    print(f"edge: {len(problems)} problem(s) in {config_dir}", file=sys.stderr)
+    raise SystemExit(EXIT_CONFIG)
 
 
 async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = False,
@@ -67,10 +93,20 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
     await edge.start()
     runner = web.ServerRunner(edge.make_server(), handle_signals=False,
                               shutdown_timeout=config.edge.drain_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=2048,
-                       shutdown_timeout=config.edge.drain_timeout)
-    await site.start()
+    try:
+        await _backend_at_start(edge, config)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=2048,
+                           shutdown_timeout=config.edge.drain_timeout)
+        try:
+            await site.start()
+        except OSError as e:
+            raise Refused(EXIT_LISTEN, f"cannot listen on {host}:{port}: "
+                          f"{_why(e)} (listen: in edge.yaml, or --host/--port)") from None
+    except BaseException:
+        await runner.cleanup()
+        await edge.close()
+        raise
     # Everything loaded so far (config models, libraries) lives as long as the process:
     # keep it out of the cyclic GC's scans, and collect young objects less often. The
     # request path allocates heavily but rarely makes cycles, so this is cheap in memory
@@ -102,12 +138,59 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
+def _why(e: OSError) -> str:
+    """An OS error as a person reads it: `address already in use`."""
+    reason = e.strerror or str(e)
+    if "address already in use" in str(e).lower():
+        reason = "address already in use"
+    return reason[:1].lower() + reason[1:]
+
+
+async def _backend_at_start(edge: EdgeApp, config: Config) -> None:
+    """With a Redis URL set: does Redis answer? If not, serve degraded and say so once
+    (limits per instance, cache in memory, no fan-out, until it answers), or refuse,
+    as `backend.at_start` says."""
+    url = config.redis_url()
+    if url is None:
+        return
+    try:
+        async with asyncio.timeout(3):
+            answered = await edge.state.backend.ping()
+    except TimeoutError:
+        answered = False
+    if answered:
+        return
+    where = _redacted(url)
+    if config.edge.backend.at_start == "refuse":
+        raise Refused(EXIT_BACKEND, f"Redis at {where} did not answer at start "
+                      "(backend.at_start: refuse)")
+    logging.getLogger("edge").warning(
+        "Redis at %s did not answer at start: serving degraded (rate limits per instance "
+        "as rate_limits.on_backend_failure says, cache misses, no cross-instance events) "
+        "until it does", where)
+
+
+def _redacted(url: str) -> str:
+    """A Redis URL without its credentials: host, port and database only."""
+    from yarl import URL
+
+    try:
+        u = URL(url)
+    except (ValueError, TypeError):
+        return "(unparseable URL)"
+    return f"{u.scheme}://{u.host or ''}{f':{u.port}' if u.port else ''}{u.path}"
+
+
 def _worker(config_dir: str, host: str, port: int) -> None:
     # A signal that arrives while the worker starts waits until its handlers are in place.
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     _install_uvloop()
     config = _load_or_exit(config_dir)
-    asyncio.run(_serve(config, host, port, reuse_port=True))
+    try:
+        asyncio.run(_serve(config, host, port, reuse_port=True))
+    except Refused as e:
+        print(f"edge: {e}", file=sys.stderr)
+        raise SystemExit(e.code) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -117,10 +200,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers <= 1:
         _install_uvloop()
         asyncio.run(_serve(config, host, port))
-        return 0
+        return EXIT_OK
     if port == 0:
-        print("--workers needs a fixed port", file=sys.stderr)
-        return 2
+        print("edge: --workers needs a fixed port", file=sys.stderr)
+        return EXIT_USAGE
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(args.config, host, port), daemon=False)
              for _ in range(args.workers)]
@@ -144,11 +227,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
+        problems = [] if args.no_env else env_problems(config)
     except ConfigError as e:
-        for p in e.problems:
+        problems = e.problems
+    if problems:
+        for p in problems:
             print(p)
-        print(f"{len(e.problems)} problem(s)", file=sys.stderr)
-        return 1
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return EXIT_CONFIG
     for w in config.warnings:
         print(w)
     print(f"{args.config}: ok ({len(config.edge.services)} services, "
@@ -157,9 +243,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if config.warnings and args.strict else 0
 
 
+ROUTES_WIDTH = 100  # `edge routes` fits a 100-column terminal unless --wide
+
+
 def cmd_routes(args: argparse.Namespace) -> int:
-    config = _load_or_exit(args.config)
-    rows = [("ROUTE", "SOURCE", "AUTH", "QUERY", "CACHE", "FILE")]
+    config = _load_or_exit(args.config, check_env=False)
+    rows = []
     for r in sorted(config.routes, key=lambda r: (r.template.text, r.method)):
         m = r.model
         auth = m.auth.jwt + (f" allow:{len(m.auth.allow)}" if m.auth.allow else "")
@@ -178,12 +267,43 @@ def cmd_routes(args: argparse.Namespace) -> int:
             source = " + ".join(f"{n}={s.service}" for n, s in m.sources.items())
         else:
             source = "(batch)" if m.batch is not None else "(offline queue)"
-        rows.append((r.name, source, auth, query, _cache_cell(m),
-                     f"{os.path.relpath(r.file)}:{r.line}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    return 0
+        rows.append({"route": r.name, "source": source, "auth": auth, "query": query,
+                     "cache": _cache_cell(m), "file": f"{os.path.relpath(r.file)}:{r.line}",
+                     "kind": ("shaped" if r.shape is not None else "image" if m.image
+                              else "pass-through") if m.source or m.sources else "batch",
+                     "description": " ".join((m.description or "").split())})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    columns = ["route", "source", "auth", "query", "cache", "file"] if args.wide \
+        else ["route", "source", "auth", "cache"]
+    table = [[c.upper() for c in columns], *([row[c] for c in columns] for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    if not args.wide:
+        widths = _fit(widths, ROUTES_WIDTH)
+    for row in table:
+        cells = [_clip(cell, w).ljust(w) for cell, w in zip(row, widths, strict=True)]
+        print("  ".join(cells).rstrip())
+    return EXIT_OK
+
+
+def _fit(widths: list[int], total: int) -> list[int]:
+    """Narrow the widest columns until the row (with two spaces between) fits `total`:
+    the others down to 20 characters, then the first (the route) down to 36, then the
+    others down to 12, then anything."""
+    widths = list(widths)
+    for floor, start, stop in ((20, 1, None), (36, 0, 1), (12, 1, None), (8, 0, None)):
+        while sum(widths) + 2 * (len(widths) - 1) > total:
+            some = widths[start:stop]
+            widest = max(some)
+            if widest <= floor:
+                break
+            widths[start + some.index(widest)] -= 1
+    return widths
+
+
+def _clip(cell: str, width: int) -> str:
+    return cell if len(cell) <= width else cell[:width - 1] + "…"
 
 
 def _cache_cell(m: Route) -> str:
@@ -212,7 +332,7 @@ def _cache_cell(m: Route) -> str:
 def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain
 
-    config = _load_or_exit(args.config)
+    config = _load_or_exit(args.config, check_env=False)
     jwt_cfg = config.edge.auth.jwt
     if jwt_cfg and jwt_cfg.secret_env and not os.environ.get(jwt_cfg.secret_env):
         # without the secret no token verifies (401, as the server would say); --demo
@@ -240,7 +360,7 @@ def make_token(secret: str, sub: str, roles: list[str], ttl: float) -> str:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    config = _load_or_exit(args.config)
+    config = _load_or_exit(args.config, check_env=False)
     jwt_cfg = config.edge.auth.jwt
     if jwt_cfg is None or not jwt_cfg.secret_env:
         print("auth.jwt.secret_env is not configured", file=sys.stderr)
@@ -289,12 +409,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.services import SERVICES
     from .demo.upstreams import start_upstreams, stop_upstreams
 
-    config = _load_or_exit(args.config)
+    config = _load_or_exit(args.config, check_env=False)
     jwt_cfg = config.edge.auth.jwt
     env_name = jwt_cfg.secret_env if jwt_cfg and jwt_cfg.secret_env else None
     if env_name and not os.environ.get(env_name):
         os.environ[env_name] = DEMO_SECRET
-        config = _load_or_exit(args.config)
+        config = _load_or_exit(args.config, check_env=False)
     ports = {name: URL(svc.url).port or 80 for name, svc in config.edge.services.items()
              if name in SERVICES}
     host = args.host or config.edge.listen.host
@@ -305,7 +425,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     pub_env = events.publisher_keys_env[0] if events and events.publisher_keys_env else None
     if pub_env and not os.environ.get(pub_env):
         os.environ[pub_env] = DEMO_PUBLISHER_KEY
-        config = _load_or_exit(args.config)
+        config = _load_or_exit(args.config, check_env=False)
     if not os.environ.get("EDGE_IMAGE_KEY"):
         os.environ["EDGE_IMAGE_KEY"] = DEMO_IMAGE_KEY  # so signed image URLs can be tried
         config = _load_or_exit(args.config)
@@ -419,6 +539,8 @@ def _key_name(value: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="edge", description="Edge reverse proxy / backend-for-frontend driven by YAML.")
+    parser.add_argument("--version", action="version",
+                        version=f"edge {version()} (Python {sys.version.split()[0]})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="serve the routes in a config dir")
@@ -432,10 +554,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="validate a config dir; exit 1 with file:line:col errors")
     p.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    p.add_argument("--no-env", action="store_true",
+                   help="skip what only the serving environment can tell (secrets set and "
+                   "long enough, key files readable): for CI without the secrets")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("routes", help="table of routes, their sources and policies")
     p.add_argument("--config", default=DEFAULT_CONFIG)
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--wide", action="store_true",
+                       help="every column (query, file), nothing cut short")
+    shown.add_argument("--json", action="store_true", help="one JSON object per route")
     p.set_defaults(func=cmd_routes)
 
     p = sub.add_parser("demo", help="run the bundled demo upstreams and the edge on them")
@@ -476,8 +605,35 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_token)
 
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except Refused as e:
+        print(f"edge: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `edge routes | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (SystemExit, GeneratorExit):
+        raise
+    except Exception as e:  # a bug: never a traceback, unless asked for
+        if os.environ.get("EDGE_DEBUG"):
+            raise
+        print(f"edge: internal error: {type(e).__name__}: {str(e)[:300]} (EDGE_DEBUG=1 "
+              "shows the traceback; please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
     return result
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("edge")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 if __name__ == "__main__":

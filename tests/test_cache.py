@@ -506,7 +506,7 @@ def test_edge_routes_shows_caching_and_overrides(tmp_path: Any, capsys: Any,
     root = write_config(tmp_path / "c", services_yaml({"up": "http://127.0.0.1:1"}, EXTRA),
                         ROUTES)
     monkeypatch.setenv("EDGE_JWT_SECRET", "x" * 32)
-    assert main(["routes", "--config", str(root)]) == 0
+    assert main(["routes", "--wide", "--config", str(root)]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("GET /override/{id}"))
     assert "public 60s OVERRIDES upstream no-store/private/Set-Cookie" in line

@@ -495,7 +495,7 @@ def test_check_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_check_bundled(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", str(BUNDLED)]) == 0
+    assert main(["check", "--no-env", str(BUNDLED)]) == 0
     assert capsys.readouterr().out.startswith(f"{BUNDLED}: ok (")
 
 
@@ -521,7 +521,7 @@ def test_routes_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
             """),
         "b.yaml": route("POST /a", extra="auth: {jwt: 'off', forward_token: true}\n"),
     })
-    assert main(["routes", "--config", str(tmp_path)]) == 0
+    assert main(["routes", "--wide", "--config", str(tmp_path)]) == 0
     lines = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert [cells[:4] for cells in lines] == [
         ["ROUTE", "SOURCE", "AUTH", "QUERY"],
@@ -541,5 +541,5 @@ def test_routes_with_bad_config_exits_1(tmp_path: Path,
     assert exc.value.code == 1
     assert capsys.readouterr().err.splitlines() == [
         f"{tmp_path}/edge.yaml:2:3: error: listen.prot: unknown key",
-        f"1 problem(s) in {tmp_path}",
+        f"edge: 1 problem(s) in {tmp_path}",
     ]

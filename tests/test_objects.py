@@ -178,7 +178,7 @@ async def test_the_offline_queue_and_batches_cant_write_for_someone_else(
 
 
 def _check(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge", "check", *args, str(root)],
+    return subprocess.run([sys.executable, "-m", "edge", "check", "--no-env", *args, str(root)],
                           capture_output=True, text=True, timeout=60)
 
 

@@ -457,6 +457,10 @@ class Backend(Model):
     memory_max_entries: int = Field(100_000, ge=100)
     """The in-memory backend keeps at most this many entries (idempotency records, ...);
     the oldest go first."""
+    at_start: Literal["degrade", "refuse"] = "degrade"
+    """Redis set but not answering when the edge starts: `degrade` serves anyway (rate
+    limits as `rate_limits.on_backend_failure` says, cache misses, events on this instance
+    only) and says so; `refuse` exits with code 4, for orchestrators that should retry."""
 
 
 class Reload(Model):
