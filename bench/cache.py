@@ -6,13 +6,17 @@
 Load (wrk -t1, `--connections` 64, rotating rounds as in bench/proxy.py, whose helpers this
 reuses). Starts, each in its own process on 127.0.0.1: the demo upstream services (the claims
 service's /claims?member_id=1001&size=10 is 9.7 KB of JSON), `edge serve` on a temp config
-(access log off, no reload watcher) with two routes onto that resource,
+(access log off, no reload watcher) with two routes onto that resource and one pass-through
+route onto bench/_files_upstream.py (binary files of 10,000 and 1,000,000 random bytes, from
+a fixed seed, application/octet-stream, `Cache-Control: public, max-age=600`, a strong ETag),
 
-    GET /cached    shape: {}, cache: {scope: public, ttl: 10m}
-    GET /uncached  shape: {} (the same route without cache:)
+    GET /cached         shape: {}, cache: {scope: public, ttl: 10m}
+    GET /uncached       shape: {} (the same route without cache:)
+    GET /files/{name}   no shape, cache: {} (kept as the origin sent it, fresh for its max-age)
 
 and nginx (`worker_processes 1`, proxy_cache in a temp dir, proxy_cache_valid 200 10m) in
-front of the same resource, warmed so that every request is a hit. Targets:
+front of the same resource, and of the files (its `location /files/` keeps them as their
+Cache-Control says), warmed so that every request is a hit. Targets:
 
     edge hit (br)          /cached, Accept-Encoding: br (the stored br variant, ~1.8 KB)
     edge 304 (br)          /cached, Accept-Encoding: br, If-None-Match: its current ETag
@@ -21,15 +25,28 @@ front of the same resource, warmed so that every request is a hit. Targets:
     aiohttp floor (identity)  bench/_aiohttp_floor.py: a bare aiohttp handler answering the
                            edge's cached identity answer (same body, same headers) every time
     nginx hit (identity)   the same 9.7 KB body from nginx's cache
+    edge pass hit (10 KB)  /files/10k, Accept-Encoding: identity: a pass-through hit, 10,000 B
+    aiohttp floor (10 KB)  bench/_aiohttp_floor.py (a process of its own) answering that hit
+                           (same body, same headers) every time
+    nginx hit (10 KB)      the same 10,000 B from nginx's cache
+    edge pass hit (1 MB), aiohttp floor (1 MB), nginx hit (1 MB): the same for /files/1m,
+                           1,000,000 B (under the edge's default cache.max_entry, 1 MiB)
+
+Each pass-through URL is warmed with two requests (an answer over 64 KiB is stored while it
+streams to the first client, a few ms after that answer completes), then asked until its
+Cache-Status starts with "edge; hit" (2 s at most, else the bench fails) before any load.
 
 The floor is what aiohttp's HTTP handling and the socket write cost on this machine, which
 no cache hit served by the edge can beat. Without an nginx binary the nginx target is
 skipped with a note (the exit code stays 0).
 
 --baseline DIR also runs DIR's edge on the same config, warmed and checked the same way, its
-four targets loaded as "(baseline)" twins in the same rounds (its 304 with its own ETag;
-its ratios against its own targets), and reports new/baseline req/s per edge target. The
-deltas below are measured on the new edge only.
+targets loaded as "(baseline)" twins in the same rounds (its 304 with its own ETag; its
+ratios against its own targets and the shared floors and nginx), and reports new/baseline
+req/s per edge target. A baseline that can't cache a pass-through route (`edge check`
+refuses `cache` without `shape`, or its warmed /files answers aren't hits) runs on the
+config without /files, and its pass-through twins are skipped with a note. The deltas below
+are measured on the new edge only.
 
 Deltas: runs `edge demo` on a copy of config/ (bench/payload.py's start_demo), fetches the
 member dashboard (member 1001's token) with identity and with br, moves one of its claims
@@ -38,7 +55,9 @@ again as an app holding the old version (`If-None-Match: <old ETag>`, `A-IM: jso
 expecting 226) and plainly, and checks that the patch turns the old body into the new one.
 
 Goals (issue): hit req/s >= 5x uncached; 304 req/s >= hit req/s; edge hit >= 0.5x one nginx
-worker (same 9.7 KB identity body); a dashboard delta <= 10% of the full body's bytes.
+worker (same 9.7 KB identity body); a dashboard delta <= 10% of the full body's bytes; for
+each file size, the edge's pass-through hit >= 0.5x nginx's proxy_cache hit and >= 0.9x the
+aiohttp floor (per-round ratios, as for the others).
 """
 
 from __future__ import annotations
@@ -48,6 +67,7 @@ import base64
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +80,15 @@ from typing import Any
 
 import brotli
 import jsonpatch
-from _common import baseline_arg, open_baseline, preflight, round_args, settle_rounds
+from _common import (
+    Baseline,
+    baseline_arg,
+    open_baseline,
+    preflight,
+    round_args,
+    settle_rounds,
+)
+from _files_upstream import FILES, file_bytes, file_headers
 from payload import MEMBER, start_demo
 from proxy import (
     BASELINE,
@@ -87,6 +115,9 @@ TARGET_HIT_VS_UNCACHED = 5.0
 TARGET_304_VS_HIT = 1.0
 TARGET_VS_NGINX = 0.5
 TARGET_DELTA = 0.10
+TARGET_PASS_VS_NGINX = 0.5
+TARGET_PASS_VS_FLOOR = 0.9
+PASS_LABELS = {"10k": "10 KB", "1m": "1 MB"}  # FILES' names, as the table says them
 DASHBOARD = f"/api/v1/members/{MEMBER}/dashboard"
 
 BR = {"Accept-Encoding": "br"}
@@ -95,6 +126,8 @@ IDENTITY = {"Accept-Encoding": "identity"}
 _FLOOR_DROP = frozenset({"content-length", "date", "server", "connection", "keep-alive",
                          "transfer-encoding"})
 FLOOR_SCRIPT = Path(__file__).resolve().parent / "_aiohttp_floor.py"
+FILES_SCRIPT = Path(__file__).resolve().parent / "_files_upstream.py"
+HIT_WAIT = 2.0  # seconds a warmed pass-through URL may take to become a hit
 
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *_proxy env
 
@@ -117,23 +150,56 @@ def expect(what: str, got: object, want: object) -> None:
         raise RuntimeError(f"{what}: got {got!r}, expected {want!r}")
 
 
-def edge_config(root: Path, upstream: str) -> Path:
+def edge_config(root: Path, upstream: str, files: str | None) -> Path:
+    """/cached and /uncached onto the claims resource; with `files` (the files origin's
+    URL), also the cached pass-through route /files/{name}."""
     src = f'source: {{service: claims, path: "{RESOURCE}"}}'
-    return write_config(root, {"claims": upstream}, (
+    routes = (
         "routes:\n"
         f"  - route: GET /cached\n    {src}\n    auth: {{jwt: off}}\n    shape: {{}}\n"
         "    cache: {scope: public, ttl: 10m}\n"
-        f"  - route: GET /uncached\n    {src}\n    auth: {{jwt: off}}\n    shape: {{}}\n"))
+        f"  - route: GET /uncached\n    {src}\n    auth: {{jwt: off}}\n    shape: {{}}\n")
+    services = {"claims": upstream}
+    if files:
+        services["files"] = files
+        routes += ("  - route: GET /files/{name}\n"
+                   '    source: {service: files, path: "/files/{name}"}\n'
+                   "    auth: {jwt: off}\n    cache: {}\n")
+    return write_config(root, services, routes)
 
 
-def nginx_http(port: int, upstream: str) -> str:
-    """nginx caching every 200 of `upstream` for 10 minutes (nginx_command's http block)."""
+def baseline_config(baseline: Baseline, cfg: Path, legacy: Path) -> tuple[Path, str]:
+    """The config the baseline's edge runs on: `cfg` when its `edge check` accepts it, else
+    `legacy` (no /files route) and why (the first problem it printed)."""
+    proc = subprocess.run(baseline.command("check", str(cfg)), cwd=baseline.root,
+                          env=baseline.env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    if proc.returncode == 0:
+        return cfg, ""
+    said = (proc.stdout.strip() or proc.stderr.strip() or f"exit {proc.returncode}")
+    said = said.splitlines()[0].replace(f"{cfg}/", "")  # the temp dir is gone by the report
+    return legacy, f"its `edge check` refuses the /files route: {said}"
+
+
+def nginx_http(port: int, upstream: str, files: str) -> str:
+    """nginx caching every 200 of `upstream` for 10 minutes, and `files`'s /files/ as their
+    Cache-Control says (nginx_command's http block)."""
     return (
         "  proxy_cache_path {root}/cache levels=1:2 keys_zone=bench:1m max_size=64m\n"
         "                   inactive=1h use_temp_path=off;\n"
         f"  upstream up {{ server {upstream.removeprefix('http://')}; keepalive 8; }}\n"
+        f"  upstream files {{ server {files.removeprefix('http://')}; keepalive 8; }}\n"
         "  server {\n"
         f"    listen 127.0.0.1:{port};\n"
+        "    location /files/ {\n"
+        "      proxy_pass http://files;\n"
+        "      proxy_http_version 1.1;\n"
+        '      proxy_set_header Connection "";\n'
+        "      proxy_cache bench;\n"
+        "      proxy_cache_valid 200 10m;\n"  # the origin's max-age=600 comes first
+        "      proxy_cache_lock on;\n"
+        "      add_header X-Cache-Status $upstream_cache_status always;\n"
+        "    }\n"
         "    location / {\n"
         "      proxy_pass http://up;\n"
         "      proxy_http_version 1.1;\n"
@@ -154,6 +220,39 @@ def check_hit(label: str, url: str, headers: dict[str, str], header: str, prefix
     if not (h.get(header) or "").startswith(prefix):
         raise RuntimeError(f"{label}: {header}: {h.get(header)!r}, expected {prefix!r}...")
     return h, body
+
+
+def warm_hit(label: str, url: str, header: str, prefix: str) -> tuple[Message, bytes]:
+    """Two requests (the first stores; an answer over 64 KiB is kept a few ms after it has
+    streamed whole to its client), then asked until `header` starts with `prefix` (a hit),
+    HIT_WAIT seconds at most, else RuntimeError; then one more hit, whose answer (the
+    edge's fast lane's, as under load) is returned."""
+    for _ in range(2):
+        status, _, _ = call(url, IDENTITY)
+        expect(f"{label}: warming: status", status, 200)
+    deadline = time.monotonic() + HIT_WAIT
+    while not ((got := call(url, IDENTITY)[1].get(header)) or "").startswith(prefix):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{label}: not a hit after warming ({HIT_WAIT:g} s): "
+                               f"{header}: {got!r}, expected {prefix!r}...")
+        time.sleep(0.05)
+    return check_hit(label, url, IDENTITY, header, prefix)
+
+
+def warm_pass(edge: str, tag: str = "") -> dict[str, tuple[Message, bytes]]:
+    """Each /files/{name} on `edge` warmed into a hit and checked against the origin's file
+    (body, ETag, Cache-Control). Returns name -> the hit's headers and body."""
+    out = {}
+    for name in FILES:
+        label = f"edge pass hit ({PASS_LABELS[name]}){tag}"
+        h, body = warm_hit(label, f"{edge}/files/{name}", "Cache-Status", "edge; hit")
+        want = file_bytes(name)
+        expect(f"{label}: body = the origin's file", (len(body), body == want),
+               (len(want), True))
+        for field, value in file_headers(want).items():
+            expect(f"{label}: {field}", h.get(field), value)
+        out[name] = h, body
+    return out
 
 
 def warm_edge(edge: str, raw: bytes, tag: str = "") -> tuple[str, Message, bytes, bytes]:
@@ -186,14 +285,18 @@ def check_edge(edge: str, etag_br: str, tag: str = "") -> None:
     expect(f"edge uncached{tag}: Cache-Status", h.get("Cache-Status"), None)
 
 
-def check_targets(urls: dict[str, str], etags: dict[str, str]) -> None:
+def check_targets(urls: dict[str, str], etags: dict[str, str],
+                  pass_checks: dict[str, tuple[str, str, str]]) -> None:
     """Before and after the load: `check_edge` on each edge (origin → its br ETag), the floor
-    and nginx's hits are hits."""
+    and nginx's hits are hits, and so is each pass-through target (label → URL, the header
+    saying so and how it starts)."""
     for i, (edge, etag_br) in enumerate(etags.items()):
         check_edge(edge, etag_br, " (baseline)" if i else "")
     check_hit("aiohttp floor", urls["floor"], IDENTITY, "Cache-Status", "edge; hit")
     if "nginx" in urls:
         check_hit("nginx", urls["nginx"], IDENTITY, "X-Cache-Status", "HIT")
+    for label, (url, header, prefix) in pass_checks.items():
+        check_hit(label, url, IDENTITY, header, prefix)
 
 
 def floor_answer(path: Path, h: Message, body: bytes) -> Path:
@@ -204,16 +307,16 @@ def floor_answer(path: Path, h: Message, body: bytes) -> Path:
     return path
 
 
-def check_floor(url: str, edge_h: Message, edge_body: bytes) -> None:
+def check_floor(url: str, edge_h: Message, edge_body: bytes, what: str = "identity") -> None:
     """The floor sends the edge's answer: same body, same headers (but Date)."""
     status, h, body = call(url, IDENTITY)
-    expect("aiohttp floor: status", status, 200)
-    expect("aiohttp floor: body = edge identity body", body, edge_body)
+    expect(f"aiohttp floor ({what}): status", status, 200)
+    expect(f"aiohttp floor ({what}): body = edge {what} body", body == edge_body, True)
 
     def norm(m: Message) -> list[tuple[str, str]]:
         return sorted((k.lower(), v) for k, v in m.items() if k.lower() != "date")
 
-    expect("aiohttp floor: headers = edge identity headers", norm(h), norm(edge_h))
+    expect(f"aiohttp floor ({what}): headers = edge {what} headers", norm(h), norm(edge_h))
 
 
 # ----------------------------------------------------------------------------- deltas
@@ -322,11 +425,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("EDGE_REDIS_URL", None)
     base, port, nginx_port, floor_port = port_base(), free_port(), free_port(), free_port()
     up = f"http://127.0.0.1:{base + 2}"
+    files_up = f"http://127.0.0.1:{free_port()}"
     edge = f"http://127.0.0.1:{port}"
+    nginx = f"http://127.0.0.1:{nginx_port}"
     urls = {"upstream": f"{up}{RESOURCE}", "cached": f"{edge}/cached",
             "uncached": f"{edge}/uncached", "floor": f"http://127.0.0.1:{floor_port}/cached"}
     if nginx_bin:
-        urls["nginx"] = f"http://127.0.0.1:{nginx_port}{RESOURCE}"
+        urls["nginx"] = f"{nginx}{RESOURCE}"
     targets = [
         Target("hit", "edge hit (br)", urls["cached"]),
         Target("not_modified", "edge 304 (br)", urls["cached"]),
@@ -336,11 +441,23 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if nginx_bin:
         targets.append(Target("nginx", "nginx hit (identity), 1 worker", urls["nginx"]))
+    # the pass-through hits, per file: edge, its floor (a process of its own), nginx
+    pass_floor_ports = {name: free_port() for name in FILES}
+    for name, size in PASS_LABELS.items():
+        targets += [
+            Target(f"pass_hit_{name}", f"edge pass hit ({size})", f"{edge}/files/{name}"),
+            Target(f"pass_floor_{name}", f"aiohttp floor ({size})",
+                   f"http://127.0.0.1:{pass_floor_ports[name]}/files/{name}")]
+        if nginx_bin:
+            targets.append(Target(f"pass_nginx_{name}", f"nginx hit ({size}), 1 worker",
+                                  f"{nginx}/files/{name}"))
+    urls |= {t.key: t.url for t in targets if t.key.startswith("pass_")}
     base_port = free_port() if baseline else 0
     base_edge = f"http://127.0.0.1:{base_port}"
     targets = with_twins(targets, {edge: base_edge} if baseline else {})
     series = {t.key: Series() for t in targets}
     sizes: dict[str, str] = {}
+    base_pass_note = ""  # why the baseline's pass-through twins are skipped, if they are
     started = time.monotonic()
     try:
         with ExitStack() as stack:
@@ -348,22 +465,45 @@ def main(argv: list[str] | None = None) -> int:
             raw = stack.enter_context(server(
                 [sys.executable, "-m", "edge.demo.upstreams", "--port-base", str(base)],
                 urls["upstream"], tmp / "upstreams.err"))
-            cfg = edge_config(tmp / "config", up)
-            for name, p, b in (("edge", port, None), ("edge_baseline", base_port, baseline)):
-                if p:  # the baseline's edge: on the same config
+            stack.enter_context(server(
+                [sys.executable, str(FILES_SCRIPT), files_up.rsplit(":", 1)[1]],
+                f"{files_up}/files/10k", tmp / "files.err"))
+            cfg = edge_config(tmp / "config", up, files_up)
+            base_cfg = cfg
+            if baseline:  # an older edge may refuse `cache` on a pass-through route
+                base_cfg, base_pass_note = baseline_config(
+                    baseline, cfg, edge_config(tmp / "config-legacy", up, None))
+            for name, p, c, b in (("edge", port, cfg, None),
+                                  ("edge_baseline", base_port, base_cfg, baseline)):
+                if p:  # the baseline's edge: on the same config (if it can)
                     stack.enter_context(edge_server(
-                        ["--config", str(cfg), "--host", "127.0.0.1", "--port", str(p)],
+                        ["--config", str(c), "--host", "127.0.0.1", "--port", str(p)],
                         f"http://127.0.0.1:{p}/health", tmp / f"{name}.err", b))
             if nginx_bin:
                 stack.enter_context(server(
-                    nginx_command(nginx_bin, tmp, nginx_http(nginx_port, up)), urls["nginx"],
-                    tmp / "nginx.err"))
+                    nginx_command(nginx_bin, tmp, nginx_http(nginx_port, up, files_up)),
+                    urls["nginx"], tmp / "nginx.err"))
 
             # warm: the first request stores, the second is a hit; learn the ETags
             etag_br, h, body_id, body_br = warm_edge(edge, raw)
             etags = {edge: etag_br}
+            passes = warm_pass(edge)  # name -> the hit's headers and body
             if baseline:
                 b_etag, _, b_id, b_br = warm_edge(base_edge, raw, " (baseline)")
+                if not base_pass_note:
+                    try:
+                        warm_pass(base_edge, " (baseline)")
+                    except RuntimeError as e:
+                        base_pass_note = f"its /files answers aren't hits: {e}"
+                if base_pass_note:
+                    print(f"note: baseline {baseline.root}: {base_pass_note}; skipping the "
+                          "baseline twins of the pass-through targets", file=sys.stderr,
+                          flush=True)
+                    targets = [t for t in targets if not t.twin_of.startswith("pass_")]
+                    series = {t.key: series[t.key] for t in targets}
+                else:
+                    sizes |= {f"pass_hit_{name}" + BASELINE: f"{len(file_bytes(name)):,} B "
+                              "octet-stream" for name in FILES}
                 etags[base_edge] = b_etag
                 sizes |= {"hit" + BASELINE: f"{len(b_br):,} B br",
                           "not_modified" + BASELINE: "0 B (304)",
@@ -377,6 +517,27 @@ def main(argv: list[str] | None = None) -> int:
                  str(floor_answer(tmp / "floor.json", h, body_id))],
                 urls["floor"], tmp / "floor.err"))
             check_floor(urls["floor"], h, body_id)
+            for name, (ph, pbody) in passes.items():  # one floor per file, the same way
+                key = f"pass_floor_{name}"
+                stack.enter_context(server(
+                    [sys.executable, str(FLOOR_SCRIPT), str(pass_floor_ports[name]),
+                     str(floor_answer(tmp / f"{key}.json", ph, pbody))],
+                    urls[key], tmp / f"{key}.err"))
+                check_floor(urls[key], ph, pbody, PASS_LABELS[name])
+                sizes |= {f"pass_{kind}_{name}": f"{len(pbody):,} B octet-stream"
+                          for kind in ("hit", "floor", "nginx")}
+                if nginx_bin:
+                    nh, nbody = warm_hit(f"nginx hit ({PASS_LABELS[name]})",
+                                         urls[f"pass_nginx_{name}"], "X-Cache-Status", "HIT")
+                    expect(f"nginx ({PASS_LABELS[name]}) body = edge pass hit body",
+                           nbody == pbody, True)
+                    expect(f"nginx ({PASS_LABELS[name]}) ETag", nh.get("ETag"), ph.get("ETag"))
+            # every load's answer is a hit: the edges', the floors' (the edge's hit answer)
+            # and nginx's
+            pass_checks = {t.label: (t.url, "X-Cache-Status", "HIT")
+                           if t.key.startswith("pass_nginx_")
+                           else (t.url, "Cache-Status", "edge; hit")
+                           for t in targets if (t.twin_of or t.key).startswith("pass_")}
             sizes |= {"hit": f"{len(body_br):,} B br", "not_modified": "0 B (304)",
                       "hit_identity": f"{len(body_id):,} B identity",
                       "floor": f"{len(body_id):,} B identity"}
@@ -387,10 +548,11 @@ def main(argv: list[str] | None = None) -> int:
                                         "HIT")
                 expect("nginx body = edge identity body", body_ngx, body_id)
                 sizes["nginx"] = f"{len(body_ngx):,} B identity"
-            check_targets(urls, etags)
+            check_targets(urls, etags, pass_checks)
             headers = {"hit": BR, "not_modified": {**BR, "If-None-Match": etag_br},
                        "uncached": BR, "hit_identity": IDENTITY, "floor": IDENTITY,
                        "nginx": IDENTITY}
+            headers |= {t.key: IDENTITY for t in targets if t.key.startswith("pass_")}
             headers |= {t.key: headers[t.twin_of] for t in targets if t.twin_of}
             if baseline:  # its own ETag
                 headers["not_modified" + BASELINE] = {**BR, "If-None-Match": etags[base_edge]}
@@ -400,14 +562,19 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"edge cache benchmark: upstream {RESOURCE} = {len(raw):,} B JSON, "
                   f"edge /cached and /uncached with shape {{}}, "
-                  f"ETag {etag_br}; wrk -t1 -c{args.connections}, {args.rounds} round(s) x "
+                  f"ETag {etag_br}; pass-through /files/{{name}} (cache: {{}}): "
+                  + ", ".join(f"{name} = {len(b):,} B application/octet-stream"
+                              for name, (_, b) in passes.items())
+                  + f"; wrk -t1 -c{args.connections}, {args.rounds} round(s) x "
                   f"{args.duration:g}s per target, {os.cpu_count()} CPUs, "
                   f"Python {platform.python_version()}", flush=True)
             if baseline:
                 print(f"{baseline.describe()}; its ETag {etags[base_edge]}", flush=True)
+                if base_pass_note:
+                    print(f"baseline: no pass-through twins ({base_pass_note})", flush=True)
             load_rounds(targets, series, scripts, args.connections, args.warmup, args.duration,
                         args.rounds, max(30, *(len(t.label) for t in targets)))
-            check_targets(urls, etags)  # still hits and 304s after the load
+            check_targets(urls, etags, pass_checks)  # still hits and 304s after the load
 
         print("dashboard delta: starting `edge demo`", file=sys.stderr, flush=True)
         delta = measure_delta()
@@ -430,12 +597,26 @@ def main(argv: list[str] | None = None) -> int:
         if nginx_bin:
             ratio["hit_identity"] = r("hit_identity" + sfx, "nginx")
             vs["hit_identity"] = f"{ratio['hit_identity']:.2f}x nginx, {vs['hit_identity']}"
+        for name in FILES:  # the pass-through hits, against the same file's floor and nginx
+            hit = f"pass_hit_{name}"
+            if hit + sfx not in series:
+                continue
+            ratio[f"{hit}_vs_floor"] = r(hit + sfx, f"pass_floor_{name}")
+            vs[hit] = f"{ratio[f'{hit}_vs_floor']:.2f}x floor"
+            if nginx_bin:
+                ratio[f"{hit}_vs_nginx"] = r(hit + sfx, f"pass_nginx_{name}")
+                vs[hit] = f"{ratio[f'{hit}_vs_nginx']:.2f}x nginx, {vs[hit]}"
         return ratio, {k + sfx: v for k, v in vs.items()}
 
     ratio, vs = edge_ratios("")
     if nginx_bin:
         ratio["floor_vs_nginx"] = per_round(series["floor"], series["nginx"], "rps", "ratio")
         vs["floor"] = f"{ratio['floor_vs_nginx']:.2f}x nginx"
+        for name in FILES:
+            floor = f"pass_floor_{name}"
+            ratio[f"{floor}_vs_nginx"] = per_round(series[floor], series[f"pass_nginx_{name}"],
+                                                   "rps", "ratio")
+            vs[floor] = f"{ratio[f'{floor}_vs_nginx']:.2f}x nginx"
     base_ratio: dict[str, float] = {}
     if baseline:
         base_ratio, base_vs = edge_ratios(BASELINE)
@@ -467,13 +648,39 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"aiohttp floor vs nginx: {ratio['floor_vs_nginx']:.2f}x (informational)")
     else:
         lines.append("aiohttp floor vs nginx: SKIPPED (no nginx binary)")
+    ok_pass: dict[str, bool | None] = {}  # goal -> passed (None: skipped)
+    for name, size in PASS_LABELS.items():
+        hit, n = f"pass_hit_{name}", len(passes[name][1])
+        if nginx_bin:
+            got = ratio[f"{hit}_vs_nginx"]
+            ok = ok_pass[f"{hit}_vs_nginx"] = got >= TARGET_PASS_VS_NGINX
+            lines.append(f"edge pass hit vs nginx proxy_cache ({size}: 1 worker, same {n:,} B "
+                         f"body): {got:.2f}x (target >= {TARGET_PASS_VS_NGINX:g}x): "
+                         f"{'PASS' if ok else 'FAIL'}")
+        else:
+            ok_pass[f"{hit}_vs_nginx"] = None
+            lines.append(f"edge pass hit vs nginx ({size}): SKIPPED (no nginx binary)")
+        got = ratio[f"{hit}_vs_floor"]
+        ok = ok_pass[f"{hit}_vs_floor"] = got >= TARGET_PASS_VS_FLOOR
+        lines.append(f"edge pass hit vs aiohttp floor ({size}: the same {n:,} B answer): "
+                     f"{got:.2f}x (target >= {TARGET_PASS_VS_FLOOR:g}x): "
+                     f"{'PASS' if ok else 'FAIL'}")
+        if nginx_bin:
+            lines.append(f"aiohttp floor vs nginx ({size}): "
+                         f"{ratio[f'pass_floor_{name}_vs_nginx']:.2f}x (informational)")
     lines += ["ratios are medians of same-round pairs; spread = half the min-max range of "
               "req/s; p99 is at this (saturating) load"]
+    pass_ratio_keys = [f"pass_hit_{name}_vs_{other}" for name in FILES
+                       for other in ("nginx", "floor")]
     base_lines, base_json = baseline_report(baseline, targets, series, extra={"ratios": {
         "hit_vs_uncached": base_ratio.get("hit"),
         "not_modified_vs_hit": base_ratio.get("not_modified"),
         "hit_vs_nginx": base_ratio.get("hit_identity"),
-        "hit_vs_floor": base_ratio.get("hit_vs_floor")}})
+        "hit_vs_floor": base_ratio.get("hit_vs_floor"),
+        **{k: base_ratio.get(k) for k in pass_ratio_keys}},
+        "pass_through_skipped": base_pass_note or None})
+    if base_lines and base_pass_note:
+        base_lines.append(f"pass-through targets: no baseline twins ({base_pass_note})")
     lines += base_lines
     dl, ok_delta = delta_lines(delta)
     lines += dl
@@ -486,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({
             "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
             "upstream_bytes": len(raw),
+            "pass_bytes": {name: len(b) for name, (_, b) in passes.items()},
             "targets": {k: {"rps": s.median("rps"), "p50_ms": s.median("p50_ms"),
                             "p99_ms": s.median("p99_ms"), "errors": s.errors}
                         for k, s in series.items()},
@@ -493,11 +701,14 @@ def main(argv: list[str] | None = None) -> int:
                        "not_modified_vs_hit": ratio["not_modified"],
                        "hit_vs_nginx": ratio.get("hit_identity"),
                        "hit_vs_floor": ratio["hit_vs_floor"],
-                       "floor_vs_nginx": ratio.get("floor_vs_nginx")},
+                       "floor_vs_nginx": ratio.get("floor_vs_nginx"),
+                       **{k: ratio.get(k) for k in pass_ratio_keys},
+                       **{f"pass_floor_{name}_vs_nginx": ratio.get(f"pass_floor_{name}_vs_nginx")
+                          for name in FILES}},
             "delta": delta,
             "pass": {"hit_vs_uncached": ok_hit, "not_modified_vs_hit": ok_304,
                      "hit_vs_nginx": ok_nginx, "delta_identity": ok_delta["identity"],
-                     "delta_br": ok_delta["br"]},
+                     "delta_br": ok_delta["br"], **ok_pass},
             **base_json,
         }))
     return 0
