@@ -127,6 +127,23 @@ def _int(raw: str | None, name: str) -> int | None:
     return int(raw)
 
 
+def available_cpus(cgroup: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a
+    container's `resources.limits.cpu`), not the whole machine's count."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        with open(cgroup) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
 class WorkerDied(Exception):
     """The worker process ended before it answered (killed, or crashed on an image)."""
 
@@ -186,7 +203,7 @@ class ImagePool:
     def __init__(self, metrics: Any = None, workers: int | None = None,
                  queue: int | None = None) -> None:
         self.metrics = metrics
-        self.workers = workers or max(1, os.cpu_count() or 1)
+        self.workers = workers or available_cpus()
         self.queue = queue or self.workers * 8
         self.pending = 0
         self._ctx = multiprocessing.get_context("forkserver")
