@@ -10,6 +10,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import tempfile
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -163,7 +164,12 @@ class _Worker:
         """In a thread: one transform's outcome."""
         try:
             if not self.started:
-                self.process.start()
+                try:
+                    self.process.start()
+                except OSError as e:  # e.g. no writable TMPDIR for the forkserver's socket
+                    log.error("an image worker could not start: %s (the workers need a "
+                              "writable TMPDIR, now %s)", e, tempfile.gettempdir())
+                    raise
                 self.started = True
                 self._child.close()  # only its end left open: its death is our EOF
             self.conn.send(job)
