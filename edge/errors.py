@@ -35,6 +35,8 @@ KINDS: dict[str, tuple[int, str]] = {
     "bad-image": (422, "Image can't be processed"),
     "rate-limited": (429, "Too many requests"),
     "too-many-streams": (429, "Too many event streams"),
+    "too-many-sockets": (429, "Too many WebSockets"),
+    "upgrade-required": (426, "WebSocket upgrade required"),
     "not-idempotent": (422, "Route does not take idempotent replays"),
     "upstream-unreachable": (502, "Upstream service unreachable"),
     "upstream-bad-response": (502, "Upstream service sent a bad response"),

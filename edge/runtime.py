@@ -23,6 +23,7 @@ from .config import (
     RouteAuth,
     RouteSpec,
     Shape,
+    WebSocketPolicy,
 )
 from .context import ClientAddress, DeviceClassifier
 from .imaging import ImageRoute
@@ -37,6 +38,7 @@ from .policies.objects import BodyCheck, OwnerCheck
 from .policies.ratelimit import RouteLimits, compile_limits
 from .routing import RouteTable
 from .shaping import ShapePlan
+from .sockets import Sockets
 from .sse.endpoint import publisher_keys
 from .sse.hub import TopicRules
 from .upstream import Upstream
@@ -79,6 +81,7 @@ class CompiledRoute:
     body_rules: BodyCheck | None = None  # auth.body: the request body names the caller
     stages: tuple[Any, ...] | None = None  # the pipeline stages it walks (pipeline.plan)
     api_key: RouteKeys | None = None  # None: the route ignores app keys
+    websocket: WebSocketPolicy | None = None  # a WebSocket route's policy
 
     def invalidate_tags(self, params: Mapping[str, str]) -> list[str]:
         return fill_tags(self.invalidates, params)
@@ -139,7 +142,8 @@ class Runtime:
         rewriters = {name: LocationRewriter(svc.url) for name, svc in edge.services.items()}
         for spec in config.routes:
             m = spec.model
-            auth = RouteAuthPolicy(m.auth, self.verifier, cookie, identity)
+            auth = RouteAuthPolicy(m.auth, self.verifier, cookie, identity,
+                                   in_subprotocol=m.websocket is not None)
             app_keys = self.app_keys.for_route(m.auth.api_key, spec.name)
             compiled = default_limits if m.rate_limit is None else \
                 compile_limits(m.rate_limit, spec.name)
@@ -189,7 +193,7 @@ class Runtime:
                 idempotency=IdempotencyPolicy(
                     m.idempotency, lock_ttl=max(30.0, 3 * (timeout.sock_read or 10.0)))
                 if m.idempotency is not None else None,
-                api_key=app_keys,
+                api_key=app_keys, websocket=m.websocket,
             )
             if app_keys is not None:  # the upstream learns the app's name, never its key
                 route.strip_headers |= {app_keys.header.lower()}
@@ -272,3 +276,4 @@ class State:
         # `monotonic`: for intervals in this process (rate limits, TTLs in memory).
         self.clock: Callable[[], float] = clock or time.time
         self.monotonic: Callable[[], float] = monotonic or time.monotonic
+        self.sockets = Sockets()  # open WebSockets, per caller

@@ -66,6 +66,7 @@ from .models import (
     Timeouts,
     TopicRule,
     UserAgentRule,
+    WebSocketPolicy,
     key_allows,
 )
 from .schema import json_schemas
@@ -94,6 +95,7 @@ __all__ = [
     "Events",
     "Idempotency",
     "ImagePolicy",
+    "WebSocketPolicy",
     "ImageVariant",
     "Jwt",
     "KEY_NAME",

@@ -183,6 +183,23 @@ def check_route(model: Route, kind: str, method: str, template: Template, p: tup
             problems.append(f"{pos.where((*ip, 'widths'))}: error: {name}: image.widths: "
                             "distinct widths, smallest first")
             ok = False
+    if model.websocket is not None:
+        wp = (*p, "websocket")
+        if method != "GET" or model.source is None:
+            problems.append(f"{pos.where(wp, key=True)}: error: {name}: `websocket` is for "
+                            "GET routes with one `source`")
+            ok = False
+        for other in ("shape", "cache", "image", "idempotency"):
+            if getattr(model, other) is not None:
+                problems.append(f"{pos.where((*p, other), key=True)}: error: {name}: "
+                                f"`{other}` does not apply to a `websocket` route")
+                ok = False
+        for i, origin in enumerate(model.websocket.origins):
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                problems.append(f"{pos.where((*wp, 'origins', i))}: error: {name}: "
+                                f"websocket.origins: {origin!r} is not an origin like "
+                                "'https://app.example.com' (or '*')")
+                ok = False
     if model.idempotency is not None and method not in UNSAFE_METHODS:
         problems.append(f"{pos.where((*p, 'idempotency'), key=True)}: error: {name}: "
                         "idempotency is for POST, PUT, PATCH and DELETE routes")

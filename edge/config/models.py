@@ -748,6 +748,31 @@ class CachePolicy(Model):
     """Answer `A-IM: json-patch` / `merge-patch` with a patch from the client's version."""
 
 
+class WebSocketPolicy(Model):
+    """A WebSocket route's policy. The handshake is an ordinary request first: routing,
+    device, auth (a token in `Authorization`, or for browsers a `bearer.<jwt>`
+    subprotocol, offered beside `bearer`), the route's rate limits; refusals are
+    problem+json before the upgrade."""
+
+    origins: list[str] = []
+    """Browser origins allowed to open it (`https://app.example.com`, or `*`). Requests
+    without `Origin` (apps) are always allowed; with one, it must be listed or be one of
+    the edge's `public_hosts` (cross-site WebSocket hijacking)."""
+    max_message: Size = 1024 * 1024
+    """Largest message either way; a bigger one closes the socket with 1009."""
+    messages_per_second: float = Field(50.0, gt=0)
+    """Messages a client may send, on average; past `burst` it is closed with 1008."""
+    burst: int = Field(100, ge=1)
+    idle_timeout: Duration = 300.0
+    """No message either way for this long: closed with 1001."""
+    heartbeat: Duration = 30.0
+    """Ping the client this often; no pong in time closes the socket."""
+    compress: bool = True
+    """Negotiate permessage-deflate with each side (each side decides its own)."""
+    max_per_identity: int = Field(16, ge=1)
+    """Open sockets per caller (token subject, else client address) on this instance."""
+
+
 class ImageVariant(Model):
     width: int | None = Field(None, ge=16, le=8192)
     quality: int | None = Field(None, ge=1, le=100)
@@ -833,11 +858,14 @@ class Route(Model):
     idempotency: Idempotency | None = None
     """Honour `Idempotency-Key` (POST, PUT, PATCH and DELETE routes)."""
     cache: CachePolicy | None = None
-    """Cache answers at the edge (GET routes with `shape` or `sources`)."""
+    """Cache answers at the edge (any GET route; RFC 9111)."""
     invalidates: list[str] = []
     """Tags a successful POST/PUT/PATCH/DELETE here purges: `member:{member_id}`."""
     image: ImagePolicy | None = None
     """The source is an image to resize and re-encode per device (GET routes)."""
+    websocket: WebSocketPolicy | None = None
+    """This GET route is a WebSocket: the handshake passes the route's auth and limits,
+    then frames are relayed both ways to the source (`ws://` / `wss://` of its service)."""
     rate_limit: list[RateLimit] | None = None
     """Limits for this route (every one must allow a request); default: edge.yaml's
     rate_limits.defaults. `[]`: none."""

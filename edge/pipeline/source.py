@@ -23,6 +23,7 @@ from ..wire import BodyTooLarge, forward_body, join_query, read_request_body
 from .calls import call_failed, expect, invalidate, upstream_headers
 from .images import image, image_target
 from .stage import Document, Inner, Layer, Up
+from .websocket import websocket
 
 
 def target(x: Exchange) -> str:
@@ -71,6 +72,8 @@ class Source(Layer):
         route = x.route
         if route.batch is not None:
             return self._batch(x)
+        if route.websocket is not None:
+            return websocket(self.state, x)
         if route.image is not None and x.request.method in ("GET", "HEAD"):
             return image(self.state, x)
         if route.aggregate is not None:

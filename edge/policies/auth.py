@@ -155,10 +155,14 @@ class RouteAuthPolicy:
     """A route's `auth` block, compiled: who may call it and what reaches the upstream."""
 
     def __init__(self, cfg: RouteAuth, verifier: Verifier | None, token_cookie: str | None,
-                 identity_headers: Mapping[str, str]) -> None:
+                 identity_headers: Mapping[str, str], *, in_subprotocol: bool = False
+                 ) -> None:
         self.mode = cfg.jwt if verifier is not None else "off"
         self.verifier = verifier
         self.cookie = token_cookie
+        # a WebSocket route: browsers can't set Authorization, so the token may come as
+        # the subprotocol `bearer.<jwt>` (never in the URL, where logs would keep it)
+        self.in_subprotocol = in_subprotocol
         self.forward_token = cfg.forward_token
         self.identity_headers = dict(identity_headers)
         self.rules = compile_rules(cfg.allow)
@@ -174,6 +178,8 @@ class RouteAuthPolicy:
             return m.group(1)
         if self.cookie and self.cookie in cookies:
             return cookies[self.cookie]
+        if self.in_subprotocol:
+            return subprotocol_token(headers)
         return None
 
     def check(self, request: Incoming,
@@ -182,7 +188,8 @@ class RouteAuthPolicy:
         if self.mode == "off":
             return None
         headers = request.headers
-        if "Authorization" not in headers and not (self.cookie and "Cookie" in headers):
+        if "Authorization" not in headers and not (self.cookie and "Cookie" in headers) \
+                and not (self.in_subprotocol and "Sec-WebSocket-Protocol" in headers):
             if self.mode == "required":
                 raise Problem("unauthorized", "this route needs a bearer token",
                               headers={"WWW-Authenticate": "Bearer"})
@@ -214,6 +221,25 @@ class RouteAuthPolicy:
                 continue
             out[header] = text
         return out
+
+
+TOKEN_PROTOCOL = "bearer."  # `Sec-WebSocket-Protocol: bearer, bearer.<jwt>`
+
+
+def offered_protocols(headers: Mapping[str, str]) -> list[str]:
+    """The subprotocols a WebSocket handshake offers, in order."""
+    raw = headers.get("Sec-WebSocket-Protocol", "")[:MAX_TOKEN_LENGTH + 1024]
+    return [p.strip() for p in raw.split(",") if p.strip()][:32]
+
+
+def subprotocol_token(headers: Mapping[str, str]) -> str | None:
+    for offered in offered_protocols(headers):
+        if offered.startswith(TOKEN_PROTOCOL):
+            token = offered[len(TOKEN_PROTOCOL):]
+            if len(token) > MAX_TOKEN_LENGTH:
+                raise _invalid("token too long")
+            return token
+    return None
 
 
 def build_verifier(cfg: Auth, root: Path, env: Mapping[str, str]) -> Verifier | None:
