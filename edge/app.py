@@ -99,6 +99,7 @@ class EdgeApp:
 
     async def close(self) -> None:
         self.drain_streams()
+        await self.state.sockets.close()  # WebSockets still open: 1001, going away
         await asyncio.sleep(0)  # let the streams say goodbye
         await self.state.hub.close()
         await stop(self._watcher)

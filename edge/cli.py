@@ -131,11 +131,21 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
         log.info("edge %d draining (up to %gs)", os.getpid(), config.edge.drain_timeout)
         edge.drain_streams()  # event streams end now (their clients reconnect elsewhere)
         await stop_task(extra)
+        # WebSockets get the drain to end on their own, then 1001 (going away) while the
+        # server still holds their connections (it cuts what is left at the deadline)
+        going_away = asyncio.ensure_future(
+            _close_sockets_after(edge, config.edge.drain_timeout - 0.5))
         await runner.cleanup()
+        await stop_task(going_away)
         await edge.close()
 
 
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+async def _close_sockets_after(edge: EdgeApp, seconds: float) -> None:
+    await asyncio.sleep(max(0.0, seconds))
+    await edge.state.sockets.close()
 
 
 def _why(e: OSError) -> str:

@@ -1,6 +1,9 @@
-"""The open WebSockets of this process (pipeline/websocket.py), counted per caller."""
+"""The open WebSockets and relayed event streams of this process, counted per caller."""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any
 
 from .errors import Problem
 
@@ -11,12 +14,20 @@ class Sockets:
     def __init__(self) -> None:
         self.per_caller: dict[str, int] = {}
         self.open = 0
+        self.relays: set[asyncio.Task[Any]] = set()  # the WebSockets' relay tasks
 
-    def enter(self, caller: str, cap: int) -> None:
+    async def close(self) -> None:
+        """The edge is closing: every WebSocket is closed with 1001 (going away)."""
+        for task in list(self.relays):
+            task.cancel()
+        await asyncio.gather(*self.relays, return_exceptions=True)
+
+    def enter(self, caller: str, cap: int, *, kind: str = "too-many-sockets",
+              what: str = "WebSockets") -> None:
         n = self.per_caller.get(caller, 0)
         if n >= cap:
-            raise Problem("too-many-sockets", f"at most {cap} open WebSockets per caller "
-                          "on this route", headers={"Retry-After": "5"})
+            raise Problem(kind, f"at most {cap} open {what} per caller",
+                          headers={"Retry-After": "5"})
         self.per_caller[caller] = n + 1
         self.open += 1
 

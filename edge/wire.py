@@ -5,6 +5,7 @@ must read them, and then only up to a limit."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -29,6 +30,7 @@ from .encoding import (
 from .errors import Problem
 from .headers import canonical
 from .locations import HEADERS as LOCATION_HEADERS
+from .sockets import Sockets
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the de-facto ones.
 HOP_BY_HOP = frozenset({
@@ -425,6 +427,7 @@ async def send_upstream_response(request: Incoming, resp: Reply,
                                  ctx: Exchange, extra_headers: Mapping[str, str],
                                  compression: PassCompression | None = None,
                                  private: bool | None = None,
+                                 sockets: Sockets | None = None,
                                  ) -> tuple[web.StreamResponse, int]:
     """Relay status, headers and body; returns the response and the body bytes sent.
     `private`: the answer is the caller's own (default: when the caller is identified)."""
@@ -465,6 +468,9 @@ async def send_upstream_response(request: Incoming, resp: Reply,
         return web.Response(status=status, headers=headers, body=body), len(body)
     if ctx.response_headers:
         headers.update(ctx.response_headers)
+    if resp.content_type == "text/event-stream" and 200 <= status < 300 \
+            and isinstance(request, web.BaseRequest):
+        return await relay_events(request, resp, ctx, headers, sockets)
     stream = web.StreamResponse(status=status, headers=headers)
     if length is not None and coding is None:
         stream.content_length = length
@@ -493,6 +499,54 @@ async def send_upstream_response(request: Incoming, resp: Reply,
         return stream, sent
     await stream.write_eof()
     return stream, sent
+
+
+async def relay_events(request: web.BaseRequest, resp: Reply, ctx: Exchange,
+                       headers: CIMultiDict[str], sockets: Sockets | None = None
+                       ) -> tuple[web.StreamResponse, int]:
+    """An upstream's `text/event-stream`, relayed as a stream of events: each chunk goes
+    out as it comes (never compressed or held), a `: heartbeat` comment is written between
+    events when the upstream is silent past the heartbeat (so proxies and phones keep the
+    connection), and the caller's open streams are capped as on `/events`. The client's
+    `Last-Event-ID` reached the upstream with the request."""
+    rt = ctx.rt
+    events = rt.config.edge.events
+    beat = events.heartbeat if events is not None else 15.0
+    cap = events.max_per_identity if events is not None else 8
+    caller = "ev|" + (str(ctx.identity.get("sub")) if ctx.identity and ctx.identity.get("sub")
+                      else ctx.client_ip)
+    sockets = sockets or Sockets()
+    sockets.enter(caller, cap, kind="too-many-streams", what="event streams")
+    try:
+        headers.popall("Content-Length", None)
+        headers["Cache-Control"] = headers.get("Cache-Control") or "no-cache"
+        headers["X-Accel-Buffering"] = "no"  # and nginx in front: don't hold it either
+        stream = web.StreamResponse(status=resp.status, headers=headers)
+        await stream.prepare(request)
+        sent = 0
+        at_boundary = True  # a heartbeat only ever goes between two events
+        chunks = resp.content.iter_any().__aiter__()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(beat):
+                        chunk = await chunks.__anext__()
+                except TimeoutError:
+                    if at_boundary:
+                        await stream.write(b": heartbeat\n\n")
+                        sent += 14
+                    continue
+                except StopAsyncIteration:
+                    break
+                await stream.write(chunk)
+                sent += len(chunk)
+                at_boundary = chunk.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+            ctx.timings["aborted"] = 1  # the upstream went: the client reconnects
+        await stream.write_eof()
+        return stream, sent
+    finally:
+        sockets.leave(caller)
 
 
 _NOT_PRIVATE = frozenset({"public", "s-maxage", "proxy-revalidate"})

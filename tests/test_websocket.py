@@ -5,6 +5,9 @@ both ways with the route's limits."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import time
 from typing import Any
 
@@ -13,7 +16,7 @@ import jwt
 import pytest
 from aiohttp import WSMsgType, web
 
-from .conftest import JWT_SECRET, services_yaml
+from .conftest import JWT_SECRET, free_port, services_yaml, write_config
 
 AUTH = """
 auth:
@@ -45,6 +48,16 @@ routes:
     auth: {jwt: "off"}
     rate_limit: []
     websocket: {max_per_identity: 2}
+"""}
+
+
+ROUTES_OPEN = {"ws.yaml": """
+routes:
+  - route: GET /ws/open
+    source: {service: chat, path: /echo}
+    auth: {jwt: "off"}
+    rate_limit: []
+    websocket: {}
 """}
 
 
@@ -191,3 +204,98 @@ async def test_an_unreachable_upstream_is_a_502_before_the_upgrade(make_edge: An
     with pytest.raises(aiohttp.WSServerHandshakeError) as e:
         await edge.ws_connect("/ws/open")
     assert e.value.status == 502
+
+
+async def test_a_reader_that_stops_holds_back_the_upstream(make_edge: Any,
+                                                           upstream: Any) -> None:
+    """Backpressure: while the client reads nothing, the upstream can send only what the
+    edge's bounded buffers and the sockets hold, not the 64 MB it tries to."""
+    sent = {"bytes": 0}
+
+    async def flood(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        chunk = os.urandom(65536)  # (compression would make 64 MB of "x" a few KB)
+        for _ in range(1024):
+            await ws.send_bytes(chunk)  # waits for the socket to drain
+            sent["bytes"] += len(chunk)
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/echo", flood)
+    url = await upstream(app)
+    edge = await make_edge(services_yaml({"chat": url}, AUTH), ROUTES)
+    ws = await edge.ws_connect("/ws/open")
+    await asyncio.sleep(1.5)  # reading nothing
+    held = sent["bytes"]
+    assert held < 24 * 1024 * 1024, held  # kernel buffers on loopback, and the edge's bound
+    for _ in range(400):  # and it flows again once the client reads
+        await ws.receive()
+    assert sent["bytes"] > held
+    await ws.close()
+
+
+async def test_an_upstream_event_stream_is_relayed_with_heartbeats(make_edge: Any,
+                                                                   upstream: Any) -> None:
+    seen: dict[str, Any] = {}
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        seen.setdefault("last", []).append(request.headers.get("Last-Event-ID"))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"id: 7\ndata: one\n\n")
+        await asyncio.sleep(1.3)  # silent: the edge fills in
+        await resp.write(b"id: 8\ndata: two\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/events", events)
+    url = await upstream(app)
+    edge = await make_edge(
+        services_yaml({"feed": url}, "events: {heartbeat: 500ms, max_per_identity: 1}\n"),
+        {"r.yaml": "routes:\n  - route: GET /feed\n    source: {service: feed, path: /events}\n"
+         "    auth: {jwt: 'off'}\n    rate_limit: []\n"})
+    resp = await edge.get("/feed", headers={"Last-Event-ID": "6", "Accept-Encoding": "br"})
+    assert resp.headers["Content-Type"] == "text/event-stream"
+    assert "Content-Encoding" not in resp.headers
+    second = await edge.get("/feed")
+    assert second.status == 429  # one stream per caller here, as on /events
+    body = (await resp.read()).decode()
+    assert seen["last"][0] == "6"  # forwarded, for the upstream to resume from
+    assert body.startswith("id: 7\ndata: one\n\n: heartbeat\n\n")
+    assert body.endswith("id: 8\ndata: two\n\n")
+
+
+async def test_sigterm_closes_open_sockets_with_1001_after_the_drain(
+        tmp_path: Any, upstream: Any) -> None:
+    url = await upstream(chat_app({}))
+    root = write_config(tmp_path / "c", services_yaml({"chat": url}, "drain_timeout: 1s\n"
+                                                      "reload: {watch: false}\n"), ROUTES_OPEN)
+    port = free_port()
+    env = {**os.environ, "EDGE_JWT_SECRET": JWT_SECRET}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge", "serve", "--config", str(root), "--port", str(port),
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(100):
+                try:
+                    ws = await s.ws_connect(f"http://127.0.0.1:{port}/ws/open")
+                    break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            await ws.send_str("hi")
+            assert (await ws.receive()).data == "echo:hi"
+            proc.send_signal(signal.SIGTERM)
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            assert msg.type is WSMsgType.CLOSE and msg.data == 1001, msg
+            assert msg.extra == "edge restarting"
+            await ws.close()
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.stderr is not None
+    assert b"Traceback" not in await proc.stderr.read()

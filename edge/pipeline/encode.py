@@ -55,7 +55,7 @@ class Encode(Layer):
         try:
             return await send_upstream_response(
                 x.request, reply, x, extra, route.compress if route.shape is None else None,
-                private=private)
+                private=private, sockets=self.state.sockets)
         finally:
             reply.release()
 

@@ -73,7 +73,7 @@ async def websocket(state: State, x: Exchange) -> Answer:
     try:
         upstream = await _connect(x, passed, policy)
         try:
-            return await _relay(x, request, upstream, offered, policy)
+            return await _relay(x, request, upstream, offered, policy, sockets)
         finally:
             if not upstream.closed:
                 await upstream.close(code=WSCloseCode.GOING_AWAY)
@@ -113,7 +113,7 @@ async def _connect(x: Exchange, protocols: list[str], policy: Any
 
 async def _relay(x: Exchange, request: web.BaseRequest,
                  upstream: aiohttp.ClientWebSocketResponse, offered: list[str],
-                 policy: Any) -> Answer:
+                 policy: Any, sockets: Sockets) -> Answer:
     chosen = upstream.protocol
     if chosen is None and "bearer" in offered:
         chosen = "bearer"  # a browser that offered protocols needs one back
@@ -180,6 +180,9 @@ async def _relay(x: Exchange, request: web.BaseRequest,
             await asyncio.sleep(left)
 
     tasks = [asyncio.ensure_future(c) for c in (to_upstream(), to_client(), idle())]
+    me = asyncio.current_task()  # closing the edge cancels it: both sides get 1001
+    if me is not None:
+        sockets.relays.add(me)
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
@@ -190,6 +193,8 @@ async def _relay(x: Exchange, request: web.BaseRequest,
                           else (WSCloseCode.GOING_AWAY, b"edge restarting"))
         raise
     finally:
+        if me is not None:
+            sockets.relays.discard(me)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
