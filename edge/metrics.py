@@ -162,6 +162,18 @@ class Metrics(UpstreamMetrics):
                                    "sent as outputs", ["route", "kind"], registry=r)
         self.sse_open = Gauge("edge_sse_streams", "Open event streams (all devices)",
                               registry=r)
+        self.ws_open = Gauge("edge_websockets_open", "Open WebSockets relayed",
+                             ["route", "device"], registry=r)
+        self.ws_messages = Counter("edge_websocket_messages", "WebSocket messages relayed "
+                                   "(in: from clients, out: to clients)",
+                                   ["route", "direction"], registry=r)
+        self.ws_bytes = Counter("edge_websocket_bytes", "WebSocket message bytes relayed",
+                                ["route", "direction"], registry=r)
+        self.ws_closes = Counter("edge_websocket_closes", "WebSockets closed, by the close "
+                                 "code the client got", ["route", "code"], registry=r)
+        self.ws_refused = Counter("edge_websocket_refusals", "WebSocket handshakes refused "
+                                  "before the upgrade, by status", ["route", "status"],
+                                  registry=r)
         # Redis as the edge sees it: each call by operation (get, add, put, delete, gcra,
         # publish, event_publish, event_history, hash_set, hash_all, cache_get, cache_set)
         self.redis_seconds = Histogram(

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from aiohttp import web
@@ -192,6 +193,10 @@ routes:
   - route: GET /img/{name}
     source: {service: up, path: "/img/{name}"}
     image: {widths: [100, 200], default: {width: 100}}
+  - route: GET /ws
+    source: {service: up, path: /ws}
+    auth: {jwt: "off"}
+    websocket: {}
 """
 
 
@@ -206,7 +211,13 @@ def _kit_image() -> bytes:
 def _kit_upstream() -> web.Application:
     image = _kit_image()
 
-    async def handler(request: web.Request) -> web.Response:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path == "/ws":
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            async for msg in ws:
+                await ws.send_str(msg.data)
+            return ws
         if request.path == "/fail":
             return web.json_response({"error": "boom"}, status=500)
         if request.path.startswith("/img/photo"):
@@ -253,6 +264,13 @@ async def _live_expositions(make_edge: Any, upstream: Any, tmp_path: Path) -> li
     published = await client.post("/_edge/publish", headers={"Authorization": f"Bearer {PUBKEY}"},
                                   data=json.dumps({"topic": "news:obs", "data": {"n": 1}}))
     assert published.status in (200, 202), await published.text()
+    # a WebSocket: a message each way, a close; and a handshake refused (a foreign page)
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_str("hi")
+        assert (await ws.receive()).data == "hi"
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await client.ws_connect("/ws", headers={"Origin": "https://evil.example"})
+    await asyncio.sleep(0.05)  # (the socket's close is counted as its relay ends)
     # a good reload, then a rejected one
     state = client.edge.state
     assert await state.reloader.reload()

@@ -5,6 +5,7 @@ both ways with the route's limits."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -299,3 +300,26 @@ async def test_sigterm_closes_open_sockets_with_1001_after_the_drain(
             await proc.wait()
     assert proc.stderr is not None
     assert b"Traceback" not in await proc.stderr.read()
+
+
+async def test_metrics_and_one_access_log_line_per_socket(chat: Any) -> None:
+    edge, _ = chat
+    async with edge.ws_connect("/ws/echo", headers=bearer()) as ws:
+        for i in range(3):
+            await ws.send_str(str(i))
+            await ws.receive()
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await edge.ws_connect("/ws/echo")
+    await asyncio.sleep(0.05)
+    text = await (await edge.get("/metrics")).text()
+    route = 'route="GET /ws/echo"'
+    assert f'edge_websocket_messages_total{{direction="in",{route}}} 3.0' in text
+    assert f'edge_websocket_messages_total{{direction="out",{route}}} 3.0' in text
+    assert f'edge_websocket_closes_total{{code="1000",{route}}} 1.0' in text
+    assert f'edge_websocket_refusals_total{{{route},status="401"}} 1.0' in text
+    assert f'edge_websockets_open{{device="desktop",{route}}} 0.0' in text
+    edge.edge.access_log.flush()
+    lines = [json.loads(line) for line in edge.edge.access_log.stream.getvalue().splitlines()]
+    socket = next(line for line in lines if line.get("ws_close") is not None)
+    assert (socket["status"], socket["ws_messages_in"], socket["ws_messages_out"],
+            socket["ws_close"]) == (101, 3, 3, 1000)

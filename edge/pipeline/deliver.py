@@ -70,6 +70,8 @@ class Deliver:
                              x.bytes_in[0], sent)
         if x.cache_result is not None:
             metrics.cache_result(x.route_name, x.cache_result)
+        if status != 101 and x.route is not None and x.route.websocket is not None:
+            metrics.ws_refused.labels(x.route_name, str(status)).inc()
         if x.shape_skipped is not None:
             metrics.shaping_skipped.labels(x.route_name, x.shape_skipped).inc()
         upstream_bytes = x.timings.get("upstream_bytes")
@@ -94,6 +96,10 @@ class Deliver:
             line["replayed"] = True
         if x.cache_result == "hit":
             line["cache"] = "hit"
+        if "ws_close" in x.timings:  # a WebSocket: one line at its close
+            line["ws_messages_in"] = int(x.timings["ws_messages_in"])
+            line["ws_messages_out"] = int(x.timings["ws_messages_out"])
+            line["ws_close"] = int(x.timings["ws_close"])
         self.access_log.write(line)
 
     @staticmethod

@@ -25,6 +25,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..context import Exchange
 from ..errors import Problem
+from ..metrics import Metrics
 from ..policies.auth import TOKEN_PROTOCOL, offered_protocols
 from ..representation import Answer
 from ..sockets import Sockets
@@ -73,7 +74,8 @@ async def websocket(state: State, x: Exchange) -> Answer:
     try:
         upstream = await _connect(x, passed, policy)
         try:
-            return await _relay(x, request, upstream, offered, policy, sockets)
+            return await _relay(x, request, upstream, offered, policy, sockets,
+                                state.metrics)
         finally:
             if not upstream.closed:
                 await upstream.close(code=WSCloseCode.GOING_AWAY)
@@ -113,7 +115,7 @@ async def _connect(x: Exchange, protocols: list[str], policy: Any
 
 async def _relay(x: Exchange, request: web.BaseRequest,
                  upstream: aiohttp.ClientWebSocketResponse, offered: list[str],
-                 policy: Any, sockets: Sockets) -> Answer:
+                 policy: Any, sockets: Sockets, metrics: Metrics) -> Answer:
     chosen = upstream.protocol
     if chosen is None and "bearer" in offered:
         chosen = "bearer"  # a browser that offered protocols needs one back
@@ -179,6 +181,9 @@ async def _relay(x: Exchange, request: web.BaseRequest,
                 return
             await asyncio.sleep(left)
 
+    route = x.route_name
+    open_gauge = metrics.ws_open.labels(route, x.device.device)
+    open_gauge.inc()
     tasks = [asyncio.ensure_future(c) for c in (to_upstream(), to_client(), idle())]
     me = asyncio.current_task()  # closing the edge cancels it: both sides get 1001
     if me is not None:
@@ -188,17 +193,23 @@ async def _relay(x: Exchange, request: web.BaseRequest,
     except asyncio.CancelledError:
         # the client's connection is gone (aiohttp cancels the handler), or the edge is
         # shutting down past its drain: whatever a side said already still goes through
-        closed.setdefault("client", (WSCloseCode.GOING_AWAY, b"edge restarting"))
-        closed.setdefault("upstream", (_code(client.close_code), b"") if client.close_code
-                          else (WSCloseCode.GOING_AWAY, b"edge restarting"))
-        raise
+        said = (_code(client.close_code), b"") if client.close_code \
+            else (WSCloseCode.GOING_AWAY, b"edge restarting")
+        closed.setdefault("client", said)
+        closed.setdefault("upstream", said)
+        # Stopping the relay was the point, and both sides get closed just below: the
+        # socket's answer (101) is still what the access log and the metrics record.
+        if me is not None:
+            me.uncancel()
     finally:
         if me is not None:
             sockets.relays.discard(me)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        code, reason = closed.get("client", (WSCloseCode.GOING_AWAY, b""))
+        code, reason = closed.get("client") or (  # (else the client closed it: its code)
+            (_code(client.close_code), b"") if client.close_code
+            else (WSCloseCode.GOING_AWAY, b""))
         if not client.closed:
             await client.close(code=code, message=reason[:123])
         up_code, up_reason = closed.get("upstream", (code, reason))
@@ -208,6 +219,11 @@ async def _relay(x: Exchange, request: web.BaseRequest,
         x.timings["ws_messages_in"] = counts["in"]
         x.timings["ws_messages_out"] = counts["out"]
         x.timings["ws_close"] = code
+        open_gauge.dec()
+        for way in ("in", "out"):
+            metrics.ws_messages.labels(route, way).inc(counts[way])
+            metrics.ws_bytes.labels(route, way).inc(counts[way + "_bytes"])
+        metrics.ws_closes.labels(route, str(int(code))).inc()
     return client, counts["out_bytes"]
 
 
