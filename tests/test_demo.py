@@ -232,3 +232,25 @@ async def test_demo_routes_keep_members_to_their_own_records(demo: Any) -> None:
                                "Content-Type": "application/json"}) as r:
         assert r.status == 201
         assert (await r.json())["member_id"] == "1002"
+
+
+async def test_demo_real_time_routes(demo: Any) -> None:
+    base, s = demo
+    token = make_token(DEMO_SECRET, "1001", ["member"], 600)
+    async with s.ws_connect(base.replace("http", "ws") + "/api/v1/support/chat",
+                            headers={"Authorization": f"Bearer {token}"},
+                            protocols=("chat.v1",)) as ws:
+        assert ws.protocol == "chat.v1"
+        assert "Hello 1001" in (await ws.receive_json())["text"]
+        await ws.send_str("my claim?")
+        assert "my claim?" in (await ws.receive_json())["text"]
+        await ws.send_str("bye")
+        msg = await ws.receive()
+        assert (msg.data, msg.extra) == (4000, "chat ended")
+    async with s.get(f"{base}/api/v1/members/1001/notifications/stream",
+                     headers={"Authorization": f"Bearer {token}", "Last-Event-ID": "41"}) as r:
+        assert r.headers["Content-Type"] == "text/event-stream"
+        assert await r.content.readline() == b"id: 42\n"
+    async with s.get(f"{base}/api/v1/members/1002/notifications/stream",
+                     headers={"Authorization": f"Bearer {token}"}) as r:
+        assert r.status == 403

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -293,9 +295,51 @@ async def list_notifications(request: web.Request) -> web.Response:
     return json_response(page)
 
 
+async def support_chat(request: web.Request) -> web.WebSocketResponse:
+    """A support chat over a WebSocket: the agent answers every message, naming the member
+    the edge says is asking (X-Edge-Subject); `bye` ends it with 4000."""
+    ws = web.WebSocketResponse(protocols=("chat.v1",), heartbeat=None)
+    await ws.prepare(request)
+    member = request.headers.get("X-Edge-Subject", "guest")
+    await ws.send_json({"from": "agent", "text": f"Hello {member}, how can we help?"})
+    async for msg in ws:
+        if msg.type is not web.WSMsgType.TEXT:
+            continue
+        if msg.data.strip().lower() == "bye":
+            await ws.close(code=4000, message=b"chat ended")
+            break
+        await ws.send_json({"from": "agent", "text": f"Noted: {msg.data[:200]!r}. "
+                            "A claims specialist will follow up."})
+    return ws
+
+
+async def notification_stream(request: web.Request) -> web.StreamResponse:
+    """The member's notifications as they happen, as `text/event-stream`: one every few
+    seconds, numbered; a reconnect with Last-Event-ID goes on from there."""
+    member_id = request.query.get("member_id", "")
+    try:
+        n = int(request.headers.get("Last-Event-ID", "0"))
+    except ValueError:
+        n = 0
+    every = float(request.query.get("every", "3"))
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    while True:
+        n += 1
+        event = {"member_id": member_id, "title": f"Claim update #{n}",
+                 "body": "A claim of yours changed status."}
+        await resp.write(f"id: {n}\nevent: notification\ndata: "
+                         f"{json.dumps(event)}\n\n".encode())
+        await asyncio.sleep(min(max(every, 0.1), 60))
+
+
 def notifications_app() -> web.Application:
-    """GET /notifications?member_id=&unread=true|false."""
-    return make_app("notifications", [web.get("/notifications", list_notifications)])
+    """GET /notifications?member_id=&unread=true|false; /notifications/stream (SSE);
+    /chat (a WebSocket)."""
+    return make_app("notifications", [web.get("/notifications", list_notifications),
+                                      web.get("/notifications/stream", notification_stream),
+                                      web.get("/chat", support_chat)])
 
 
 SERVICES: dict[str, Callable[[], web.Application]] = {
