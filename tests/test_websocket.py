@@ -323,3 +323,22 @@ async def test_metrics_and_one_access_log_line_per_socket(chat: Any) -> None:
     socket = next(line for line in lines if line.get("ws_close") is not None)
     assert (socket["status"], socket["ws_messages_in"], socket["ws_messages_out"],
             socket["ws_close"]) == (101, 3, 3, 1000)
+
+
+async def test_an_upstream_that_drops_the_connection_closes_the_client_with_1014(
+        make_edge: Any, upstream: Any) -> None:
+    async def drop(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()
+        assert request.transport is not None
+        request.transport.abort()  # no close frame
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/echo", drop)
+    edge = await make_edge(services_yaml({"chat": await upstream(app)}, AUTH), ROUTES)
+    async with edge.ws_connect("/ws/open") as ws:
+        await ws.send_str("x")
+        msg = await ws.receive()
+        assert msg.type is WSMsgType.CLOSE and msg.data == 1014, msg

@@ -9,9 +9,9 @@ The relay reads one message from a side only once the previous one went out on t
 through TCP instead of growing the edge's buffers: aiohttp stops reading a socket while
 its queue of parsed messages is over a bound. Close codes and reasons go through both
 ways; a client past its message rate is closed with 1008; a side silent past
-`idle_timeout` closes both with 1001; an upstream that fails mid-way closes the client
-with 1011; an edge that shuts down or reloads closes its sockets with 1001 once
-`drain_timeout` is over (the server cancels the relay)."""
+`idle_timeout` closes both with 1001; an upstream whose connection fails mid-way closes
+the client with 1014 (bad gateway); an edge that shuts down closes its sockets with 1001
+once `drain_timeout` is over."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ log = logging.getLogger("edge.websocket")
 _HANDSHAKE = ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions",
               "Sec-WebSocket-Protocol", "Sec-WebSocket-Accept", "Upgrade", "Connection",
               "Origin")
+BAD_GATEWAY = 1014  # RFC 6455 §11.7: the upstream's connection failed
 # close codes a peer may not send (RFC 6455 §7.4.1); these become 1011 on the other side
 _RESERVED = {1004, 1005, 1006, 1015}
 
@@ -163,7 +164,8 @@ async def _relay(x: Exchange, request: web.BaseRequest,
                 closed.setdefault("client", (_code(msg.data), (msg.extra or "").encode()))
                 return
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                closed.setdefault("client", (WSCloseCode.INTERNAL_ERROR, b"upstream failed"))
+                # gone without a close frame (reset, a broken frame): 1014, bad gateway
+                closed.setdefault("client", (BAD_GATEWAY, b"upstream failed"))
                 return
             last[0] = time.monotonic()
             counts["out"] += 1
