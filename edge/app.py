@@ -22,6 +22,7 @@ from .metrics import Metrics
 from .pipeline import Pipeline
 from .policies.ratelimit import Limiter
 from .reload import Reloader
+from .republish import Republisher
 from .runtime import State, build_runtime
 from .server import EdgeServer, Guard
 from .sse.endpoint import relay_purges
@@ -50,6 +51,7 @@ class EdgeApp:
         self.access_log = AccessLog(access_log)
         self.handler = Pipeline(self.state, self.access_log)
         self._watcher: asyncio.Task[None] | None = None
+        self.republisher = Republisher(self.state)
 
     @property
     def server_kwargs(self) -> dict[str, Any]:
@@ -88,6 +90,7 @@ class EdgeApp:
         await state.hub.start()
         hub = state.hub
         state.cache.on_purge = lambda tags: relay_purges(hub, tags)
+        self.republisher.start()
         state.reloader = Reloader(state, config.root, self.env)
         if self.watch:
             await state.reloader.start()
@@ -101,6 +104,7 @@ class EdgeApp:
         self.drain_streams()
         await self.state.sockets.close()  # WebSockets still open: 1001, going away
         await asyncio.sleep(0)  # let the streams say goodbye
+        await self.republisher.close()
         await self.state.hub.close()
         await stop(self._watcher)
         await self.state.reloader.close()

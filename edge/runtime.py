@@ -82,6 +82,7 @@ class CompiledRoute:
     stages: tuple[Any, ...] | None = None  # the pipeline stages it walks (pipeline.plan)
     api_key: RouteKeys | None = None  # None: the route ignores app keys
     websocket: WebSocketPolicy | None = None  # a WebSocket route's policy
+    republish: str | None = None  # the topic its upstream event stream is published into
 
     def invalidate_tags(self, params: Mapping[str, str]) -> list[str]:
         return fill_tags(self.invalidates, params)
@@ -193,7 +194,7 @@ class Runtime:
                 idempotency=IdempotencyPolicy(
                     m.idempotency, lock_ttl=max(30.0, 3 * (timeout.sock_read or 10.0)))
                 if m.idempotency is not None else None,
-                api_key=app_keys, websocket=m.websocket,
+                api_key=app_keys, websocket=m.websocket, republish=m.republish,
             )
             if app_keys is not None:  # the upstream learns the app's name, never its key
                 route.strip_headers |= {app_keys.header.lower()}

@@ -130,6 +130,7 @@ class Upstream:
         self.base = cfg.url
         self.metrics = metrics or UpstreamMetrics()
         self._session: aiohttp.ClientSession | None = None
+        self._ws_session: aiohttp.ClientSession | None = None
         self._timeout = self.timeout(None)
         cb = cfg.circuit_breaker
         self.breaker = CircuitBreaker(cb.failure_threshold, cb.open_for, cb.half_open_requests,
@@ -162,9 +163,23 @@ class Upstream:
             )
         return session
 
+    @property
+    def ws_session(self) -> aiohttp.ClientSession:
+        """WebSockets' own client: a socket holds its connection for its whole life, so it
+        never waits for (or takes) one of the pool's `pool.size` connections; the route's
+        `max_per_identity` and the connection limits bound them instead."""
+        session = self._ws_session
+        if session is None:
+            session = self._ws_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+                cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False)
+        return session
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._ws_session is not None:
+            await self._ws_session.close()
 
     async def request(self, method: str, path: str, headers: Mapping[str, str],
                       body: AsyncIterable[bytes] | bytes | None = None,

@@ -452,6 +452,9 @@ async def send_upstream_response(request: Incoming, resp: Reply,
     # a batch item (or an explained request) gets the whole body or an error; a small
     # body is read at once: one write to the client instead of a chunk loop
     whole_up_to = ctx.buffer_limit
+    if whole_up_to is not None and resp.content_type == "text/event-stream":
+        raise Problem("not-acceptable", "an event stream never ends, so it can't be read "
+                      "whole (in a batch, or by explain): ask for it directly")
     if whole_up_to is not None or (length is not None and length <= SMALL_BODY):
         try:
             body = await (read_capped(resp, whole_up_to) if whole_up_to is not None

@@ -342,3 +342,53 @@ async def test_an_upstream_that_drops_the_connection_closes_the_client_with_1014
         await ws.send_str("x")
         msg = await ws.receive()
         assert msg.type is WSMsgType.CLOSE and msg.data == 1014, msg
+
+
+async def test_an_upstream_stream_republished_into_a_topic(make_edge: Any,
+                                                           upstream: Any) -> None:
+    """The edge follows the upstream's stream itself; apps follow the topic on /events."""
+    asked: list[str | None] = []
+
+    async def news(request: web.Request) -> web.StreamResponse:
+        asked.append(request.headers.get("Last-Event-ID"))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for n in (1, 2):
+            await resp.write(f'id: {n}\nevent: headline\ndata: {{"n": {n}}}\n\n'.encode())
+            await asyncio.sleep(0.3)
+        return resp  # ends: the edge reconnects, from the last id
+
+    app = web.Application()
+    app.router.add_get("/news", news)
+    edge = await make_edge(
+        services_yaml({"feed": await upstream(app)},
+                      "events: {topics: [{topic: news, public: true}]}\n"),
+        {"r.yaml": "routes:\n  - route: GET /news\n    source: {service: feed, path: /news}\n"
+         "    auth: {jwt: 'off'}\n    republish: news\n"})
+    resp = await edge.get("/events?topic=news")
+    seen: list[str] = []
+    while len([ln for ln in seen if ln.startswith("data:")]) < 2:
+        line = (await asyncio.wait_for(resp.content.readline(), 10)).decode().strip()
+        if line:
+            seen.append(line)
+    assert [ln for ln in seen if ln.startswith("event:")][:2] == ["event: headline"] * 2
+    data = [json.loads(ln[5:]) for ln in seen if ln.startswith("data:")]
+    assert data[:2] == [{"topic": "news", "data": {"n": 1}}, {"topic": "news", "data": {"n": 2}}]
+    resp.close()
+    for _ in range(100):
+        if len(asked) > 1:
+            break
+        await asyncio.sleep(0.05)
+    assert asked[:2] == [None, "2"]  # the reconnect asked from where it stopped
+
+
+async def test_a_silent_socket_is_closed_with_1001(make_edge: Any, upstream: Any) -> None:
+    url = await upstream(chat_app({}))
+    routes = {"ws.yaml": ROUTES_OPEN["ws.yaml"].replace("websocket: {}",
+                                                        "websocket: {idle_timeout: 300ms}")}
+    edge = await make_edge(services_yaml({"chat": url}), routes)
+    async with edge.ws_connect("/ws/open") as ws:
+        await ws.send_str("x")
+        assert (await ws.receive()).data == "echo:x"
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 1001, "idle")

@@ -183,6 +183,16 @@ def check_route(model: Route, kind: str, method: str, template: Template, p: tup
             problems.append(f"{pos.where((*ip, 'widths'))}: error: {name}: image.widths: "
                             "distinct widths, smallest first")
             ok = False
+    if model.republish is not None:
+        rp = (*p, "republish")
+        if method != "GET" or model.source is None or template.params:
+            problems.append(f"{pos.where(rp, key=True)}: error: {name}: `republish` is for "
+                            "GET routes with one `source` and no path parameters")
+            ok = False
+        if edge is not None and edge.events is None:
+            problems.append(f"{pos.where(rp)}: error: {name}: republish: needs `events` in "
+                            "edge.yaml (the topics apps follow)")
+            ok = False
     if model.websocket is not None:
         wp = (*p, "websocket")
         if method != "GET" or model.source is None:

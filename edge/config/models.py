@@ -863,6 +863,11 @@ class Route(Model):
     """Tags a successful POST/PUT/PATCH/DELETE here purges: `member:{member_id}`."""
     image: ImagePolicy | None = None
     """The source is an image to resize and re-encode per device (GET routes)."""
+    republish: str | None = None
+    """A topic: the edge follows this route's upstream `text/event-stream` itself and
+    publishes every event into that topic, so apps follow it on `/events` (with replay)
+    instead of each holding a stream to the backend. GET routes without path parameters;
+    needs `events` in edge.yaml."""
     websocket: WebSocketPolicy | None = None
     """This GET route is a WebSocket: the handshake passes the route's auth and limits,
     then frames are relayed both ways to the source (`ws://` / `wss://` of its service)."""

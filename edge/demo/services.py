@@ -325,13 +325,16 @@ async def notification_stream(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-cache"})
     await resp.prepare(request)
-    while True:
-        n += 1
-        event = {"member_id": member_id, "title": f"Claim update #{n}",
-                 "body": "A claim of yours changed status."}
-        await resp.write(f"id: {n}\nevent: notification\ndata: "
-                         f"{json.dumps(event)}\n\n".encode())
-        await asyncio.sleep(min(max(every, 0.1), 60))
+    try:
+        while True:
+            n += 1
+            event = {"member_id": member_id, "title": f"Claim update #{n}",
+                     "body": "A claim of yours changed status."}
+            await resp.write(f"id: {n}\nevent: notification\ndata: "
+                             f"{json.dumps(event)}\n\n".encode())
+            await asyncio.sleep(min(max(every, 0.1), 60))
+    except ConnectionResetError:  # the reader went away: the stream ends
+        return resp
 
 
 def notifications_app() -> web.Application:

@@ -59,11 +59,12 @@ async def websocket(state: State, x: Exchange) -> Answer:
     route, request, rt = x.route, x.request, x.rt
     policy = route.websocket
     assert policy is not None and route.upstream is not None
-    if not isinstance(request, web.BaseRequest) or request.method != "GET":
-        raise Problem("bad-request", "a WebSocket route takes a WebSocket handshake")
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise Problem("upgrade-required", "this route is a WebSocket: ask for "
                       "`Upgrade: websocket`", headers={"Upgrade": "websocket"})
+    if not isinstance(request, web.BaseRequest) or request.method != "GET":
+        raise Problem("bad-request", "a WebSocket route takes a WebSocket handshake "
+                      "(not a batch item)")
     if not origin_allowed(request.headers.get("Origin"), policy.origins, rt.public_hosts):
         raise Problem("forbidden", "this origin may not open this WebSocket")
     offered = offered_protocols(request.headers)
@@ -97,7 +98,7 @@ async def _connect(x: Exchange, protocols: list[str], policy: Any
     t0 = time.perf_counter()
     try:
         async with asyncio.timeout(route.timeout.sock_connect or 10.0):
-            upstream = await route.upstream.session.ws_connect(
+            upstream = await route.upstream.ws_session.ws_connect(
                 url, protocols=protocols, headers=headers, max_msg_size=policy.max_message,
                 compress=15 if policy.compress else 0, autoping=True,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0))
@@ -175,18 +176,23 @@ async def _relay(x: Exchange, request: web.BaseRequest,
             else:
                 await client.send_bytes(msg.data)
 
-    async def idle() -> None:
-        while True:
-            left = last[0] + policy.idle_timeout - time.monotonic()
-            if left <= 0:
-                closed["client"] = closed["upstream"] = (WSCloseCode.GOING_AWAY, b"idle")
-                return
-            await asyncio.sleep(left)
-
     route = x.route_name
     open_gauge = metrics.ws_open.labels(route, x.device.device)
     open_gauge.inc()
-    tasks = [asyncio.ensure_future(c) for c in (to_upstream(), to_client(), idle())]
+    tasks = [asyncio.ensure_future(c) for c in (to_upstream(), to_client())]
+    loop = asyncio.get_running_loop()
+
+    timer: list[asyncio.TimerHandle] = []
+
+    def idle() -> None:  # a timer, not a task: an idle socket costs less memory
+        left = last[0] + policy.idle_timeout - time.monotonic()
+        if left > 0:
+            timer[0] = loop.call_later(left, idle)
+            return
+        closed["client"] = closed["upstream"] = (WSCloseCode.GOING_AWAY, b"idle")
+        tasks[0].cancel()  # (ends the wait below)
+
+    timer.append(loop.call_later(policy.idle_timeout, idle))
     me = asyncio.current_task()  # closing the edge cancels it: both sides get 1001
     if me is not None:
         sockets.relays.add(me)
@@ -204,6 +210,7 @@ async def _relay(x: Exchange, request: web.BaseRequest,
         if me is not None:
             me.uncancel()
     finally:
+        timer[0].cancel()
         if me is not None:
             sockets.relays.discard(me)
         for task in tasks:
