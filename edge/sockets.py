@@ -15,6 +15,15 @@ class Sockets:
         self.per_caller: dict[str, int] = {}
         self.open = 0
         self.relays: set[asyncio.Task[Any]] = set()  # the WebSockets' relay tasks
+        # message allowances shared by a caller's sockets on a route: [tokens, at]
+        self.buckets: dict[str, list[float]] = {}
+
+    def bucket(self, caller: str, burst: float, now: float) -> list[float]:
+        """The caller's message allowance on this route, one for all their sockets."""
+        found = self.buckets.get(caller)
+        if found is None:
+            found = self.buckets[caller] = [burst, now]
+        return found
 
     async def close(self) -> None:
         """The edge is closing: every WebSocket is closed with 1001 (going away)."""
@@ -37,4 +46,5 @@ class Sockets:
             self.per_caller[caller] = n
         else:
             self.per_caller.pop(caller, None)
+            self.buckets.pop(caller, None)
         self.open -= 1

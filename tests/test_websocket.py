@@ -392,3 +392,22 @@ async def test_a_silent_socket_is_closed_with_1001(make_edge: Any, upstream: Any
         assert (await ws.receive()).data == "echo:x"
         msg = await asyncio.wait_for(ws.receive(), 5)
         assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 1001, "idle")
+
+
+async def test_the_message_rate_is_the_callers_across_their_sockets(chat: Any) -> None:
+    edge, _ = chat
+    one = await edge.ws_connect("/ws/echo", headers=bearer("7"))
+    two = await edge.ws_connect("/ws/echo", headers=bearer("7"))
+    for i in range(8):  # the burst is 10: most of it on the first socket
+        await one.send_str(str(i))
+        await one.receive()
+    for i in range(5):  # the same caller's second socket shares what is left
+        await two.send_str(str(i))
+    codes = []
+    for _ in range(6):
+        msg = await two.receive()
+        if msg.type is WSMsgType.CLOSE:
+            codes.append(msg.data)
+            break
+    assert codes == [1008]
+    await one.close()

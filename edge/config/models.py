@@ -761,7 +761,8 @@ class WebSocketPolicy(Model):
     max_message: Size = 1024 * 1024
     """Largest message either way; a bigger one closes the socket with 1009."""
     messages_per_second: float = Field(50.0, gt=0)
-    """Messages a client may send, on average; past `burst` it is closed with 1008."""
+    """Messages a caller (token subject, else client address) may send on this route, all
+    their sockets together, on average; past `burst` the socket is closed with 1008."""
     burst: int = Field(100, ge=1)
     idle_timeout: Duration = 300.0
     """No message either way for this long: closed with 1001."""

@@ -77,7 +77,7 @@ async def websocket(state: State, x: Exchange) -> Answer:
         upstream = await _connect(x, passed, policy)
         try:
             return await _relay(x, request, upstream, offered, policy, sockets,
-                                state.metrics)
+                                state.metrics, f"{route.name}|{caller}")
         finally:
             if not upstream.closed:
                 await upstream.close(code=WSCloseCode.GOING_AWAY)
@@ -117,7 +117,7 @@ async def _connect(x: Exchange, protocols: list[str], policy: Any
 
 async def _relay(x: Exchange, request: web.BaseRequest,
                  upstream: aiohttp.ClientWebSocketResponse, offered: list[str],
-                 policy: Any, sockets: Sockets, metrics: Metrics) -> Answer:
+                 policy: Any, sockets: Sockets, metrics: Metrics, caller: str) -> Answer:
     chosen = upstream.protocol
     if chosen is None and "bearer" in offered:
         chosen = "bearer"  # a browser that offered protocols needs one back
@@ -130,8 +130,10 @@ async def _relay(x: Exchange, request: web.BaseRequest,
     last = [time.monotonic()]
     closed: dict[str, Any] = {}
 
+    # one allowance for all the caller's sockets on this route (on this instance)
+    bucket = sockets.bucket(caller, float(policy.burst), time.monotonic())
+
     async def to_upstream() -> None:
-        allowance, stamp = float(policy.burst), time.monotonic()
         while True:
             msg = await client.receive()
             if msg.type is WSMsgType.CLOSE:  # the client's code and reason, passed on
@@ -142,14 +144,16 @@ async def _relay(x: Exchange, request: web.BaseRequest,
                 closed.setdefault("upstream", (WSCloseCode.GOING_AWAY, b"client gone"))
                 return
             now = time.monotonic()
-            allowance = min(policy.burst, allowance + (now - stamp) * policy.messages_per_second)
-            stamp = now
+            allowance = min(policy.burst,
+                            bucket[0] + (now - bucket[1]) * policy.messages_per_second)
+            bucket[1] = now
             if allowance < 1:
+                bucket[0] = allowance
                 closed["client"] = (WSCloseCode.POLICY_VIOLATION,
                                     b"message rate limit exceeded")
                 closed["upstream"] = (WSCloseCode.GOING_AWAY, b"client closed by the edge")
                 return
-            allowance -= 1
+            bucket[0] = allowance - 1
             last[0] = now
             counts["in"] += 1
             counts["in_bytes"] += len(msg.data)
