@@ -121,6 +121,26 @@ def redacted(url: str) -> str:
     return f"{scheme}://{hosts}{slash}{path}"
 
 
+def url_problem(url: str) -> str | None:
+    """Why open_backend can't use this Redis URL (for a config check to say), or None."""
+    if not url.startswith(REDIS_SCHEMES):
+        scheme = url.partition("://")[0] if "://" in url else "no scheme"
+        return (f"not a Redis URL ({scheme[:20]}); use redis://, rediss://, unix://, "
+                "redis+cluster:// or rediss+cluster://")
+    from redis.asyncio.connection import parse_url
+
+    from .redis import cluster_url
+
+    try:
+        if url.startswith(CLUSTER_SCHEMES):
+            cluster_url(url)
+        else:
+            parse_url(url)
+    except ValueError as e:
+        return f"not a usable Redis URL: {e}"
+    return None
+
+
 def open_backend(redis_url: str | None, max_entries: int = 100_000,
                  calls: Any = None, clock: Callable[[], float] = time.monotonic) -> Backend:
     """Redis when there is a URL — one server or, for `redis+cluster://` and

@@ -54,7 +54,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote
 
@@ -327,8 +327,9 @@ class RedisBackend:
 
     async def ping(self) -> bool:
         try:
-            if self.cluster:
-                return bool(await self._bounded(self.client.ping()))
+            if self.cluster:  # every primary: each holds a share of the state (not replicas)
+                return bool(await self._bounded(
+                    self.client.ping(target_nodes=RedisCluster.PRIMARIES)))
             return bool(await self.client.ping())
         except _ERRORS:
             return False
@@ -357,10 +358,21 @@ class RedisBackend:
         except _ERRORS as e:
             raise BackendError(f"redis: {e or type(e).__name__}") from None
 
-    @staticmethod
-    async def _bounded(awaitable: Awaitable[T]) -> T:
-        """A cluster call, redirections and retries included, within CLUSTER_DEADLINE."""
+    async def _bounded(self, awaitable: Awaitable[T]) -> T:
+        """A cluster call, redirections and retries included, within CLUSTER_DEADLINE.
+
+        The cluster's layout is read (at first, and again after an error) before the call
+        starts, not by the call itself: redis-py 8.1's asyncio cluster client, reading it
+        from inside many concurrent calls, hands some of them a connection another one is
+        closing (`'NoneType' object has no attribute 'writelines'`)."""
         async with asyncio.timeout(CLUSTER_DEADLINE):
+            if getattr(self.client, "_initialize", False):
+                try:
+                    await self.client.initialize()
+                except BaseException:
+                    if isinstance(awaitable, Coroutine):
+                        awaitable.close()  # never started: not an "un-awaited" warning
+                    raise
             return await awaitable
 
     @staticmethod
