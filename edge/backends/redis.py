@@ -65,7 +65,7 @@ from prometheus_client import Counter, Histogram
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -615,9 +615,10 @@ class RedisBackend:
             return self.sub_client
         known = [(node.host, node.port) for node in self.client.get_nodes()] or self._nodes
         host, port = known[turn % len(known)]
+        # no retries against a node that is gone: the next one hears the same
         return aioredis.Redis(host=host, port=port, **{
             "socket_connect_timeout": SOCKET_TIMEOUT, "health_check_interval": 30,
-            **_IDENTITY, **self._node_options})
+            "retry": Retry(NoBackoff(), 0), **_IDENTITY, **self._node_options})
 
     async def listen(self, channel: str) -> AsyncIterator[bytes]:
         delay = 0.1
