@@ -267,6 +267,14 @@ end
 redis.call('PUBLISH', ARGV[3], id .. '\\n' .. now .. '\\n' .. ARGV[4])
 return {id, now}
 """
+# A topic's history on a cluster (what one Redis answers with a pipeline): the epoch and
+# counter, the entries after ARGV[1], the newest dropped id and the newest id.
+# KEYS = the counter, the topic's stream, its lost marker, its last id
+_READ_HISTORY = """
+return {redis.call('HMGET', KEYS[1], 'epoch', 'seq'),
+        redis.call('XRANGE', KEYS[2], ARGV[1], '+'),
+        redis.call('GET', KEYS[3]), redis.call('GET', KEYS[4])}
+"""
 NO_EVENT = EventId(0, 0)
 
 
@@ -324,6 +332,7 @@ class RedisBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._publish_event = self.client.register_script(_PUBLISH)
+        self._read_history = self.client.register_script(_READ_HISTORY)
 
     async def ping(self) -> bool:
         try:
@@ -574,13 +583,23 @@ class RedisBackend:
 
     async def event_history(self, topic: str, after: EventId, max_age: float
                             ) -> tuple[list[tuple[EventId, bytes]], bool] | None:
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(EVENTS + "ids", ["epoch", "seq"])
-            pipe.xrange(EVENTS + "s:" + topic, min=f"{after.epoch}-{after.seq + 1}", max="+")
-            pipe.get(EVENTS + "lost:" + topic)
-            pipe.get(EVENTS + "last:" + topic)
-            (epoch, seq), entries, lost_raw, last_raw = await self._call("event_history",
-                                                                         pipe.execute())
+        keys = [EVENTS + "ids", EVENTS + "s:" + topic, EVENTS + "lost:" + topic,
+                EVENTS + "last:" + topic]
+        start = f"{after.epoch}-{after.seq + 1}"
+        if self.cluster:  # one slot: one script (a cluster pipeline retries by reconnecting
+            # the whole client), its stream entries as Redis gives them
+            (epoch, seq), raw, lost_raw, last_raw = await self._call(
+                "event_history", self._read_history(keys=keys, args=[start]))
+            entries = [(entry_id, dict(zip(fields[::2], fields[1::2], strict=True)))
+                       for entry_id, fields in raw]
+        else:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hmget(keys[0], ["epoch", "seq"])
+                pipe.xrange(keys[1], min=start, max="+")
+                pipe.get(keys[2])
+                pipe.get(keys[3])
+                (epoch, seq), entries, lost_raw, last_raw = await self._call("event_history",
+                                                                             pipe.execute())
         if epoch is None or int(epoch) != after.epoch or int(seq) < after.seq:
             return None
         cutoff = time.time() - max_age
