@@ -55,6 +55,17 @@ def calls(registry: CollectorRegistry, op: str) -> int:
     return int(registry.get_sample_value("t_redis_seconds_count", {"op": op}) or 0)
 
 
+async def keys_like(client: Any, pattern: str) -> list[str]:
+    """The keys matching `pattern`, on one Redis or on every primary of a cluster."""
+    from redis.asyncio.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        found = await client.keys(pattern, target_nodes=RedisCluster.PRIMARIES)
+    else:
+        found = await client.keys(pattern)
+    return sorted(k.decode() for k in found)
+
+
 def two_slots() -> tuple[str, str]:
     """Two rate-limit keys of this test's own, in different cluster slots."""
     run = uuid.uuid4().hex[:8]
@@ -242,20 +253,39 @@ async def test_a_requests_limits_on_one_client_share_a_slot(
     left = state(other)
     assert {k: v["r"] for k, v in left.items()} == {
         f"{name}-ip": 3, f"{name}-iproute": 3, f"{name}-dev": 3, f"{name}-user": 0}
-    client = edge.edge.state.backend.client
-    if is_cluster(redis_url):
-        from redis.asyncio.cluster import RedisCluster
-
-        found = await client.keys(f"edge:rl:*n:{name}-*", target_nodes=RedisCluster.PRIMARIES)
-    else:
-        found = await client.keys(f"edge:rl:*n:{name}-*")
-    keys = sorted(k.decode() for k in found)
+    keys = await keys_like(edge.edge.state.backend.client, f"edge:rl:*n:{name}-*")
     assert len(keys) == 5  # the three on the address, the two users
     on_address = [k for k in keys if "-user|" not in k]
     assert {k.partition("}")[0] for k in on_address} == {"edge:rl:{ip=10.7.0.1"}
     assert len({key_slot(k.encode()) for k in on_address}) == 1
     assert all(k.startswith("edge:rl:{u=https://id.example:u") for k in keys
                if "-user|" in k)
+
+
+# -- events
+
+async def test_event_history_and_what_it_no_longer_keeps(redis_url: str) -> None:
+    """An event goes to several topics' histories with one id (one script, one slot);
+    a topic's history, read back, says when it no longer reaches back far enough."""
+    backend = RedisBackend(redis_url)
+    a, b = (f"news:{uuid.uuid4().hex[:8]}" for _ in range(2))
+    try:
+        ids = [(await backend.event_publish([a, b] if n % 2 else [a], b'{"n": %d}' % n, 3,
+                                            60.0, "ev:test"))[0] for n in range(5)]
+        assert ids == sorted(ids) and len(set(ids)) == 5
+        kept = await backend.event_history(a, ids[0], 60.0)
+        assert kept == ([(i, b'{"n": %d}' % n) for n, i in enumerate(ids) if n >= 2], True)
+        assert await backend.event_history(a, ids[1], 60.0) == (kept[0], False)
+        assert await backend.event_history(b, ids[0], 60.0) == (
+            [(ids[1], b'{"n": 1}'), (ids[3], b'{"n": 3}')], False)
+        ahead = EventId(ids[-1].epoch, ids[-1].seq + 1)
+        assert await backend.event_history(a, ahead, 60.0) is None
+        events = await keys_like(backend.client, f"edge:*{a}")
+        assert [k.removesuffix(":" + a) for k in events] == [
+            "edge:{ev}:last", "edge:{ev}:lost", "edge:{ev}:s"]
+        assert {key_slot(k.encode()) for k in events} == {key_slot(b"edge:{ev}:ids")}
+    finally:
+        await backend.close()
 
 
 # -- a node going away
