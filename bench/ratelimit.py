@@ -90,7 +90,7 @@ DEVICE = "bench-device-1"
 DEVICE_HEADER = "X-Device-ID"
 LIMIT_NAME = "bench"
 # what the redis edge stores for that device (edge/policies/ratelimit.py, backends/redis.py)
-REDIS_KEY = f"edge:rl:{{ip=127.0.0.1}}n:{LIMIT_NAME}|ip=127.0.0.1/d={DEVICE}"
+REDIS_KEY = f"edge:rl:n:{LIMIT_NAME}|ip=127.0.0.1/d={DEVICE}"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *_proxy env

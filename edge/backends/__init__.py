@@ -51,6 +51,9 @@ class EventId(NamedTuple):
 
 class Backend(Protocol):
     name: str
+    cluster: bool
+    """Keys live in a Redis Cluster's slots: the keys of one script call need one hash tag
+    (edge/backends/redis.py)."""
 
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...

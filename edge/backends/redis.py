@@ -8,23 +8,28 @@ query options (`?ssl_ca_certs=/etc/edge/ca.pem`); a cluster has database 0 only.
 
 Keys, and why they are laid out so. A script must declare every key it touches in KEYS (a
 cluster routes the call by them), and on a cluster those keys must all hash to one slot:
-whatever stands between the first `{` and `}` of a key (its hash tag) decides its slot.
+whatever stands between the first `{` and `}` of a key (its hash tag) decides its slot. One
+Redis has no slots: there the keys are what they always were, untagged, so moving to this
+version changes nothing in a running single-Redis deployment (no bucket or history starts
+over) and costs nothing per request. On a cluster (`Backend.cluster`):
 
 - Plain values (cache entries `edge:cache:…`, idempotency records, the purge hash): one key
-  per command, no tag needed; they spread over the whole cluster.
-- Rate limits: `edge:rl:{<who>}<scope>|<parts>`, tagged with the client the limit counts
-  (its address, user, device, API key or app; for a limit keyed by `[ip, route]` still the
-  address, a route's own budget only when the limit counts nothing else). The limits of one
-  request that count the same client (a route's per-IP limit, edge.yaml's per-IP defaults,
-  a claimed device, which is counted within its address) share a slot, so they are charged
+  per command, no tag needed; the same names, spread over the whole cluster.
+- Rate limits: `edge:rl:{<who>}<scope>|<parts>` (one Redis: `edge:rl:<scope>|<parts>`),
+  tagged with the client the limit counts: its address, user, device, API key or app; for a
+  limit keyed by `[ip, route]` still the address; a route's own budget only when the limit
+  counts nothing else (edge/policies/ratelimit.py builds them). The limits of one request
+  that count the same client (a route's per-IP limit, edge.yaml's per-IP defaults, a
+  claimed device, which is counted within its address) share a slot, so they are charged
   all or nothing in one script, as on one Redis. Limits that count different things (the
   user and the route, say) can't share one: see "Rate limits on a cluster" below.
 - Events (SSE): `edge:{ev}:ids` (the epoch and the one counter every topic's ids come from)
-  and per topic `edge:{ev}:s:<topic>` (its history), `…:lost:<topic>` and `…:last:<topic>`.
-  One tag: an event goes to several topics' histories in one step with one id, so they all
-  live in one slot — on one node of a cluster, as all of them did on one Redis. Ids only
-  grow and every instance sees events in id order because one script on one node issues
-  them and PUBLISHes them; Redis Cluster broadcasts PUBLISH to every node.
+  and per topic `edge:{ev}:s:<topic>` (its history), `…:lost:<topic>` and `…:last:<topic>`
+  (one Redis: `edge:ev:…`). One tag: an event goes to several topics' histories in one
+  step with one id, so they all live in one slot — on one node, as all of them do on one
+  Redis. Ids only grow and every instance sees events in id order because one script on one
+  node issues them and PUBLISHes them; Redis Cluster broadcasts PUBLISH to every node. So
+  the events' history and publishing don't spread over the cluster's nodes.
 
 Rate limits, batched. Checks that arrive together ride in one script call (at most
 GCRA_BATCH requests, decided one after another exactly as separate calls would be): on one
@@ -81,7 +86,8 @@ CLUSTER_RETRIES = 2
 GCRA_BATCH = 256  # most rate-limit checks in one script call (one round of calls: a cluster)
 GCRA_SLOTS = 32  # most slots one round of rate-limit checks goes to on a cluster
 PREFIX = "edge:"
-EVENTS = PREFIX + "{ev}:"  # every event key: one slot (see above)
+EVENTS = PREFIX + "ev:"  # every event key; on a cluster, one slot:
+CLUSTER_EVENTS = PREFIX + "{ev}:"
 T = TypeVar("T")
 _ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 try:  # who we are, for CLIENT SETINFO: found once here, not on every new connection
@@ -306,6 +312,7 @@ class RedisBackend:
     def __init__(self, url: str, calls: RedisCalls | None = None) -> None:
         self.calls = calls or RedisCalls()
         self.cluster = url.startswith(CLUSTER_SCHEMES)
+        self.events = CLUSTER_EVENTS if self.cluster else EVENTS
         timeouts: dict[str, Any] = {"socket_timeout": SOCKET_TIMEOUT,
                                     "socket_connect_timeout": SOCKET_TIMEOUT,
                                     "health_check_interval": 10}
@@ -574,17 +581,18 @@ class RedisBackend:
 
     async def event_publish(self, topics: list[str], payload: bytes, history: int,
                             max_age: float, channel: str) -> tuple[EventId, float]:
-        keys = [EVENTS + "ids"]
+        ev = self.events
+        keys = [ev + "ids"]
         for topic in topics:
-            keys += [EVENTS + "s:" + topic, EVENTS + "lost:" + topic, EVENTS + "last:" + topic]
+            keys += [ev + "s:" + topic, ev + "lost:" + topic, ev + "last:" + topic]
         out = await self._call("event_publish", self._publish_event(
             keys=keys, args=[history, int(max_age * 1000), PREFIX + channel, payload]))
         return EventId.parse(out[0].decode()), int(out[1]) / 1000
 
     async def event_history(self, topic: str, after: EventId, max_age: float
                             ) -> tuple[list[tuple[EventId, bytes]], bool] | None:
-        keys = [EVENTS + "ids", EVENTS + "s:" + topic, EVENTS + "lost:" + topic,
-                EVENTS + "last:" + topic]
+        ev = self.events
+        keys = [ev + "ids", ev + "s:" + topic, ev + "lost:" + topic, ev + "last:" + topic]
         start = f"{after.epoch}-{after.seq + 1}"
         if self.cluster:  # one slot: one script (a cluster pipeline retries by reconnecting
             # the whole client), its stream entries as Redis gives them
