@@ -50,6 +50,18 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the test run that started it dies,
+    so a killed run leaves no cluster behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -97,8 +109,9 @@ def running(root: Path, *, tls: tuple[Path, Path] | None = None,
             if user is not None:
                 args += ["--user", "default", "off", "--user", user[0], "on", f">{user[1]}",
                          "~*", "&*", "+@all"]
-            cluster.procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                                  stderr=subprocess.DEVNULL))
+            cluster.procs.append(subprocess.Popen(
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None))
         deadline = time.monotonic() + timeout
         for port, proc in zip(ports, cluster.procs, strict=True):
             while not _answers(port):
