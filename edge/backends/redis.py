@@ -415,9 +415,10 @@ class RedisBackend:
     async def gcra(self, keys: list[str], intervals: list[float], tolerances: list[float]
                    ) -> tuple[bool, float, list[float]]:
         """Queued, and sent with every other check queued by then: one script call (one round
-        trip, one client-side overhead) for the lot. One call is on its way at a time, so
-        under load the checks arriving during a round trip ride together on the next one;
-        a lone check goes at the end of this turn of the event loop."""
+        trip, one client-side overhead) for the lot — on a cluster, one per slot, sent
+        together. One round is on its way at a time, so under load the checks arriving
+        during a round trip ride together on the next one; a lone check goes at the end of
+        this turn of the event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[bool, float, list[float]]] = loop.create_future()
         self._gcra_pending.append((keys, intervals, tolerances, future))
