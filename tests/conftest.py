@@ -26,6 +26,9 @@ from edge.app import EdgeApp
 from edge.config import Config, load_config
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The Redis-backed tests run on REDIS_URL's Redis and on a Redis Cluster: this one, or when
+# it is unset, three redis-servers the session starts on loopback (tests/redis_cluster.py)
+REDIS_CLUSTER_URL = os.environ.get("REDIS_CLUSTER_URL")
 JWT_SECRET = "test-secret-" + "0123456789abcdef" * 4
 
 
@@ -227,6 +230,35 @@ def _self_signed(root: Path) -> tuple[Path, Path]:
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_file, key_file
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis Cluster's URL (`redis+cluster://`): REDIS_CLUSTER_URL's, or a three-node
+    cluster on loopback started once for the session and stopped after it. Never skipped:
+    without redis-server, the tests that need it fail and say why."""
+    if REDIS_CLUSTER_URL:
+        yield REDIS_CLUSTER_URL
+        return
+    from .redis_cluster import running
+
+    with running(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url
+
+
+def shared_redis(request: pytest.FixtureRequest, kind: str) -> str:
+    """The URL of a shared Redis kind: `redis` (REDIS_URL) or `cluster` (the session's)."""
+    if kind == "cluster":
+        return str(request.getfixturevalue("redis_cluster"))
+    assert kind == "redis", kind
+    return REDIS_URL
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The Redis a Redis-backed test shares state through; each such test runs twice: on
+    one Redis (REDIS_URL) and on the Redis Cluster."""
+    return shared_redis(request, request.param)
 
 
 @pytest.fixture(params=["redis", "rediss"])

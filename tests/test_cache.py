@@ -16,7 +16,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from .conftest import REDIS_URL, FakeClock, catch_all, free_port, services_yaml
+from .conftest import FakeClock, catch_all, free_port, services_yaml
 from .test_auth import AUTH, bearer, token
 
 ROUTES = {"r.yaml": """
@@ -380,8 +380,9 @@ async def test_a_write_purges_the_tags_it_declares(edge: Any, up: tuple[Upstream
 
 
 async def test_purge_on_one_instance_is_seen_by_another(make_edge: Any,
-                                                        up: tuple[Upstream, str]) -> None:
-    env = {"EDGE_REDIS_URL": REDIS_URL}
+                                                        up: tuple[Upstream, str],
+                                                        redis_url: str) -> None:
+    env = {"EDGE_REDIS_URL": redis_url}
     yaml = services_yaml({"up": up[1]}, EXTRA)
     a = await make_edge(yaml, ROUTES, env=env)
     b = await make_edge(yaml, ROUTES, env=env, root=a.edge.config.root.parent / "b")

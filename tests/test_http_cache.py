@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from .conftest import REDIS_URL, FakeClock, catch_all, services_yaml
+from .conftest import FakeClock, catch_all, services_yaml, shared_redis
 
 ROUTES = {"r.yaml": """
 routes:
@@ -65,12 +65,13 @@ class Origin:
         return catch_all(handle)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def cache(request: pytest.FixtureRequest, make_edge: Any, upstream: Any,
                 clock: FakeClock) -> tuple[Any, Origin, FakeClock]:
     origin = Origin()
     url = await upstream(origin.app())
-    env = {"EDGE_REDIS_URL": REDIS_URL} if request.param == "redis" else {}
+    env = {} if request.param == "memory" else {
+        "EDGE_REDIS_URL": shared_redis(request, request.param)}
     edge = await make_edge(services_yaml({"origin": url}), ROUTES, env=env, clock=clock)
     return edge, origin, clock
 
@@ -234,10 +235,10 @@ async def test_a_write_invalidates_its_uri_and_its_location(cache: Any) -> None:
 
 
 async def test_a_write_on_one_instance_invalidates_every_instance(
-        make_edge: Any, upstream: Any) -> None:
+        make_edge: Any, upstream: Any, redis_url: str) -> None:
     origin = Origin()
     url = await upstream(origin.app())
-    env = {"EDGE_REDIS_URL": REDIS_URL}
+    env = {"EDGE_REDIS_URL": redis_url}
     one = await make_edge(services_yaml({"origin": url}), ROUTES, env=env)
     two = await make_edge(services_yaml({"origin": url}), ROUTES, env=env,
                           root=one.edge.config.root.parent / "two")

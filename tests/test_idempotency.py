@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from .conftest import REDIS_URL, FakeClock, catch_all, free_port, services_yaml
+from .conftest import FakeClock, catch_all, free_port, services_yaml
 from .test_auth import AUTH, bearer, token
 
 ROUTES = {"r.yaml": """
@@ -191,8 +191,9 @@ async def test_routes_without_idempotency_ignore_the_header(
 
 
 async def test_two_instances_sharing_redis_write_once(make_edge: Any,
-                                                       orders: tuple[Orders, str]) -> None:
-    env = {"EDGE_REDIS_URL": REDIS_URL}
+                                                       orders: tuple[Orders, str],
+                                                       redis_url: str) -> None:
+    env = {"EDGE_REDIS_URL": redis_url}
     yaml = services_yaml({"orders": orders[1]}, AUTH)
     a = await make_edge(yaml, ROUTES, env=env)
     b = await make_edge(yaml, ROUTES, env=env, root=a.edge.config.root.parent / "b")

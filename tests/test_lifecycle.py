@@ -17,7 +17,6 @@ from edge.config import load_config
 
 from .conftest import (
     JWT_SECRET,
-    REDIS_URL,
     EdgeTestServer,
     FakeClock,
     catch_all,
@@ -49,7 +48,8 @@ reload: {interval: 100ms}
 
 
 async def test_close_leaves_no_task_of_ours_behind(tmp_path: Path, aiohttp_client: Any,
-                                                   upstream: Any, clock: FakeClock) -> None:
+                                                   upstream: Any, clock: FakeClock,
+                                                   redis_url: str) -> None:
     state = {"delay": 0.0}
     in_flight = asyncio.Event()
 
@@ -63,7 +63,7 @@ async def test_close_leaves_no_task_of_ours_behind(tmp_path: Path, aiohttp_clien
     url = await upstream(catch_all(handler))
     other = await upstream(catch_all(handler))
     root = write_config(tmp_path / "c", services_yaml({"up": url}, EXTRA), ROUTES)
-    env = {"EDGE_JWT_SECRET": JWT_SECRET, "EDGE_REDIS_URL": REDIS_URL}
+    env = {"EDGE_JWT_SECRET": JWT_SECRET, "EDGE_REDIS_URL": redis_url}
     config = await asyncio.to_thread(load_config, root, env)
     edge = EdgeApp(config, env=env, watch=True, access_log=io.BytesIO(), clock=clock,
                    monotonic=clock.monotonic)

@@ -68,10 +68,11 @@ async def test_health_and_ready_on_memory(edge: Any) -> None:
     assert body["config_generation"] == 1
 
 
-async def test_ready_checks_redis(make_edge: Any, upstream: Any, tmp_path: Any) -> None:
+async def test_ready_checks_redis(make_edge: Any, upstream: Any, tmp_path: Any,
+                                  redis_url: str) -> None:
     url = await upstream(headers_echo_app())
     client = await make_edge(services_yaml({"svc": url}), ROUTES,
-                             env={"EDGE_REDIS_URL": REDIS_URL})
+                             env={"EDGE_REDIS_URL": redis_url})
     body = await (await client.get("/ready")).json()
     assert body["backend"] == {"kind": "redis", "reachable": True}
     dead = f"redis://127.0.0.1:{free_port()}/0"

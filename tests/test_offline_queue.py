@@ -12,7 +12,7 @@ import pytest
 
 from edge.demo.services import SERVICES
 
-from .conftest import REDIS_URL, services_yaml
+from .conftest import services_yaml
 from .test_auth import AUTH, bearer, token
 
 ROUTES = {"r.yaml": """
@@ -93,8 +93,9 @@ async def test_concurrent_replays_create_each_claim_once(make_edge: Any, claims:
 
 
 async def test_two_instances_sharing_redis_create_each_claim_once(make_edge: Any,
-                                                                   claims: str) -> None:
-    env = {"EDGE_REDIS_URL": REDIS_URL}
+                                                                   claims: str,
+                                                                   redis_url: str) -> None:
+    env = {"EDGE_REDIS_URL": redis_url}
     yaml = services_yaml({"claims": claims}, AUTH)
     a = await make_edge(yaml, ROUTES, env=env)
     b = await make_edge(yaml, ROUTES, env=env, root=a.edge.config.root.parent / "b")

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from .conftest import REDIS_URL, FakeClock, free_port, headers_echo_app, services_yaml
+from .conftest import FakeClock, free_port, headers_echo_app, services_yaml
 from .test_auth import AUTH, bearer, token
 
 
@@ -87,8 +87,8 @@ async def test_exactly_the_burst_is_admitted_under_200_concurrent_requests(
 
 
 async def test_two_instances_sharing_redis_admit_the_configured_total(
-        make_edge: Any, up: str) -> None:
-    env = {"EDGE_REDIS_URL": REDIS_URL}
+        make_edge: Any, up: str, redis_url: str) -> None:
+    env = {"EDGE_REDIS_URL": redis_url}
     name = unique()
     a = await make_edge(edge_yaml(up), routes(name), env=env)
     b = await make_edge(edge_yaml(up), routes(name), env=env,

@@ -15,7 +15,7 @@ import pytest
 from edge.backends import EventId
 from edge.sse.hub import Event
 
-from .conftest import REDIS_URL, free_port, headers_echo_app, services_yaml
+from .conftest import free_port, headers_echo_app, services_yaml, shared_redis
 from .test_auth import AUTH, bearer, token
 from .test_ratelimit import start_redis
 
@@ -181,11 +181,12 @@ async def test_a_history_that_no_longer_reaches_back_says_refresh(edge: Any) -> 
     await stream.close()
 
 
-@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize("backend", ["memory", "redis", "cluster"])
 async def test_a_last_event_id_the_history_cannot_answer_gets_refresh_then_live(
-        make_edge: Any, upstream: Any, backend: str) -> None:
+        make_edge: Any, upstream: Any, backend: str, request: pytest.FixtureRequest) -> None:
     url = await upstream(headers_echo_app())
-    env = {"PUBKEY": KEY, **({"EDGE_REDIS_URL": REDIS_URL} if backend == "redis" else {})}
+    env = {"PUBKEY": KEY, **({} if backend == "memory" else {
+        "EDGE_REDIS_URL": shared_redis(request, backend)})}
     edge = await make_edge(edge_yaml(url), ROUTES, env=env)
     topic = f"news:{uuid.uuid4().hex[:8]}"
     watch = await open_stream(edge, f"topic={topic}")
@@ -342,9 +343,10 @@ async def test_drain_tells_clients_to_reconnect(edge: Any) -> None:
     assert stream.retry == 2000
 
 
-async def test_two_instances_sharing_redis(make_edge: Any, upstream: Any) -> None:
+async def test_two_instances_sharing_redis(make_edge: Any, upstream: Any, redis_url: str
+                                          ) -> None:
     url = await upstream(headers_echo_app())
-    env = {"PUBKEY": KEY, "EDGE_REDIS_URL": REDIS_URL}
+    env = {"PUBKEY": KEY, "EDGE_REDIS_URL": redis_url}
     a = await make_edge(edge_yaml(url), ROUTES, env=env)
     b = await make_edge(edge_yaml(url), ROUTES, env=env, root=a.edge.config.root.parent / "b")
     topic = f"news:{uuid.uuid4().hex[:8]}"

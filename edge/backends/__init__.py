@@ -3,6 +3,12 @@
 Policies reach I/O only through these, so each runs unchanged on either backend. Every
 operation is small and bounded; a backend that can't answer raises BackendError, and the
 policy decides whether that fails open or closed.
+
+Redis is one server (`redis://`, `rediss://` for TLS, `unix://`) or a Redis Cluster
+(`redis+cluster://` or, over TLS, `rediss+cluster://`, naming one or more of its nodes:
+`rediss+cluster://user:password@10.0.0.1:6379,10.0.0.2:6379`); either takes an ACL user
+and password and redis-py's query options (`?ssl_ca_certs=/etc/ca.pem`). How keys are laid
+out so that every script runs on one cluster slot: edge/backends/redis.py.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple, Protocol
 
 _EVENT_ID = re.compile(r"(\d{1,15})-(\d{1,18})")
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", *CLUSTER_SCHEMES)
+"""The URLs open_backend takes (a config check can refuse any other)."""
 
 
 class BackendError(Exception):
@@ -42,6 +51,9 @@ class EventId(NamedTuple):
 
 class Backend(Protocol):
     name: str
+    cluster: bool
+    """Keys live in a Redis Cluster's slots: the keys of one script call need one hash tag
+    (edge/backends/redis.py)."""
 
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
@@ -99,10 +111,44 @@ class Backend(Protocol):
         ...
 
 
+def redacted(url: str) -> str:
+    """A Redis URL without its credentials or query (which may name key files): scheme,
+    hosts (all of a cluster's), port and database, to show in logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "(unparseable URL)"
+    end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    rest = rest[:end]
+    netloc, slash, path = rest.partition("/")
+    hosts = netloc.rpartition("@")[2]
+    return f"{scheme}://{hosts}{slash}{path}"
+
+
+def url_problem(url: str) -> str | None:
+    """Why open_backend can't use this Redis URL (for a config check to say), or None."""
+    if not url.startswith(REDIS_SCHEMES):
+        scheme = url.partition("://")[0] if "://" in url else "no scheme"
+        return (f"not a Redis URL ({scheme[:20]}); use redis://, rediss://, unix://, "
+                "redis+cluster:// or rediss+cluster://")
+    from redis.asyncio.connection import parse_url
+
+    from .redis import cluster_url
+
+    try:
+        if url.startswith(CLUSTER_SCHEMES):
+            cluster_url(url)
+        else:
+            parse_url(url)
+    except ValueError as e:
+        return f"not a usable Redis URL: {e}"
+    return None
+
+
 def open_backend(redis_url: str | None, max_entries: int = 100_000,
                  calls: Any = None, clock: Callable[[], float] = time.monotonic) -> Backend:
-    """Redis when there is a URL (its calls timed by `calls`, a redis.RedisCalls; its TTLs
-    and rate limits on Redis's clock), else this process's memory (on `clock`)."""
+    """Redis when there is a URL — one server or, for `redis+cluster://` and
+    `rediss+cluster://`, a cluster — (its calls timed by `calls`, a redis.RedisCalls; its
+    TTLs and rate limits on Redis's clock), else this process's memory (on `clock`)."""
     if redis_url:
         from .redis import RedisBackend
 

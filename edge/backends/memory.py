@@ -19,6 +19,7 @@ class _Topic:
 
 class MemoryBackend:
     name = "memory"
+    cluster = False
 
     def __init__(self, max_entries: int = 100_000,
                  clock: Callable[[], float] = time.monotonic) -> None:

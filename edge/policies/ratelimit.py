@@ -6,7 +6,11 @@ more than `tolerance` (= burst × interval) ahead of now. So a key gets `burst` 
 once and then one every `interval` — never the double bursts of fixed windows. Several
 limits on one request are checked together and charged only if all of them allow it: in
 memory in one synchronous step, in Redis in one script (the Redis clock for all
-instances, so N instances admit exactly the configured rate together).
+instances, so N instances admit exactly the configured rate together). On a Redis Cluster
+each key carries the client it counts as its hash tag (`rl:{ip=10.0.0.1}…`), so a request's
+limits on one client are in one slot; limits on different things (a user and a route) are
+checked slot by slot and a refusal in one is refunded in the others (edge/backends/redis.py
+says how, and what that changes).
 
 If Redis is slow or down the limiter degrades (`on_backend_failure`): to this instance's
 memory (`local`), to letting everything through (`open`) or to 503 (`closed`); it logs the
@@ -154,6 +158,18 @@ def _key_part(kind: str, ctx: Exchange, headers: Mapping[str, str],
     raise ValueError(kind)
 
 
+def _slot_tag(who: str) -> str:
+    """The hash tag of a limit's key: the client it counts (a claimed device within its
+    address counts as the address), so that a request's limits on one client share a
+    Redis Cluster slot and are charged in one script (edge/backends/redis.py). A tag holds
+    no braces and stays short."""
+    if who.startswith("ip=") and "/d=" in who:
+        who = who.partition("/d=")[0]
+    if len(who) > 64 or "{" in who or "}" in who:
+        return hashlib.blake2b(who.encode(), digest_size=8).hexdigest()
+    return who
+
+
 @dataclass(slots=True)
 class Decision:
     allowed: bool
@@ -170,6 +186,7 @@ class Limiter:
         away (the memory backend's buckets are on its own clock)."""
         self.clock = clock
         self.shared = backend if not isinstance(backend, MemoryBackend) else None
+        self.slotted = backend.cluster  # keys need hash tags
         self.local = backend if isinstance(backend, MemoryBackend) else MemoryBackend(
             clock=clock)
         self.configure(settings)
@@ -189,15 +206,20 @@ class Limiter:
         started = time.perf_counter()
         plan = limits.plan(ctx.device.device, ctx.app.tier if ctx.app is not None else None)
         keys = []
+        slotted = self.slotted
         for limit in limits.limits:
             if len(limit.kinds) == 1:
                 parts = _key_part(limit.kinds[0], ctx, headers, self.settings, limits.route)
+                who = parts
             else:
-                parts = "|".join([_key_part(k, ctx, headers, self.settings, limits.route)
-                                  for k in limit.kinds])
+                each = [_key_part(k, ctx, headers, self.settings, limits.route)
+                        for k in limit.kinds]
+                parts = "|".join(each)
+                who = next((p for p in each if not p.startswith("r=")), each[0])
             raw = f"{limit.scope}|{parts}"
-            keys.append("rl:" + (hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
-                                 if len(raw) > 96 else raw))
+            if len(raw) > 96:
+                raw = hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+            keys.append(f"rl:{{{_slot_tag(who)}}}{raw}" if slotted else "rl:" + raw)
         if self.shared is None:  # the embedded default: no await, no coroutine
             result: tuple[bool, float, list[float]] | None = self.local.gcra_now(
                 keys, plan.intervals, plan.tolerances)
