@@ -170,7 +170,9 @@ async def _backend_at_start(edge: EdgeApp, config: Config) -> None:
         answered = False
     if answered:
         return
-    where = _redacted(url)
+    from .backends import redacted
+
+    where = redacted(url)
     if config.edge.backend.at_start == "refuse":
         raise Refused(EXIT_BACKEND, f"Redis at {where} did not answer at start "
                       "(backend.at_start: refuse)")
@@ -178,17 +180,6 @@ async def _backend_at_start(edge: EdgeApp, config: Config) -> None:
         "Redis at %s did not answer at start: serving degraded (rate limits per instance "
         "as rate_limits.on_backend_failure says, cache misses, no cross-instance events) "
         "until it does", where)
-
-
-def _redacted(url: str) -> str:
-    """A Redis URL without its credentials: host, port and database only."""
-    from yarl import URL
-
-    try:
-        u = URL(url)
-    except (ValueError, TypeError):
-        return "(unparseable URL)"
-    return f"{u.scheme}://{u.host or ''}{f':{u.port}' if u.port else ''}{u.path}"
 
 
 def _worker(config_dir: str, host: str, port: int) -> None:

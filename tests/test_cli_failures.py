@@ -78,6 +78,9 @@ def test_a_bad_redis_url_and_an_unreadable_jwks_file_are_config_problems(
     assert out.returncode == 1
     assert "backend.redis_url_env: EDGE_REDIS_URL is not a Redis URL" in out.stdout
     assert "localhost:6379" not in out.stdout  # a URL may hold a password
+    for fine in ("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "rediss://u:p@h:6380/0"):
+        assert edge("check", "config", env={"EDGE_JWT_SECRET": SECRET,
+                                            "EDGE_REDIS_URL": fine}).returncode == 0, fine
     root = copy_config(tmp_path)
     text = (root / "edge.yaml").read_text()
     (root / "edge.yaml").write_text(text.replace(

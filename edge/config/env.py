@@ -14,7 +14,6 @@ from .models import Config
 
 # RFC 7518 §3.2: an HMAC key at least as long as the hash
 MIN_SECRET = {"HS256": 32, "HS384": 48, "HS512": 64}
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def _positions(root: Path) -> yamlpos.Positions:
@@ -61,11 +60,13 @@ def env_problems(config: Config) -> list[str]:
                                 f"auth.jwt.jwks_file: {problem}")
     name = edge.backend.redis_url_env
     url = env.get(name) if name else None
-    if url and not url.startswith(REDIS_SCHEMES):
-        scheme = url.partition("://")[0] if "://" in url else "no scheme"
-        problems.append(
-            f"{pos.where(('backend', 'redis_url_env'))}: error: backend.redis_url_env: "
-            f"{name} is not a Redis URL ({scheme[:20]}); use redis://, rediss:// or unix://")
+    if url:
+        from ..backends import url_problem  # (the backend says what it can open)
+
+        problem = url_problem(url)
+        if problem is not None:
+            problems.append(f"{pos.where(('backend', 'redis_url_env'))}: error: "
+                            f"backend.redis_url_env: {name} is {problem}")
     return problems
 
 
