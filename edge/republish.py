@@ -51,6 +51,7 @@ class Republisher:
         self._tasks.clear()
 
     async def _run(self) -> None:
+        await asyncio.sleep(1.0)  # once the edge is up and listening (not if it can't)
         while True:
             rt = self.state.runtime
             if rt.generation != self._generation:
