@@ -292,6 +292,16 @@ def _event_id(raw: bytes | None) -> EventId:
         return NO_EVENT
 
 
+def _stop_if_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop but is still running. Python
+    3.11's asyncio.wait_for, which redis-py sends commands with, swallows a cancellation
+    that arrives as the send completes; a subscription would then go on forever, and the
+    edge's close with it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _micros(interval: float) -> int:
     """A rate-limit interval as the scripts take it (and a refund gives it back)."""
     return max(1, round(interval * 1e6))
@@ -658,6 +668,7 @@ class RedisBackend:
             try:
                 await pubsub.subscribe(PREFIX + channel)
                 while True:
+                    _stop_if_cancelled()
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None:
                         continue
@@ -669,6 +680,7 @@ class RedisBackend:
                             broken = False
                             yield b""
             except _ERRORS as e:
+                _stop_if_cancelled()
                 broken = True
                 turn += 1
                 log.warning("redis subscription to %s lost (%s); retrying in %.1fs", channel,
