@@ -472,7 +472,7 @@ async def send_upstream_response(request: Incoming, resp: Reply,
     if ctx.response_headers:
         headers.update(ctx.response_headers)
     if resp.content_type == "text/event-stream" and 200 <= status < 300 \
-            and isinstance(request, web.BaseRequest):
+            and isinstance(request, web.BaseRequest) and sockets is not None:
         return await relay_events(request, resp, ctx, headers, sockets)
     stream = web.StreamResponse(status=status, headers=headers)
     if length is not None and coding is None:
@@ -505,7 +505,7 @@ async def send_upstream_response(request: Incoming, resp: Reply,
 
 
 async def relay_events(request: web.BaseRequest, resp: Reply, ctx: Exchange,
-                       headers: CIMultiDict[str], sockets: Sockets | None = None
+                       headers: CIMultiDict[str], sockets: Sockets
                        ) -> tuple[web.StreamResponse, int]:
     """An upstream's `text/event-stream`, relayed as a stream of events: each chunk goes
     out as it comes (never compressed or held), a `: heartbeat` comment is written between
@@ -518,7 +518,6 @@ async def relay_events(request: web.BaseRequest, resp: Reply, ctx: Exchange,
     cap = events.max_per_identity if events is not None else 8
     caller = "ev|" + (str(ctx.identity.get("sub")) if ctx.identity and ctx.identity.get("sub")
                       else ctx.client_ip)
-    sockets = sockets or Sockets()
     sockets.enter(caller, cap, kind="too-many-streams", what="event streams")
     try:
         headers.popall("Content-Length", None)

@@ -254,6 +254,15 @@ def shared_redis(request: pytest.FixtureRequest, kind: str) -> str:
     return REDIS_URL
 
 
+@pytest.fixture(params=["memory", "redis", "cluster"])
+def backend_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The env of an edge on each backend in turn: in memory, on one Redis, on the
+    cluster (each test that takes it runs three times)."""
+    if request.param == "memory":
+        return {}
+    return {"EDGE_REDIS_URL": shared_redis(request, request.param)}
+
+
 @pytest.fixture(params=["redis", "cluster"])
 def redis_url(request: pytest.FixtureRequest) -> str:
     """The Redis a Redis-backed test shares state through; each such test runs twice: on

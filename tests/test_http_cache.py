@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from .conftest import FakeClock, catch_all, services_yaml, shared_redis
+from .conftest import FakeClock, catch_all, services_yaml
 
 ROUTES = {"r.yaml": """
 routes:
@@ -65,14 +65,13 @@ class Origin:
         return catch_all(handle)
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
-async def cache(request: pytest.FixtureRequest, make_edge: Any, upstream: Any,
+@pytest.fixture
+async def cache(backend_env: dict[str, str], make_edge: Any, upstream: Any,
                 clock: FakeClock) -> tuple[Any, Origin, FakeClock]:
     origin = Origin()
     url = await upstream(origin.app())
-    env = {} if request.param == "memory" else {
-        "EDGE_REDIS_URL": shared_redis(request, request.param)}
-    edge = await make_edge(services_yaml({"origin": url}), ROUTES, env=env, clock=clock)
+    edge = await make_edge(services_yaml({"origin": url}), ROUTES, env=backend_env,
+                           clock=clock)
     return edge, origin, clock
 
 

@@ -81,8 +81,8 @@ class Cache(Layer):
                 rc.override or said is None or said.storable)
             if entry.storable:  # never keep (and replay) somebody's cookie; nor what
                 # the origin said to the edge alone
-                mine = {"set-cookie", *(f.lower() for f in rc.targeted)}
-                entry.headers = [h for h in entry.headers if h[0].lower() not in mine]
+                entry.headers = [h for h in entry.headers
+                                 if h[0].lower() not in rc.not_kept]
             return entry
 
         def respond(entry: Entry, status: str, policy: bool) -> Held:
@@ -129,9 +129,10 @@ class Cache(Layer):
         if vary is None or not (rc.override or said.storable):
             return _unkept(resp, background)
         coding = resp.headers.get("Content-Encoding")
-        mine = {x.rt.rid_header.lower(), *(f.lower() for f in rc.targeted)}
+        rid = x.rt.rid_header.lower()
         headers = [(k, v) for k, v in answer_headers(resp.headers, RESPONSE_DROP, x).items()
-                   if k.lower() not in _NOT_KEPT and k.lower() not in mine]
+                   if k.lower() not in _NOT_KEPT and k.lower() not in rc.not_kept
+                   and k.lower() != rid]
         up_etag = resp.headers.get("ETag")
         if coding is not None and coding.lower() != "identity" and up_etag is not None \
                 and not up_etag.startswith("W/"):
@@ -184,7 +185,7 @@ RELAYED = (aiohttp.ClientResponse, BufferedReply)
 RAW = "raw"  # the format of a kept relayed answer (its body as the origin sent it)
 READ_WHOLE = 64 * 1024  # a relayed answer up to this long is read whole before it is sent
 # never kept with an answer: the edge's own, made per request
-_NOT_KEPT = frozenset({"set-cookie", "server-timing", "age",
+_NOT_KEPT = frozenset({"server-timing", "age",
                        "cache-status", "content-length", "content-encoding"})
 
 

@@ -40,6 +40,8 @@ class RouteCache:
         self.sie = cfg.stale_if_error
         self.max_entry = settings.max_entry
         self.targeted = tuple(settings.targeted)  # fields aimed at the edge (RFC 9213)
+        # never kept with an answer: cookies, and what the origin said to the edge alone
+        self.not_kept = frozenset({"set-cookie", *(f.lower() for f in self.targeted)})
         self.history = settings.delta_history if cfg.delta else 0
         self.delta = cfg.delta
         self.override = cfg.override_upstream
