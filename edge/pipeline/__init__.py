@@ -14,8 +14,10 @@
     Cache        cache.py        down: a fresh entry answers; up: the answer kept
     Shape        shape.py        up: the upstream's JSON (or a composed document) shaped
     Idempotency  idempotency.py  down: a retried write is replayed; up: the answer stored
-    Source       source.py       batch | image | composed | the upstream's reply
+    Source       source.py       batch | image | composed | WebSocket | the upstream's reply
     ------------
+    (a WebSocket's handshake walks all of the above; the Source answers with the upgraded
+    socket, and `serve` relays its frames once the stages' frames are gone: websocket.py)
     Deliver      deliver.py      request id, Server-Timing, problems, metrics, access log
 
 The server, batch items, the offline queue, the admin explain endpoint and `edge explain`
@@ -30,6 +32,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -56,6 +59,7 @@ from .shape import Shape
 from .source import Source
 from .stage import Inner, Layer, Link, Up, bottom
 from .trace import Trace
+from .websocket import Upgraded
 
 if TYPE_CHECKING:
     from ..runtime import State
@@ -93,13 +97,19 @@ class Pipeline:
             return given
         return f"{self._rid_prefix}{next(self._rid_counter) & 0xFFFFFFFF:08x}"
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        """The server's handler: the fast lane, else the whole walk."""
+    def handle(self, request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        """The server's handler: the fast lane, else the whole walk. (Not a coroutine
+        itself: the walk's is what aiohttp awaits, one frame fewer on every request and
+        on every open socket.)"""
         if self.state.cache.ready.answers and (request.method == "GET"
                                                or request.method == "HEAD"):
-            answer = await self.fast_lane(request)
-            if answer is not None:
-                return answer
+            return self._fast(request)
+        return self.serve(request)
+
+    async def _fast(self, request: web.BaseRequest) -> web.StreamResponse:
+        answer = await self.fast_lane(request)
+        if answer is not None:
+            return answer
         return await self.serve(request)
 
     async def serve(self, request: Incoming, rid: str | None = None,
@@ -132,6 +142,9 @@ class Pipeline:
                                              rt.events_auth, x, rt.rid_header)
                 else:
                     answer = await self.walk(x)
+                    if isinstance(answer[0], Upgraded):
+                        # a WebSocket: relayed here, where the stages' frames are gone
+                        answer = await answer[0].relay.run(x)
             except Problem as p:
                 answer = self.deliver.problem(x, p)
             except Exception:
