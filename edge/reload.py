@@ -70,19 +70,22 @@ class Reloader:
         metrics.config_generation.set(runtime.generation)
         log.info("config generation %d loaded: %d routes", runtime.generation,
                  len(runtime.routes))
-        if retired:
+        if retired or state.sockets.of(old):
             task = asyncio.get_running_loop().create_task(self._retire(old, retired))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         return True
 
     async def _retire(self, old: Runtime, upstreams: list[Upstream]) -> None:
-        """Close pools the new config dropped once the old generation's requests finish."""
+        """Once the old generation's requests finish, or `drain_timeout` is over: its
+        WebSockets still open are closed with 1001 (their handshakes passed the old
+        policies; the clients reconnect under the new ones, like nginx's old workers at
+        `worker_shutdown_timeout`), then the pools the new config dropped are closed."""
         try:
             async with asyncio.timeout(old.config.edge.drain_timeout):
                 await old.wait_idle()
         except TimeoutError:
-            pass
+            await self.state.sockets.close(old)
         finally:  # closed even when the edge stops first
             for up in upstreams:
                 await up.close()

@@ -411,3 +411,26 @@ async def test_the_message_rate_is_the_callers_across_their_sockets(chat: Any) -
             break
     assert codes == [1008]
     await one.close()
+
+
+async def test_a_reload_closes_the_old_generation_s_sockets_after_the_drain(
+        make_edge: Any, upstream: Any, tmp_path: Any) -> None:
+    """A socket's handshake passed the config of its day: after a reload it may stay for
+    `drain_timeout`, then goes with 1001; a new socket opens under the new config."""
+    url = await upstream(chat_app({}))
+    edge_yaml = services_yaml({"chat": url}, "drain_timeout: 300ms\n")
+    edge = await make_edge(edge_yaml, ROUTES_OPEN)
+    async with edge.ws_connect("/ws/open") as ws:
+        await ws.send_str("a")
+        assert (await ws.receive()).data == "echo:a"
+        (tmp_path / "config" / "routes" / "ws.yaml").write_text(
+            ROUTES_OPEN["ws.yaml"].replace("websocket: {}", "websocket: {burst: 5}"))
+        assert await edge.edge.state.reloader.reload()
+        await ws.send_str("b")  # still relayed during the drain
+        assert (await ws.receive()).data == "echo:b"
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        assert msg.type is WSMsgType.CLOSE and msg.data == 1001, msg
+        assert msg.extra == "config reloaded"
+    async with edge.ws_connect("/ws/open") as ws:
+        await ws.send_str("c")
+        assert (await ws.receive()).data == "echo:c"
