@@ -9,6 +9,7 @@ is `required`, which fails the whole request with a problem naming it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,10 @@ from .shapers.pointer import lookup
 from .shaping import parse_json
 from .upstream import Upstream
 from .wire import OverCap, read_capped
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
 
 
 class _Failed(Exception):
@@ -77,12 +82,17 @@ class AggregatePlan:
             s.name: loop.create_future() for s in self.sources}
         results: dict[str, Any] = {}
         degraded: list[str] = []
+        # explained: when each source started and ended (ms since the request came)
+        timeline: dict[str, dict[str, Any]] | None = {} if ctx.trace is not None else None
 
         async def run(src: SourcePlan) -> None:
             ok = True
             for dep in src.deps:
                 dep_ok, _ = await done[dep]
                 ok = ok and dep_ok
+            if timeline is not None:
+                timeline[src.name] = {"source": src.name, "after": sorted(src.deps),
+                                      "start_ms": _ms_since(ctx.started), "ok": False}
             try:
                 if not ok:
                     raise _Failed(Problem("upstream-bad-response",
@@ -95,7 +105,12 @@ class AggregatePlan:
                 results[src.name] = src.cfg.fallback
                 done[src.name].set_result((False, src.cfg.fallback))
                 return
+            finally:
+                if timeline is not None:
+                    timeline[src.name]["end_ms"] = _ms_since(ctx.started)
             results[src.name] = value
+            if timeline is not None:
+                timeline[src.name]["ok"] = True
             done[src.name].set_result((True, value))
 
         try:
@@ -104,6 +119,10 @@ class AggregatePlan:
                     tg.create_task(run(src))
         except* Problem as group:
             raise group.exceptions[0] from None
+        finally:
+            if timeline is not None:
+                ctx.trace.note("sources", timeline=[timeline[n] for n in self.names
+                                                    if n in timeline])
         return self._compose(results), sorted(degraded, key=self.names.index)
 
     async def _fetch(self, src: SourcePlan, ctx: Exchange, headers: Mapping[str, str],

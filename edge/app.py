@@ -42,10 +42,13 @@ class EdgeApp:
     def __init__(self, config: Config, *, env: dict[str, str] | None = None,
                  watch: bool = True, access_log: IO[bytes] | None = None,
                  clock: Callable[[], float] | None = None,
-                 monotonic: Callable[[], float] | None = None) -> None:
+                 monotonic: Callable[[], float] | None = None,
+                 republish: bool = True) -> None:
         """`clock` (wall) and `monotonic`: where the cache and the rate limits read the
-        time; time.time and time.monotonic unless a test passes fakes."""
+        time; time.time and time.monotonic unless a test passes fakes. `republish=False`:
+        the routes' `republish` streams are not followed (an edge that only explains)."""
         self.config, self.env, self.watch = config, env, watch
+        self._republish = republish
         self.metrics = Metrics()
         self.state = State(self.metrics, clock, monotonic)
         self.access_log = AccessLog(access_log)
@@ -90,7 +93,8 @@ class EdgeApp:
         await state.hub.start()
         hub = state.hub
         state.cache.on_purge = lambda tags: relay_purges(hub, tags)
-        self.republisher.start()
+        if self._republish:
+            self.republisher.start()
         state.reloader = Reloader(state, config.root, self.env)
         if self.watch:
             await state.reloader.start()

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .aio import stop as stop_task
 from .config import Config, ConfigError, Route, json_schemas, load_config
@@ -249,7 +249,7 @@ ROUTES_WIDTH = 100  # `edge routes` fits a 100-column terminal unless --wide
 
 def cmd_routes(args: argparse.Namespace) -> int:
     config = _load_or_exit(args.config, check_env=False)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in sorted(config.routes, key=lambda r: (r.template.text, r.method)):
         m = r.model
         auth = m.auth.jwt + (f" allow:{len(m.auth.allow)}" if m.auth.allow else "")
@@ -272,7 +272,8 @@ def cmd_routes(args: argparse.Namespace) -> int:
                      "cache": _cache_cell(m), "file": f"{os.path.relpath(r.file)}:{r.line}",
                      "kind": ("shaped" if r.shape is not None else "image" if m.image
                               else "pass-through") if m.source or m.sources else "batch",
-                     "description": " ".join((m.description or "").split())})
+                     "description": " ".join((m.description or "").split()),
+                     "example": m.example})
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
@@ -456,9 +457,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def announce(url: str) -> None:
         member = make_token(secret, "1001", ["member"], 86400) if secret else ""
         admin = make_token(secret, "ops-1", ["admin"], 86400) if secret else ""
+        playground = (f"\n  policy playground (a browser): {url}/_edge/playground"
+                      if config.edge.admin.playground else "")
         print(f"""
 edge demo is up: {url}
-  upstreams: {", ".join(f"{n}=:{p}" for n, p in ports.items())}
+  upstreams: {", ".join(f"{n}=:{p}" for n, p in ports.items())}{playground}
 
 Try:
   curl -i "{url}/api/v1/providers?city=Jakarta&size=2"

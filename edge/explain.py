@@ -44,7 +44,8 @@ async def explain(config: Config, method: str, target: str, raw_headers: list[st
     # in memory, whatever the environment says: explaining must not touch shared state
     shared = config.edge.backend.redis_url_env
     config = replace(config, env={k: v for k, v in config.env.items() if k != shared})
-    edge = EdgeApp(config, env=config.env, watch=False, access_log=io.BytesIO())
+    edge = EdgeApp(config, env=config.env, watch=False, access_log=io.BytesIO(),
+                   republish=False)
     await edge.start()
     try:
         record = await edge.handler.explain(method, target, headers, body)
@@ -82,6 +83,12 @@ def render(record: dict[str, Any]) -> list[str]:
             size = new
         elif stage == "deliver":
             lines.extend(_delivered(step, size, upstream))
+        elif stage == "sources":  # a composed route's calls, when each ran
+            for src in step["timeline"]:
+                after = f"  after {', '.join(src['after'])}" if src["after"] else ""
+                end = src.get("end_ms", src["start_ms"])
+                lines.append(f"{'source':<11}{src['source']}: {src['start_ms']:.1f} → "
+                             f"{end:.1f} ms{after}" + ("" if src["ok"] else "  (failed)"))
         else:
             facts = ", ".join(f"{k} {_shown(v)}" for k, v in step.items() if k != "stage")
             lines.append(f"{stage:<11}{facts}")

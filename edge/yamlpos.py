@@ -84,7 +84,13 @@ def load(text: str, file: str) -> tuple[Any, Positions]:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise YamlError(file, line, col, f"invalid YAML: {e.problem or e}") from None
+        message = f"invalid YAML: {e.problem or e}"
+        start = e.context_mark
+        if e.problem and e.context and e.context.startswith("while scanning") \
+                and start is not None and start.line + 1 != line:
+            # where an unclosed quote or bracket began, not only where it ran out
+            message += f" ({e.context} at line {start.line + 1}, column {start.column + 1})"
+        raise YamlError(file, line, col, message) from None
     finally:
         loader.dispose()
     if node is None:

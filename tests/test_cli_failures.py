@@ -163,6 +163,7 @@ def test_version_and_routes_fit_a_terminal() -> None:
     assert "GET /api/v1/members/{member_id}" in names
     member = next(r for r in routes if r["route"] == "GET /api/v1/members/{member_id}")
     assert member["file"].startswith("config/routes/") and member["kind"] == "shaped"
+    assert member["example"] == "/api/v1/members/1001"
 
 
 def test_ctrl_c_after_an_image_request_ends_quietly(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import yamlpos
-from ..routing import PLACEHOLDER, PathBuilder, Template
+from ..routing import PLACEHOLDER, BadPath, PathBuilder, RouteTable, Template, split_path
 from ..yamlpos import dotted
 from .models import (
     UNSAFE_METHODS,
@@ -149,6 +149,10 @@ def check_route(model: Route, kind: str, method: str, template: Template, p: tup
     `kind` is which of ROUTE_KINDS it is."""
     name = f"{method} {template.text}"
     ok = True
+    if model.example is not None and not _example_matches(model.example, template):
+        problems.append(f"{pos.where((*p, 'example'))}: error: {name}: example "
+                        f"{model.example!r} is not a path this route answers")
+        ok = False
     if model.batch is not None or model.offline_queue is not None:
         ok = _check_batch(model, kind, method, name, template, p, pos, problems)
     elif model.source is not None:
@@ -529,3 +533,13 @@ def check_collisions(routes: list[RouteSpec]) -> list[str]:
                 break
             seen[key] = spec
     return problems
+
+
+def _example_matches(example: str, template: Template) -> bool:
+    path = example.partition("?")[0].partition("#")[0]
+    table: RouteTable[bool] = RouteTable()
+    table.add("GET", template, True)
+    try:
+        return table.match("GET", split_path(path)).route is not None
+    except BadPath:
+        return False

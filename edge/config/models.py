@@ -336,6 +336,10 @@ class Admin(Model):
     """POST {"tags": [...]} | {"route": "GET /x/{id}"} | {"all": true} empties the edge
     cache on every instance. Needs a valid JWT carrying `purge_role` in `roles`."""
     purge_role: str = "admin"
+    playground: bool = False
+    """Serve the policy playground at /_edge/playground: a page that runs a route for
+    several devices side by side, and previews an edit of its YAML. Only to
+    `metrics_allow` networks; its calls need a token with `purge_role`."""
 
 
 class CacheSettings(Model):
@@ -864,6 +868,10 @@ class Route(Model):
     """Tags a successful POST/PUT/PATCH/DELETE here purges: `member:{member_id}`."""
     image: ImagePolicy | None = None
     """The source is an image to resize and re-encode per device (GET routes)."""
+    example: str | None = None
+    """A request path (and query) this route answers, e.g.
+    `/api/v1/members/1001/claims?size=5`: shown by `edge routes --json` and filled in by
+    the playground. Checked against the route's template."""
     republish: str | None = None
     """A topic: the edge follows this route's upstream `text/event-stream` itself and
     publishes every event into that topic, so apps follow it on `/events` (with replay)
