@@ -161,17 +161,24 @@ class Pipeline:
                       body: bytes = b"", remote: str = "127.0.0.1") -> dict[str, Any]:
         """Walk one request through the stages with a Trace, and return the record: what
         each stage decided, in order, and the answer (status, headers, bytes)."""
+        return (await self.explained(method, target, headers, body, remote))[0]
+
+    async def explained(self, method: str, target: str, headers: CIMultiDict[str],
+                        body: bytes = b"", remote: str = "127.0.0.1"
+                        ) -> tuple[dict[str, Any], bytes]:
+        """`explain`'s record, and the answer's body as it went on the wire."""
         trace = Trace()
         request = SubRequest(method.upper(), target, headers, body, remote, "http")
         given = headers.get(self.state.runtime.rid_header)
         rid = self.request_id(given) if given is not None else "explain"
         response = await self.serve(request, rid, EXPLAIN_LIMIT, trace)
         raw = getattr(response, "body", None)
+        raw = raw if isinstance(raw, bytes) else b""
         return {"request": {"method": request.method, "target": target,
                             "headers": {str(k): v for k, v in headers.items()}},
                 "steps": trace.as_json(), "status": response.status,
                 "headers": {str(k): v for k, v in response.headers.items()},
-                "bytes": len(raw) if isinstance(raw, bytes) else 0}
+                "bytes": len(raw)}, raw
 
     def plan(self, route: Any) -> tuple[tuple[Any, ...], Inner]:
         """What a route's requests walk after Match: the stages with something to do on

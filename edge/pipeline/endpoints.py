@@ -13,6 +13,8 @@ from ..backends.tiers import ALL as ALL_TAG
 from ..context import Exchange, Incoming
 from ..errors import Problem
 from ..headers import is_token, one_line
+from ..playground import PREFIX as PLAYGROUND
+from ..playground import Playground
 from ..shaping import keymap_document
 from ..sse.endpoint import publish
 from ..wire import read_request_body
@@ -32,6 +34,7 @@ class Endpoints(Stage):
     def __init__(self, state: State, pipeline: Any) -> None:
         super().__init__(state, pipeline)
         self.metrics = state.metrics
+        self.playground = Playground(state, pipeline)
 
     async def __call__(self, x: Exchange) -> Answer | None:
         request, rt = x.request, x.rt
@@ -67,6 +70,11 @@ class Endpoints(Stage):
             x.route_name = "explain"
             await charge_ip(self.state, x)
             return await self._explain(x)
+        if path.startswith(PLAYGROUND) and (len(path) == len(PLAYGROUND)
+                                            or path[len(PLAYGROUND)] == "/"):
+            if rt.config.edge.admin.playground:
+                await charge_ip(self.state, x)
+                return await self.playground(x)
         if path.startswith(KEYMAPS_PREFIX) and method in ("GET", "HEAD"):
             x.route_name = "keymaps"
             return self._keymap(path[len(KEYMAPS_PREFIX):], rt)
@@ -76,7 +84,7 @@ class Endpoints(Stage):
                      bytes_in: list[int]) -> tuple[web.StreamResponse, int]:
         """POST {"tags": [...]} | {"route": "GET /x"} | {"all": true}: empty the edge cache
         of those entries, on every instance. Needs a token with the purge role."""
-        _staff(request, rt, "purging")
+        staff(request, rt, "purging")
         raw = await read_request_body(request, 64 * 1024, bytes_in)
         try:
             doc = orjson.loads(raw)
@@ -106,7 +114,7 @@ class Endpoints(Stage):
         record of that request (what `edge explain` prints), as JSON. Staff only, and only
         for reads: the request is really served (limits charged, upstreams called)."""
         request, rt = x.request, x.rt
-        _staff(request, rt, "explaining")
+        staff(request, rt, "explaining")
         raw = await read_request_body(request, 64 * 1024, x.bytes_in)
         try:
             doc = orjson.loads(raw)
@@ -168,7 +176,7 @@ class Endpoints(Stage):
                             headers={"Cache-Control": "no-store"}), len(body)
 
 
-def _staff(request: Incoming, rt: Runtime, doing: str) -> None:
+def staff(request: Incoming, rt: Runtime, doing: str) -> None:
     """Only a token with the admin role (admin.purge_role) may purge or explain."""
     if rt.verifier is None:
         raise Problem("forbidden", f"{doing} needs auth.jwt in edge.yaml")
