@@ -211,7 +211,7 @@ async def test_a_composed_route_shows_its_sources_in_time(edge: Any) -> None:
                                     "path": "/api/members/1001/home", "devices": ["phone"]})
     (result,) = (await resp.json())["live"]
     member, plan = result["sources"]
-    assert member["source"] == "member" and member["after"] == [] and member["ok"]
+    assert member["name"] == "member" and member["after"] == [] and member["ok"]
     assert plan["after"] == ["member"] and plan["start_ms"] >= member["end_ms"]
 
 

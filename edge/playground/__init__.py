@@ -443,8 +443,11 @@ async def _result(device: str, record: dict[str, Any], raw: bytes,
     stages = [{"stage": s["stage"], "bytes": s["bytes"]} for s in record["steps"]
               if s["stage"] != "deliver" and isinstance(s.get("bytes"), int)]
     stages.append({"stage": "wire", "bytes": record["bytes"]})
-    sources = next((s["timeline"] for s in record["steps"] if s["stage"] == "sources"),
-                   None)
+    timeline = next((s["timeline"] for s in record["steps"] if s["stage"] == "sources"),
+                    None)
+    sources = None if timeline is None else [
+        {"name": t["source"], "after": t["after"], "start_ms": t["start_ms"],
+         "end_ms": t.get("end_ms", t["start_ms"]), "ok": t["ok"]} for t in timeline]
     return {"device": device, "status": record["status"], "bytes": record["bytes"],
             "headers": shown, "body": await _body(raw, headers), "keymap": keymap,
             "stages": stages, "sources": sources, "steps": record["steps"], "diff": None}
