@@ -21,9 +21,10 @@ from .imaging import ImagePool
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .policies.ratelimit import Limiter
+from .push.dispatch import Dispatcher
 from .reload import Reloader
 from .republish import Republisher
-from .runtime import State, build_runtime
+from .runtime import State, build_runtime, configure_push
 from .server import EdgeServer, Guard
 from .sse.endpoint import relay_purges
 from .sse.hub import Hub
@@ -91,6 +92,8 @@ class EdgeApp:
         state.hub = Hub(state.backend, self.metrics)
         state.hub.configure(config.edge.events)
         await state.hub.start()
+        state.push = Dispatcher(state.hub.presence, self.metrics)
+        configure_push(state, state.runtime)
         hub = state.hub
         state.cache.on_purge = lambda tags: relay_purges(hub, tags)
         if self._republish:
@@ -109,6 +112,9 @@ class EdgeApp:
         await self.state.sockets.close()  # WebSockets still open: 1001, going away
         await asyncio.sleep(0)  # let the streams say goodbye
         await self.republisher.close()
+        await self.state.push.close()
+        for provider in self.state.runtime.push_providers.values():
+            await provider.close()
         await self.state.hub.close()
         await stop(self._watcher)
         await self.state.reloader.close()

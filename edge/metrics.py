@@ -174,6 +174,19 @@ class Metrics(UpstreamMetrics):
         self.ws_refused = Counter("edge_websocket_refusals", "WebSocket handshakes refused "
                                   "before the upgrade, by status", ["route", "status"],
                                   registry=r)
+        self.push_deliveries = Counter(
+            "edge_push_deliveries", "Push notifications by provider and outcome (sent, gone: "
+            "the device is unregistered, retry, failed, dropped: the queue was full, online: "
+            "the device had an open stream, expired: retries ran out)",
+            ["provider", "outcome"], registry=r)
+        self.push_registrations = Counter(
+            "edge_push_registrations", "Device registrations by platform and what happened "
+            "(registered, unregistered, replaced, gone)", ["platform", "result"], registry=r)
+        self.push_queue = Gauge("edge_push_queue", "Push deliveries waiting on this instance",
+                                registry=r)
+        self.push_seconds = Histogram(
+            "edge_push_send_duration_seconds", "Push service requests, by provider",
+            ["provider"], buckets=BUCKETS, registry=r)
         # Redis as the edge sees it: each call by operation (get, add, put, delete, gcra,
         # publish, event_publish, event_history, hash_set, hash_all, cache_get, cache_set)
         self.redis_seconds = Histogram(

@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 from .config import ConfigError, load_config
-from .runtime import Runtime, State, build_runtime
+from .push.providers.base import Provider
+from .runtime import Runtime, State, build_runtime, configure_push
 from .upstream import Upstream
 
 log = logging.getLogger("edge")
@@ -64,19 +65,25 @@ class Reloader:
         hub = getattr(state, "hub", None)
         if hub is not None:
             hub.configure(config.edge.events)  # changed rules: streams reconnect under them
+        if getattr(state, "push", None) is not None:
+            configure_push(state, runtime)
+        kept = set(map(id, runtime.push_providers.values()))
+        dropped = [p for p in old.push_providers.values() if id(p) not in kept]
         self.last_error = None
         metrics.reloads.labels("ok").inc()
         metrics.config_last_error.set(0)
         metrics.config_generation.set(runtime.generation)
         log.info("config generation %d loaded: %d routes", runtime.generation,
                  len(runtime.routes))
-        if retired or state.sockets.of(old):
-            task = asyncio.get_running_loop().create_task(self._retire(old, retired))
+        if retired or dropped or state.sockets.of(old):
+            task = asyncio.get_running_loop().create_task(self._retire(old, retired,
+                                                                       dropped))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         return True
 
-    async def _retire(self, old: Runtime, upstreams: list[Upstream]) -> None:
+    async def _retire(self, old: Runtime, upstreams: list[Upstream],
+                      providers: list[Provider]) -> None:
         """Once the old generation's requests finish, or `drain_timeout` is over: its
         WebSockets still open are closed with 1001 (their handshakes passed the old
         policies; the clients reconnect under the new ones, like nginx's old workers at
@@ -89,6 +96,8 @@ class Reloader:
         finally:  # closed even when the edge stops first
             for up in upstreams:
                 await up.close()
+            for provider in providers:
+                await provider.close()
 
     async def run(self) -> None:
         edge = self.state.runtime.config.edge

@@ -36,6 +36,10 @@ from .policies.cache import RouteCache, fill_tags
 from .policies.idempotency import IdempotencyPolicy
 from .policies.objects import BodyCheck, OwnerCheck
 from .policies.ratelimit import RouteLimits, compile_limits
+from .push.dispatch import Dispatcher
+from .push.providers.base import Provider
+from .push.providers.build import build_providers
+from .push.store import Registrations
 from .routing import RouteTable
 from .shaping import ShapePlan
 from .sockets import Sockets
@@ -203,6 +207,7 @@ class Runtime:
             self.routes.append(route)
         self.inflight = 0
         self.drained: asyncio.Future[None] | None = None  # set while a reload retires us
+        self.push_providers: dict[str, Provider] = {}  # build_runtime's
 
     async def wait_idle(self) -> None:
         if self.inflight:
@@ -253,6 +258,9 @@ def build_runtime(config: Config, previous: Runtime | None, metrics: Metrics,
     # the new upstreams of a config that fails here have made no connections: nothing to
     # close (see Upstream)
     runtime = Runtime(config, upstreams, generation)
+    runtime.push_providers = build_providers(
+        config.edge.push, config.env, config.root,
+        previous.push_providers if previous else None)
     kept_ids = {id(u) for u in upstreams.values()}
     retired = [u for u in old.values() if id(u) not in kept_ids]
     return runtime, retired
@@ -268,6 +276,7 @@ class State:
     hub: Hub
     images: ImagePool
     reloader: Reloader
+    push: Dispatcher
 
     def __init__(self, metrics: Metrics, clock: Callable[[], float] | None = None,
                  monotonic: Callable[[], float] | None = None) -> None:
@@ -278,3 +287,11 @@ class State:
         self.clock: Callable[[], float] = clock or time.time
         self.monotonic: Callable[[], float] = monotonic or time.monotonic
         self.sockets = Sockets()  # open WebSockets, per caller
+
+
+def configure_push(state: State, rt: Runtime) -> None:
+    """The push deliveries under this config generation (at start and on reload)."""
+    push = rt.config.edge.push
+    store = Registrations(state.backend, push.max_per_identity, state.clock) \
+        if push is not None else None
+    state.push.configure(push, store, rt.push_providers)

@@ -20,7 +20,14 @@ from aiohttp import web
 from edge.config import Devices
 from edge.context import ClientAddress, DeviceClassifier
 
-from .conftest import REDIS_URL, catch_all, free_port, headers_echo_app, services_yaml
+from .conftest import (
+    REDIS_URL,
+    bearer,
+    catch_all,
+    free_port,
+    headers_echo_app,
+    services_yaml,
+)
 
 ROUTES = {"r.yaml": """
 routes:
@@ -169,10 +176,14 @@ RULES = DEPLOY / "prometheus" / "edge-alerts.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "edge-alerts.test.yml"
 PUBKEY = "publisher-key-" + "p" * 24
 KIT_EDGE = """
+auth:
+  jwt: {algorithms: [HS256], secret_env: EDGE_JWT_SECRET}
 events:
   topics: [{topic: "news:*", public: true}]
   publisher_keys_env: [PUBKEY]
   history: 2
+push:
+  webpush: {vapid_private_key_env: EDGE_VAPID_KEY, endpoints: ["http://127.0.0.1:*"]}
 """
 KIT_ROUTES = """
 routes:
@@ -247,8 +258,21 @@ async def _live_expositions(make_edge: Any, upstream: Any, tmp_path: Path) -> li
     # own limit (a burst of 1 an hour), cache keys and images
     run = uuid.uuid4().hex[:8]
     routes = {"r.yaml": KIT_ROUTES.replace("{limit}", f"obs-kit-{run}")}
+    from .push_standins.webpush import WebPushService
+    from .test_push import VAPID_RAW
+
+    pusher = WebPushService()
+    push_url = await upstream(pusher.app())
     client = await make_edge(edge_yaml, routes, root=root,
-                             env={"EDGE_REDIS_URL": REDIS_URL, "PUBKEY": PUBKEY})
+                             env={"EDGE_REDIS_URL": REDIS_URL, "PUBKEY": PUBKEY,
+                                  "EDGE_VAPID_KEY": VAPID_RAW})
+    # a device registered for pushes
+    registered = await client.post("/_edge/push/registrations", headers=bearer(f"obs-{run}"),
+                                   json={"platform": "webpush", "device_id": "d1",
+                                         "topics": ["news:obs"],
+                                         "subscription": pusher.subscriber(
+                                             f"obs-{run}").subscription(push_url)})
+    assert registered.status == 201, await registered.text()
     phone = {"X-Device-Type": "phone"}
     assert (await client.get("/ok/1", headers=phone)).status == 200
     assert (await client.get("/fail")).status == 500
@@ -263,8 +287,14 @@ async def _live_expositions(make_edge: Any, upstream: Any, tmp_path: Path) -> li
     stream = await client.get("/events?topic=news:obs", headers={"Last-Event-ID": "garbage"})
     assert stream.status == 200
     published = await client.post("/_edge/publish", headers={"Authorization": f"Bearer {PUBKEY}"},
-                                  data=json.dumps({"topic": "news:obs", "data": {"n": 1}}))
+                                  data=json.dumps({"topic": "news:obs", "data": {"n": 1},
+                                                   "push": {"mode": "always"}}))
     assert published.status in (200, 202), await published.text()
+    for _ in range(200):  # pushed to the registered device
+        if pusher.received:
+            break
+        await asyncio.sleep(0.02)
+    assert pusher.received
     # a WebSocket: a message each way, a close; and a handshake refused (a foreign page)
     async with client.ws_connect("/ws") as ws:
         await ws.send_str("hi")

@@ -74,6 +74,13 @@ class MemoryBackend:
     async def hash_all(self, name: str) -> dict[str, bytes]:
         return dict(self._hashes.get(name, {}))
 
+    async def hash_delete(self, name: str, field: str) -> None:
+        table = self._hashes.get(name)
+        if table is not None:
+            table.pop(field, None)
+            if not table:
+                del self._hashes[name]
+
     async def gcra(self, keys: list[str], intervals: list[float], tolerances: list[float]
                    ) -> tuple[bool, float, list[float]]:
         return self.gcra_now(keys, intervals, tolerances)

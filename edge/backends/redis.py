@@ -643,6 +643,9 @@ class RedisBackend:
         raw = await self._call("hash_all", self.client.hgetall(PREFIX + name))
         return {k.decode(): bytes(v) for k, v in raw.items()}
 
+    async def hash_delete(self, name: str, field: str) -> None:
+        await self._call("hash_delete", self.client.hdel(PREFIX + name, field))
+
     async def publish(self, channel: str, message: bytes) -> None:
         await self._call("publish", self.client.publish(PREFIX + channel, message))
 

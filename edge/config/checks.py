@@ -46,6 +46,28 @@ def check_edge(edge: EdgeFile, pos: yamlpos.Positions, root: Path) -> list[str]:
                         f"'{keys.header}' (auth.api_keys.header) but the rate limits read "
                         f"'{edge.rate_limits.api_key_header}' (rate_limits.api_key_header); "
                         "set them alike")
+    push = edge.push
+    if push is not None:
+        if edge.events is None:
+            problems.append(f"{pos.where(('push',), key=True)}: error: push: delivers "
+                            "events published to topics: it needs `events`")
+        if push.webpush is None and push.apns is None and push.fcm is None:
+            problems.append(f"{pos.where(('push',), key=True)}: error: push: give at least "
+                            "one of webpush, apns, fcm")
+        for device in push.by_device:
+            if device not in edge.devices.classes:
+                problems.append(f"{pos.where(('push', 'by_device', device), key=True)}: "
+                                f"error: push.by_device: '{device}' is not one of "
+                                "devices.classes")
+        for kind, env_key, file_key in (
+                ("webpush", "vapid_private_key_env", "vapid_private_key_file"),
+                ("apns", "private_key_env", "private_key_file"),
+                ("fcm", "service_account_env", "service_account_file")):
+            block = getattr(push, kind)
+            if block is not None and not getattr(block, env_key) \
+                    and not getattr(block, file_key):
+                problems.append(f"{pos.where(('push', kind), key=True)}: error: push.{kind}: "
+                                f"give {env_key} (an env var's name) or {file_key}")
     if edge.devices.default not in edge.devices.classes:
         problems.append(f"{pos.where(('devices', 'default'))}: error: devices.default: "
                         f"'{edge.devices.default}' is not one of devices.classes")

@@ -58,6 +58,17 @@ def env_problems(config: Config) -> list[str]:
             if problem:
                 problems.append(f"{pos.where(('auth', 'jwt', 'jwks_file'))}: error: "
                                 f"auth.jwt.jwks_file: {problem}")
+    if edge.push is not None:
+        from ..push.providers.build import build_one, has_key  # (late: push imports config)
+
+        for kind in ("webpush", "apns", "fcm"):
+            block = getattr(edge.push, kind)
+            if block is None or not has_key(block, env):
+                continue  # unset: that provider is off (as without a publisher key)
+            try:
+                build_one(kind, block, env, config.root)
+            except ValueError as e:
+                problems.append(f"{pos.where(('push', kind), key=True)}: error: {e}")
     name = edge.backend.redis_url_env
     url = env.get(name) if name else None
     if url:

@@ -404,6 +404,95 @@ class Events(Model):
     """Largest published `data` (JSON bytes)."""
 
 
+class WebPushProvider(Model):
+    """Web Push (RFC 8030) with encrypted payloads (RFC 8291, aes128gcm) and VAPID
+    (RFC 8292). The key pair's public half is served at `/_edge/push/vapid` for apps to
+    subscribe with (`applicationServerKey`)."""
+
+    vapid_private_key_env: EnvName | None = None
+    """Env var holding the VAPID private key: PEM, or the raw 32-byte P-256 key in
+    base64url (what `vapid --gen` and most tools print)."""
+    vapid_private_key_file: str | None = None
+    """…or a PEM file (relative to the config directory)."""
+    subject: str = "mailto:ops@example.com"
+    """Who runs this sender (`mailto:` or `https:`), in every VAPID token."""
+    endpoints: list[str] = ["https://fcm.googleapis.com",
+                            "https://updates.push.services.mozilla.com",
+                            "https://*.push.apple.com", "https://*.notify.windows.com"]
+    """Push services subscriptions may point at, as origins (shell patterns:
+    `https://*.push.apple.com`, `http://127.0.0.1:*`): the edge posts to no other
+    address, whatever a client registers."""
+    concurrency: int = Field(64, ge=1, le=10_000)
+    """Requests to push services at once."""
+
+
+class ApnsProvider(Model):
+    """Apple Push Notification service: the HTTP/2 provider API with token-based auth
+    (an ES256 JWT from the team's .p8 key, reused until it nears its hour)."""
+
+    team_id: str
+    key_id: str
+    private_key_env: EnvName | None = None
+    """Env var holding the .p8 key (PEM)."""
+    private_key_file: str | None = None
+    """…or the .p8 file (relative to the config directory)."""
+    url: str = "https://api.push.apple.com"
+    """`https://api.sandbox.push.apple.com` for development builds."""
+    bundle_ids: list[str] = []
+    """Apps (bundle ids, `apns-topic`) devices may register for; empty: any."""
+    ca_file: str | None = None
+    """Trust this CA for `url` besides the system's (a test stand-in)."""
+    concurrency: int = Field(32, ge=1, le=10_000)
+    """Requests in flight at once (streams over one HTTP/2 connection)."""
+
+
+class FcmProvider(Model):
+    """Firebase Cloud Messaging, HTTP v1 API, authorised by a service account (OAuth2
+    JWT-bearer grant; the access token is refreshed before it expires)."""
+
+    service_account_env: EnvName | None = None
+    """Env var holding the service account's JSON key."""
+    service_account_file: str | None = None
+    """…or its file (relative to the config directory)."""
+    project_id: str | None = None
+    """Default: the service account's `project_id`."""
+    url: str = "https://fcm.googleapis.com"
+    concurrency: int = Field(64, ge=1, le=10_000)
+
+
+class PushDefaults(Model):
+    ttl: Duration = 86400.0
+    """How long a push service keeps an undelivered notification."""
+    urgency: Literal["very-low", "low", "normal", "high"] = "normal"
+    """Web Push `Urgency`; APNs priority 10 for high, else 5; FCM HIGH for high."""
+
+
+class Push(Model):
+    """Push notifications for registered devices without an open event stream: an event
+    published with `push` options reaches them through Web Push, APNs or FCM."""
+
+    webpush: WebPushProvider | None = None
+    apns: ApnsProvider | None = None
+    fcm: FcmProvider | None = None
+    registrations_path: str = "/_edge/push/registrations"
+    max_per_identity: int = Field(10, ge=1, le=1000)
+    """Devices one caller (token subject) may register; registering one more replaces
+    their oldest."""
+    registration_ttl: Duration = 60 * 86400.0
+    """A registration not renewed (registered again) for this long is dropped."""
+    max_topics: int = Field(32, ge=1, le=256)
+    queue: int = Field(100_000, ge=1)
+    """Deliveries waiting on this instance; more are dropped (counted)."""
+    retries: int = Field(3, ge=0, le=10)
+    """Attempts after the first on 429 and 5xx (and network errors), backing off
+    (honouring Retry-After)."""
+    max_retry_after: Duration = 600.0
+    """A longer Retry-After gives up on the delivery."""
+    defaults: PushDefaults = PushDefaults()
+    by_device: dict[str, PushDefaults] = {}
+    """Per device class (the class the device registered with)."""
+
+
 KeyKind = Literal["device", "user", "api_key", "ip", "route"]
 
 
@@ -507,6 +596,8 @@ class EdgeFile(Model):
     rate_limits: RateLimits = RateLimits()
     events: Events | None = None
     """Server-sent events (off unless given)."""
+    push: Push | None = None
+    """Push notifications to registered devices (off unless given; needs `events`)."""
     drain_timeout: Duration = 30.0
     """On shutdown or reload, how long in-flight requests may take to finish."""
     problem_type_base: str = "urn:edge:problem:"

@@ -15,6 +15,7 @@ from ..errors import Problem
 from ..headers import is_token, one_line
 from ..playground import PREFIX as PLAYGROUND
 from ..playground import Playground
+from ..push.endpoint import push_endpoint
 from ..shaping import keymap_document
 from ..sse.endpoint import publish
 from ..wire import read_request_body
@@ -48,6 +49,13 @@ class Endpoints(Stage):
         if admin is not None and method in ("GET", "HEAD"):
             x.route_name = "admin"
             return await self._admin(admin, request, rt)
+        if rt.push_providers and path.startswith("/_edge/push") or (
+                rt.config.edge.push is not None
+                and path.startswith(rt.config.edge.push.registrations_path)):
+            await charge_ip(self.state, x)
+            answer = await push_endpoint(self.state, x)
+            if answer is not None:
+                return answer
         events = rt.events
         if events is not None and (path == events.path or path == events.publish_path):
             hub = self.state.hub
@@ -59,7 +67,7 @@ class Endpoints(Stage):
                 x.route_name = "publish"
                 await charge_ip(self.state, x)
                 return await publish(request, hub, events, rt.publisher_keys,
-                                     rt.events_auth, x.bytes_in)
+                                     rt.events_auth, x.bytes_in, self.state.push)
             allow = "GET" if path == events.path else "POST"
             raise Problem("method-not-allowed", f"allowed: {allow}", headers={"Allow": allow})
         if path == rt.purge_path and method == "POST":

@@ -20,10 +20,12 @@ from ..config import Events
 from ..context import Exchange, Incoming
 from ..errors import Problem
 from ..policies.auth import RouteAuthPolicy
+from ..push.dispatch import Dispatcher, PushOptions
 from ..wire import read_request_body
 from .hub import Event, Hub, Subscriber, TopicRules, valid_topic
 
 _EVENT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SEND_TIMEOUT = 10.0  # a client that takes longer to accept a write is gone
 STALLED = 256 * 1024  # bytes waiting in the socket's buffer: the client isn't reading
 
@@ -124,7 +126,12 @@ async def subscribe(request: Incoming, hub: Hub, settings: Events, rules: TopicR
         else f"ip:{ctx.client_ip}"
     expires = float(claims["exp"]) if claims and isinstance(claims.get("exp"), int | float) \
         else None
-    sub = hub.join(frozenset(topics), ctx.device.device, who)
+    device_id = claims.get("device_id") if claims else None
+    device_id = device_id if isinstance(device_id, str) else \
+        request.headers.get("X-Device-ID")
+    if device_id is not None and not DEVICE_ID.match(device_id):
+        device_id = None
+    sub = hub.join(frozenset(topics), ctx.device.device, who, device_id)
     assert isinstance(request, web.BaseRequest)  # a stream needs a real connection
     # The request id goes in the stream's first comment rather than a header: one header
     # more makes aiohttp grow every stream's header table (~0.4 KB each, x10,000 streams).
@@ -244,10 +251,12 @@ def publisher_keys(settings: Events, env: dict[str, str]) -> list[bytes]:
 
 
 async def publish(request: Incoming, hub: Hub, settings: Events, keys: list[bytes],
-                  auth: RouteAuthPolicy, bytes_in: list[int]) -> tuple[web.Response, int]:
-    """A backend's event: `{topic | topics, event?, data, id?}` with a publisher key or a
-    token holding the publisher role. `id` makes retries safe: the same id twice within
-    the history's age publishes once."""
+                  auth: RouteAuthPolicy, bytes_in: list[int], push: Dispatcher | None = None
+                  ) -> tuple[web.Response, int]:
+    """A backend's event: `{topic | topics, event?, data, id?, push?}` with a publisher
+    key or a token holding the publisher role. `id` makes retries safe: the same id twice
+    within the history's age publishes once. `push` (title, body, collapse_key, ttl,
+    urgency, mode) sends it to the topics' registered devices too (edge/push)."""
     presented = request.headers.get("Authorization", "")
     key = presented[7:].encode() if presented.startswith("Bearer ") else b""
     if not (key and any(hmac.compare_digest(key, k) for k in keys)):
@@ -276,6 +285,7 @@ async def publish(request: Incoming, hub: Hub, settings: Events, keys: list[byte
     if len(orjson.dumps(doc["data"])) > settings.max_event_size:
         raise Problem("payload-too-large", f"data is limited to {settings.max_event_size} "
                       "bytes")
+    options = PushOptions.parse(doc["push"]) if doc.get("push") is not None else None
     publisher_id = doc.get("id")
     if publisher_id is not None:
         if not isinstance(publisher_id, str) or not 0 < len(publisher_id) <= 200:
@@ -288,8 +298,13 @@ async def publish(request: Incoming, hub: Hub, settings: Events, keys: list[byte
         if not first:
             body = orjson.dumps({"duplicate": True, "topics": topics})
             return web.Response(body=body, content_type="application/json"), len(body)
-    event_id = await hub.publish(list(dict.fromkeys(topics)), name, doc["data"])
-    body = orjson.dumps({"id": str(event_id), "topics": topics})
+    topics = list(dict.fromkeys(topics))
+    event_id = await hub.publish(topics, name, doc["data"])
+    out: dict[str, Any] = {"id": str(event_id), "topics": topics}
+    if options is not None:
+        out["push"] = {"queued": await push.publish(str(event_id), topics, name, doc["data"],
+                                                    options) if push is not None else 0}
+    body = orjson.dumps(out)
     return web.Response(status=202, body=body, content_type="application/json"), len(body)
 
 

@@ -27,6 +27,7 @@ from ..aio import stop
 from ..backends import Backend, BackendError, EventId
 from ..config import Events, TopicRule
 from ..errors import Problem
+from ..push.presence import Presence
 
 log = logging.getLogger("edge.sse")
 CHANNEL = "ev:live"
@@ -73,6 +74,7 @@ class Subscriber:
     device: str
     who: str
     limit: int
+    device_id: str | None = None  # the device it says it is (for push: only-if-offline)
     queue: list[Event] = field(default_factory=list)
     waiter: asyncio.Future[None] | None = None
     overflowed: bool = False
@@ -162,6 +164,7 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self.per_identity: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self.presence = Presence(backend)
         metrics.sse_open.set_function(lambda: len(self.subscribers))
 
     def configure(self, settings: Events | None) -> None:
@@ -176,12 +179,15 @@ class Hub:
     async def start(self) -> None:
         if self.backend.name != "memory":
             self._task = asyncio.get_running_loop().create_task(self._listen())
+        await self.presence.start()
 
     async def close(self) -> None:
         await stop(self._task)
+        await self.presence.close()
 
     # -- subscribing
-    def join(self, topics: frozenset[str], device: str, who: str) -> Subscriber:
+    def join(self, topics: frozenset[str], device: str, who: str,
+             device_id: str | None = None) -> Subscriber:
         s = self.settings
         assert s is not None
         if len(self.subscribers) >= s.max_connections:
@@ -190,8 +196,10 @@ class Hub:
         if self.per_identity.get(who, 0) >= s.max_per_identity:
             raise Problem("too-many-streams", f"at most {s.max_per_identity} event streams "
                           "per caller", headers={"Retry-After": "5"})
-        sub = Subscriber(topics, device, who, s.max_queue)
+        sub = Subscriber(topics, device, who, s.max_queue, device_id)
         self.subscribers.add(sub)
+        if device_id is not None and who.startswith("sub:"):
+            self.presence.enter(who[4:], device_id)
         self.per_identity[who] = self.per_identity.get(who, 0) + 1
         for topic in topics:
             self.by_topic.setdefault(topic, set()).add(sub)
@@ -202,6 +210,8 @@ class Hub:
         if sub not in self.subscribers:
             return
         self.subscribers.discard(sub)
+        if sub.device_id is not None and sub.who.startswith("sub:"):
+            self.presence.leave(sub.who[4:], sub.device_id)
         left = self.per_identity.get(sub.who, 1) - 1
         if left:
             self.per_identity[sub.who] = left
