@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 DEMO_IMAGE_KEY = "demo-image-signing-key-change-me-0123456789"
 DEMO_PUBLISHER_KEY = "demo-publisher-key-change-me"
 DEMO_SECRET = "edge-demo-secret-not-for-production"
+# The demo's VAPID key (Web Push): published here, so it signs nothing anyone should trust.
+DEMO_VAPID_KEY = "qF1VfNqvmWcX4G2XzvZ0fZ2n6k2mQ2O3w8Hq6N0GZ9Y"
 # The demo's app keys (config/api-keys.yaml holds only their hashes). Never publish a real one.
 DEMO_APP_KEY = "edge_demo-app-key-not-a-secret-0123456789"
 DEMO_WIDGET_KEY = "edge_demo-widget-key-not-a-secret-012345"
@@ -428,6 +430,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if pub_env and not os.environ.get(pub_env):
         os.environ[pub_env] = DEMO_PUBLISHER_KEY
         config = _load_or_exit(args.config, check_env=False)
+    push = config.edge.push
+    vapid_env = push.webpush.vapid_private_key_env if push and push.webpush else None
+    if vapid_env and not os.environ.get(vapid_env):
+        os.environ[vapid_env] = DEMO_VAPID_KEY
+        config = _load_or_exit(args.config, check_env=False)
     if not os.environ.get("EDGE_IMAGE_KEY"):
         os.environ["EDGE_IMAGE_KEY"] = DEMO_IMAGE_KEY  # so signed image URLs can be tried
         config = _load_or_exit(args.config)
@@ -459,6 +466,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         admin = make_token(secret, "ops-1", ["admin"], 86400) if secret else ""
         playground = (f"\n  policy playground (a browser): {url}/_edge/playground"
                       if config.edge.admin.playground else "")
+        pub_key = os.environ.get(pub_env or "", "")
+        push_demo = f"""\
+  .venv/bin/python -m edge.demo.pushclient --edge {url}   # a device without a stream
+  curl -s -H "Authorization: Bearer {pub_key}" {url}/_edge/publish \\
+       -d '{{"topic": "member:1001", "data": {{"n": 1}}, "push": {{"title": "Claim paid"}}}}'
+""" if config.edge.push is not None and config.edge.push.webpush is not None else ""
         print(f"""
 edge demo is up: {url}
   upstreams: {", ".join(f"{n}=:{p}" for n, p in ports.items())}{playground}
@@ -512,21 +525,46 @@ Try:
   curl -N -H "Authorization: Bearer $TOKEN" "{url}/events?topic=member:1001"   # your own
   curl -s -H "Authorization: Bearer {os.environ.get(pub_env or '', '')}" {url}/_edge/publish \\
        -d '{{"topic": "member:1001", "event": "claim-update", "data": {{"claim": "CLM-000062"}}}}'
-  admin token (any member): {admin}
+{push_demo}  admin token (any member): {admin}
 Edit config/routes/*.yaml while it runs: valid edits apply within a second,
 broken ones are reported and the last good config keeps serving.
 """, flush=True)
 
     async def main() -> None:
         started = await start_upstreams(ports, host="127.0.0.1")
+        pusher = await _demo_push_service(config)
         try:
             await _serve(config, host, port, announce=announce, on_start=tick)
         finally:
+            if pusher is not None:
+                await pusher.cleanup()
             await stop_upstreams(started)
 
     _install_uvloop()
     asyncio.run(main())
     return 0
+
+
+async def _demo_push_service(config: Config) -> Any:
+    """The demo's Web Push service, on the loopback origin push.webpush.endpoints names
+    (edge/demo/pushservice.py); None when the config has none."""
+    import re
+
+    from aiohttp import web
+
+    from .demo.pushservice import push_service_app
+
+    push = config.edge.push
+    if push is None or push.webpush is None:
+        return None
+    for origin in push.webpush.endpoints:
+        m = re.fullmatch(r"http://127\.0\.0\.1:(\d+)", origin)
+        if m:
+            runner = web.AppRunner(push_service_app(), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", int(m[1])).start()
+            return runner
+    return None
 
 
 def _key_name(value: str) -> str:

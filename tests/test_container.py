@@ -119,6 +119,9 @@ def demo_config(root: Path, urls: dict[str, str]) -> Path:
     text = edge_yaml.read_text()
     for name, port in DEFAULT_PORTS.items():
         text = text.replace(f"http://127.0.0.1:{port}", urls[name])
+    # the demo's push service (`edge demo` runs it; nothing here pushes): out of the way
+    text = text.replace('endpoints: ["http://127.0.0.1:9107"]',
+                        f'endpoints: ["http://127.0.0.1:{free_port()}"]')
     assert not re.search(r"127\.0\.0\.1:91\d\d", text)
     edge_yaml.write_text(text)
     return root

@@ -254,3 +254,44 @@ async def test_demo_real_time_routes(demo: Any) -> None:
     async with s.get(f"{base}/api/v1/members/1002/notifications/stream",
                      headers={"Authorization": f"Bearer {token}"}) as r:
         assert r.status == 403
+
+
+async def test_demo_pushes_an_event_to_a_device_without_a_stream(demo: Any,
+                                                                  tmp_path: Path) -> None:
+    """One publish: the app with its stream open gets the event there, the subscribed
+    device without one gets it through the demo's Web Push service, decrypted only with
+    its own key."""
+    from edge.demo.pushclient import Subscription, register
+
+    base, s = demo
+    found = re.search(r'endpoints: \["(http://127\.0\.0\.1:\d+)"\]',
+                      (tmp_path / "config" / "edge.yaml").read_text())
+    assert found is not None
+    sub = Subscription(found[1])
+    member = make_token(DEMO_SECRET, "1001", ["member"], 600)
+    ready = asyncio.Event()
+    messages = sub.messages(s, ready)
+    pushed = asyncio.ensure_future(messages.__anext__())
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        await register(s, base, member, sub, "laptop-1", ["member:1001"])
+        async with s.get(f"{base}/events?topic=member:1001", headers={
+                "Authorization": f"Bearer {member}", "X-Device-ID": "phone-1"}) as stream:
+            assert stream.status == 200
+            async with s.post(f"{base}/_edge/publish", headers={
+                    "Authorization": f"Bearer {DEMO_PUBLISHER_KEY}"}, json={
+                    "topic": "member:1001", "event": "claim-update",
+                    "data": {"claim": "CLM-000062", "status": "paid"},
+                    "push": {"title": "Claim paid", "body": "CLM-000062"}}) as r:
+                published = await r.json()
+            assert published["push"] == {"queued": 1}
+            async with asyncio.timeout(10):
+                while not (line := await stream.content.readline()).startswith(b"data:"):
+                    pass
+            assert orjson.loads(line[5:])["data"]["claim"] == "CLM-000062"
+        doc = await asyncio.wait_for(pushed, 10)
+        assert (doc["id"], doc["title"], doc["data"]["status"]) == (
+            published["id"], "Claim paid", "paid")
+    finally:
+        pushed.cancel()
+        await messages.aclose()

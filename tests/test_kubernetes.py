@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel
 
 from edge.config import Config, load_config
@@ -197,9 +199,18 @@ def secret_values(objects: list[dict[str, Any]], config: Config, *,
     """What the Secrets would hold (a Redis URL for the Redis env var, 64-byte keys else):
     for every secretKeyRef, or only for those not `optional`."""
     redis_env = config.edge.backend.redis_url_env
-    return {name: REDIS_URL if name == redis_env else "k8s-test-" + "0123456789abcdef" * 4
+    push = config.edge.push
+    vapid_env = push.webpush.vapid_private_key_env if push and push.webpush else None
+    return {name: REDIS_URL if name == redis_env else VAPID_KEY if name == vapid_env
+            else "k8s-test-" + "0123456789abcdef" * 4
             for name, ref in secret_env(edge_container(objects)).items()
             if not (required_only and ref.get("optional", False))}
+
+
+# a P-256 key as `openssl ecparam -name prime256v1 -genkey -noout` writes one
+VAPID_KEY = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+    serialization.NoEncryption()).decode()
 
 
 @pytest.fixture(params=sorted(KUSTOMIZATIONS))
@@ -274,7 +285,8 @@ def test_every_env_var_the_config_names_comes_from_a_secret(
     objects, _, config = mounted
     refs = secret_env(edge_container(objects))
     names = named_env_vars(config)
-    assert {"EDGE_JWT_SECRET", "EDGE_PUBLISH_KEY", "EDGE_IMAGE_KEY", "EDGE_REDIS_URL"} <= names
+    assert {"EDGE_JWT_SECRET", "EDGE_PUBLISH_KEY", "EDGE_IMAGE_KEY", "EDGE_REDIS_URL",
+            "EDGE_VAPID_KEY"} <= names
     assert set(refs) == names, "a secretKeyRef for each `*_env` name, and no stale one"
     for name, ref in refs.items():
         assert ref["name"] and ref["key"], name
