@@ -252,3 +252,86 @@ def test_push_config_is_checked(tmp_path: Any) -> None:
     line = (root / "edge.yaml").read_text().splitlines().index("  webpush:") + 1
     assert f"edge.yaml:{line}:3: error: push.webpush: the VAPID key is neither PEM nor " \
         "a base64url" in problem
+
+
+async def test_one_event_reaches_web_apns_and_fcm_devices(make_edge: Any, upstream: Any,
+                                                          tmp_path: Any) -> None:
+    """Through the edge to all three kinds of push service (each a stand-in checking what
+    the real one checks): an iPhone, an Android phone and a browser of one member, each
+    once; an iPhone whose token APNs no longer knows is unregistered."""
+    from cryptography.hazmat.primitives import serialization
+
+    from .push_standins.apns import ApnsStandIn
+    from .push_standins.fcm import FcmStandin
+
+    me = f"m{secrets.token_hex(6)}"
+    team_key = ec.generate_private_key(ec.SECP256R1())
+    p8 = tmp_path / "AuthKey.p8"
+    p8.write_bytes(team_key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public = team_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+    fcm = FcmStandin()
+    await fcm.start(upstream)
+    account = fcm.write_service_account(tmp_path / "fcm.json")
+    web = WebPushService()
+    web_base = await upstream(web.app())
+    async with ApnsStandIn(tmp_path / "apns", "TEAM123456", "KEY1234567", public,
+                           ["com.example.app"]) as apns:
+        extra = PUSH.replace("  max_per_identity: 2", f"""\
+  apns:
+    team_id: TEAM123456
+    key_id: KEY1234567
+    private_key_file: {p8}
+    url: {apns.url}
+    ca_file: {apns.ca_file}
+    bundle_ids: [com.example.app]
+  fcm:
+    service_account_file: {account}
+    url: {fcm.url}
+  max_per_identity: 5""")
+        edge = await make_edge(services_yaml({"svc": web_base}, extra), ROUTES,
+                               env={"PUBKEY": KEY, "EDGE_VAPID_KEY": VAPID_RAW})
+        try:
+            tokens = {"apns": "a1" * 32, "fcm": "fcm-token-" + "x" * 40}
+            for platform, token in tokens.items():
+                resp = await edge.post(REGS, headers=bearer(me), json={
+                    "platform": platform, "token": token, "app": "com.example.app",
+                    "device_id": platform, "topics": [f"member:{me}"]})
+                assert resp.status == 201, await resp.text()
+            gone = await edge.post(REGS, headers=bearer(me), json={
+                "platform": "apns", "token": "b2" * 32, "app": "com.example.app",
+                "device_id": "old-iphone", "topics": [f"member:{me}"]})
+            assert gone.status == 201
+            apns.answer("b2" * 32, 410, "Unregistered")
+            resp = await edge.post(REGS, headers=bearer(me), json={
+                "platform": "apns", "token": "c3" * 32, "app": "com.other.app",
+                "device_id": "x", "topics": [f"member:{me}"]})
+            assert resp.status == 400  # not one of apns.bundle_ids
+            await register(edge, web, web_base, me, "browser", [f"member:{me}"])
+            out = await publish(edge, [f"member:{me}"], {"claim": "CLM-9"},
+                                title="Claim paid", body="CLM-9")
+            assert out["push"] == {"queued": 4}
+            async with asyncio.timeout(10):
+                while not (apns.received and fcm.messages and web.received
+                           and apns.refused):
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            (ios,) = apns.received
+            assert ios.token == "a1" * 32 and ios.body["aps"]["alert"]["title"] == "Claim paid"
+            assert ios.body["edge"]["id"] == out["id"]
+            (android,) = fcm.messages
+            assert android["token"] == tokens["fcm"] and android["data"]["id"] == out["id"]
+            assert android["notification"] == {"title": "Claim paid", "body": "CLM-9"}
+            assert [r.name for r in web.received] == ["browser"]
+            for _ in range(100):
+                mine = await (await edge.get(REGS, headers=bearer(me))).json()
+                if len(mine["registrations"]) == 3:
+                    break
+                await asyncio.sleep(0.02)
+            assert sorted(r["device_id"] for r in mine["registrations"]) == [
+                "apns", "browser", "fcm"]
+        finally:
+            await edge.close()
+            await edge.edge.close()
