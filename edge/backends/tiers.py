@@ -64,7 +64,9 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
         while self.bytes > self.max_bytes and self._data:
             self._drop(next(iter(self._data)))
 
-    async def _get(self, key: str, encoding: Any = None, _conn: Any = None) -> Any:
+    def lookup(self, key: str) -> Any:
+        """A value, or None: aiocache's `get` without its wrappers (timeouts, hooks,
+        a coroutine per layer), for the edge cache's hit path."""
         item = self._data.get(key)
         if item is None:
             return None
@@ -74,8 +76,8 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
         self._data.move_to_end(key)
         return item[1]
 
-    async def _set(self, key: str, value: Any, ttl: float | None = None,
-                   _cas_token: Any = None, _conn: Any = None) -> bool:
+    def store(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """`set` without aiocache's wrappers."""
         size = int(getattr(value, "size", 0)) + len(key)
         self._drop(key)
         if size > self.max_bytes:
@@ -85,6 +87,13 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
         self.bytes += size
         self._trim()
         return True
+
+    async def _get(self, key: str, encoding: Any = None, _conn: Any = None) -> Any:
+        return self.lookup(key)
+
+    async def _set(self, key: str, value: Any, ttl: float | None = None,
+                   _cas_token: Any = None, _conn: Any = None) -> bool:
+        return self.store(key, value, ttl)
 
     async def _add(self, key: str, value: Any, ttl: float | None = None,
                    _conn: Any = None) -> bool:
@@ -132,7 +141,7 @@ class TieredCache:
         self._dumps, self._loads = dumps, loads
 
     async def get(self, key: str) -> Any:
-        value = await self.memory.get(key)
+        value = self.memory.lookup(key)
         if value is not None or self.shared is None:
             return value
         try:
@@ -149,11 +158,11 @@ class TieredCache:
         left = getattr(value, "store_until", 0.0) - self.clock()
         if left <= 0:  # Redis's expiry and ours may differ by a little
             return None
-        await self.memory.set(key, value, ttl=left)
+        self.memory.store(key, value, ttl=left)
         return value
 
     async def set(self, key: str, value: Sized, ttl: float) -> None:
-        await self.memory.set(key, value, ttl=ttl)
+        self.memory.store(key, value, ttl=ttl)
         if self.shared is not None:
             try:
                 await self.shared.put(NAMESPACE + key, self._dumps(value), ttl,
