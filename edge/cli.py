@@ -531,8 +531,17 @@ broken ones are reported and the last good config keeps serving.
 """, flush=True)
 
     async def main() -> None:
-        started = await start_upstreams(ports, host="127.0.0.1")
-        pusher = await _demo_push_service(config)
+        try:
+            started = await start_upstreams(ports, host="127.0.0.1")
+        except OSError as e:
+            raise Refused(EXIT_LISTEN, f"cannot start the demo's upstreams: {_why(e)} "
+                          "(their ports: services in edge.yaml)") from None
+        try:
+            pusher = await _demo_push_service(config)
+        except OSError as e:
+            await stop_upstreams(started)
+            raise Refused(EXIT_LISTEN, f"cannot start the demo's push service: {_why(e)} "
+                          "(its port: push.webpush.endpoints in edge.yaml)") from None
         try:
             await _serve(config, host, port, announce=announce, on_start=tick)
         finally:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -80,10 +82,32 @@ def types_of(doc: Any) -> Any:
 
 
 def free_port() -> int:
-    """A port nothing listens on (for 'upstream down' and for servers a test starts)."""
-    with socket.socket() as s:
+    """A port nothing listens on (for 'upstream down' and for servers a test starts).
+
+    Picked below the kernel's ephemeral range, where the OS hands out ports itself (for
+    every outgoing connection, and for bind(0)): a port from that range can be taken by
+    someone's connection between this call and the bind that uses it, which made
+    `edge demo` in tests fail now and then with "address already in use"."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # (a crowded range: the kernel's pick, as before)
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@functools.cache
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def catch_all(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -189,3 +189,26 @@ def test_ctrl_c_after_an_image_request_ends_quietly(tmp_path: Path) -> None:
         _, stderr = proc.communicate(timeout=40)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+
+
+def test_demo_with_a_busy_upstream_port_says_so(tmp_path: Path) -> None:
+    """A demo upstream's port already taken: one line and exit 3 (can't listen), not an
+    internal error."""
+    root = tmp_path / "config"
+    shutil.copytree(REPO / "config", root)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        text = (root / "edge.yaml").read_text()
+        text = re.sub(r"127\.0\.0\.1:91\d\d", lambda m: f"127.0.0.1:{free_port()}", text)
+        text = re.sub(r"(members:\n    url: http://127\.0\.0\.1:)\d+", rf"\g<1>{taken}", text)
+        (root / "edge.yaml").write_text(text)
+        env = {k: v for k, v in os.environ.items() if k not in ("EDGE_JWT_SECRET",
+                                                                "EDGE_REDIS_URL")}
+        done = subprocess.run([sys.executable, "-m", "edge", "demo", "--config", str(root),
+                               "--port", str(free_port())], env=env, capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "edge: cannot start the demo's upstreams: address already in use"), done.stderr
