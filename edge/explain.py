@@ -41,11 +41,7 @@ async def explain(config: Config, method: str, target: str, raw_headers: list[st
     if isinstance(headers, str):
         out(headers)
         return 2
-    # in memory, whatever the environment says: explaining must not touch shared state
-    shared = config.edge.backend.redis_url_env
-    config = replace(config, env={k: v for k, v in config.env.items() if k != shared})
-    edge = EdgeApp(config, env=config.env, watch=False, access_log=io.BytesIO(),
-                   republish=False)
+    edge = sandbox(config)
     await edge.start()
     try:
         record = await edge.handler.explain(method, target, headers, body)
@@ -54,6 +50,16 @@ async def explain(config: Config, method: str, target: str, raw_headers: list[st
     for line in render(record):
         out(line)
     return 0 if record["status"] < 400 else 1
+
+
+def sandbox(config: Config) -> EdgeApp:
+    """An edge that only explains (this command, the playground's previews): on memory
+    backends whatever the environment says (it must not touch shared state), no reload
+    watcher, no republished streams, its access log kept to itself. `start()` it."""
+    shared = config.edge.backend.redis_url_env
+    config = replace(config, env={k: v for k, v in config.env.items() if k != shared})
+    return EdgeApp(config, env=config.env, watch=False, access_log=io.BytesIO(),
+                   republish=False)
 
 
 def render(record: dict[str, Any]) -> list[str]:

@@ -37,6 +37,7 @@ from .policies.idempotency import IdempotencyPolicy
 from .policies.objects import BodyCheck, OwnerCheck
 from .policies.ratelimit import RouteLimits, compile_limits
 from .push.dispatch import Dispatcher
+from .push.endpoint import VAPID_PATH
 from .push.providers.base import Provider
 from .push.providers.build import build_providers
 from .push.store import Registrations
@@ -208,6 +209,9 @@ class Runtime:
         self.inflight = 0
         self.drained: asyncio.Future[None] | None = None  # set while a reload retires us
         self.push_providers: dict[str, Provider] = {}  # build_runtime's
+        # the paths push answers (edge/push/endpoint.py), worked out once
+        push = edge.push
+        self.push_paths = (push.registrations_path, VAPID_PATH) if push is not None else ()
 
     async def wait_idle(self) -> None:
         if self.inflight:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
+import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiMapping
 
@@ -228,6 +229,20 @@ async def read_request_body(request: Incoming, limit: int, counter: list[int], *
     if not decode:
         return raw
     return decode_body(raw, request.headers.get("Content-Encoding"), limit)
+
+
+async def read_json_object(request: Incoming, limit: int, counter: list[int],
+                           expected: str = "expected a JSON object") -> dict[str, Any]:
+    """The body as a JSON object (the edge's own JSON calls); else a 400 saying
+    `expected`."""
+    raw = await read_request_body(request, limit, counter)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise Problem("bad-request", expected)
+    return doc
 
 
 class Reply(Protocol):

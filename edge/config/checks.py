@@ -59,13 +59,12 @@ def check_edge(edge: EdgeFile, pos: yamlpos.Positions, root: Path) -> list[str]:
                 problems.append(f"{pos.where(('push', 'by_device', device), key=True)}: "
                                 f"error: push.by_device: '{device}' is not one of "
                                 "devices.classes")
-        for kind, env_key, file_key in (
-                ("webpush", "vapid_private_key_env", "vapid_private_key_file"),
-                ("apns", "private_key_env", "private_key_file"),
-                ("fcm", "service_account_env", "service_account_file")):
+        for kind in ("webpush", "apns", "fcm"):
             block = getattr(push, kind)
-            if block is not None and not getattr(block, env_key) \
-                    and not getattr(block, file_key):
+            if block is None:
+                continue
+            env_key, file_key = block.KEY
+            if not getattr(block, env_key) and not getattr(block, file_key):
                 problems.append(f"{pos.where(('push', kind), key=True)}: error: push.{kind}: "
                                 f"give {env_key} (an env var's name) or {file_key}")
     if edge.devices.default not in edge.devices.classes:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -409,6 +409,9 @@ class WebPushProvider(Model):
     (RFC 8292). The key pair's public half is served at `/_edge/push/vapid` for apps to
     subscribe with (`applicationServerKey`)."""
 
+    KEY: ClassVar[tuple[str, str]] = ("vapid_private_key_env", "vapid_private_key_file")
+    """Where its key comes from: an env var's name, or a file."""
+
     vapid_private_key_env: EnvName | None = None
     """Env var holding the VAPID private key: PEM, or the raw 32-byte P-256 key in
     base64url (what `vapid --gen` and most tools print)."""
@@ -430,6 +433,9 @@ class ApnsProvider(Model):
     """Apple Push Notification service: the HTTP/2 provider API with token-based auth
     (an ES256 JWT from the team's .p8 key, reused until it nears its hour)."""
 
+    KEY: ClassVar[tuple[str, str]] = ("private_key_env", "private_key_file")
+    """Where its key comes from: an env var's name, or a file."""
+
     team_id: str
     key_id: str
     private_key_env: EnvName | None = None
@@ -449,6 +455,9 @@ class ApnsProvider(Model):
 class FcmProvider(Model):
     """Firebase Cloud Messaging, HTTP v1 API, authorised by a service account (OAuth2
     JWT-bearer grant; the access token is refreshed before it expires)."""
+
+    KEY: ClassVar[tuple[str, str]] = ("service_account_env", "service_account_file")
+    """Where its key comes from: an env var's name, or a file."""
 
     service_account_env: EnvName | None = None
     """Env var holding the service account's JSON key."""

@@ -49,9 +49,7 @@ class Endpoints(Stage):
         if admin is not None and method in ("GET", "HEAD"):
             x.route_name = "admin"
             return await self._admin(admin, request, rt)
-        if rt.push_providers and path.startswith("/_edge/push") or (
-                rt.config.edge.push is not None
-                and path.startswith(rt.config.edge.push.registrations_path)):
+        if rt.push_paths and path.startswith(rt.push_paths):
             await charge_ip(self.state, x)
             answer = await push_endpoint(self.state, x)
             if answer is not None:

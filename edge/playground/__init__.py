@@ -22,7 +22,6 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -40,7 +39,7 @@ from ..errors import Problem
 from ..headers import is_token, one_line
 from ..representation import Answer
 from ..shaping import is_json
-from ..wire import read_request_body
+from ..wire import read_json_object
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
@@ -174,13 +173,9 @@ class Playground:
             if config is None:
                 out["problems"] = problems
                 return out
-            from ..app import EdgeApp  # (the app imports the pipeline, which imports us)
+            from ..explain import sandbox as make_sandbox  # (it imports the pipeline: us)
 
-            # in memory whatever the environment says: a preview touches no shared state
-            shared = config.edge.backend.redis_url_env
-            config = replace(config, env={k: v for k, v in config.env.items() if k != shared})
-            sandbox = EdgeApp(config, env=config.env, watch=False, access_log=io.BytesIO(),
-                              republish=False)
+            sandbox = make_sandbox(config)
             await sandbox.start()
             try:
                 preview = [await walk(sandbox.handler, d) for d in devices]
@@ -213,14 +208,7 @@ async def _json_body(request: Incoming, counter: list[int]) -> dict[str, Any]:
     if ctype != "application/json":
         raise Problem("unsupported-media-type", "the playground's calls take "
                       "application/json")
-    raw = await read_request_body(request, MAX_CALL, counter)
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise Problem("bad-request", "expected a JSON object")
-    return doc
+    return await read_json_object(request, MAX_CALL, counter)
 
 
 def _route(rt: Runtime, name: Any) -> RouteSpec:

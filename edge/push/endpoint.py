@@ -23,7 +23,7 @@ from ..context import Exchange
 from ..errors import Problem
 from ..representation import Answer
 from ..sse.hub import valid_topic
-from ..wire import read_request_body
+from ..wire import read_json_object
 from .providers.base import Registration
 from .providers.webpush import WebPush, endpoint_allowed, unb64url
 from .store import registration_id
@@ -90,13 +90,7 @@ async def _register(state: State, x: Exchange, rt: Runtime, claims: dict[str, An
                     sub: str) -> Answer:
     push = rt.config.edge.push
     assert push is not None
-    raw = await read_request_body(x.request, 16 * 1024, x.bytes_in)
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise Problem("bad-request", "expected a JSON object")
+    doc = await read_json_object(x.request, 16 * 1024, x.bytes_in)
     platform = doc.get("platform")
     if platform not in PLATFORMS:
         raise Problem("bad-request", f"platform: one of {', '.join(PLATFORMS)}")

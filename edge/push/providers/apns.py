@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ...config.models import ApnsProvider
 from .base import Notification, Registration, Result, read_secret
+from .base import retry_after as parse_retry_after
 
 WHAT = "push.apns"
 TOKEN_LIFE = 50 * 60  # seconds a provider token is used (APNs: < 60 min, ≥ 20 min apart)
@@ -186,8 +187,6 @@ def _refused(status: int, reason: str, retry_after: str | None) -> Result:
     if status == 410 or (status == 400 and reason in GONE_REASONS):
         return Result("gone", status=status, reason=reason)
     if status == 429 or status >= 500:
-        after = None
-        if retry_after and retry_after.strip().isdigit():  # seconds; a date is ignored
-            after = float(retry_after.strip())
-        return Result("retry", status=status, retry_after=after, reason=reason)
+        return Result("retry", status=status, retry_after=parse_retry_after(retry_after),
+                      reason=reason)
     return Result("failed", status=status, reason=reason)

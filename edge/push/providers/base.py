@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from ...freshness import http_date, seconds
 
 Urgency = Literal["very-low", "low", "normal", "high"]
 Outcome = Literal["sent", "gone", "retry", "failed"]
@@ -98,3 +101,13 @@ def read_secret(env_name: str | None, file: str | None, env: dict[str, str], roo
         except OSError as e:
             raise ValueError(f"{what}: cannot read {path}: {e.strerror}") from None
     raise ValueError(f"{what}: give an env var or a file")
+
+
+def retry_after(value: str | None) -> float | None:
+    """A push service's Retry-After (RFC 9110 §10.2.3: delay-seconds or an HTTP-date) as
+    seconds from now; None when absent or unreadable."""
+    delay = seconds(value.strip()) if value is not None else None
+    if delay is not None:
+        return delay
+    at = http_date(value)
+    return max(0.0, at - time.time()) if at is not None else None

@@ -30,18 +30,11 @@ def build_providers(push: Push | None, env: dict[str, str], root: Path,
     return out
 
 
-KEYS = {"webpush": ("vapid_private_key_env", "vapid_private_key_file"),
-        "apns": ("private_key_env", "private_key_file"),
-        "fcm": ("service_account_env", "service_account_file")}
-
-
 def has_key(cfg: Any, env: dict[str, str]) -> bool:
     """Does the block's key come from somewhere: a file, or an env var that is set?"""
-    for env_key, file_key in KEYS.values():
-        if hasattr(cfg, env_key):
-            name = getattr(cfg, env_key)
-            return bool(getattr(cfg, file_key)) or bool(name and env.get(name))
-    return True
+    env_key, file_key = cfg.KEY
+    name = getattr(cfg, env_key)
+    return bool(getattr(cfg, file_key)) or bool(name and env.get(name))
 
 
 def build_one(name: str, cfg: Any, env: dict[str, str], root: Path) -> Provider:

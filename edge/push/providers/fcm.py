@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ...config.models import FcmProvider
 from .base import Notification, Registration, Result, read_secret
+from .base import retry_after as parse_retry_after
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -167,7 +168,7 @@ class Fcm:
         async with self.session.post(self.send_url, data=body, headers=headers,
                                      allow_redirects=False) as resp:
             status = resp.status
-            retry_after = _retry_after(resp.headers.get("Retry-After"))
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             raw = await resp.read()
         error: Any = None
         if status != 200:
@@ -243,17 +244,3 @@ def _error_code(error: dict[str, Any]) -> str | None:
         if isinstance(d, dict) and d.get("@type") == FCM_ERROR and d.get("errorCode"):
             return str(d["errorCode"])
     return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ...config.models import WebPushProvider
 from .base import Notification, Registration, Result, read_secret
+from .base import retry_after as parse_retry_after
 
 MAX_PAYLOAD = 3993  # plaintext that still fits 4096 bytes once encrypted (one record)
 VAPID_LIFE = 12 * 3600
@@ -147,7 +149,7 @@ class WebPush:
             async with self._session.post(reg.token, data=body, headers=headers,
                                           allow_redirects=False) as resp:
                 status = resp.status
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 await resp.read()
         except (aiohttp.ClientError, TimeoutError) as e:
             return Result("retry", reason=type(e).__name__)
@@ -174,20 +176,4 @@ def _topic(collapse_key: str) -> str:
     """RFC 8030 §5.4: at most 32 characters of the base64url alphabet."""
     if len(collapse_key) <= 32 and all(c.isalnum() or c in "-_" for c in collapse_key):
         return collapse_key
-    import hashlib
-
     return b64url(hashlib.sha256(collapse_key.encode()).digest())[:32]
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
