@@ -81,6 +81,9 @@ def types_of(doc: Any) -> Any:
     return type(doc)
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
 def free_port() -> int:
     """A port nothing listens on (for 'upstream down' and for servers a test starts).
 
@@ -330,3 +333,49 @@ def private_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+async def demo(tmp_path: Path) -> Any:
+    """The repo's config/ (copied to tmp_path / "config") with every port moved to a free
+    one, run by `edge demo`; yields its base URL and a client session. Its stdout (the
+    access log) and stderr are kept in tmp_path / "demo.out" and "demo.err"."""
+    import re
+    import signal
+    import sys
+
+    import aiohttp
+
+    root = tmp_path / "config"
+    shutil.copytree(REPO / "config", root)
+    edge_yaml = root / "edge.yaml"
+    text = re.sub(r"127\.0\.0\.1:91\d\d", lambda m: f"127.0.0.1:{free_port()}",
+                  edge_yaml.read_text())
+    edge_yaml.write_text(text)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("EDGE_JWT_SECRET",
+                                                            "EDGE_REDIS_URL")}
+    with (tmp_path / "demo.out").open("wb") as out, (tmp_path / "demo.err").open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "edge", "demo", "--config", str(root),
+                                 "--port", str(port)], env=env, stdout=out, stderr=err)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(150):
+                try:
+                    async with s.get(f"{base}/ready") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert proc.poll() is None, "edge demo exited: " + (
+                    tmp_path / "demo.err").read_text()[-2000:]
+                await asyncio.sleep(0.1)
+            yield base, s
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -4,63 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
-import pytest
 
 from edge.cli import DEMO_APP_KEY, DEMO_PUBLISHER_KEY, DEMO_SECRET, DEMO_WIDGET_KEY, make_token
-
-from .conftest import free_port
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-async def demo(tmp_path: Path) -> Any:
-    """The repo's config/ with every port moved to a free one, run by `edge demo`."""
-    root = tmp_path / "config"
-    shutil.copytree(REPO / "config", root)
-    edge_yaml = root / "edge.yaml"
-    text = re.sub(r"127\.0\.0\.1:91\d\d", lambda m: f"127.0.0.1:{free_port()}",
-                  edge_yaml.read_text())
-    edge_yaml.write_text(text)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("EDGE_JWT_SECRET",
-                                                            "EDGE_REDIS_URL")}
-    proc = subprocess.Popen([sys.executable, "-m", "edge", "demo", "--config", str(root),
-                             "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as s:
-            for _ in range(150):
-                try:
-                    async with s.get(f"{base}/ready") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert proc.poll() is None, "edge demo exited"
-                await asyncio.sleep(0.1)
-            yield base, s
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            assert proc.stdout is not None
-            proc.stdout.close()
 
 
 async def test_demo_serves_the_example_routes(demo: Any) -> None:
