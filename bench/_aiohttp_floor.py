@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from _common import new_loop, serve_until_stopped
+from _common import run_helper, serve_until_stopped
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -41,11 +41,7 @@ async def serve(port: int, body: bytes, headers: CIMultiDictProxy[str]) -> None:
 def main() -> None:
     port, path = int(sys.argv[1]), Path(sys.argv[2])
     body, headers = load(path)
-    loop = new_loop()
-    try:
-        loop.run_until_complete(serve(port, body, headers))
-    finally:
-        loop.close()
+    run_helper(serve(port, body, headers))
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -26,6 +28,28 @@ def new_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+def run_helper(main: Coroutine[Any, Any, Any], *, nofile: bool = False) -> None:
+    """A bench helper process's whole life: `main` on a new_loop() (Ctrl-C ends it
+    quietly), with the soft open-file limit raised to the hard one first when `nofile`."""
+    if nofile:
+        raise_nofile()
+    loop = new_loop()
+    try:
+        loop.run_until_complete(main)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop.close()
+
+
+def raise_nofile() -> int:
+    """Soft open-file limit up to the hard one; children (edge, clients) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 async def serve_until_stopped(runner: web.BaseRunner, port: int, **site: Any) -> None:

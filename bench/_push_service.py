@@ -25,13 +25,12 @@ GC settings, the soft open-file limit raised to the hard one.
 from __future__ import annotations
 
 import hashlib
-import resource
 import sys
 import time
 from dataclasses import dataclass
 
 import orjson
-from _common import new_loop, serve_until_stopped
+from _common import run_helper, serve_until_stopped
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -125,12 +124,6 @@ async def health(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 async def serve(port: int, seed: str, verify_every: int) -> None:
     app = web.Application()
     app[COUNTS] = Counts(seed, verify_every)
@@ -144,13 +137,8 @@ async def serve(port: int, seed: str, verify_every: int) -> None:
 
 
 def main() -> None:
-    raise_nofile()
-    loop = new_loop()
-    try:
-        loop.run_until_complete(serve(int(sys.argv[1]), sys.argv[2],
-                                      int(sys.argv[3]) if len(sys.argv) > 3 else 1000))
-    finally:
-        loop.close()
+    run_helper(serve(int(sys.argv[1]), sys.argv[2],
+                                      int(sys.argv[3]) if len(sys.argv) > 3 else 1000), nofile=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 
-from _common import new_loop, serve_until_stopped
+from _common import run_helper, serve_until_stopped
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
@@ -83,11 +83,7 @@ async def serve(port: int) -> None:
 
 
 def main() -> None:
-    loop = new_loop()
-    try:
-        loop.run_until_complete(serve(int(sys.argv[1])))
-    finally:
-        loop.close()
+    run_helper(serve(int(sys.argv[1])))
 
 
 if __name__ == "__main__":

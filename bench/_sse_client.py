@@ -26,13 +26,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import sys
 import time
 from collections import Counter
 from typing import cast
 
-from _common import new_loop
+from _common import raise_nofile, run_helper
 
 EVENT = b"bench"
 SIZE_LINE, CHUNK_END, ENDED = -1, -2, -3  # chunked framing states (else bytes left)
@@ -214,13 +213,6 @@ class Client:
         return {"closed": n}
 
 
-def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
 async def run(host: str, port: int, path: str) -> None:
     loop = asyncio.get_running_loop()
     client = Client(host, port, path)
@@ -254,13 +246,7 @@ async def run(host: str, port: int, path: str) -> None:
 
 def main() -> None:
     host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    loop = new_loop()
-    try:
-        loop.run_until_complete(run(host, port, path))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        loop.close()
+    run_helper(run(host, port, path))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ import time
 from collections import Counter, deque
 
 import aiohttp
-from _common import new_loop
+from _common import raise_nofile, run_helper
 from aiohttp import WSMsgType
 
 MAX_MESSAGE = 4 * 1024 * 1024
@@ -209,13 +209,6 @@ async def load(url: str, connections: int, size: int, window: int, warmup: float
             "connect_failed": connect_failed}
 
 
-def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
 async def run() -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -244,13 +237,7 @@ async def run() -> None:
 
 
 def main() -> None:
-    loop = new_loop()
-    try:
-        loop.run_until_complete(run())
-    except KeyboardInterrupt:
-        pass
-    finally:
-        loop.close()
+    run_helper(run())
 
 
 if __name__ == "__main__":

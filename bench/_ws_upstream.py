@@ -15,10 +15,9 @@ the soft open-file limit raised to the hard one.
 from __future__ import annotations
 
 import asyncio
-import resource
 import sys
 
-from _common import new_loop, serve_until_stopped
+from _common import run_helper, serve_until_stopped
 from aiohttp import WSMsgType, web
 
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets", set)
@@ -58,12 +57,6 @@ async def close_sockets(app: web.Application) -> None:
         await asyncio.wait(closing, timeout=2.0)
 
 
-def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 async def serve(port: int) -> None:
     app = web.Application()
     app[SOCKETS] = set()
@@ -77,12 +70,7 @@ async def serve(port: int) -> None:
 
 
 def main() -> None:
-    raise_nofile()
-    loop = new_loop()
-    try:
-        loop.run_until_complete(serve(int(sys.argv[1])))
-    finally:
-        loop.close()
+    run_helper(serve(int(sys.argv[1])), nofile=True)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import math
 import os
 import platform
 import re
-import resource
 import secrets
 import select
 import statistics
@@ -52,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import EDGE_BIN, preflight
+from _common import EDGE_BIN, preflight, raise_nofile
 from proxy import fmt_row, free_port, process, stop, write_config
 
 HERE = Path(__file__).resolve().parent
@@ -185,14 +184,6 @@ def split(n: int, k: int) -> list[int]:
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
-def raise_nofile() -> int:
-    """Soft open-file limit up to the hard one; children (edge, clients) inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
 def rss_kb(pid: int) -> int:
     m = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
     if not m:
@@ -240,8 +231,10 @@ def edge_config(root: Path, n: int) -> Path:
         "  publisher_keys_env: [PUBKEY]\n"
         "  heartbeat: 15s\n"
         f"  max_connections: {max(12_000, n + 100)}\n"
-        # every bench stream comes from 127.0.0.1 without a token: one identity (the IP)
-        "  max_per_identity: 20000\n"))
+        # every bench stream comes from 127.0.0.1 without a token: one identity (the IP),
+        # one client address (the listener's per-address cap)
+        "  max_per_identity: 20000\n"
+        f"limits: {{max_connections_per_ip: {2 * n + 1000}}}\n"))
 
 
 def edge_streams(base: str) -> int:
