@@ -88,7 +88,8 @@ class EdgeApp:
         await state.cache.start()
         state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics,
                                 state.monotonic)
-        state.images = ImagePool(self.metrics)
+        state.images = ImagePool(self.metrics, workers=config.edge.images.workers,
+                                 masters=config.edge.images.masters)
         state.hub = Hub(state.backend, self.metrics)
         state.hub.configure(config.edge.events)
         await state.hub.start()

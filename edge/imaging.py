@@ -7,19 +7,23 @@ The transformation itself lives in the top-level `images` package (no HTTP there
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import multiprocessing
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
 
 from images import (
     ImageError,
     Limits,
+    Master,
     Result,
     Spec,
     choose_format,
@@ -31,10 +35,10 @@ from images import (
     verify,
 )
 
-from .config import ImagePolicy
+from .config import ImagePolicy, ImageSettings
 from .context import DeviceProfile
 from .errors import Problem
-from .imageworker import serve
+from .imageworker import Job, masters_supported, serve
 from .inputs import HINT_HEADERS
 
 log = logging.getLogger("edge.images")
@@ -56,6 +60,9 @@ class ImageRoute:
     keys: tuple[bytes, ...]
     limits: Limits
     formats: frozenset[str]
+    master_width: int
+    """The widest output asked for without a signature (widths, presets, defaults): a
+    source's master is decoded for it."""
 
     @classmethod
     def build(cls, policy: ImagePolicy, env: Mapping[str, str]) -> ImageRoute:
@@ -63,7 +70,9 @@ class ImageRoute:
         limits = Limits(max_source_bytes=policy.max_source, max_pixels=policy.max_pixels,
                         max_output_bytes=policy.max_output,
                         accept_formats=frozenset(policy.sources))
-        return cls(policy, keys, limits, frozenset(policy.formats) & encodable())
+        variants = [policy.default, *policy.presets.values(), *policy.by_device.values()]
+        widest = max([*policy.widths, *(v.width or 0 for v in variants)])
+        return cls(policy, keys, limits, frozenset(policy.formats) & encodable(), widest)
 
     def spec(self, raw_path: str, query: Mapping[str, str], headers: Mapping[str, str],
              device: DeviceProfile) -> Spec:
@@ -160,8 +169,9 @@ class _Worker:
         self.started = False
         self.killed = False
 
-    def exchange(self, job: tuple[bytes, Spec, Limits]) -> tuple[bool, Any]:
-        """In a thread: one transform's outcome."""
+    def exchange(self, job: Job, lent: int) -> tuple[bool, Any, Master | None, int]:
+        """In a thread: one job's outcome, and the memory file of a master it made (else
+        -1). `lent`: the master's memory file the job uses (else -1), closed here."""
         try:
             if not self.started:
                 try:
@@ -173,10 +183,15 @@ class _Worker:
                 self.started = True
                 self._child.close()  # only its end left open: its death is our EOF
             self.conn.send(job)
-            outcome: tuple[bool, Any] = self.conn.recv()
-            return outcome
+            if lent >= 0:
+                send_handle(self.conn, lent, self.process.pid)
+            ok, value, made = self.conn.recv()
+            return ok, value, made, recv_handle(self.conn) if made is not None else -1
         except (EOFError, OSError):
             raise WorkerDied from None
+        finally:
+            if lent >= 0:
+                os.close(lent)
 
     def kill(self) -> None:
         """Stop it now, idle or mid-transform (its thread then sees EOF)."""
@@ -195,6 +210,95 @@ class _Worker:
         self._child.close()
 
 
+@dataclass(slots=True)
+class _Held:
+    master: Master
+    fd: int
+    source: str
+
+
+class Masters:
+    """Sources decoded once for every further output (a family of sizes and formats):
+    sealed memory files, each a master's pixels, held here and lent to whichever worker
+    makes an output; keyed by the source and its upstream validators, so a changed source
+    is never rendered from an old master. At most `bound` bytes, least recently used out
+    first; a master over a quarter of the bound is not kept. The `sources` index gives the
+    validators of the master a source has, for the conditional fetch that confirms it."""
+
+    def __init__(self, bound: int, metrics: Any = None) -> None:
+        self.bound = bound if masters_supported() else 0
+        self.metrics = metrics
+        self.bytes = 0
+        self._held: OrderedDict[str, _Held] = OrderedDict()
+        self.sources: dict[str, tuple[str, str | None, str | None]] = {}
+        self._gauges()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @staticmethod
+    def key(source: str, etag: str | None, modified: str | None) -> str:
+        return hashlib.blake2b(f"{source}\n{etag}\n{modified}".encode(),
+                               digest_size=16).hexdigest()
+
+    def lend(self, key: str) -> tuple[Master, int] | None:
+        """The master kept under `key` and a duplicate of its file descriptor (the
+        borrower's to close), counted as a hit; or None, a miss."""
+        held = self._held.get(key)
+        if held is not None:
+            self._held.move_to_end(key)
+        if self.metrics is not None:
+            self.metrics.image_masters_lookups.labels(
+                "miss" if held is None else "hit").inc()
+        return None if held is None else (held.master, os.dup(held.fd))
+
+    def keep(self, key: str, source: str, validators: tuple[str | None, str | None],
+             master: Master, fd: int) -> None:
+        """Keep a master a worker made (its file descriptor is ours from now on)."""
+        if master.nbytes > self.bound // 4:
+            os.close(fd)
+            return
+        self._drop(key)
+        stale = self.sources.get(source)
+        if stale is not None:  # the source changed: its old master is no use
+            self._drop(stale[0])
+        self._held[key] = _Held(master, fd, source)
+        self.sources[source] = (key, *validators)
+        self.bytes += master.nbytes
+        while self.bytes > self.bound:
+            self._drop(next(iter(self._held)), evicted=True)
+        self._gauges()
+
+    def _drop(self, key: str, evicted: bool = False) -> None:
+        held = self._held.pop(key, None)
+        if held is None:
+            return
+        os.close(held.fd)
+        self.bytes -= held.master.nbytes
+        if self.sources.get(held.source, ("",))[0] == key:
+            del self.sources[held.source]
+        if evicted and self.metrics is not None:
+            self.metrics.image_masters_evictions.inc()
+
+    def _gauges(self) -> None:
+        if self.metrics is not None:
+            self.metrics.image_masters_bytes.set(self.bytes)
+            self.metrics.image_masters_count.set(len(self._held))
+            self.metrics.image_masters_bound.set(self.bound)
+
+    def resize(self, bound: int) -> None:
+        """A new bound (a reload): masters beyond it go now."""
+        self.bound = bound if masters_supported() else 0
+        while self.bytes > self.bound:
+            self._drop(next(iter(self._held)), evicted=True)
+        self._gauges()
+
+    def close(self) -> None:
+        for key in list(self._held):
+            self._drop(key)
+        self._gauges()
+
+
 class ImagePool:
     """Worker processes for transforms, started on first use; at most `queue` transforms
     waiting or running (429 beyond, so a burst can't pile up unbounded work).
@@ -207,8 +311,13 @@ class ImagePool:
     runs to its end (or its timeout) and frees its worker then."""
 
     def __init__(self, metrics: Any = None, workers: int | None = None,
-                 queue: int | None = None) -> None:
+                 queue: int | None = None, masters: int = 0) -> None:
         self.metrics = metrics
+        self.masters = Masters(masters, metrics)
+        # a master being decoded, by its key; a source being fetched, by route, path and
+        # request headers (edge/pipeline/images.py)
+        self.making: dict[str, asyncio.Future[None]] = {}
+        self.fetching: dict[Any, asyncio.Future[Any]] = {}
         self.workers = workers or available_cpus()
         self.queue = queue or self.workers * 8
         self.pending = 0
@@ -218,6 +327,10 @@ class ImagePool:
         self._busy: set[_Worker] = set()
         self._threads: ThreadPoolExecutor | None = None
         self._closed = False
+
+    def configure(self, settings: ImageSettings) -> None:
+        """A reload: the masters' new bound. (A new worker count waits for a restart.)"""
+        self.masters.resize(settings.masters)
 
     def processes(self) -> list[multiprocessing.process.BaseProcess]:
         """The worker processes started and not killed, idle or busy."""
@@ -230,9 +343,18 @@ class ImagePool:
             return worker
         return await self._idle.get()
 
-    def _release(self, worker: _Worker, done: Future[tuple[bool, Any]]) -> None:
-        """Its thread is done with it (answered or not): idle again, or replaced."""
+    def _release(self, worker: _Worker, keep: tuple[str, str, Any] | None,
+                 done: Future[tuple[bool, Any, Master | None, int]]) -> None:
+        """Its thread is done with it (answered or not): idle again, or replaced. A master
+        it made is kept (even when whoever asked has gone)."""
         self._busy.discard(worker)
+        if not done.cancelled() and done.exception() is None:
+            _, _, made, fd = done.result()
+            if made is not None:
+                if keep is not None and not self._closed:
+                    self.masters.keep(keep[0], keep[1], keep[2], made, fd)
+                else:
+                    os.close(fd)
         if not (self._closed or worker.killed
                 or (not done.cancelled() and done.exception() is not None)):
             self._idle.put_nowait(worker)
@@ -246,7 +368,19 @@ class ImagePool:
 
     async def run(self, source: bytes, spec: Spec, limits: Limits, route: str = "",
                   timeout: float = 30.0) -> Result:
+        """`spec` made from the source's bytes."""
+        result = await self.job(Job(spec, limits, source), route, timeout)
+        assert result is not None
+        return result
+
+    async def job(self, job: Job, route: str = "", timeout: float = 30.0, *, lent: int = -1,
+                  keep: tuple[str, str, Any] | None = None) -> Result | None:
+        """One job's output (None: the lent master was too small for it). `lent`: a file
+        descriptor of the master the job names, ours to close; `keep`: the key, source and
+        validators to keep a master the job makes under."""
         if self.pending >= self.queue:
+            if lent >= 0:
+                os.close(lent)
             raise Problem("rate-limited", "the image workers are busy; retry shortly",
                           headers={"Retry-After": "1"})
         self.pending += 1
@@ -259,9 +393,10 @@ class ImagePool:
                     # a killed worker's thread takes a moment to see EOF: room for those
                     self._threads = ThreadPoolExecutor(self.workers * 2, "edge-image")
                 self._busy.add(worker)
-                done = self._threads.submit(worker.exchange, (source, spec, limits))
-                done.add_done_callback(partial(_in_loop, loop, self._release, worker))
-                ok, value = await asyncio.wrap_future(done)
+                done = self._threads.submit(worker.exchange, job, lent)
+                lent = -1  # the thread's now
+                done.add_done_callback(partial(_in_loop, loop, self._release, worker, keep))
+                ok, value, _, _ = await asyncio.wrap_future(done)
         except TimeoutError:
             if worker is not None:
                 worker.kill()
@@ -276,13 +411,15 @@ class ImagePool:
                           reason="worker-died") from None
         finally:
             self.pending -= 1
+            if lent >= 0:
+                os.close(lent)
         if not ok:
             if isinstance(value, ImageError):
                 self._rejected(route, value.kind)
                 raise Problem(_STATUS.get(value.kind, "bad-image"),
                               f"{value.kind}: {value.detail}", reason=value.kind)
             raise value
-        result: Result = value
+        result: Result | None = value
         return result
 
     def _rejected(self, route: str, reason: str) -> None:
@@ -301,6 +438,7 @@ class ImagePool:
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
+        self.masters.close()
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:

@@ -160,6 +160,19 @@ class Metrics(UpstreamMetrics):
                                       ["route", "reason"], registry=r)
         self.image_bytes = Counter("edge_image_bytes", "Image bytes read from sources and "
                                    "sent as outputs", ["route", "kind"], registry=r)
+        self.image_masters_lookups = Counter(
+            "edge_image_master_lookups", "Decoded sources looked for to make an output: hit "
+            "(a resize and an encode) or miss (a decode first)", ["result"], registry=r)
+        self.image_masters_evictions = Counter(
+            "edge_image_master_evictions", "Decoded sources dropped to stay within "
+            "images.masters", registry=r)
+        self.image_masters_bytes = Gauge("edge_image_masters_bytes",
+                                         "Bytes of decoded sources kept", registry=r)
+        self.image_masters_count = Gauge("edge_image_masters",
+                                         "Decoded sources kept", registry=r)
+        self.image_masters_bound = Gauge("edge_image_masters_max_bytes",
+                                         "images.masters: the most bytes of decoded "
+                                         "sources kept", registry=r)
         self.sse_open = Gauge("edge_sse_streams", "Open event streams (all devices)",
                               registry=r)
         self.ws_open = Gauge("edge_websockets_open", "Open WebSockets relayed",

@@ -62,6 +62,9 @@ class Reloader:
         state.runtime = runtime
         state.limiter.configure(config.edge.rate_limits)
         state.cache.configure(config.edge.cache)
+        images = getattr(state, "images", None)
+        if images is not None:
+            images.configure(config.edge.images)
         hub = getattr(state, "hub", None)
         if hub is not None:
             hub.configure(config.edge.events)  # changed rules: streams reconnect under them

@@ -32,8 +32,8 @@ from images.formats import (
 )
 
 __all__ = [
-    "DEFAULT_QUALITY", "MAX_DIMENSION", "Crop", "Effort", "Fit", "Limits", "Result", "Spec",
-    "transform",
+    "DEFAULT_QUALITY", "MAX_DIMENSION", "Crop", "Effort", "Fit", "Limits", "Master", "Result",
+    "Spec", "decode_master", "render", "transform",
 ]  # fmt: skip
 
 Fit = Literal["contain", "cover"]
@@ -209,6 +209,102 @@ def transform(source: bytes, spec: Spec, limits: Limits) -> Result:
         height=image.height,
         format=spec.format,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Master:
+    """A source decoded once for many outputs: upright, in sRGB, as L, RGB or RGBA pixels
+    (``mode``, ``size``, rows top to bottom, no padding), at most as reduced as the
+    largest width it is made for allows. ``upright`` is the source's own size, upright:
+    outputs are planned on it, so they come out the size they would from the source."""
+
+    mode: str
+    size: tuple[int, int]
+    upright: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return self.size[0] * self.size[1] * len(self.mode)
+
+
+def decode_master(source: bytes, limits: Limits, width: int) -> tuple[Image.Image, Master]:
+    """``source`` decoded for outputs up to ``width`` px wide (contain): a JPEG reduced by
+    libjpeg's draft, any other format box-reduced by a power of two, never below what a
+    ``width`` output needs. Raises ImageError as ``transform`` does."""
+    if len(source) > limits.max_source_bytes:
+        raise ImageError(
+            "too-large",
+            f"source is {len(source)} bytes, over the limit of {limits.max_source_bytes}",
+        )
+    try:
+        with _open(source, limits) as im:
+            icc = im.info.get("icc_profile")
+            orientation = _orientation(im)
+            swapped = orientation in _SWAPS_AXES
+            upright = (im.height, im.width) if swapped else (im.width, im.height)
+            plan = _plan(upright, Spec(width=width))
+            if im.format in ("JPEG", "MPO"):
+                _draft(im, plan, swapped=swapped)
+            im.load()
+            if orientation not in (None, 1):
+                ImageOps.exif_transpose(im, in_place=True)
+            image = _normalize_mode(im)
+            factor = _reduction(image.size, (plan.width, plan.height))
+            if factor > 1:
+                image = image.reduce(factor)
+            if isinstance(icc, bytes) and image.mode in ("RGB", "RGBA", "CMYK"):
+                image = _to_srgb(image, icc)
+            if image.mode == "CMYK":
+                image = image.convert("RGB")
+            if image is im:
+                image = im.copy()
+        image.info = {}
+        return image, Master(image.mode, image.size, upright)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError("too-many-pixels", str(exc)) from exc
+    except Exception as exc:
+        found = sniff(source) or "source"
+        raise ImageError("corrupt", f"can't decode the {found} image: {exc}") from exc
+
+
+def render(pixels: Image.Image, master: Master, spec: Spec, limits: Limits) -> Result | None:
+    """``spec`` made from a master's pixels, as ``transform`` would make it from the source
+    (sizes equal; pixels as from a draft decode, which is what a reduced master is); None
+    when the master is too small for it (a larger size than it was made for)."""
+    if spec.format not in encodable():
+        raise ImageError("unsupported-format", f"this Pillow build can't write {spec.format}")
+    plan = _plan(master.upright, spec)
+    # the whole image's size at which the plan's region is at least the output's size
+    # (what a draft decode asks libjpeg for)
+    need = (math.ceil(plan.width / plan.region[0]), math.ceil(plan.height / plan.region[1]))
+    if master.size != master.upright and (need[0] > master.size[0]
+                                          or need[1] > master.size[1]):
+        return None
+    factor = _reduction(master.size, need)
+    image = pixels.reduce(factor) if factor > 1 else pixels
+    image = _finish(_resize(image, plan, spec.crop, _EFFORTS[spec.effort].resample), None,
+                    spec.format)
+    body = _encode(image, spec)
+    if len(body) > limits.max_output_bytes:
+        raise ImageError(
+            "output-too-large",
+            f"{spec.format} output is {len(body)} bytes, over the limit of "
+            f"{limits.max_output_bytes}",
+        )
+    return Result(body=body, content_type=CONTENT_TYPES[spec.format], width=image.width,
+                  height=image.height, format=spec.format)
+
+
+def _reduction(size: tuple[int, int], need: tuple[int, int]) -> int:
+    """The largest power of two (up to 8, as libjpeg's draft) an image of ``size`` can be
+    box-reduced by and still be at least ``need`` on both sides."""
+    factor = 1
+    while factor < 8 and (size[0] // (factor * 2) >= need[0]
+                          and size[1] // (factor * 2) >= need[1]):
+        factor *= 2
+    return factor
 
 
 def _decode(source: bytes, spec: Spec, limits: Limits) -> Image.Image:

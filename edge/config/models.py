@@ -359,6 +359,19 @@ class CacheSettings(Model):
     when no CDN sits in front of the edge."""
 
 
+class ImageSettings(Model):
+    """The image routes' worker processes and what they keep between transforms."""
+
+    workers: int | None = Field(None, ge=1, le=256)
+    """Worker processes for transforms (default: the CPUs this process may use, a
+    container's CPU limit included)."""
+    masters: Size = 128 * 1024 * 1024
+    """Bytes of decoded sources kept, so each further size or format of a photo is a
+    resize and an encode, not a fetch and a decode (a 3000x2000 JPEG asked for at most
+    1440 px keeps 4.5 MB). Memory shared with the workers, counted in this process's
+    cgroup, not in its RSS; 0 turns it off. Linux only."""
+
+
 class TopicRule(Model):
     """Who may subscribe to which topics. `{sub}` and `{claims.NAME}` are the caller's
     verified claims; `*` matches any run of characters except `:`."""
@@ -602,6 +615,7 @@ class EdgeFile(Model):
     version: add `claims-v2` instead."""
     compression: Compression = Compression()
     cache: CacheSettings = CacheSettings()
+    images: ImageSettings = ImageSettings()
     rate_limits: RateLimits = RateLimits()
     events: Events | None = None
     """Server-sent events (off unless given)."""
