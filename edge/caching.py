@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
 
 from .backends import Backend
@@ -450,6 +451,13 @@ class Ready:
     device: str
     network: str
     generation: int
+    # the status line and every header that is the same on each use, encoded once (None
+    # when a header could not go on the wire as it is: the answer is made by aiohttp)
+    ok_head: bytes | None = None
+    nm_head: bytes | None = None
+    # the per-second part (Date, Age, Cache-Status), encoded for `second`
+    second: tuple[int, int, int] = (-1, -1, -1)
+    timed: bytes = b""
 
 
 class ReadyAnswers:
@@ -500,7 +508,28 @@ def make_ready(response: web.Response, entry: Entry, route: Any, device: str, ne
     body = response.body
     assert isinstance(body, bytes)
     return Ready(entry.etag, body, ok, nm, entry.fresh_until, entry.stored_at, entry.tags,
-                 route, device, network, generation)
+                 route, device, network, generation,
+                 encode_head(b"HTTP/1.1 200 OK\r\n", ok, len(body)),
+                 encode_head(b"HTTP/1.1 304 Not Modified\r\n", nm, None))
+
+
+def encode_head(status_line: bytes, headers: Mapping[str, str], length: int | None
+                ) -> bytes | None:
+    """A response head's fixed part as aiohttp would write it (its Server field, then
+    Content-Length), without the blank line; None if a field can't be sent as it is."""
+    lines = [status_line]
+    for name, value in headers.items():
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
+            return None
+        lines.append(f"{name}: {value}\r\n".encode())
+    if not any(name.lower() == "server" for name in headers):
+        lines.append(_SERVER)
+    if length is not None:
+        lines.append(b"Content-Length: %d\r\n" % length)
+    return b"".join(lines)
+
+
+_SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode()
 
 
 def held(if_none_match_header: str, etag: str) -> bool:

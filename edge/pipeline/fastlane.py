@@ -4,16 +4,19 @@ stages, the answer already holds what Match, Profile, Auth, Negotiate and Source
 (public answers have no caller to check); what must run again runs here, through the same
 code: the cache's freshness, purge and generation checks, the RateLimit stage, the 304,
 and Deliver's access-log line. It is the hottest path, so an exchange is only made when
-the RateLimit stage needs one."""
+the RateLimit stage needs one, and the answer goes out as bytes encoded when it was kept
+(`Prepared`: the head's fixed part, a per-second part, the request id and timing, the
+body — one write), not as a response object aiohttp lays out again each time."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
+from aiohttp.helpers import rfc822_formatted_time
 
-from ..caching import ReadyAnswers, held
+from ..caching import Ready, ReadyAnswers, held
 from ..context import Exchange
 from ..errors import Problem
 from .deliver import REQUEST_ID, Deliver
@@ -33,7 +36,7 @@ class FastLane:
         self.rate_limit = RateLimit(state, pipeline)
         self.deliver = deliver
 
-    async def __call__(self, request: web.BaseRequest) -> web.Response | None:
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse | None:
         """The answer, or None: take the whole walk."""
         ready = self.state.cache.ready.answers
         if not ready:
@@ -73,20 +76,11 @@ class FastLane:
                 return None  # nothing was charged: the walk answers the 429
             limited = x.response_headers
         inm = headers.get("If-None-Match")
-        if inm is not None and held(inm, found.etag):
-            out, body, status = dict(found.nm_headers), None, 304
-        else:
-            out, body, status = dict(found.ok_headers), found.body, 200
-        out[rt.rid_header] = rid
-        out["Age"] = str(max(0, int(now - found.stored_at)))  # on every answer from cache
-        out["Cache-Status"] = f"edge; hit; ttl={int(found.fresh_until - now)}"
-        if limited:
-            out.update(limited)
-        elapsed = time.perf_counter() - started
-        out["Server-Timing"] = f"edge;dur={elapsed * 1000:.1f}, cache;desc=hit"  # (as
-        # server_timing says it, for an answer with no upstream time)
+        status = 304 if inm is not None and held(inm, found.etag) else 200
+        body = found.body if status == 200 else None
         sent = len(body) if body is not None and request.method == "GET" else 0
         # what Deliver.account records, for an answer whose every fact is known here
+        elapsed = time.perf_counter() - started
         metrics = self.metrics
         metrics.request_done(route.name, request.method, status, found.device, elapsed, 0,
                              sent)
@@ -97,4 +91,71 @@ class FastLane:
                                      found.device, found.network)
             line["cache"] = "hit"
             self.deliver.access_log.write(line)
+        # (Server-Timing as server_timing says it, for an answer with no upstream time)
+        timing = f"edge;dur={elapsed * 1000:.1f}, cache;desc=hit"
+        head = found.ok_head if status == 200 else found.nm_head
+        if head is not None and not limited:
+            return cast(web.StreamResponse, Prepared(
+                head, _timed(found, now), rt.rid_header, rid, timing,
+                body if request.method == "GET" else None, request))
+        out = dict(found.ok_headers if status == 200 else found.nm_headers)
+        out[rt.rid_header] = rid
+        out["Age"] = str(max(0, int(now - found.stored_at)))  # on every answer from cache
+        out["Cache-Status"] = f"edge; hit; ttl={int(found.fresh_until - now)}"
+        if limited:
+            out.update(limited)
+        out["Server-Timing"] = timing
         return web.Response(status=status, headers=out, body=body)
+
+
+def _timed(ready: Ready, now: float) -> bytes:
+    """Date, Age and Cache-Status, encoded again only when one of them changes (once a
+    second at most)."""
+    age, ttl = max(0, int(now - ready.stored_at)), int(ready.fresh_until - now)
+    second = (int(time.time()), age, ttl)
+    if ready.second != second:
+        ready.second = second
+        ready.timed = (f"Date: {rfc822_formatted_time()}\r\nAge: {age}\r\nCache-Status: "
+                       f"edge; hit; ttl={ttl}\r\n").encode()
+    return ready.timed
+
+
+class Prepared:
+    """An answer kept as bytes, in the shape of the response aiohttp's request handler
+    expects back (prepare, write_eof, keep_alive): the head and body go to the transport
+    in one write (two for a large body), in the order of the connection's requests, as
+    aiohttp would write them."""
+
+    __slots__ = ("_data", "_body", "keep_alive")
+
+    def __init__(self, head: bytes, timed: bytes, rid_header: str, rid: str, timing: str,
+                 body: bytes | None, request: web.BaseRequest) -> None:
+        keep_alive = request.keep_alive
+        tail = f"{rid_header}: {rid}\r\nServer-Timing: {timing}\r\n"
+        if not keep_alive:
+            tail += "Connection: close\r\n"
+        elif request.version < (1, 1):
+            tail += "Connection: keep-alive\r\n"
+        data = head + timed + tail.encode() + b"\r\n"
+        if body is not None and len(body) <= _JOINED:
+            data, body = data + body, None
+        self._data = data
+        self._body = body
+        self.keep_alive = keep_alive
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        protocol = request.protocol
+        transport = protocol.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client has gone")
+        transport.write(self._data)  # type: ignore[attr-defined]
+        if self._body is not None:
+            transport.write(self._body)  # type: ignore[attr-defined]
+        if protocol.writing_paused:  # a slow reader: wait, as aiohttp's writer would
+            await protocol._drain_helper()
+
+    async def write_eof(self) -> None:
+        return None
+
+
+_JOINED = 64 * 1024  # a body up to this long goes out in the head's write
