@@ -3,9 +3,10 @@ the `images` package, not the edge (aiohttp, pydantic, the config models).
 
 A job makes one output, from the source's bytes or from a master: the source decoded once
 (images.decode_master) into a sealed memory file (memfd) that the edge holds and hands to
-whichever worker needs it, so a family of sizes and formats of one photo costs one decode
-and no copy of the source through the pipe. File descriptors travel beside the pickled
-messages on the pipe's Unix socket (SCM_RIGHTS).
+whichever worker needs it, so a family of sizes and formats of one photo costs one decode.
+A large source goes to the worker the same way, in a memory file rather than through the
+pipe (a copy fewer on each side, and no pickling of megabytes). File descriptors travel
+beside the pickled messages on the pipe's Unix socket (SCM_RIGHTS).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import mmap
 import os
 import pickle
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
@@ -44,6 +45,22 @@ class Job:
     source: bytes | None = None
     master: Master | None = None
     keep: int = 0
+    source_file: int = 0  # the source's length, when it follows as a memory file instead
+
+
+def memory_file(data: bytes, name: str) -> int:
+    """A sealed memory file holding `data` (its descriptor: the caller's to close)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, len(data))
+        view, written = memoryview(data), 0
+        while written < len(data):
+            written += os.pwrite(fd, view[written:], written)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def serve(conn: Connection) -> None:
@@ -55,6 +72,13 @@ def serve(conn: Connection) -> None:
         try:
             job: Job = conn.recv()
             held = recv_handle(conn) if job.master is not None else -1
+            if job.source_file:
+                source = recv_handle(conn)
+                try:
+                    with mmap.mmap(source, job.source_file, prot=mmap.PROT_READ) as mm:
+                        job = replace(job, source=mm[:], source_file=0)
+                finally:
+                    os.close(source)
         except EOFError:
             return
         made: tuple[Master, int] | None = None
@@ -100,17 +124,7 @@ def _with_master(job: Job) -> tuple[Result, tuple[Master, int] | None]:
     if result is None:  # asked for more than the routes' widths (a signed size)
         result = transform(job.source, job.spec, job.limits)
     try:
-        fd = os.memfd_create("edge-image-master", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        fd = memory_file(pixels.tobytes(), "edge-image-master")
     except OSError:  # out of memory or file descriptors: the output all the same
-        return result, None
-    try:
-        data = pixels.tobytes()
-        os.ftruncate(fd, len(data))
-        view, written = memoryview(data), 0
-        while written < len(data):
-            written += os.pwrite(fd, view[written:], written)
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
-    except OSError:
-        os.close(fd)
         return result, None
     return result, (master, fd)

@@ -15,7 +15,7 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
@@ -38,7 +38,7 @@ from images import (
 from .config import ImagePolicy, ImageSettings
 from .context import DeviceProfile
 from .errors import Problem
-from .imageworker import Job, masters_supported, serve
+from .imageworker import Job, masters_supported, memory_file, serve
 from .inputs import HINT_HEADERS
 
 log = logging.getLogger("edge.images")
@@ -154,6 +154,9 @@ def available_cpus(cgroup: str = "/sys/fs/cgroup/cpu.max") -> int:
     return max(1, n)
 
 
+BY_FILE = 256 * 1024  # a source this large goes to a worker in a memory file, not the pipe
+
+
 class WorkerDied(Exception):
     """The worker process ended before it answered (killed, or crashed on an image)."""
 
@@ -182,9 +185,22 @@ class _Worker:
                     raise
                 self.started = True
                 self._child.close()  # only its end left open: its death is our EOF
-            self.conn.send(job)
-            if lent >= 0:
-                send_handle(self.conn, lent, self.process.pid)
+            source = -1
+            if job.source is not None and len(job.source) >= BY_FILE and masters_supported():
+                try:
+                    source = memory_file(job.source, "edge-image-source")
+                    job = replace(job, source=None, source_file=len(job.source))
+                except OSError:  # no memory file to be had: through the pipe, then
+                    source = -1
+            try:
+                self.conn.send(job)
+                if lent >= 0:
+                    send_handle(self.conn, lent, self.process.pid)
+                if source >= 0:
+                    send_handle(self.conn, source, self.process.pid)
+            finally:
+                if source >= 0:
+                    os.close(source)
             ok, value, made = self.conn.recv()
             return ok, value, made, recv_handle(self.conn) if made is not None else -1
         except (EOFError, OSError):
@@ -217,13 +233,18 @@ class _Held:
     source: str
 
 
+SEEN = 4096  # sources asked for once, remembered so that their second output makes a master
+
+
 class Masters:
     """Sources decoded once for every further output (a family of sizes and formats):
     sealed memory files, each a master's pixels, held here and lent to whichever worker
     makes an output; keyed by the source and its upstream validators, so a changed source
     is never rendered from an old master. At most `bound` bytes, least recently used out
     first; a master over a quarter of the bound is not kept. The `sources` index gives the
-    validators of the master a source has, for the conditional fetch that confirms it."""
+    validators of the master a source has, for the conditional fetch that confirms it.
+    A master is made for the second output of a source (`second`), not the first: a photo
+    asked for once costs what it would without masters (a decode at the size it needs)."""
 
     def __init__(self, bound: int, metrics: Any = None) -> None:
         self.bound = bound if masters_supported() else 0
@@ -231,7 +252,18 @@ class Masters:
         self.bytes = 0
         self._held: OrderedDict[str, _Held] = OrderedDict()
         self.sources: dict[str, tuple[str, str | None, str | None]] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
         self._gauges()
+
+    def second(self, key: str) -> bool:
+        """Is this the second time (or later) a master is wanted for `key`? (The first is
+        noted: at most SEEN keys, the oldest forgotten first.)"""
+        if key in self._seen:
+            return True
+        self._seen[key] = None
+        if len(self._seen) > SEEN:
+            self._seen.popitem(last=False)
+        return False
 
     def __len__(self) -> int:
         return len(self._held)
@@ -317,7 +349,7 @@ class ImagePool:
         # a master being decoded, by its key; a source being fetched, by route, path and
         # request headers (edge/pipeline/images.py)
         self.making: dict[str, asyncio.Future[None]] = {}
-        self.fetching: dict[Any, asyncio.Future[Any]] = {}
+        self.fetching: dict[Any, Any] = {}
         self.workers = workers or available_cpus()
         self.queue = queue or self.workers * 8
         self.pending = 0

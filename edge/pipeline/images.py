@@ -53,6 +53,15 @@ class _Source:
     raw: bytes | None = None
     etag: str | None = None
     modified: str | None = None
+    family: bool = False  # other requests shared this fetch: more outputs of it are coming
+
+
+@dataclass(slots=True)
+class _Shared:
+    """A fetch in flight, and how many other requests wait for it."""
+
+    answer: asyncio.Future[_Source | None]
+    joined: int = 0
 
 
 async def image(state: State, x: Exchange) -> Shaped | Reply:
@@ -129,7 +138,8 @@ async def image(state: State, x: Exchange) -> Shaped | Reply:
                 raw, validators = got.raw, (got.etag, got.modified)
                 key = masters.key(source_id, *validators) if key and any(validators) else None
         assert raw is not None
-        result = await _decoded(pool, key, source_id, validators, raw, spec, img, route.name)
+        result = await _decoded(pool, key, source_id, validators, raw, spec, img, route.name,
+                                got.family)
     x.timings["transform"] = time.perf_counter() - t1
     state.metrics.image_done(route.name, bytes_in, len(result.body), x.timings["transform"])
     out: CIMultiDict[str] = CIMultiDict(
@@ -155,10 +165,16 @@ async def _from_master(pool: ImagePool, key: str, spec: Spec, img: ImageRoute,
 
 async def _decoded(pool: ImagePool, key: str | None, source_id: str,
                    validators: tuple[str | None, str | None], raw: bytes, spec: Spec,
-                   img: ImageRoute, route: str) -> Result:
+                   img: ImageRoute, route: str, family: bool) -> Result:
     """The output made from the source's bytes, and its master kept under `key` (if
-    any), which requests for the same source wait for rather than decode it too."""
-    if key is None or key in pool.making:
+    any), which requests for the same source wait for rather than decode it too. The
+    first output of a source makes no master (most photos are asked for once), unless
+    other requests for the source came with it (`family`)."""
+    if key is not None and key in pool.making:  # begun since we looked: wait for it
+        result = await _from_master(pool, key, spec, img, route)
+        if result is not None:
+            return result
+    if key is None or key in pool.making or not (pool.masters.second(key) or family):
         return await pool.run(raw, spec, img.limits, route, img.policy.timeout)
     making = pool.making[key] = asyncio.get_running_loop().create_future()
     try:
@@ -183,21 +199,24 @@ async def _fetch_shared(state: State, x: Exchange, path: str, headers: CIMultiDi
     key = (x.route.name, path, who)
     shared = pool.fetching.get(key)
     if shared is not None:
+        shared.joined += 1
         try:
-            got = await asyncio.shield(shared)
+            got = await asyncio.shield(shared.answer)
         except Exception:
             got = None
         if got is not None:
             return got
         return await _fetch_bytes(state, x, path, headers)
-    shared = pool.fetching[key] = asyncio.get_running_loop().create_future()
+    shared = pool.fetching[key] = _Shared(asyncio.get_running_loop().create_future())
     answer: _Source | Reply | None = None
     try:
         answer = await _fetch_bytes(state, x, path, headers)
+        if isinstance(answer, _Source) and shared.joined:
+            answer.family = True
         return answer
     finally:
         del pool.fetching[key]
-        shared.set_result(answer if isinstance(answer, _Source) else None)
+        shared.answer.set_result(answer if isinstance(answer, _Source) else None)
 
 
 async def _fetch_bytes(state: State, x: Exchange, path: str, headers: CIMultiDict[str]
