@@ -25,6 +25,10 @@ Cache-Control says), warmed so that every request is a hit. Targets:
     aiohttp floor (identity)  bench/_aiohttp_floor.py: a bare aiohttp handler answering the
                            edge's cached identity answer (same body, same headers) every time
     nginx hit (identity)   the same 9.7 KB body from nginx's cache
+    edge 304 (identity)    /cached, Accept-Encoding: identity, If-None-Match: the identity
+                           answer's ETag
+    aiohttp floor 304      the same request to the floor, which answers it (If-None-Match
+                           equal to that ETag) with the edge's identity 304 (same headers)
     edge pass hit (10 KB)  /files/10k, Accept-Encoding: identity: a pass-through hit, 10,000 B
     aiohttp floor (10 KB)  bench/_aiohttp_floor.py (a process of its own) answering that hit
                            (same body, same headers) every time
@@ -37,11 +41,14 @@ streams to the first client, a few ms after that answer completes), then asked u
 Cache-Status starts with "edge; hit" (2 s at most, else the bench fails) before any load.
 
 The floor is what aiohttp's HTTP handling and the socket write cost on this machine, which
-no cache hit served by the edge can beat. Without an nginx binary the nginx target is
-skipped with a note (the exit code stays 0).
+no cache hit served by the edge can beat. The identity floor is handed the edge's identity
+200 and its 304 (each fetched once from the edge after warming) and checked, before and
+after the load, to send them as the edge does (same body, same headers but Date; the 304's
+fields also against a fresh 304 from the edge, whose per-answer values aren't compared).
+Without an nginx binary the nginx target is skipped with a note (the exit code stays 0).
 
 --baseline DIR also runs DIR's edge on the same config, warmed and checked the same way, its
-targets loaded as "(baseline)" twins in the same rounds (its 304 with its own ETag; its
+targets loaded as "(baseline)" twins in the same rounds (its 304s with its own ETags; its
 ratios against its own targets and the shared floors and nginx), and reports new/baseline
 req/s per edge target. A baseline that can't cache a pass-through route (`edge check`
 refuses `cache` without `shape`, or its warmed /files answers aren't hits) runs on the
@@ -54,10 +61,12 @@ to another status through the admin status route (which purges the member's tags
 again as an app holding the old version (`If-None-Match: <old ETag>`, `A-IM: json-patch`,
 expecting 226) and plainly, and checks that the patch turns the old body into the new one.
 
-Goals (issue): hit req/s >= 5x uncached; 304 req/s >= hit req/s; edge hit >= 0.5x one nginx
-worker (same 9.7 KB identity body); a dashboard delta <= 10% of the full body's bytes; for
-each file size, the edge's pass-through hit >= 0.5x nginx's proxy_cache hit and >= 0.9x the
-aiohttp floor (per-round ratios, as for the others).
+Goals (issue; medians of same-round ratios): hit req/s >= 5x uncached; 304 req/s >= hit
+req/s (both br); the shaped hit (edge hit (identity)) >= 0.5x one nginx worker (same 9.7 KB
+identity body) and >= 0.9x the aiohttp floor (identity); the edge's 304 (identity) >= 0.95x
+the aiohttp floor 304; a dashboard delta <= 10% of the full body's bytes; for each file
+size, the edge's pass-through hit >= 0.5x nginx's proxy_cache hit and >= 0.9x the aiohttp
+floor.
 """
 
 from __future__ import annotations
@@ -114,6 +123,8 @@ from edge.cli import DEMO_SECRET, make_token
 TARGET_HIT_VS_UNCACHED = 5.0
 TARGET_304_VS_HIT = 1.0
 TARGET_VS_NGINX = 0.5
+TARGET_HIT_VS_FLOOR = 0.9  # the shaped hit (identity) vs the aiohttp floor (identity)
+TARGET_304_VS_FLOOR = 0.95  # the edge's 304 (identity) vs the aiohttp floor 304
 TARGET_DELTA = 0.10
 TARGET_PASS_VS_NGINX = 0.5
 TARGET_PASS_VS_FLOOR = 0.9
@@ -125,6 +136,9 @@ IDENTITY = {"Accept-Encoding": "identity"}
 # set by aiohttp on each answer (or by the connection), not part of the floor's answer file
 _FLOOR_DROP = frozenset({"content-length", "date", "server", "connection", "keep-alive",
                          "transfer-encoding"})
+# the edge sets these per answer (or per second): a floor answer, a copy of one earlier edge
+# answer, is compared with a fresh edge answer on their names only
+_PER_ANSWER = frozenset({"date", "age", "cache-status", "x-request-id", "server-timing"})
 FLOOR_SCRIPT = Path(__file__).resolve().parent / "_aiohttp_floor.py"
 FILES_SCRIPT = Path(__file__).resolve().parent / "_files_upstream.py"
 HIT_WAIT = 2.0  # seconds a warmed pass-through URL may take to become a hit
@@ -272,39 +286,66 @@ def warm_edge(edge: str, raw: bytes, tag: str = "") -> tuple[str, Message, bytes
     return etag_br, h, body_id, body_br
 
 
-def check_edge(edge: str, etag_br: str, tag: str = "") -> None:
-    """The hits are hits, the 304 is a 304, uncached isn't."""
+def edge_304(edge: str, etag: str, encoding: str, tag: str = "") -> Message:
+    """The edge's 304 for /cached with `Accept-Encoding: encoding` and `If-None-Match: etag`
+    (checked: 304, no body, a hit); its headers."""
+    label = f"edge 304 ({encoding}){tag}"
+    status, h, body = call(f"{edge}/cached",
+                           {"Accept-Encoding": encoding, "If-None-Match": etag})
+    expect(f"{label}: status", status, 304)
+    expect(f"{label}: body", body, b"")
+    expect(f"{label}: Cache-Status", (h.get("Cache-Status") or "")[:9], "edge; hit")
+    return h
+
+
+def check_edge(edge: str, etag_br: str, etag_id: str, tag: str = "") -> None:
+    """The hits are hits, the 304s (br and identity) are 304s, uncached isn't."""
     cached = f"{edge}/cached"
     check_hit(f"edge hit (br){tag}", cached, BR, "Cache-Status", "edge; hit")
     check_hit(f"edge hit (identity){tag}", cached, IDENTITY, "Cache-Status", "edge; hit")
-    status, h, _ = call(cached, {**BR, "If-None-Match": etag_br})
-    expect(f"edge 304{tag}: status", status, 304)
-    expect(f"edge 304{tag}: Cache-Status", (h.get("Cache-Status") or "")[:9], "edge; hit")
+    edge_304(edge, etag_br, "br", tag)
+    edge_304(edge, etag_id, "identity", tag)
     status, h, _ = call(f"{edge}/uncached", BR)
     expect(f"edge uncached{tag}: status", status, 200)
     expect(f"edge uncached{tag}: Cache-Status", h.get("Cache-Status"), None)
 
 
-def check_targets(urls: dict[str, str], etags: dict[str, str],
-                  pass_checks: dict[str, tuple[str, str, str]]) -> None:
-    """Before and after the load: `check_edge` on each edge (origin → its br ETag), the floor
-    and nginx's hits are hits, and so is each pass-through target (label → URL, the header
-    saying so and how it starts)."""
-    for i, (edge, etag_br) in enumerate(etags.items()):
-        check_edge(edge, etag_br, " (baseline)" if i else "")
+def check_targets(urls: dict[str, str], etags: dict[str, tuple[str, str]],
+                  pass_checks: dict[str, tuple[str, str, str]], floor_nm: Message) -> None:
+    """Before and after the load: `check_edge` on each edge (origin → its br and identity
+    ETags), the floor and nginx's hits are hits, the floor's 304 is the edge's identity 304
+    (`floor_nm`, the one it was handed; `check_floor_304`, against a fresh one too), and each
+    pass-through target is a hit (label → URL, the header saying so and how it starts)."""
+    for i, (edge, (etag_br, etag_id)) in enumerate(etags.items()):
+        check_edge(edge, etag_br, etag_id, " (baseline)" if i else "")
     check_hit("aiohttp floor", urls["floor"], IDENTITY, "Cache-Status", "edge; hit")
+    edge, (_, etag_id) = next(iter(etags.items()))
+    check_floor_304(urls["floor"], etag_id, floor_nm, edge_304(edge, etag_id, "identity"))
     if "nginx" in urls:
         check_hit("nginx", urls["nginx"], IDENTITY, "X-Cache-Status", "HIT")
     for label, (url, header, prefix) in pass_checks.items():
         check_hit(label, url, IDENTITY, header, prefix)
 
 
-def floor_answer(path: Path, h: Message, body: bytes) -> Path:
-    """The edge's identity answer as bench/_aiohttp_floor.py reads it."""
-    path.write_text(json.dumps({
-        "headers": [[k, v] for k, v in h.items() if k.lower() not in _FLOOR_DROP],
-        "body": base64.b64encode(body).decode()}))
+def floor_answer(path: Path, h: Message, body: bytes,
+                 not_modified: tuple[str, Message] | None = None) -> Path:
+    """An edge answer as bench/_aiohttp_floor.py reads it; with `not_modified` (an ETag and
+    the edge's 304 for it), the floor answers that 304 to a request holding that ETag."""
+    def fields(m: Message) -> list[list[str]]:
+        return [[k, v] for k, v in m.items() if k.lower() not in _FLOOR_DROP]
+
+    spec: dict[str, Any] = {"headers": fields(h), "body": base64.b64encode(body).decode()}
+    if not_modified is not None:
+        spec |= {"etag": not_modified[0], "not_modified_headers": fields(not_modified[1])}
+    path.write_text(json.dumps(spec))
     return path
+
+
+def _norm(m: Message, names_only: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """A response's fields but Date, sorted, lower-case names; those in `names_only`
+    without their values."""
+    return sorted((k.lower(), "" if k.lower() in names_only else v) for k, v in m.items()
+                  if k.lower() != "date")
 
 
 def check_floor(url: str, edge_h: Message, edge_body: bytes, what: str = "identity") -> None:
@@ -312,11 +353,22 @@ def check_floor(url: str, edge_h: Message, edge_body: bytes, what: str = "identi
     status, h, body = call(url, IDENTITY)
     expect(f"aiohttp floor ({what}): status", status, 200)
     expect(f"aiohttp floor ({what}): body = edge {what} body", body == edge_body, True)
+    expect(f"aiohttp floor ({what}): headers = edge {what} headers", _norm(h), _norm(edge_h))
 
-    def norm(m: Message) -> list[tuple[str, str]]:
-        return sorted((k.lower(), v) for k, v in m.items() if k.lower() != "date")
 
-    expect(f"aiohttp floor ({what}): headers = edge {what} headers", norm(h), norm(edge_h))
+def check_floor_304(url: str, etag: str, edge_nm: Message, fresh: Message) -> None:
+    """Asked with `If-None-Match: etag`, the floor sends the edge's identity 304 it was
+    handed (`edge_nm`): no body, same headers (but Date), and the same fields as `fresh`
+    (the edge's 304 now; the per-answer ones by name only); asked with another ETag, its
+    200."""
+    status, h, body = call(url, {**IDENTITY, "If-None-Match": etag})
+    expect("aiohttp floor 304: status", status, 304)
+    expect("aiohttp floor 304: body", body, b"")
+    expect("aiohttp floor 304: headers = edge 304 (identity) headers", _norm(h), _norm(edge_nm))
+    expect("aiohttp floor 304: fields = a fresh edge 304 (identity)'s",
+           _norm(h, _PER_ANSWER), _norm(fresh, _PER_ANSWER))
+    status, _, _ = call(url, {**IDENTITY, "If-None-Match": '"not-' + etag.strip('"') + '"'})
+    expect("aiohttp floor, another ETag: status", status, 200)
 
 
 # ----------------------------------------------------------------------------- deltas
@@ -441,6 +493,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if nginx_bin:
         targets.append(Target("nginx", "nginx hit (identity), 1 worker", urls["nginx"]))
+    targets += [  # the identity 304: the edge's, and the floor answering it
+        Target("not_modified_identity", "edge 304 (identity)", urls["cached"]),
+        Target("floor_304", "aiohttp floor 304", urls["floor"]),
+    ]
     # the pass-through hits, per file: edge, its floor (a process of its own), nginx
     pass_floor_ports = {name: free_port() for name in FILES}
     for name, size in PASS_LABELS.items():
@@ -486,10 +542,12 @@ def main(argv: list[str] | None = None) -> int:
 
             # warm: the first request stores, the second is a hit; learn the ETags
             etag_br, h, body_id, body_br = warm_edge(edge, raw)
-            etags = {edge: etag_br}
+            etag_id = h["ETag"]
+            etags = {edge: (etag_br, etag_id)}
+            nm_h = edge_304(edge, etag_id, "identity")  # what the floor's 304 sends
             passes = warm_pass(edge)  # name -> the hit's headers and body
             if baseline:
-                b_etag, _, b_id, b_br = warm_edge(base_edge, raw, " (baseline)")
+                b_etag, b_h, b_id, b_br = warm_edge(base_edge, raw, " (baseline)")
                 if not base_pass_note:
                     try:
                         warm_pass(base_edge, " (baseline)")
@@ -504,17 +562,19 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     sizes |= {f"pass_hit_{name}" + BASELINE: f"{len(file_bytes(name)):,} B "
                               "octet-stream" for name in FILES}
-                etags[base_edge] = b_etag
+                etags[base_edge] = (b_etag, b_h["ETag"])
                 sizes |= {"hit" + BASELINE: f"{len(b_br):,} B br",
                           "not_modified" + BASELINE: "0 B (304)",
+                          "not_modified_identity" + BASELINE: "0 B (304)",
                           "hit_identity" + BASELINE: f"{len(b_id):,} B identity"}
                 _, bh, body = call(f"{base_edge}/uncached", BR)
                 sizes["uncached" + BASELINE] = (f"{len(body):,} B "
                                                 f"{bh.get('Content-Encoding', 'identity')}")
-            # the floor answers exactly what the edge's hit just sent
+            # the floor answers exactly what the edge's hit just sent, and its 304 for the
+            # identity ETag
             stack.enter_context(server(
                 [sys.executable, str(FLOOR_SCRIPT), str(floor_port),
-                 str(floor_answer(tmp / "floor.json", h, body_id))],
+                 str(floor_answer(tmp / "floor.json", h, body_id, (etag_id, nm_h)))],
                 urls["floor"], tmp / "floor.err"))
             check_floor(urls["floor"], h, body_id)
             for name, (ph, pbody) in passes.items():  # one floor per file, the same way
@@ -540,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
                            for t in targets if (t.twin_of or t.key).startswith("pass_")}
             sizes |= {"hit": f"{len(body_br):,} B br", "not_modified": "0 B (304)",
                       "hit_identity": f"{len(body_id):,} B identity",
-                      "floor": f"{len(body_id):,} B identity"}
+                      "floor": f"{len(body_id):,} B identity",
+                      "not_modified_identity": "0 B (304)", "floor_304": "0 B (304)"}
             _, h, body = call(urls["uncached"], BR)
             sizes["uncached"] = f"{len(body):,} B {h.get('Content-Encoding', 'identity')}"
             if nginx_bin:
@@ -548,33 +609,39 @@ def main(argv: list[str] | None = None) -> int:
                                         "HIT")
                 expect("nginx body = edge identity body", body_ngx, body_id)
                 sizes["nginx"] = f"{len(body_ngx):,} B identity"
-            check_targets(urls, etags, pass_checks)
+            check_targets(urls, etags, pass_checks, nm_h)
+            nm_id = {**IDENTITY, "If-None-Match": etag_id}
             headers = {"hit": BR, "not_modified": {**BR, "If-None-Match": etag_br},
                        "uncached": BR, "hit_identity": IDENTITY, "floor": IDENTITY,
-                       "nginx": IDENTITY}
+                       "nginx": IDENTITY, "not_modified_identity": nm_id, "floor_304": nm_id}
             headers |= {t.key: IDENTITY for t in targets if t.key.startswith("pass_")}
             headers |= {t.key: headers[t.twin_of] for t in targets if t.twin_of}
-            if baseline:  # its own ETag
-                headers["not_modified" + BASELINE] = {**BR, "If-None-Match": etags[base_edge]}
+            if baseline:  # its own ETags
+                b_etag_br, b_etag_id = etags[base_edge]
+                headers["not_modified" + BASELINE] = {**BR, "If-None-Match": b_etag_br}
+                headers["not_modified_identity" + BASELINE] = {**IDENTITY,
+                                                               "If-None-Match": b_etag_id}
             scripts = {k: header_script(tmp / f"{k}.lua", {
                 name: value.replace('"', '\\"') for name, value in h.items()})
                 for k, h in headers.items()}
 
             print(f"edge cache benchmark: upstream {RESOURCE} = {len(raw):,} B JSON, "
                   f"edge /cached and /uncached with shape {{}}, "
-                  f"ETag {etag_br}; pass-through /files/{{name}} (cache: {{}}): "
+                  f"ETags {etag_br} (br), {etag_id} (identity); "
+                  "pass-through /files/{name} (cache: {}): "
                   + ", ".join(f"{name} = {len(b):,} B application/octet-stream"
                               for name, (_, b) in passes.items())
                   + f"; wrk -t1 -c{args.connections}, {args.rounds} round(s) x "
                   f"{args.duration:g}s per target, {os.cpu_count()} CPUs, "
                   f"Python {platform.python_version()}", flush=True)
             if baseline:
-                print(f"{baseline.describe()}; its ETag {etags[base_edge]}", flush=True)
+                print(f"{baseline.describe()}; its ETags {b_etag_br} (br), {b_etag_id} "
+                      "(identity)", flush=True)
                 if base_pass_note:
                     print(f"baseline: no pass-through twins ({base_pass_note})", flush=True)
             load_rounds(targets, series, scripts, args.connections, args.warmup, args.duration,
                         args.rounds, max(30, *(len(t.label) for t in targets)))
-            check_targets(urls, etags, pass_checks)  # still hits and 304s after the load
+            check_targets(urls, etags, pass_checks, nm_h)  # still hits and 304s after the load
 
         print("dashboard delta: starting `edge demo`", file=sys.stderr, flush=True)
         delta = measure_delta()
@@ -590,10 +657,14 @@ def main(argv: list[str] | None = None) -> int:
 
         ratio = {"hit": r("hit" + sfx, "uncached" + sfx),
                  "not_modified": r("not_modified" + sfx, "hit" + sfx),
-                 "hit_vs_floor": r("hit_identity" + sfx, "floor")}
+                 "hit_vs_floor": r("hit_identity" + sfx, "floor"),
+                 "not_modified_identity_vs_floor_304": r("not_modified_identity" + sfx,
+                                                         "floor_304")}
         vs = {"hit": f"{ratio['hit']:.2f}x uncached",
               "not_modified": f"{ratio['not_modified']:.2f}x hit (br)",
-              "hit_identity": f"{ratio['hit_vs_floor']:.2f}x floor"}
+              "hit_identity": f"{ratio['hit_vs_floor']:.2f}x floor",
+              "not_modified_identity":
+                  f"{ratio['not_modified_identity_vs_floor_304']:.2f}x floor 304"}
         if nginx_bin:
             ratio["hit_identity"] = r("hit_identity" + sfx, "nginx")
             vs["hit_identity"] = f"{ratio['hit_identity']:.2f}x nginx, {vs['hit_identity']}"
@@ -642,8 +713,14 @@ def main(argv: list[str] | None = None) -> int:
                      f"{'PASS' if ok_nginx else 'FAIL'}")
     else:
         lines.append("edge hit vs nginx: SKIPPED (no nginx binary)")
-    lines.append(f"edge hit vs aiohttp floor: {ratio['hit_vs_floor']:.2f}x (informational: "
-                 "a bare aiohttp handler sending the same answer)")
+    ok_floor = ratio["hit_vs_floor"] >= TARGET_HIT_VS_FLOOR
+    lines.append(f"edge hit vs aiohttp floor (identity: a bare aiohttp handler sending the same "
+                 f"{len(body_id):,} B answer): {ratio['hit_vs_floor']:.2f}x "
+                 f"(target >= {TARGET_HIT_VS_FLOOR:g}x): {'PASS' if ok_floor else 'FAIL'}")
+    got_304 = ratio["not_modified_identity_vs_floor_304"]
+    ok_floor_304 = got_304 >= TARGET_304_VS_FLOOR
+    lines.append(f"edge 304 vs aiohttp floor 304: {got_304:.2f}x "
+                 f"(target >= {TARGET_304_VS_FLOOR:g}x): {'PASS' if ok_floor_304 else 'FAIL'}")
     if nginx_bin:
         lines.append(f"aiohttp floor vs nginx: {ratio['floor_vs_nginx']:.2f}x (informational)")
     else:
@@ -677,6 +754,8 @@ def main(argv: list[str] | None = None) -> int:
         "not_modified_vs_hit": base_ratio.get("not_modified"),
         "hit_vs_nginx": base_ratio.get("hit_identity"),
         "hit_vs_floor": base_ratio.get("hit_vs_floor"),
+        "not_modified_identity_vs_floor_304": base_ratio.get(
+            "not_modified_identity_vs_floor_304"),
         **{k: base_ratio.get(k) for k in pass_ratio_keys}},
         "pass_through_skipped": base_pass_note or None})
     if base_lines and base_pass_note:
@@ -701,13 +780,17 @@ def main(argv: list[str] | None = None) -> int:
                        "not_modified_vs_hit": ratio["not_modified"],
                        "hit_vs_nginx": ratio.get("hit_identity"),
                        "hit_vs_floor": ratio["hit_vs_floor"],
+                       "not_modified_identity_vs_floor_304":
+                           ratio["not_modified_identity_vs_floor_304"],
                        "floor_vs_nginx": ratio.get("floor_vs_nginx"),
                        **{k: ratio.get(k) for k in pass_ratio_keys},
                        **{f"pass_floor_{name}_vs_nginx": ratio.get(f"pass_floor_{name}_vs_nginx")
                           for name in FILES}},
             "delta": delta,
             "pass": {"hit_vs_uncached": ok_hit, "not_modified_vs_hit": ok_304,
-                     "hit_vs_nginx": ok_nginx, "delta_identity": ok_delta["identity"],
+                     "hit_vs_nginx": ok_nginx, "hit_vs_floor": ok_floor,
+                     "not_modified_identity_vs_floor_304": ok_floor_304,
+                     "delta_identity": ok_delta["identity"],
                      "delta_br": ok_delta["br"], **ok_pass},
             **base_json,
         }))

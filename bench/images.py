@@ -8,11 +8,18 @@
 Source: a 3000x2000 photo-like JPEG (quality 85) made here with Pillow, from a fixed seed:
 smooth colour fields, a sky gradient, soft-edged shapes, mid-scale texture and fine grain, so
 the decoder and encoders do real work. bench/_images_upstream.py serves it for every
-GET /photos/{name} (no validators), so each distinct name is a new source to every server.
+GET /photos/{name}, so each distinct name is a new source to every server, with validators
+as a real image store sends them (a strong ETag from the name and the bytes, Last-Modified;
+a matching If-None-Match gets a 304): the edge revalidates a source it holds with a
+conditional GET, and thumbor's HTTP loader fetches whole. It counts its 200s and 304s, in
+all and per name.
 
-Targets, each in its own process(es) on 127.0.0.1:
+Two workloads, each target in its own process(es) on 127.0.0.1:
 
-    edge     `edge serve` on a temp config (access log off), one route
+Single variant, cold: every request names a new photo (a Lua counter in the path), so every
+answer is a cache miss and one transform of the one variant:
+
+    edge     `edge serve` on a temp config (access log off), route
              GET /img/{name} -> /photos/{name} with image: {widths: [400, 800],
              presets: {bench: {width: 400, quality: 75}}}; wrk asks
              /img/<run>-<n>.jpg?preset=bench with Accept: image/webp -> 400 px WebP.
@@ -29,15 +36,34 @@ Targets, each in its own process(es) on 127.0.0.1:
              /unsafe/400x0/filters:format(webp):quality(Q)/http://<upstream>/photos/<run>-<n>.jpg
              with Q = the WebP quality the edge's route uses for that preset.
 
-wrk (-t1, `--connections` 8, --timeout 30s) with a Lua counter in the path: every request
-names a new photo, so every answer is a cache miss and one transform (the upstream's fetch
-count is checked against the answers). Rounds rotate the order; medians are reported.
-For reference, `images.transform` of the same JPEG with the route's Spec, in this process,
-and the JPEG decode alone (reduced by draft() as the transform does): the part of every
-transform that no setting changes.
+Family: a device-aware app asks for each photo in several variants. Blocks of 40 new
+sources (<run>-b<block>-s<0..39>.jpg), each asked once for each of 8 variants: widths 200
+(watch), 400 (phone), 800 (phone 2x, tablet), 1200 (tablet 2x, desktop) x WebP
+(Accept: image/webp) and JPEG (Accept: image/jpeg). A block's 320 requests go in an order
+the wrk script shuffles (MINSTD from a fixed seed: the same sequence for every run and
+target); then the next block, 40 new names. No (source, variant) is asked twice, so every
+answer is a transform; what a server can reuse is the source: its bytes, by revalidating
+(the 304s per source), or more.
 
-Goals (issue): edge transforms/s >= 2x thumbor's (SKIPPED without thumbor); the 400 px
-WebP <= 10% of the source's bytes.
+    edge family    the same edge, route GET /fam/{name} -> /photos/{name} with image:
+                   {widths: [200, 400, 800, 1200], formats: [webp, jpeg], presets w200..w1200
+                   (width, quality 75)}, default effort (balanced); wrk asks
+                   /fam/<name>?preset=w<width> with the Accept header.
+    thumbor family the same thumbor, /unsafe/<width>x0/filters:format(webp|jpeg):quality(Q)/
+                   http://<upstream>/photos/<name>, Q = the quality the edge's own code
+                   (ImageRoute.spec) picks for that preset and format: 75 for JPEG, 71 for
+                   WebP (the preset's JPEG quality, scaled).
+
+wrk: -t1, `--connections` 8, --timeout 30s, `--duration` per run. Rounds rotate the order
+of the targets; medians are reported, ratios are medians of same-round ratios. For
+reference, `images.transform` of the same JPEG with the route's Spec, in this process,
+and the JPEG decode alone (reduced by draft() as the transform does): the part of every
+transform that no setting changes. Before the load one answer per target (and one source's
+8 variants per family target) is checked for format and size, and their bytes compared.
+
+Goals (issue): edge transforms/s >= 2x thumbor's, single variant and family (SKIPPED
+without thumbor); the edge's 400 px WebP within 2% of thumbor's bytes for the same request,
+and <= 10% of the source's bytes.
 """
 
 from __future__ import annotations
@@ -59,12 +85,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import PIL
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, features
@@ -108,6 +135,15 @@ TARGET_OUTPUT_SHARE = 0.10
 IMG_KEY = "bench-image-signing-key-" + "k" * 24
 WRK_TIMEOUT = "30s"
 SETTLE_S = 1.0
+# The family workload: each source asked for every width x format, as a device-aware app
+# does: a watch, a phone, a phone at 2x or a tablet, a tablet at 2x or a desktop.
+FAMILY_WIDTHS = (200, 400, 800, 1200)
+FAMILY_FORMATS = ("webp", "jpeg")  # asked with Accept: image/<format>
+FAMILY_SOURCES = 40  # per block: 40 x 8 = 320 requests, shuffled, then 40 new names
+FAMILY_SEED = 20_240_601  # the shuffles' seed (MINSTD in the wrk script: reproducible)
+FAMILY_VARIANTS = tuple((w, f) for w in FAMILY_WIDTHS for f in FAMILY_FORMATS)
+TARGET_FAMILY_VS_THUMBOR = 2.0
+TARGET_BYTES_VS_THUMBOR = 0.02  # the same request's answer within 2% of thumbor's bytes
 
 
 # ------------------------------------------------------------------------------ source
@@ -172,29 +208,61 @@ def _image_route(prefix: str, extra: str) -> str:
             f"      {extra}\n")
 
 
+def _family_route() -> str:
+    """GET /fam/{name} → the upstream's photo: the family's widths and formats, a preset
+    per width (quality 75, a JPEG quality the edge scales for WebP), default effort."""
+    presets = ", ".join(f"w{w}: {{width: {w}, quality: {PRESET_QUALITY}}}"
+                        for w in FAMILY_WIDTHS)
+    return ("  - route: GET /fam/{name}\n"
+            '    source: {service: img, path: "/photos/{name}"}\n'
+            '    auth: {jwt: "off"}\n'
+            "    image:\n"
+            f"      widths: [{', '.join(map(str, FAMILY_WIDTHS))}]\n"
+            f"      formats: [{', '.join(FAMILY_FORMATS)}]\n"
+            f"      presets: {{{presets}}}\n")
+
+
 ROUTES_YAML = ("routes:\n" + _image_route("img", "signing_keys_env: [IMG_KEY]")
-               + _image_route("fast", "effort: fast"))
+               + _image_route("fast", "effort: fast") + _family_route())
+
+
+# Decoded sources the edge keeps (a master is 1500x1000 RGB, 4.5 MB, for the family's
+# widest 1200 px): room for a block's 40 sources, above the 128 MiB default.
+EDGE_YAML = "images: {masters: 256MiB}\n"
 
 
 def edge_config(root: Path, upstream: str) -> Path:
-    return write_config(root, {"img": upstream}, ROUTES_YAML)
+    return write_config(root, {"img": upstream}, ROUTES_YAML, extra=EDGE_YAML)
 
 
-def route_spec(root: Path) -> tuple[Spec, ImageRoute]:
-    """The Spec the edge makes for wrk's request, by the edge's own code on the same config."""
+def route_specs(root: Path) -> tuple[Spec, ImageRoute, dict[tuple[int, str], Spec]]:
+    """The Specs the edge makes for wrk's requests, by the edge's own code on the same
+    config: the single run's, its route, and the family's per (width, format)."""
     from edge.config import load_config
     from edge.context import DeviceClassifier
     from edge.imaging import ImageRoute
 
     env = {"IMG_KEY": IMG_KEY}
     config = load_config(root, env)
-    policy = config.routes[0].model.image
-    assert policy is not None
-    route = ImageRoute.build(policy, env)
-    headers = {"Accept": ACCEPT, "Host": "127.0.0.1"}
-    device = DeviceClassifier(config.edge.devices).profile(headers)
-    spec, _ = route.spec("/img/p1.jpg?preset=bench", {"preset": "bench"}, headers, device)
-    return spec, route
+    classify = DeviceClassifier(config.edge.devices).profile
+
+    def route(line: str) -> ImageRoute:
+        policy = next(r.model.image for r in config.routes if r.model.route == line)
+        assert policy is not None
+        return ImageRoute.build(policy, env)
+
+    def spec(r: ImageRoute, path: str, preset: str, accept: str) -> Spec:
+        headers = {"Accept": accept, "Host": "127.0.0.1"}
+        return r.spec(f"{path}?preset={preset}", {"preset": preset}, headers, classify(headers))
+
+    single = route("GET /img/{name}")
+    fam = route("GET /fam/{name}")
+    family = {(w, f): spec(fam, "/fam/p1.jpg", f"w{w}", f"image/{f}")
+              for w, f in FAMILY_VARIANTS}
+    for (w, f), s in family.items():
+        if (s.width, s.format) != (w, f):
+            raise RuntimeError(f"edge: /fam/?preset=w{w} with Accept: image/{f} makes {s}")
+    return spec(single, "/img/p1.jpg", "bench", ACCEPT), single, family
 
 
 def thumbor_conf(path: Path, mode: str, workers: int) -> Path:
@@ -365,8 +433,11 @@ class Target:
     key: str
     label: str
     base: str  # scheme://host:port
-    path: tuple[str, str]  # the request path: before and after the counter
+    path: tuple[str, str]  # the single run's request path: before and after the counter
     group: Group
+    # the family workload's variants instead: per (width, format), the path before and
+    # after the source's name, and the Accept header
+    family: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,9 +447,18 @@ class Run:
     p99_ms: float
     errors: int
     answers: int  # completed requests
-    fetches: int  # source fetches the upstream served meanwhile
+    fetches: int  # source fetches (200s) the upstream served meanwhile
+    not_modified: int  # and 304s
     cpu_s: float  # the target's processes, user + system
     cpu_lead_s: float  # of which the processes we started (not the workers they forked)
+    # the family workload's sources (every source of the blocks wrk finished asking for, or
+    # when it finished none, every source it asked for): the blocks it finished, how many
+    # sources, the requests asked for them, and the upstream's 200s and 304s for them
+    blocks: int = 0
+    sources: int = 0
+    asked: int = 0
+    src_200: int = 0
+    src_304: int = 0
 
 
 @dataclass(slots=True)
@@ -406,6 +486,18 @@ class Series:
     def fetch_ratio(self) -> float:
         return sum(r.fetches for r in self.runs) / max(1, sum(r.answers for r in self.runs))
 
+    @property
+    def whole_blocks(self) -> int:
+        """The family workload: how many runs finished asking for at least one block."""
+        return sum(r.blocks > 0 for r in self.runs)
+
+    def per_source(self, attr: str) -> float:
+        """The family workload: `asked`, `src_200` or `src_304` per source, over the runs
+        that finished a block (over all runs when none did)."""
+        whole = [r for r in self.runs if r.blocks > 0] or self.runs
+        return float(sum(getattr(r, attr) for r in whole)
+                     / max(1, sum(r.sources for r in whole)))
+
 
 def _draft_scale(out_size: tuple[int, int]) -> int:
     """The 1/2^n scale draft() picks: the smallest still at least the output width."""
@@ -431,21 +523,99 @@ def counter_script(path: Path, before: str, after: str) -> Path:
     return path
 
 
-def upstream_count(upstream: str) -> int:
-    return int(get(f"{upstream}/count")[2])
+def family_script(path: Path, tag: str, variants: Sequence[tuple[str, str, str]]) -> Path:
+    """A wrk script (one thread) for the family workload: blocks of FAMILY_SOURCES new
+    names (<tag>-b<block>-s<source>.jpg), each asked for every variant once, the block's
+    requests in an order shuffled by MINSTD (Park-Miller; exact in LuaJIT's doubles) from
+    FAMILY_SEED, so every run and every target gets the same sequence. done() prints how
+    many requests were asked for, the blocks begun and the sources of the last block begun
+    that were asked for."""
+    rows = "".join(f"  {{{_lua(b)}, {_lua(a)}, {{[\"Accept\"] = {_lua(acc)}}}}},\n"
+                   for b, a, acc in variants)
+    path.write_text(
+        f"local variants = {{\n{rows}}}\n"
+        f"local nv, nsrc, tag = #variants, {FAMILY_SOURCES}, {_lua(tag)}\n"
+        "local size = nv * nsrc\n"
+        f"local state = {FAMILY_SEED}\n"
+        "local function rand(n)  -- 0 .. n-1\n"
+        "  state = (state * 48271) % 2147483647\n"
+        "  return state % n\n"
+        "end\n"
+        "local order, seen, pos = {}, {}, size\n"
+        "asked, block, touched = 0, 0, 0  -- globals: done() reads them with thread:get\n"
+        "request = function()\n"
+        "  if pos == size then  -- the next block: new names, a new order\n"
+        "    block, pos, touched, seen = block + 1, 0, 0, {}\n"
+        "    for i = 1, size do order[i] = i - 1 end\n"
+        "    for i = size, 2, -1 do\n"
+        "      local j = rand(i) + 1\n"
+        "      order[i], order[j] = order[j], order[i]\n"
+        "    end\n"
+        "  end\n"
+        "  pos, asked = pos + 1, asked + 1\n"
+        "  local k = order[pos]\n"
+        "  local src, v = math.floor(k / nv), variants[k % nv + 1]\n"
+        "  if not seen[src] then seen[src], touched = true, touched + 1 end\n"
+        "  local name = tag .. \"-b\" .. block .. \"-s\" .. src .. \".jpg\"\n"
+        "  return wrk.format(\"GET\", v[1] .. name .. v[2], v[3])\n"
+        "end\n"
+        "local threads = {}\n"
+        "function setup(thread) table.insert(threads, thread) end\n"
+        "function done(summary, latency, requests)\n"
+        "  for _, t in ipairs(threads) do\n"
+        "    io.write(string.format(\"family: asked %d blocks %d touched %d\\n\",\n"
+        "                           t:get(\"asked\"), t:get(\"block\"), t:get(\"touched\")))\n"
+        "  end\n"
+        "end\n")
+    return path
+
+
+def upstream_count(upstream: str, prefix: str = "") -> dict[str, Any]:
+    """The upstream's {"200": n, "304": n} since it started; with `prefix`, also "names":
+    {name: [200s, 304s]} for the names asked for that start with it."""
+    query = f"?prefix={urllib.parse.quote(prefix)}" if prefix else ""
+    counts: dict[str, Any] = json.loads(get(f"{upstream}/count{query}")[2])
+    return counts
+
+
+def family_sources(upstream: str, tag: str, out: str) -> tuple[int, int, int, int, int]:
+    """(whole blocks, sources, requests asked for them, their 200s, their 304s) from wrk's
+    `family:` line and the upstream's counts per name: the blocks wrk finished asking for,
+    or with none finished, every source it asked for."""
+    m = re.search(r"^family: asked (\d+) blocks (\d+) touched (\d+)$", out, re.M)
+    if m is None:
+        raise RuntimeError(f"no 'family:' line in wrk's output:\n{out}")
+    asked, blocks, touched = map(int, m.groups())
+    size = FAMILY_SOURCES * len(FAMILY_VARIANTS)
+    whole = asked // size
+    if blocks not in (whole, whole + 1):
+        raise RuntimeError(f"wrk's family script: {asked} requests in {blocks} blocks?")
+    names = upstream_count(upstream, tag + "-b")["names"]
+    got = [0, 0]
+    for name, (n200, n304) in names.items():
+        b = re.search(r"-b(\d+)-s\d+\.jpg$", name)
+        if b is not None and (not whole or int(b[1]) <= whole):
+            got[0] += n200
+            got[1] += n304
+    if whole:
+        return whole, whole * FAMILY_SOURCES, whole * size, got[0], got[1]
+    return 0, touched, asked, got[0], got[1]
 
 
 def load(t: Target, tmp: Path, tag: str, connections: int, duration: float,
          upstream: str) -> Run:
-    before, after = t.path
-    script = counter_script(tmp / f"{t.key}.lua", before.replace("{run}", tag), after)
+    if t.family:
+        script = family_script(tmp / f"{t.key}.lua", tag, t.family)
+    else:
+        before, after = t.path
+        script = counter_script(tmp / f"{t.key}.lua", before.replace("{run}", tag), after)
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
            "--timeout", WRK_TIMEOUT, "-s", str(script), t.base]
-    fetched, (cpu, lead) = upstream_count(upstream), cpu_seconds(t.group.pgids)
+    counts, (cpu, lead) = upstream_count(upstream), cpu_seconds(t.group.pgids)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90,
                           check=False)
     cpu_after, lead_after = cpu_seconds(t.group.pgids)
-    fetched = upstream_count(upstream) - fetched
+    after_counts = upstream_count(upstream)
     # Up to `connections` requests were cut off in flight: their transforms go on for a
     # moment, and shouldn't take CPU from the next run.
     time.sleep(SETTLE_S)
@@ -453,18 +623,22 @@ def load(t: Target, tmp: Path, tag: str, connections: int, duration: float,
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
     res = parse_wrk(proc.stdout)
     answers = int(proc.stdout.split(" requests in ")[0].split()[-1])
-    return Run(res.rps, res.p50_ms, res.p99_ms, res.errors, answers, fetched,
-               cpu_after - cpu, lead_after - lead)
+    fetched, not_modified = (after_counts[k] - counts[k] for k in ("200", "304"))
+    sources = family_sources(upstream, tag, proc.stdout) if t.family else (0, 0, 0, 0, 0)
+    return Run(res.rps, res.p50_ms, res.p99_ms, res.errors, answers, fetched, not_modified,
+               cpu_after - cpu, lead_after - lead, *sources)
 
 
-def check_answer(label: str, url: str, want: tuple[int, int]) -> tuple[dict[str, str], bytes]:
-    status, headers, body = get(url, {"Accept": ACCEPT})
+def check_answer(label: str, url: str, want: tuple[int, int], fmt: str = "webp",
+                 accept: str = ACCEPT) -> tuple[dict[str, str], bytes]:
+    status, headers, body = get(url, {"Accept": accept})
     ctype = headers.get("Content-Type", "")
-    if status != 200 or not ctype.startswith("image/webp"):
-        raise RuntimeError(f"{label}: {status} {ctype!r}, expected 200 image/webp")
+    if status != 200 or not ctype.startswith(f"image/{fmt}"):
+        raise RuntimeError(f"{label}: {status} {ctype!r}, expected 200 image/{fmt}")
     with Image.open(io.BytesIO(body)) as im:
-        if (im.format, im.size) != ("WEBP", want):
-            raise RuntimeError(f"{label}: {im.format} {im.size}, expected WEBP {want}")
+        if (im.format, im.size) != (fmt.upper(), want):
+            raise RuntimeError(f"{label}: {im.format} {im.size}, expected {fmt.upper()} "
+                               f"{want}")
     return headers, body
 
 
@@ -537,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
             up_port, edge_port = free_port(), free_port()
             upstream = f"http://127.0.0.1:{up_port}"
             cfg = edge_config(tmp / "edge", upstream)
-            spec, route = route_spec(cfg)
+            spec, route, family_specs = route_specs(cfg)
             assert spec.width is not None and spec.quality is not None
             times, pillow_body = pillow_alone(source, spec, route)
             fast_times, _ = pillow_alone(source, replace(spec, effort="fast"), route)
@@ -565,19 +739,28 @@ def main(argv: list[str] | None = None) -> int:
                                   ("/img/{run}-", ".jpg?preset=bench"), edge_group))
             targets.append(Target("edge-fast", "edge-fast", f"http://127.0.0.1:{edge_port}",
                                   ("/fast/{run}-", ".jpg?preset=bench"), edge_group))
+            targets.append(Target("edge-family", "edge family", f"http://127.0.0.1:{edge_port}",
+                                  ("", ""), edge_group,
+                                  tuple(("/fam/", f"?preset=w{w}", f"image/{f}")
+                                        for w, f in FAMILY_VARIANTS)))
 
             thumbor_log = tmp / "thumbor.err"
             if thumbor_exe is not None:
                 try:
-                    targets.append(start_thumbor(stack, thumbor_exe, args.thumbor_mode, cpus,
-                                                 tmp, thumbor_log, upstream, spec))
+                    targets += start_thumbor(stack, thumbor_exe, args.thumbor_mode, cpus,
+                                             tmp, thumbor_log, upstream, spec, family_specs)
                 except RuntimeError as e:
                     thumbor_note += f"; did not start: {e}"
                     thumbor_exe = None
 
             # Before the load: the answers are right, and the edge's are made per name.
             sample: dict[str, bytes] = {}
+            family_sample: dict[str, dict[tuple[int, str], int]] = {}
+            check_source: dict[str, tuple[int, int]] = {}
             for t in targets:
+                if t.family:
+                    family_sample[t.key], check_source[t.key] = check_family(t, upstream)
+                    continue
                 url = t.base + t.path[0].replace("{run}", "check") + "1" + t.path[1]
                 headers, sample[t.key] = check_answer(t.label, url, out_size)
                 if t.key.startswith("edge"):
@@ -601,10 +784,15 @@ def main(argv: list[str] | None = None) -> int:
                     run = load(t, tmp, f"r{rnd}{secrets.token_hex(2)}", args.connections,
                                args.duration, upstream)
                     results[t.key].runs.append(run)
-                    print(f"  round {rnd + 1}/{args.rounds}  {t.label:<9} {run.rps:7.1f}/s  "
+                    n = max(1, run.sources)
+                    fam = (f"; {run.blocks} block(s) finished, {run.sources} sources asked "
+                           f"{run.asked / n:.1f} times each: {run.src_200 / n:.2f} x 200 + "
+                           f"{run.src_304 / n:.2f} x 304 per source" if t.family else "")
+                    print(f"  round {rnd + 1}/{args.rounds}  {t.label:<14} {run.rps:7.1f}/s  "
                           f"p50 {run.p50_ms:7.1f} ms  p99 {run.p99_ms:7.1f} ms  "
                           f"{run.answers} answers, {run.fetches} fetches, "
-                          f"CPU {run.cpu_s * 1000 / max(1, run.answers):.1f} ms/answer",
+                          f"{run.not_modified} 304s, "
+                          f"CPU {run.cpu_s * 1000 / max(1, run.answers):.1f} ms/answer{fam}",
                           file=sys.stderr, flush=True)
             logs = {"edge": edge_log, "thumbor": thumbor_log, "upstream": up_log}
             warnings = [f"{name}: {line.strip()}" for name, log in logs.items()
@@ -616,12 +804,34 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
     report(args, source, spec, out_size, (times, fast_times, decode_times), pillow_body, sample,
-           results, thumbor_exe, thumbor_note, warnings, time.monotonic() - started)
+           results, thumbor_exe, thumbor_note, warnings, time.monotonic() - started,
+           Family(family_specs, family_sample, check_source))
     return 0
 
 
+def check_family(t: Target, upstream: str) -> tuple[dict[tuple[int, str], int], tuple[int, int]]:
+    """One source (a name of its own) asked for each variant in turn: every answer the
+    right format and size; its bytes per variant, and the upstream's (200s, 304s) for it."""
+    tag = f"check-{t.key}"
+    name = f"{tag}-b0-s0.jpg"
+    out = {}
+    for (w, f), (before, after, accept) in zip(FAMILY_VARIANTS, t.family, strict=True):
+        want = (w, round(w * SOURCE_SIZE[1] / SOURCE_SIZE[0]))
+        headers, body = check_answer(f"{t.label} w{w} {f}", t.base + before + name + after,
+                                     want, f, accept)
+        if t.key.startswith("edge") and "miss" not in headers.get("Cache-Status", ""):
+            raise RuntimeError(f"{t.label}: first request for w{w} {f} not a miss: {headers}")
+        out[w, f] = len(body)
+    names = upstream_count(upstream, tag)["names"]
+    n200, n304 = names.get(name, (0, 0))
+    return out, (n200, n304)
+
+
 def start_thumbor(stack: ExitStack, exe: Path, mode: str, n: int, tmp: Path, log: Path,
-                  upstream: str, spec: Spec) -> Target:
+                  upstream: str, spec: Spec,
+                  family_specs: dict[tuple[int, str], Spec]) -> list[Target]:
+    """thumbor's instances, and its two targets: the single run's and the family's (each
+    variant at the quality the edge uses for it)."""
     conf = thumbor_conf(tmp / "thumbor.conf", mode, n)
     group = Group()
     base_cmd = [str(exe), "-c", str(conf), "-l", "warning"]
@@ -642,16 +852,53 @@ def start_thumbor(stack: ExitStack, exe: Path, mode: str, n: int, tmp: Path, log
     base = f"http://127.0.0.1:{port}"
     for proc in procs:
         ready(proc, f"{base}/healthcheck", log)
-    before = (f"/unsafe/{spec.width}x0/filters:format(webp):quality({spec.quality})/"
-              f"{upstream}/photos/{{run}}-")
-    return Target("thumbor", "thumbor", base, (before, ".jpg"), group)
+    def unsafe(s: Spec) -> str:
+        return (f"/unsafe/{s.width}x0/filters:format({s.format}):quality({s.quality})/"
+                f"{upstream}/photos/")
+
+    family = tuple((unsafe(family_specs[w, f]), "", f"image/{f}") for w, f in FAMILY_VARIANTS)
+    return [Target("thumbor", "thumbor", base, (unsafe(spec) + "{run}-", ".jpg"), group),
+            Target("thumbor-family", "thumbor family", base, ("", ""), group, family)]
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """What the report needs of the family workload besides the runs."""
+
+    specs: dict[tuple[int, str], Spec]  # the edge's Spec per (width, format)
+    sample: dict[str, dict[tuple[int, str], int]]  # per target: output bytes per variant
+    check_source: dict[str, tuple[int, int]]  # per target: the check source's 200s, 304s
+
+
+def _spread(rps: Sequence[float]) -> tuple[float, str]:
+    med = statistics.median(rps)
+    return med, (f"±{(max(rps) - min(rps)) / 2 / med * 100:.0f}%" if med else "-")
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return [fmt_row(head, widths), fmt_row(["-" * w for w in widths], widths),
+            *(fmt_row(r, widths) for r in rows)]
+
+
+def _vs(results: dict[str, Series], key: str, base: str) -> float | None:
+    """The median of same-round ratios of transforms/s."""
+    if key not in results or base not in results:
+        return None
+    pairs = [e.rps / t.rps for e, t in zip(results[key].runs, results[base].runs, strict=True)
+             if t.rps]
+    return statistics.median(pairs) if pairs else None
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "missed"
 
 
 def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[int, int],
            timings: tuple[list[float], list[float], list[float]], pillow_body: bytes,
            sample: dict[str, bytes],
            results: dict[str, Series], thumbor_exe: Path | None, thumbor_note: str,
-           warnings: list[str], elapsed: float) -> None:
+           warnings: list[str], elapsed: float, family: Family) -> None:
     src_w, src_h = SOURCE_SIZE
     times, fast_times, decode_times = timings
     pillow_ms = statistics.median(times) * 1000
@@ -660,6 +907,8 @@ def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[
     cpus = os.cpu_count() or 1
     edge_body = sample["edge"]
     share = len(edge_body) / len(source)
+    single = {k: s for k, s in results.items() if k not in family.sample}
+    fam = {k: s for k, s in results.items() if k in family.sample}
     lines = [
         f"source: {src_w}x{src_h} photo-like JPEG, quality {SOURCE_QUALITY}, "
         f"{len(source):,} bytes; output: {out_size[0]}x{out_size[1]} WebP, quality "
@@ -670,23 +919,18 @@ def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[
                                       if thumbor_exe is not None else ""),
         "",
     ]
-    head = ["target", "transforms/s", "spread", "p50 ms", "p99 ms", "errors",
-            "fetches/answer", "CPU ms/transform", "output bytes", "of source"]
-    rows = [head]
-    for key, s in results.items():
-        rps = [r.rps for r in s.runs]
-        med = statistics.median(rps)
-        spread = f"±{(max(rps) - min(rps)) / 2 / med * 100:.0f}%" if med else "-"
+    rows = []
+    for key, s in single.items():
+        med, spread = _spread([r.rps for r in s.runs])
         body = sample[key]
         rows.append([key, f"{med:,.1f}", spread, f"{s.median('p50_ms'):.0f}",
                      f"{s.median('p99_ms'):.0f}", str(s.errors), f"{s.fetch_ratio:.2f}",
                      f"{s.cpu_ms:.1f}", f"{len(body):,}",
                      f"{len(body) / len(source) * 100:.2f}%"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines += [f"under load: {args.connections} connections, a new photo name every request "
-              "(medians over rounds)", fmt_row(head, widths),
-              fmt_row(["-" * w for w in widths], widths)]
-    lines += [fmt_row(r, widths) for r in rows[1:]]
+    lines += [f"single variant, cold: {args.connections} connections, a new photo name every "
+              "request (medians over rounds)"]
+    lines += _table(["target", "transforms/s", "spread", "p50 ms", "p99 ms", "errors",
+                     "fetches/answer", "CPU ms/transform", "output bytes", "of source"], rows)
     same = pillow_body == edge_body
     lines += [
         "",
@@ -705,25 +949,67 @@ def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[
     lines.append(f"edge CPU per transform: {edge_s.cpu_lead_ms:.1f} ms in the serving process "
                  "(HTTP, reading the source, handing it to a worker and back), "
                  f"{edge_s.cpu_ms - edge_s.cpu_lead_ms:.1f} ms in its image workers")
+    bytes_ratio: float | None = None
     if "thumbor" in sample:
         tb = sample["thumbor"]
+        bytes_ratio = len(edge_body) / len(tb)
         lines.append("thumbor's answer: " + ("the same bytes as the edge's" if tb == edge_body
                      else f"{len(tb):,} bytes vs the edge's {len(edge_body):,}"))
-    ratio: float | None = None
-    fast_ratio: float | None = None
+    ratio, fast_ratio = _vs(results, "edge", "thumbor"), _vs(results, "edge-fast", "thumbor")
     if "thumbor" in results:
-        def vs_thumbor(key: str) -> float | None:
-            pairs = [e.rps / t.rps for e, t in zip(results[key].runs,
-                                                    results["thumbor"].runs, strict=True)
-                     if t.rps]
-            return statistics.median(pairs) if pairs else None
-        ratio, fast_ratio = vs_thumbor("edge"), vs_thumbor("edge-fast")
         thumbor_ms = results["thumbor"].cpu_ms
         lines.append(f"thumbor CPU per transform: {thumbor_ms:.1f} ms; 2x its throughput "
                      f"means at most {thumbor_ms / 2:.1f} ms per transform, of which the "
                      f"decode alone takes {decode_ms:.1f}")
+
+    # the family workload
+    qualities = "/".join(f"{f} q{family.specs[FAMILY_WIDTHS[0], f].quality}"
+                         for f in FAMILY_FORMATS)
+    lines += [
+        "",
+        f"family: {FAMILY_SOURCES} new sources per block, each asked for "
+        f"{len(FAMILY_VARIANTS)} variants (widths "
+        f"{'/'.join(map(str, FAMILY_WIDTHS))} x {qualities}), the block's "
+        f"{FAMILY_SOURCES * len(FAMILY_VARIANTS)} requests shuffled (seed {FAMILY_SEED}), "
+        f"every answer a transform; {args.connections} connections (medians over rounds)",
+    ]
+    rows = []
+    for key, s in fam.items():
+        med, spread = _spread([r.rps for r in s.runs])
+        rows.append([key.replace("-", " "), f"{med:,.1f}", spread,
+                     f"{s.median('p50_ms'):.0f}", f"{s.median('p99_ms'):.0f}", str(s.errors),
+                     f"{s.cpu_ms:.1f}", f"{s.per_source('asked'):.1f}",
+                     f"{s.per_source('src_200'):.2f}", f"{s.per_source('src_304'):.2f}"])
+    lines += _table(["target", "transforms/s", "spread", "p50 ms", "p99 ms", "errors",
+                     "CPU ms/transform", "asked/source", "200s/source", "304s/source"], rows)
+    lines.append("")
+    lines.append(
+        "per source: over the blocks wrk finished asking for, in the runs that finished one ("
+        + ", ".join(f"{k.replace('-', ' ')} {s.whole_blocks} of {len(s.runs)}"
+                    for k, s in fam.items()) + ")")
+    if not all(s.whole_blocks for s in fam.values()):
+        lines.append("  (a target with none: over the sources asked for, so asked/source is "
+                     f"below {len(FAMILY_VARIANTS)}; a block is "
+                     f"{FAMILY_SOURCES * len(FAMILY_VARIANTS)} requests, a longer --duration "
+                     "finishes one)")
+    lines.append("one source asked for its 8 variants one after another, before the load: "
+                 + "; ".join(f"{k.replace('-', ' ')} {n200} x 200 + {n304} x 304"
+                             for k, (n200, n304) in family.check_source.items()))
+    if "thumbor-family" in family.sample:
+        e, t = family.sample["edge-family"], family.sample["thumbor-family"]
+        lines.append("its answers' bytes, edge / thumbor: " + ", ".join(
+            f"{w} px {f} {e[w, f] / t[w, f]:.3f}" for w, f in FAMILY_VARIANTS))
+    family_ratio = _vs(results, "edge-family", "thumbor-family")
+    if "thumbor-family" in results:
+        thumbor_ms = results["thumbor-family"].cpu_ms
+        lines.append(f"thumbor family CPU per transform: {thumbor_ms:.1f} ms; 2x its "
+                     f"throughput means at most {thumbor_ms / 2:.1f} ms per transform")
+
     ok_ratio = None if ratio is None else ratio >= TARGET_VS_THUMBOR
     ok_share = share <= TARGET_OUTPUT_SHARE
+    ok_family = None if family_ratio is None else family_ratio >= TARGET_FAMILY_VS_THUMBOR
+    ok_bytes = None if bytes_ratio is None else \
+        abs(bytes_ratio - 1) <= TARGET_BYTES_VS_THUMBOR
     lines.append("")
     if ratio is None:
         lines.append(f"edge transforms/s vs thumbor (target >= {TARGET_VS_THUMBOR:g}x): "
@@ -734,13 +1020,27 @@ def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[
         if fast_ratio is not None:
             lines.append(f"edge-fast (effort: fast) transforms/s vs thumbor: "
                          f"{fast_ratio:.2f}x")
+    if family_ratio is None:
+        lines.append(f"family: edge transforms/s vs thumbor (goal >= "
+                     f"{TARGET_FAMILY_VS_THUMBOR:g}x): SKIPPED: no thumbor")
+    else:
+        lines.append(f"family: edge transforms/s vs thumbor: {family_ratio:.2f}x (goal >= "
+                     f"{TARGET_FAMILY_VS_THUMBOR:g}x): {_verdict(bool(ok_family))}")
+    if bytes_ratio is None:
+        lines.append(f"edge {out_size[0]} px WebP bytes vs thumbor's for the same request "
+                     f"(goal within {TARGET_BYTES_VS_THUMBOR * 100:g}%): SKIPPED: no thumbor")
+    else:
+        lines.append(f"edge {out_size[0]} px WebP bytes vs thumbor's for the same request: "
+                     f"{bytes_ratio:.3f} (goal within {TARGET_BYTES_VS_THUMBOR * 100:g}%): "
+                     f"{_verdict(bool(ok_bytes))}")
     lines += [
         f"edge {out_size[0]} px WebP vs source bytes: {share * 100:.2f}% (target <= "
         f"{TARGET_OUTPUT_SHARE * 100:.0f}%): {'PASS' if ok_share else 'FAIL'}",
         "ratio = median of same-round pairs; spread = half the min-max range of "
         "transforms/s; CPU = the target's processes (user + system) per answer; "
-        "fetches/answer = the upstream's source fetches per answer (1 = every answer a "
-        "transform)",
+        "fetches/answer = the upstream's source fetches (200s) per answer (1 = every answer "
+        "a transform); family per source: the requests asked for each source, and the "
+        "upstream's 200s and 304s for it",
         f"total {elapsed:.0f}s",
     ]
     print("\n".join(lines))
@@ -763,12 +1063,33 @@ def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[
                             "errors": s.errors, "cpu_ms_per_transform": s.cpu_ms,
                             "cpu_ms_per_transform_leaders": s.cpu_lead_ms,
                             "fetches_per_answer": s.fetch_ratio,
-                            "output_bytes": len(sample[k])} for k, s in results.items()},
+                            "output_bytes": len(sample[k])} for k, s in single.items()},
+            "family": {
+                "sources_per_block": FAMILY_SOURCES, "widths": list(FAMILY_WIDTHS),
+                "formats": list(FAMILY_FORMATS), "seed": FAMILY_SEED,
+                "quality": {f"{w}/{f}": s.quality for (w, f), s in family.specs.items()},
+                "targets": {k: {"transforms_per_s": s.median("rps"),
+                                "p50_ms": s.median("p50_ms"), "p99_ms": s.median("p99_ms"),
+                                "errors": s.errors, "cpu_ms_per_transform": s.cpu_ms,
+                                "runs_with_whole_blocks": s.whole_blocks,
+                                "asked_per_source": s.per_source("asked"),
+                                "fetches_per_source": s.per_source("src_200"),
+                                "not_modified_per_source": s.per_source("src_304"),
+                                "check_source": dict(zip(("200", "304"),
+                                                         family.check_source[k],
+                                                         strict=True)),
+                                "output_bytes": {f"{w}/{f}": n for (w, f), n
+                                                 in family.sample[k].items()}}
+                            for k, s in fam.items()},
+            },
             "thumbor": {"available": thumbor_exe is not None, "note": thumbor_note,
                         "mode": args.thumbor_mode if thumbor_exe is not None else None},
             "edge_vs_thumbor": ratio, "edge_fast_vs_thumbor": fast_ratio,
+            "edge_family_vs_thumbor_family": family_ratio,
+            "edge_bytes_vs_thumbor": bytes_ratio,
             "pillow_fast_ms": fast_ms, "decode_ms": decode_ms, "output_share": share,
-            "pass": {"vs_thumbor": ok_ratio, "output_bytes": ok_share},
+            "pass": {"vs_thumbor": ok_ratio, "output_bytes": ok_share,
+                     "family_vs_thumbor": ok_family, "bytes_vs_thumbor": ok_bytes},
         } | ({"warnings": warnings} if warnings else {})))
 
 

@@ -13,7 +13,10 @@ measured minutes apart on a noisy machine are not compared) and their median is 
 of each edge target in the same rounds, and reports new/baseline req/s (see _common.py).
 
 Targets (issue): edge req/s >= 85% of the minimal proxy's at 64 connections; added p99 vs the
-upstream alone < 2 ms at moderate load (8 connections; wrk2's fixed rate is not available).
+upstream alone < 2 ms at moderate load (8 connections; wrk2's fixed rate is not available);
+the access log on costs <= 5%: req/s with it on >= 0.95x off, and (the figure machine noise
+moves least) the edge process's CPU per request, read from /proc around each wrk run, on
+<= 1/0.95 of off's.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +56,7 @@ ROOT = HERE.parent
 MODERATE_CONNECTIONS = 8
 TARGET_RATIO = 0.85
 TARGET_ADDED_P99_MS = 2.0
+TARGET_LOG_RATIO = 0.95  # the edge with its access log on vs off
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int  # socket errors + non-2xx/3xx responses
+    cpu_us: float = 0.0  # the server process's CPU per request (0: not measured)
 
 
 @dataclass(slots=True)
@@ -226,6 +231,33 @@ def edge_server(args: Sequence[str], ready_url: str, log: Path,
         return server([str(EDGE_BIN), "serve", *args], ready_url, log)
     return server(baseline.command("serve", *args), ready_url, log, baseline.env,
                   baseline.root)
+
+
+@contextmanager
+def edge_process(args: Sequence[str], ready_url: str, log: Path,
+                 baseline: Baseline | None = None
+                 ) -> Iterator[tuple[subprocess.Popen[bytes], bytes]]:
+    """`edge_server`, yielding the process too (its CPU time is read from /proc)."""
+    if baseline is None:
+        with process([str(EDGE_BIN), "serve", *args], ready_url, log) as running:
+            yield running
+    else:
+        with process(baseline.command("serve", *args), ready_url, log, baseline.env,
+                     baseline.root) as running:
+            yield running
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (0 once it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def find_nginx() -> str | None:
@@ -403,6 +435,19 @@ def baseline_report(baseline: Baseline | None, targets: Sequence[Target],
 # ------------------------------------------------------------------------------ main
 
 
+def log_cost(hi: dict[str, Series], off: str, on: str) -> list[str]:
+    """The access log's cost: req/s with it on / off, and CPU per request on / off (both
+    medians of same-round pairs), against the goal: on >= 0.95x off."""
+    if on not in hi or not hi[on].results:
+        return []
+    rps = per_round(hi[on], hi[off], "rps", "ratio")
+    cpu = per_round(hi[on], hi[off], "cpu_us", "ratio")
+    return [f"access log on vs off: {rps:.2f}x the req/s (target >= {TARGET_LOG_RATIO}): "
+            f"{'PASS' if rps >= TARGET_LOG_RATIO else 'FAIL'}; {cpu:.3f}x the CPU per "
+            f"request (target <= {1 / TARGET_LOG_RATIO:.3f}): "
+            f"{'PASS' if cpu <= 1 / TARGET_LOG_RATIO else 'FAIL'}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     round_args(ap, connections_help="high-load connections (64)")
@@ -451,15 +496,17 @@ def main(argv: list[str] | None = None) -> int:
             stack.enter_context(server(
                 [py, str(HERE / "_minimal_proxy.py"), str(ports["min"]), up], targets[1].url,
                 tmp / "minimal.err"))
+            pids: dict[str, int] = {}
             for t in targets:  # the edges, and their baseline twins
                 if not t.key.startswith("edge"):
                     continue
                 key, port = t.key, ports[t.key]
                 cfg = edge_config(tmp / key, up, access_log=(t.twin_of or key) == "edge_log")
-                stack.enter_context(edge_server(
+                proc, _ = stack.enter_context(edge_process(
                     ["--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
                     f"http://127.0.0.1:{port}/health", tmp / f"{key}.err",
                     baseline if t.twin_of else None))
+                pids[key] = proc.pid
             for t in targets:  # same body everywhere, or the comparison is meaningless
                 status, got = fetch(t.url)
                 if status != 200 or got != body:
@@ -479,7 +526,13 @@ def main(argv: list[str] | None = None) -> int:
                 script = paced if c == MODERATE_CONNECTIONS else None
                 for rnd in range(args.rounds):
                     for t in schedule(targets, rnd):
+                        pid = pids.get(t.key)
+                        cpu = cpu_seconds(pid) if pid else 0.0
                         res = run_wrk(t.url, c, args.duration, script)
+                        if pid and res.rps:
+                            used = cpu_seconds(pid) - cpu
+                            res = replace(res, cpu_us=used / (res.rps * round(
+                                max(1, args.duration))) * 1e6)
                         results[c][t.key].results.append(res)
                         progress(f"c={c:<3} ", rnd, args.rounds, t.label, res, width)
     except KeyboardInterrupt:
@@ -497,10 +550,12 @@ def main(argv: list[str] | None = None) -> int:
     add99 = {k: per_round(mod[k], mod["upstream"], "p99_ms", "diff")
              for k in ("minimal", *edge_keys)}
 
+    cpu = {k: hi[k].median("cpu_us") for k in edge_keys}
     lines = [""]
     lines += table(f"high load: {args.connections} connections (medians)", targets, hi,
-                   ["vs minimal", "+p99 vs upstream"],
-                   {k: [f"{ratio[k] * 100:.1f}%", f"{add_hi[k]:+.2f} ms"] for k in add_hi})
+                   ["vs minimal", "+p99 vs upstream", "edge CPU/req"],
+                   {k: [f"{ratio[k] * 100:.1f}%", f"{add_hi[k]:+.2f} ms",
+                        f"{cpu[k]:.0f} µs" if k in cpu else ""] for k in add_hi})
     lines.append("")
     pace = f", paced to ~{args.moderate_rate:,.0f} req/s" if args.moderate_rate > 0 else ""
     lines += table(f"moderate load: {MODERATE_CONNECTIONS} connections{pace} (medians)",
@@ -518,8 +573,10 @@ def main(argv: list[str] | None = None) -> int:
         f"edge added p99 at {MODERATE_CONNECTIONS} connections: {add99['edge']:+.2f} ms "
         f"(target < {TARGET_ADDED_P99_MS:g} ms): {'PASS' if ok_p99 else 'FAIL'}; "
         f"the minimal proxy adds {add99['minimal']:+.2f} ms",
+        *log_cost(hi, "edge", "edge_log"),
         "ratios and added latencies are medians of same-round pairs; spread = half the "
-        "min-max range of req/s",
+        "min-max range of req/s; CPU/req: the edge process's user+system time over the "
+        "run / its requests",
         *base_lines,
         f"total {time.monotonic() - started:.0f}s",
     ]
@@ -535,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "p99_ms": s.median("p99_ms"), "errors": s.errors}
                                for k, s in by.items()} for c, by in results.items()},
             "edge_rps_ratio_vs_minimal": {k: ratio[k] for k in edge_keys},
+            "edge_cpu_us_per_request": cpu,
             "added_p99_ms_moderate": add99, "added_p50_ms_moderate": add50,
             "pass": {"rps_ratio": ok_ratio, "added_p99": ok_p99},
             **base_json,
