@@ -103,14 +103,8 @@ class Pipeline:
         on every open socket.)"""
         if self.state.cache.ready.answers and (request.method == "GET"
                                                or request.method == "HEAD"):
-            return self._fast(request)
+            return self.fast_lane(request)  # (which walks when it has no answer)
         return self.serve(request)
-
-    async def _fast(self, request: web.BaseRequest) -> web.StreamResponse:
-        answer = await self.fast_lane(request)
-        if answer is not None:
-            return answer
-        return await self.serve(request)
 
     async def serve(self, request: Incoming, rid: str | None = None,
                     buffer_limit: int | None = None,
