@@ -87,9 +87,10 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +107,7 @@ _PATH = sys.path[:]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 if __name__ == "images":
     del sys.modules["images"]
-from images import Spec, transform  # noqa: E402
+from images import Limits, Spec, transform  # noqa: E402
 
 sys.path[:] = _PATH
 from _common import EDGE_BIN, preflight, settle_rounds  # noqa: E402
@@ -697,6 +698,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def family_profile(source: bytes, specs: dict[tuple[int, str], Spec]) -> dict[str, float]:
+    """Where a family's time goes, in this process: per variant (mean over the family, the
+    median of 3 runs each), the decode as a transform from the source does it (a draft for
+    that size), the resize, the encode, and a whole output made from a master (edge)."""
+    from images import decode_master, render
+    from images.transform import _EFFORTS, _encode, _finish, _plan, _resize
+
+    def timed(fn: Callable[[], object]) -> float:
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - t0)
+        return statistics.median(runs) * 1000
+
+    limits = Limits()
+    pixels, master = decode_master(source, limits, max(FAMILY_WIDTHS))
+    out: dict[str, list[float]] = {"decode": [], "resize": [], "encode": [], "render": []}
+    for spec in specs.values():
+        plan = _plan(master.upright, spec)
+        need = (plan.width, plan.height)
+
+        def decode(need: tuple[int, int] = need) -> Image.Image:
+            im = Image.open(io.BytesIO(source))
+            im.draft("RGB", need)
+            im.load()
+            return im
+
+        drafted = decode()
+        resize = partial(_resize, drafted, plan, spec.crop, _EFFORTS[spec.effort].resample)
+        out["decode"].append(timed(decode))
+        out["resize"].append(timed(resize))
+        out["encode"].append(timed(partial(_encode, _finish(resize(), None, spec.format),
+                                           spec)))
+        out["render"].append(timed(partial(render, pixels, master, spec, limits)))
+    return {k: statistics.mean(v) for k, v in out.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if (code := preflight("images.py", wrk=True)) is not None:
@@ -1000,10 +1039,19 @@ def report(args: argparse.Namespace, source: bytes, spec: Spec, out_size: tuple[
         lines.append("its answers' bytes, edge / thumbor: " + ", ".join(
             f"{w} px {f} {e[w, f] / t[w, f]:.3f}" for w, f in FAMILY_VARIANTS))
     family_ratio = _vs(results, "edge-family", "thumbor-family")
+    parts = family_profile(source, family.specs)
+    lines.append(
+        "family, in this process, per transform (mean over the 8 variants): decode "
+        f"{parts['decode']:.1f} ms (thumbor: every time; the edge: twice per source, "
+        f"{parts['decode'] * 2 / len(FAMILY_VARIANTS):.1f} ms), resize {parts['resize']:.1f}"
+        f" ms, encode {parts['encode']:.1f} ms; the edge from a master: "
+        f"{parts['render']:.1f} ms")
     if "thumbor-family" in results:
         thumbor_ms = results["thumbor-family"].cpu_ms
         lines.append(f"thumbor family CPU per transform: {thumbor_ms:.1f} ms; 2x its "
-                     f"throughput means at most {thumbor_ms / 2:.1f} ms per transform")
+                     f"throughput means at most {thumbor_ms / 2:.1f} ms per transform, of "
+                     f"which encoding alone takes {parts['encode']:.1f} (at equal encoder "
+                     "settings no cache of decoded sources saves any of it)")
 
     ok_ratio = None if ratio is None else ratio >= TARGET_VS_THUMBOR
     ok_share = share <= TARGET_OUTPUT_SHARE

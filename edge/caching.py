@@ -455,6 +455,8 @@ class Ready:
     # when a header could not go on the wire as it is: the answer is made by aiohttp)
     ok_head: bytes | None = None
     nm_head: bytes | None = None
+    sent_etag: str | None = None  # the ETag field as sent: an If-None-Match of just that
+    # matches without parsing
     # the per-second part (Date, Age, Cache-Status), encoded for `second`
     second: tuple[int, int, int] = (-1, -1, -1)
     timed: bytes = b""
@@ -510,7 +512,8 @@ def make_ready(response: web.Response, entry: Entry, route: Any, device: str, ne
     return Ready(entry.etag, body, ok, nm, entry.fresh_until, entry.stored_at, entry.tags,
                  route, device, network, generation,
                  encode_head(b"HTTP/1.1 200 OK\r\n", ok, len(body)),
-                 encode_head(b"HTTP/1.1 304 Not Modified\r\n", nm, None))
+                 encode_head(b"HTTP/1.1 304 Not Modified\r\n", nm, None),
+                 next((v for k, v in ok.items() if k.lower() == "etag"), None))
 
 
 def encode_head(status_line: bytes, headers: Mapping[str, str], length: int | None

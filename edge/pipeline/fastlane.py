@@ -108,8 +108,8 @@ class FastLane:
         rt = self.state.runtime
         route = found.route
         inm = request.headers.get("If-None-Match")
-        status = 304 if inm is not None and (inm == found.etag or held(inm, found.etag)) \
-            else 200
+        status = 304 if inm is not None and (inm == found.sent_etag
+                                             or held(inm, found.etag)) else 200
         body = found.body if status == 200 else None
         sent = len(body) if body is not None and request.method == "GET" else 0
         # what Deliver.account records, for an answer whose every fact is known here
