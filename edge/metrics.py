@@ -163,6 +163,8 @@ class Metrics(UpstreamMetrics):
         self.image_masters_lookups = Counter(
             "edge_image_master_lookups", "Decoded sources looked for to make an output: hit "
             "(a resize and an encode) or miss (a decode first)", ["result"], registry=r)
+        for result in ("hit", "miss"):  # both series from the start, at 0
+            self.image_masters_lookups.labels(result)
         self.image_masters_evictions = Counter(
             "edge_image_master_evictions", "Decoded sources dropped to stay within "
             "images.masters", registry=r)
