@@ -369,7 +369,7 @@ def respond_raw(entry: Entry, request_headers: Mapping[str, str], method: str,
             and is_compressible(headers.get("Content-Type"))):
         varies_on_coding(headers)
         try:
-            coding = choose_coding(request_headers.get("Accept-Encoding"))
+            coding = choose_coding(request_headers.get("Accept-Encoding"), compression.codings)
         except NotAcceptable:
             coding = None  # identity is still the best answer there is
     if coding is not None and etag is not None and not etag.startswith("W/"):

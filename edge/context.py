@@ -14,12 +14,14 @@ from multidict import CIMultiDictProxy, MultiMapping
 from .config import Devices
 from .inputs import NETWORK_HEADERS
 
-SAVE_DATA, ECT, NETWORK_TYPE = NETWORK_HEADERS
+SAVE_DATA, ECT, DOWNLINK, RTT, NETWORK_TYPE = NETWORK_HEADERS
 
 if TYPE_CHECKING:
     from .policies.apikey import AppKey
 
 _ECT = {"slow-2g": "slow", "2g": "slow", "3g": "medium", "4g": "fast"}
+_SPEED = {"slow": 0, "medium": 1, "fast": 2}
+_DECIMAL = re.compile(r"\d{1,6}(?:\.\d{1,3})?")
 _NETWORK_TYPE = {"2g": "slow", "edge": "slow", "gprs": "slow", "3g": "medium",
                  "4g": "fast", "lte": "fast", "5g": "fast", "wifi": "fast",
                  "ethernet": "fast", "cellular": "medium"}
@@ -33,6 +35,7 @@ class DeviceProfile:
     network: str
     save_data: bool = False
     used_headers: tuple[str, ...] = ()  # request headers that decided the profile (for Vary)
+    network_by: tuple[str, ...] = ()  # each hint read and the class it says (for explain)
 
 
 class DeviceClassifier:
@@ -43,6 +46,9 @@ class DeviceClassifier:
         self.default = cfg.default
         self.header = cfg.header
         self.rules = [(re.compile(r.pattern, re.IGNORECASE), r.device) for r in cfg.user_agent]
+        net = cfg.network
+        self.downlink = ((net.slow.max_downlink, "slow"), (net.medium.max_downlink, "medium"))
+        self.rtt = ((net.slow.min_rtt, "slow"), (net.medium.min_rtt, "medium"))
         self._by_ua = lru_cache(maxsize=4096)(self._classify_ua)
         self._profiles: dict[tuple[str | None, ...], DeviceProfile] = {}
 
@@ -57,7 +63,7 @@ class DeviceClassifier:
         # (client hints are read where they matter, by the image routes: images.negotiate)
         get = headers.get
         key = (get(self.header), get("User-Agent"), get(SAVE_DATA), get(ECT),
-               get(NETWORK_TYPE))
+               get(NETWORK_TYPE), get(DOWNLINK), get(RTT))
         found = self._profiles.get(key)
         if found is None:
             if len(self._profiles) >= 4096:
@@ -66,7 +72,8 @@ class DeviceClassifier:
         return found
 
     def _classify(self, named: str | None, ua: str | None, save: str | None, ect: str | None,
-                  network_type: str | None) -> DeviceProfile:
+                  network_type: str | None, downlink: str | None = None,
+                  rtt: str | None = None) -> DeviceProfile:
         used: list[str] = []
         if named is not None and named.lower() in self.classes:
             device = named.lower()
@@ -76,18 +83,39 @@ class DeviceClassifier:
             if ua:
                 used.append("User-Agent")
         save_data = (save or "").strip().lower() == "on"
-        network = "unknown"
+        said: list[tuple[str, str, str]] = []  # (header, its value, the class it says)
         if save_data:
-            network = "slow"
-            used.append(SAVE_DATA)
-        elif ect is not None and ect.lower() in _ECT:
-            network = _ECT[ect.lower()]
-            used.append(ECT)
-        elif network_type is not None and network_type.lower() in _NETWORK_TYPE:
-            network = _NETWORK_TYPE[network_type.lower()]
-            used.append(NETWORK_TYPE)
+            said.append((SAVE_DATA, "on", "slow"))
+        else:
+            if ect is not None and ect.strip().lower() in _ECT:
+                said.append((ECT, ect.strip().lower(), _ECT[ect.strip().lower()]))
+            mbps = _decimal(downlink)
+            if mbps is not None:
+                said.append((DOWNLINK, f"{mbps:g} Mbit/s", next(
+                    (c for bound, c in self.downlink if bound is not None and mbps <= bound),
+                    "fast")))
+            ms = _decimal(rtt)
+            if ms is not None:
+                said.append((RTT, f"{ms:g} ms", next(
+                    (c for bound, c in self.rtt if bound is not None and ms >= bound * 1000),
+                    "fast")))
+            if network_type is not None and network_type.strip().lower() in _NETWORK_TYPE:
+                kind = network_type.strip().lower()
+                said.append((NETWORK_TYPE, kind, _NETWORK_TYPE[kind]))
+        # the slowest any hint says: a phone is as slow as its worst sign
+        network = min((c for _, _, c in said), key=_SPEED.__getitem__, default="unknown")
+        used += [h for h, _, _ in said]
         return DeviceProfile(device=device, network=network, save_data=save_data,
-                             used_headers=tuple(used))
+                             used_headers=tuple(used),
+                             network_by=tuple(f"{h}: {v} → {c}" for h, v, c in said))
+
+
+def _decimal(raw: str | None) -> float | None:
+    """A client hint's number (`Downlink: 0.35`, `RTT: 250`), or None if it isn't one."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    return float(raw) if _DECIMAL.fullmatch(raw) else None
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -4,7 +4,7 @@ Pure functions on header strings and bytes, so the request path can call them ch
 ``choose_coding`` / ``choose_format`` pick what to answer from Accept-Encoding / Accept
 (RFC 9110 §12.5), ``compress`` and ``StreamCompressor`` encode, and ``decode`` undoes an
 upstream's Content-Encoding without ever holding more than ``max_size`` (plus one
-decoder block) of output, so a decompression bomb costs at most that.
+decoder block, 2 MB for zstd) of output, so a decompression bomb costs at most that.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import brotli
+import zstandard
 
 from images.negotiate import bounded, parse_qlist  # one q-list parser, edge and images
 
 __all__ = [
-    "COMPRESSIBLE", "DEFAULT_BROTLI_QUALITY", "DEFAULT_GZIP_LEVEL", "FORMATS", "DecodeError",
+    "CODINGS", "COMPRESSIBLE", "DEFAULT_BROTLI_QUALITY", "DEFAULT_GZIP_LEVEL",
+    "DEFAULT_ZSTD_LEVEL", "FORMATS", "DecodeError",
     "NotAcceptable", "StreamCompressor", "TooLarge", "UnsupportedCoding", "choose_coding",
     "choose_format", "compress", "decode", "is_compressible", "parse_qlist",
 ]  # fmt: skip
@@ -28,6 +30,10 @@ __all__ = [
 # off for bodies compressed once and cached). q5 is the knee and fits the 0.3 ms budget.
 DEFAULT_BROTLI_QUALITY = 5
 DEFAULT_GZIP_LEVEL = 6
+DEFAULT_ZSTD_LEVEL = 3
+CODINGS = ("br", "zstd", "gzip")  # offered, best first (config: compression.prefer)
+# RFC 9659: zstd in HTTP keeps its window within 8 MB, and a decoder may refuse more
+ZSTD_MAX_WINDOW = 8 * 1024 * 1024
 
 MAX_CODINGS = 4  # stacked Content-Encodings; each layer costs up to max_size of work
 _CACHE_SIZE = 1024
@@ -83,7 +89,7 @@ def _shown(header: str) -> str:
 
 
 def choose_coding(
-    accept_encoding: str | None, offered: Sequence[str] = ("br", "gzip")
+    accept_encoding: str | None, offered: Sequence[str] = CODINGS
 ) -> str | None:
     """The content coding to answer with, or None for identity.
 
@@ -204,20 +210,37 @@ def _gzip_level(quality: int | None) -> int:
     return quality
 
 
+def _zstd_level(quality: int | None) -> int:
+    if quality is None:
+        return DEFAULT_ZSTD_LEVEL
+    if not 1 <= quality <= 19:
+        raise ValueError(f"zstd level must be 1-19, got {quality}")
+    return quality
+
+
+@lru_cache(maxsize=32)
+def _zstd(level: int) -> zstandard.ZstdCompressor:
+    # one compressor per level, reused (it holds its context; not thread-safe, and the
+    # edge compresses on its event loop only)
+    return zstandard.ZstdCompressor(level=level)
+
+
 def _unknown_coding(coding: str) -> ValueError:
-    return ValueError(f"can only compress with 'br' or 'gzip', got {coding!r}")
+    return ValueError(f"can only compress with 'br', 'zstd' or 'gzip', got {coding!r}")
 
 
 def compress(data: bytes, coding: str, *, quality: int | None = None, text: bool = True) -> bytes:
-    """``data`` encoded with ``coding`` ("br" or "gzip").
+    """``data`` encoded with ``coding`` ("br", "zstd" or "gzip").
 
-    ``quality`` is the brotli quality (0-11) or gzip level (0-9); ``text`` hints brotli
-    that the data is UTF-8 text. The gzip header carries no timestamp, so equal input
-    gives equal output.
+    ``quality`` is the brotli quality (0-11), zstd level (1-19) or gzip level (0-9);
+    ``text`` hints brotli that the data is UTF-8 text. Neither the gzip header nor the zstd
+    frame carries a timestamp, so equal input gives equal output.
     """
     if coding == "br":
         mode = brotli.MODE_TEXT if text else brotli.MODE_GENERIC
         return bytes(brotli.compress(data, mode=mode, quality=_brotli_quality(quality)))
+    if coding == "zstd":
+        return _zstd(_zstd_level(quality)).compress(data)
     if coding == "gzip":
         return zlib.compress(data, level=_gzip_level(quality), wbits=_GZIP)
     raise _unknown_coding(coding)
@@ -231,6 +254,8 @@ class StreamCompressor:
         if coding == "br":
             mode = brotli.MODE_TEXT if text else brotli.MODE_GENERIC
             self._br = brotli.Compressor(mode=mode, quality=_brotli_quality(quality))
+        elif coding == "zstd":
+            self._zstd = zstandard.ZstdCompressor(level=_zstd_level(quality)).compressobj()
         elif coding == "gzip":
             self._gz = zlib.compressobj(_gzip_level(quality), zlib.DEFLATED, _GZIP)
         else:
@@ -246,6 +271,8 @@ class StreamCompressor:
         self._pending = True
         if self.coding == "br":
             return bytes(self._br.process(chunk))
+        if self.coding == "zstd":
+            return self._zstd.compress(chunk)
         return self._gz.compress(chunk)
 
     def flush(self) -> bytes:
@@ -256,6 +283,8 @@ class StreamCompressor:
         self._pending = False
         if self.coding == "br":
             return bytes(self._br.flush())
+        if self.coding == "zstd":
+            return self._zstd.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
         return self._gz.flush(zlib.Z_SYNC_FLUSH)
 
     def finish(self) -> bytes:
@@ -264,6 +293,8 @@ class StreamCompressor:
         self._finished = True
         if self.coding == "br":
             return bytes(self._br.finish())
+        if self.coding == "zstd":
+            return self._zstd.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
         return self._gz.flush(zlib.Z_FINISH)
 
     def _check(self) -> None:
@@ -274,7 +305,8 @@ class StreamCompressor:
 def decode(data: bytes, content_encoding: str | None, *, max_size: int) -> bytes:
     """``data`` with its Content-Encoding undone, at most ``max_size`` bytes.
 
-    Handles identity, gzip/x-gzip, deflate (zlib-wrapped or raw) and br, and lists of them
+    Handles identity, gzip/x-gzip, deflate (zlib-wrapped or raw), br and zstd (frames of
+    at most an 8 MB window, RFC 9659), and lists of them
     (``gzip, br`` was gzipped, then brotli'd). Raises DecodeError for an unknown coding or
     corrupt data, TooLarge as soon as the output passes ``max_size`` (every layer is held
     to it). An empty body decodes to an empty body whatever the coding.
@@ -287,7 +319,7 @@ def decode(data: bytes, content_encoding: str | None, *, max_size: int) -> bytes
         if c and c != "identity"
     ]
     for coding in codings:
-        if coding not in ("gzip", "deflate", "br"):
+        if coding not in ("gzip", "deflate", "br", "zstd"):
             raise UnsupportedCoding(f"unsupported content coding {coding!r}")
     if len(codings) > MAX_CODINGS:
         raise UnsupportedCoding(f"too many content codings ({len(codings)}, "
@@ -297,6 +329,8 @@ def decode(data: bytes, content_encoding: str | None, *, max_size: int) -> bytes
             break
         if coding == "br":
             data = _unbrotli(data, max_size)
+        elif coding == "zstd":
+            data = _unzstd(data, max_size)
         elif coding == "gzip":
             data = _inflate(data, _GZIP, max_size, "gzip")
         else:
@@ -363,3 +397,34 @@ def _unbrotli(data: bytes, max_size: int) -> bytes:
     if not decoder.is_finished():
         raise DecodeError("truncated br data")
     return b"".join(parts)
+
+
+def _unzstd(data: bytes, max_size: int) -> bytes:
+    """Frame after frame, fed a slice at a time: one slice can't decode to more than about
+    2 MB whatever it holds (a block is at most 128 KiB of output and takes at least 4
+    bytes), so the output is checked against `max_size` long before a bomb goes off; and
+    a frame cut short is an error, not a shorter body."""
+    decoder = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+    view = memoryview(data)
+    parts: list[bytes] = []
+    size = pos = 0
+    try:
+        while pos < len(view):
+            frame = decoder.decompressobj()
+            while not frame.eof:
+                if pos >= len(view):
+                    raise DecodeError("truncated zstd data")
+                end = min(pos + _ZSTD_SLICE, len(view))
+                chunk = frame.decompress(view[pos:end])
+                pos = end
+                size += len(chunk)
+                if size > max_size:
+                    raise _too_large(max_size)
+                parts.append(chunk)
+            pos -= len(frame.unused_data)  # the next frame's first bytes
+    except zstandard.ZstdError as e:
+        raise DecodeError(f"invalid zstd data: {e}") from e
+    return b"".join(parts)
+
+
+_ZSTD_SLICE = 64  # input bytes per step of a zstd decode (see _unzstd)

@@ -39,12 +39,13 @@ from .config import ImagePolicy, ImageSettings
 from .context import DeviceProfile
 from .errors import Problem
 from .imageworker import Job, masters_supported, memory_file, serve
-from .inputs import HINT_HEADERS
+from .inputs import HINT_HEADERS, NETWORK_HINTS
 
 log = logging.getLogger("edge.images")
 
 # Request headers that may change the answer (besides the device's): sent in Vary.
-ACCEPT_CH = ", ".join(h for h in HINT_HEADERS if h.startswith("Sec-CH-"))
+ACCEPT_CH = ", ".join([*(h for h in HINT_HEADERS if h.startswith("Sec-CH-")),
+                       *NETWORK_HINTS])
 _EXPLICIT = ("w", "h", "q", "fit")
 _SCALE = {"avif": 0.7, "webp": 0.95}  # JPEG quality → about the same look
 _STATUS = {"too-large": "bad-image", "too-many-pixels": "bad-image", "corrupt": "bad-image",

@@ -16,15 +16,15 @@ from images.negotiate import HINT_HEADERS
 
 from .config import Devices
 
-__all__ = ["ENVELOPE_HEADER", "HINT_HEADERS", "KEYMAP_HEADER", "NETWORK_HEADERS", "Input",
-           "Inputs", "join_vary"]
+__all__ = ["ENVELOPE_HEADER", "HINT_HEADERS", "KEYMAP_HEADER", "NETWORK_HEADERS",
+           "NETWORK_HINTS", "Input", "Inputs", "join_vary"]
 
 
 class Input(Enum):
     FORMAT = "format"  # Accept: JSON or MessagePack, image formats
     CODING = "coding"  # Accept-Encoding: br, gzip
     DEVICE = "device"  # the device class: the devices header, User-Agent when rules use it
-    NETWORK = "network"  # the network class: Save-Data, ECT, X-Network-Type
+    NETWORK = "network"  # the network class: Save-Data, ECT, Downlink, RTT, X-Network-Type
     HINTS = "hints"  # client hints: widths and pixel ratio
     KEYMAP = "keymap"  # X-Edge-Keymap: none (or ?keymap=none)
     ENVELOPE = "envelope"  # X-Edge-Envelope (or ?envelope=)
@@ -32,7 +32,9 @@ class Input(Enum):
     # (the caller is not an input here: answers that depend on it say `private` instead)
 
 
-NETWORK_HEADERS = ("Save-Data", "ECT", "X-Network-Type")
+NETWORK_HEADERS = ("Save-Data", "ECT", "Downlink", "RTT", "X-Network-Type")
+# the client hints (RFC 8942) among them: asked for with Accept-CH where a route reads them
+NETWORK_HINTS = ("ECT", "Downlink", "RTT")
 KEYMAP_HEADER = "X-Edge-Keymap"
 ENVELOPE_HEADER = "X-Edge-Envelope"
 

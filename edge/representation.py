@@ -69,7 +69,7 @@ def _bare(tag: str) -> str:
     if tag.startswith("W/"):
         tag = tag[2:]
     tag = tag.strip('"')
-    for suffix in ("-br", "-gzip"):
+    for suffix in ("-br", "-gzip", "-zstd"):
         if tag.endswith(suffix):
             return tag[: -len(suffix)]
     return tag

@@ -108,8 +108,7 @@ class Runtime:
         self.image_vary = join_vary(self.inputs.vary(
             {Input.FORMAT, Input.HINTS, Input.DEVICE, Input.NETWORK}))
         # an image answer is never compressed again; the qualities only matter to deltas
-        self.image_quality = {"br": edge.compression.brotli_quality,
-                              "gzip": edge.compression.gzip_level}
+        self.image_quality = edge.compression.levels
         self.public_hosts = {h.lower(): h for h in edge.public_hosts}
         self.default_host = edge.public_hosts[0] if edge.public_hosts else None
         self.type_base = edge.problem_type_base
@@ -244,7 +243,7 @@ def _edge_params(shape: Shape | None) -> frozenset[str]:
 
 
 def _pass_compression(c: Compression) -> PassCompression | None:
-    return PassCompression(c.min_size, c.brotli_quality, c.gzip_level) if c.passthrough else None
+    return PassCompression(c.min_size, c.levels, tuple(c.prefer)) if c.passthrough else None
 
 
 def build_runtime(config: Config, previous: Runtime | None, metrics: Metrics,

@@ -6,7 +6,7 @@ content coding, the envelope)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from .encoding import (
     decode,
 )
 from .errors import Problem
-from .inputs import Input, Inputs, join_vary
+from .inputs import NETWORK_HINTS, Input, Inputs, join_vary
 from .representation import Wrap, encode, etag_of
 from .shapers import Shaper
 from .shapers.envelope import Envelope
@@ -55,12 +55,19 @@ class ShapePlan:
         self.max_body = edge.limits.max_shaped_body
         self.max_depth = edge.limits.max_json_depth
         self.on_oversize = shape.on_oversize
-        self.quality = {"br": compression.brotli_quality, "gzip": compression.gzip_level}
+        self.quality = compression.levels
+        self.codings = tuple(compression.prefer)
         # every variant of the route says the same Vary: what its steps read, declared
         self.reads = frozenset({Input.FORMAT, Input.CODING}).union(
             *(s.reads for s in self.shapers),
             self.envelope.reads if self.envelope is not None else ())
         self.vary = join_vary(inputs.vary(self.reads))
+        # a route that reads the network class asks for the hints it is read from
+        self.client_hints: tuple[tuple[str, str], ...] = ()
+        if Input.NETWORK in self.reads:
+            hints = ", ".join(NETWORK_HINTS)
+            self.client_hints = (("Accept-CH", hints),) + (
+                (("Critical-CH", hints),) if edge.devices.network.critical else ())
         self._with_upstream: dict[str, str] = {}
 
     def vary_with(self, upstream_vary: str | None) -> str:
@@ -79,7 +86,7 @@ class ShapePlan:
         """(format, coding) for this request, before the upstream is called; 406 if none."""
         try:
             return (choose_format(headers.get("Accept")),
-                    choose_coding(headers.get("Accept-Encoding")))
+                    choose_coding(headers.get("Accept-Encoding"), self.codings))
         except NotAcceptable as e:
             raise Problem("not-acceptable", str(e)) from None
 
@@ -145,11 +152,14 @@ class Shaped:
     upstream: Mapping[str, str] | None = None  # the upstream's headers (validators, Vary)
 
 
-def represent(doc: Any, fmt: str, headers: CIMultiDict[str], vary: str) -> bytes:
-    """Serialize a shaped document; sets Content-Type and Vary."""
+def represent(doc: Any, fmt: str, headers: CIMultiDict[str], vary: str,
+              hints: Iterable[tuple[str, str]] = ()) -> bytes:
+    """Serialize a shaped document; sets Content-Type, Vary and the client hints asked
+    for (Accept-CH)."""
     out = msgpack.packb(doc, use_bin_type=True) if fmt == "msgpack" else orjson.dumps(doc)
     headers["Content-Type"] = FORMATS[fmt]
     headers["Vary"] = vary
+    headers.extend(hints)
     return bytes(out)
 
 

@@ -399,9 +399,11 @@ async def read_capped(resp: Reply, cap: int) -> bytes:
 class PassCompression:
     """Compression of pass-through bodies the upstream sent uncompressed (compiled once)."""
 
-    def __init__(self, min_size: int, brotli_quality: int, gzip_level: int) -> None:
+    def __init__(self, min_size: int, quality: dict[str, int],
+                 codings: tuple[str, ...] = ("br", "zstd", "gzip")) -> None:
         self.min_size = min_size
-        self.quality = {"br": brotli_quality, "gzip": gzip_level}
+        self.quality = quality
+        self.codings = codings
 
     def applies(self, resp: Reply) -> bool:
         """Would the edge compress this answer for a client that asks? Then every client's
@@ -418,7 +420,7 @@ class PassCompression:
         if not accept or not self.applies(resp):
             return None
         try:
-            return choose_coding(accept)
+            return choose_coding(accept, self.codings)
         except NotAcceptable:
             return None  # relaying the upstream's own bytes is still the best answer
 

@@ -7,6 +7,7 @@ import zlib
 import brotli
 import orjson
 import pytest
+import zstandard
 
 from edge.encoding import (
     DEFAULT_BROTLI_QUALITY,
@@ -61,14 +62,18 @@ def test_parse_qlist(header: str, expected: list[tuple[str, float]]) -> None:
         ("gzip;q=0.5, br;q=0.9", "br"),
         ("gzip;q=0.9, br;q=0.5", "gzip"),
         ("*", "br"),
-        ("*;q=0.5, br;q=0", "gzip"),
+        ("*;q=0.5, br;q=0", "zstd"),
+        ("*;q=0.5, br;q=0, zstd;q=0", "gzip"),
         ("gzip;q=0, *", "br"),
         ("*;q=0, identity", None),
         ("*;q=0, gzip", "gzip"),
         ("identity;q=0, gzip", "gzip"),
         ("identity;q=1, gzip;q=0.5", None),  # the client prefers identity
         ("identity, gzip", "gzip"),
-        ("deflate, zstd", None),
+        ("deflate, zstd", "zstd"),
+        ("gzip, deflate, br, zstd", "br"),  # Chromium's: br first among equals
+        ("zstd;q=1, br;q=0.9", "zstd"),
+        ("deflate", None),
         ("gzip;q=0, br;q=0", None),
         ("gzip;q=abc, br;q=1.5", None),  # garbage q: items skipped
         ("GZIP;Q=0.8,  BR ;q=0.4", "gzip"),
@@ -95,14 +100,14 @@ def test_choose_coding_offered(header: str, offered: tuple[str, ...], expected: 
 @pytest.mark.parametrize(
     ("header", "message"),
     [
-        ("*;q=0", "no acceptable content coding (offered br, gzip, identity) "
+        ("*;q=0", "no acceptable content coding (offered br, zstd, gzip, identity) "
                   "for Accept-Encoding '*;q=0'"),
-        ("identity;q=0", "no acceptable content coding (offered br, gzip, identity) "
+        ("identity;q=0", "no acceptable content coding (offered br, zstd, gzip, identity) "
                          "for Accept-Encoding 'identity;q=0'"),
-        ("br;q=0, gzip;q=0, identity;q=0", "no acceptable content coding (offered br, gzip, "
-                                           "identity) for Accept-Encoding "
+        ("br;q=0, gzip;q=0, identity;q=0", "no acceptable content coding (offered br, zstd, "
+                                           "gzip, identity) for Accept-Encoding "
                                            "'br;q=0, gzip;q=0, identity;q=0'"),
-        ("deflate, *;q=0", "no acceptable content coding (offered br, gzip, identity) "
+        ("deflate, *;q=0", "no acceptable content coding (offered br, zstd, gzip, identity) "
                            "for Accept-Encoding 'deflate, *;q=0'"),
     ],
 )  # fmt: skip
@@ -223,11 +228,15 @@ def _gunzip(data: bytes) -> bytes:
     return zlib.decompress(data, wbits=31)
 
 
-UNDO = {"br": brotli.decompress, "gzip": _gunzip}
+def _unzstd(data: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
 
 
-@pytest.mark.parametrize("coding", ["br", "gzip"])
-@pytest.mark.parametrize("quality", [None, 0, 9])
+UNDO = {"br": brotli.decompress, "gzip": _gunzip, "zstd": _unzstd}
+
+
+@pytest.mark.parametrize("coding", ["br", "gzip", "zstd"])
+@pytest.mark.parametrize("quality", [None, 1, 9])
 @pytest.mark.parametrize("data", [b"", b"x", DOC])
 def test_compress_round_trip(coding: str, quality: int | None, data: bytes) -> None:
     encoded = compress(data, coding, quality=quality)
@@ -238,6 +247,8 @@ def test_compress_round_trip(coding: str, quality: int | None, data: bytes) -> N
 def test_compress_shrinks_and_is_deterministic() -> None:
     assert len(compress(DOC, "br")) < len(DOC) / 4
     assert compress(DOC, "gzip") == compress(DOC, "gzip")  # no timestamp: stable ETags
+    assert compress(DOC, "zstd") == compress(DOC, "zstd")
+    assert len(compress(DOC, "zstd")) < len(DOC) / 4
     assert compress(DOC, "br", text=False) != b""
     assert 0 <= DEFAULT_BROTLI_QUALITY <= 11
 
@@ -248,7 +259,9 @@ def test_compress_shrinks_and_is_deterministic() -> None:
         ("br", 12, "brotli quality must be 0-11, got 12"),
         ("gzip", 10, "gzip level must be 0-9, got 10"),
         ("gzip", -1, "gzip level must be 0-9, got -1"),
-        ("deflate", None, "can only compress with 'br' or 'gzip', got 'deflate'"),
+        ("zstd", 20, "zstd level must be 1-19, got 20"),
+        ("zstd", 0, "zstd level must be 1-19, got 0"),
+        ("deflate", None, "can only compress with 'br', 'zstd' or 'gzip', got 'deflate'"),
     ],
 )
 def test_compress_errors(coding: str, quality: int | None, message: str) -> None:
@@ -267,12 +280,15 @@ class _Incremental:
         self.coding = coding
         self.br = brotli.Decompressor()
         self.gz = zlib.decompressobj(31)
+        self.zstd = zstandard.ZstdDecompressor().decompressobj()
 
     def feed(self, data: bytes) -> bytes:
+        if self.coding == "zstd":
+            return self.zstd.decompress(data)
         return bytes(self.br.process(data)) if self.coding == "br" else self.gz.decompress(data)
 
 
-@pytest.mark.parametrize("coding", ["br", "gzip"])
+@pytest.mark.parametrize("coding", ["br", "gzip", "zstd"])
 def test_stream_compressor_flushes_are_decodable(coding: str) -> None:
     stream = StreamCompressor(coding)
     client = _Incremental(coding)
@@ -305,6 +321,11 @@ def test_stream_compressor_after_finish() -> None:
         stream.compress(b"x")
 
 
+def _zstd_streamed(data: bytes) -> bytes:
+    stream = zstandard.ZstdCompressor().compressobj()
+    return stream.compress(data) + stream.flush()
+
+
 def _raw_deflate(data: bytes) -> bytes:
     deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
     return deflater.compress(data) + deflater.flush()
@@ -326,6 +347,11 @@ def _raw_deflate(data: bytes) -> bytes:
         (zlib.compress(brotli.compress(DOC), wbits=31), "br,gzip"),
         (zlib.compress(DOC, wbits=31), "identity, gzip"),
         (zlib.compress(DOC[:100], wbits=31) + zlib.compress(DOC[100:], wbits=31), "gzip"),
+        (zstandard.ZstdCompressor().compress(DOC), "zstd"),
+        (zstandard.ZstdCompressor().compress(DOC[:100])
+         + zstandard.ZstdCompressor().compress(DOC[100:]), "zstd"),  # two frames, one body
+        (_zstd_streamed(DOC), "zstd"),  # no content size in the frame
+        (zstandard.ZstdCompressor().compress(brotli.compress(DOC)), "br, zstd"),
     ],
 )
 def test_decode(encoded: bytes, coding: str | None) -> None:
@@ -339,7 +365,11 @@ def test_decode_empty_body() -> None:
 @pytest.mark.parametrize(
     ("encoded", "coding", "message"),
     [
-        (DOC, "zstd", "unsupported content coding 'zstd'"),
+        (DOC, "compress", "unsupported content coding 'compress'"),
+        (zstandard.ZstdCompressor().compress(DOC)[:-10], "zstd", "truncated zstd data"),
+        (_zstd_streamed(DOC)[:-3], "zstd", "truncated zstd data"),
+        (zstandard.ZstdCompressor().compress(DOC) + b"junk", "zstd",
+         "invalid zstd data: zstd decompressor error: Unknown frame descriptor"),
         (DOC, "gzip, compress", "unsupported content coding 'compress'"),
         (DOC, "gzip,gzip,gzip,gzip,gzip",
          "too many content codings (5, at most 4)"),
@@ -372,6 +402,8 @@ def test_decode_errors(encoded: bytes, coding: str, message: str) -> None:
         (_raw_deflate(DOC), "deflate"),
         (brotli.compress(DOC), "br"),
         (brotli.compress(zlib.compress(DOC, wbits=31)), "gzip, br"),
+        (zstandard.ZstdCompressor().compress(DOC), "zstd"),
+        (_zstd_streamed(DOC), "zstd"),
     ],
 )
 def test_decode_too_large(encoded: bytes, coding: str | None) -> None:
@@ -398,6 +430,8 @@ def _br_zeros(size: int) -> bytes:
         (_gzip_zeros(10 * MB), "gzip"),
         (_br_zeros(10 * MB), "br"),
         (brotli.compress(_gzip_zeros(10 * MB)), "gzip, br"),
+        (zstandard.ZstdCompressor(level=19).compress(bytes(10 * MB)), "zstd"),
+        (_zstd_streamed(bytes(10 * MB)), "zstd"),
     ],
 )
 def test_decode_bomb_stops_at_max_size(bomb: bytes, coding: str) -> None:
@@ -415,7 +449,7 @@ def test_decode_bomb_stops_at_max_size(bomb: bytes, coding: str) -> None:
     assert elapsed < 1.0
 
 
-@pytest.mark.parametrize("coding", ["gzip", "br", "deflate"])
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate", "zstd"])
 def test_decode_limit_is_inclusive(coding: str) -> None:
     data = bytes(MB)
     encoded = compress(data, coding) if coding != "deflate" else zlib.compress(data)

@@ -161,7 +161,8 @@ async def test_sizes_and_formats_per_device(setup: Any, headers: dict[str, str],
     resp, img = await get(edge, "/img/photo.jpg", **headers)
     assert resp.status == 200, await resp.text()
     assert img is not None and img.format == fmt and img.width == width
-    assert resp.headers["Accept-CH"] == "Sec-CH-Width, Sec-CH-Viewport-Width, Sec-CH-DPR"
+    assert resp.headers["Accept-CH"] == ("Sec-CH-Width, Sec-CH-Viewport-Width, Sec-CH-DPR, "
+                                         "ECT, Downlink, RTT")
     vary = resp.headers["Vary"].split(", ")
     assert "Accept" in vary
     for name in headers:

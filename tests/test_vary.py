@@ -82,8 +82,8 @@ async def test_a_shaped_cached_route_sends_one_complete_vary(make_edge: Any, url
     client = await make_edge(services_yaml({"svc": url}, KEYMAPS), ROUTES)
     for _ in range(2):  # misses, then hits
         assert await varies(client, "/claims") == {
-            "Accept, Accept-Encoding, X-Device-Type, User-Agent, Save-Data, ECT, "
-            "X-Network-Type, X-Edge-Keymap, Accept-Language"}
+            "Accept, Accept-Encoding, X-Device-Type, User-Agent, Save-Data, ECT, Downlink, "
+            "RTT, X-Network-Type, X-Edge-Keymap, Accept-Language"}
     assert await varies(client, "/plain") == {"Accept, Accept-Encoding, Accept-Language"}
 
 

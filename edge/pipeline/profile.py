@@ -18,8 +18,9 @@ class Profile(Stage):
     def describe(self, x: Exchange) -> dict[str, Any] | None:
         d = x.device
         return {"device": d.device, "network": d.network,
-                "from": list(d.used_headers) or "defaults", "client_ip": x.client_ip,
-                "envelope": x.envelope}
+                "from": list(d.used_headers) or "defaults",
+                "network_by": list(d.network_by) or "no hints (unknown)",
+                "client_ip": x.client_ip, "envelope": x.envelope}
 
     @staticmethod
     def applies(route: Any) -> bool:

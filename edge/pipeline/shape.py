@@ -55,7 +55,7 @@ class Shape(Layer):
             headers["Cache-Control"] = "no-store"  # a partial answer is not worth keeping
         elif "Cache-Control" not in headers:
             headers["Cache-Control"] = "private, no-cache"  # unless the cache says more
-        body = represent(doc, x.fmt, headers, plan.vary)
+        body = represent(doc, x.fmt, headers, plan.vary, plan.client_hints)
         if x.trace is not None:
             x.trace.note(x.fmt, bytes=len(body))
         return Shaped(200, headers, body, x.fmt)
@@ -108,7 +108,8 @@ class Shape(Layer):
             else:
                 x.shape_skipped = "undecodable"
             return BufferedReply(status, resp.headers.items(), raw)
-        body = represent(doc, x.fmt, headers, plan.vary_with(resp.headers.get("Vary")))
+        body = represent(doc, x.fmt, headers, plan.vary_with(resp.headers.get("Vary")),
+                         plan.client_hints)
         if x.trace is not None:
             x.trace.note(x.fmt, bytes=len(body))
         return Shaped(status, headers, body, x.fmt, resp.headers)

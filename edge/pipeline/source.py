@@ -156,12 +156,11 @@ class Source(Layer):
         comp = x.rt.config.edge.compression
         if len(body) >= comp.min_size:
             try:
-                coding = choose_coding(request.headers.get("Accept-Encoding"))
+                coding = choose_coding(request.headers.get("Accept-Encoding"), comp.prefer)
             except NotAcceptable:
                 coding = None
             if coding is not None:
-                body = compress(body, coding, quality=comp.brotli_quality if coding == "br"
-                                else comp.gzip_level)
+                body = compress(body, coding, quality=comp.quality(coding))
                 headers["Content-Encoding"] = coding
         return web.Response(body=body, headers=headers), len(body)
 
