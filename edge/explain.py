@@ -79,6 +79,9 @@ def render(record: dict[str, Any]) -> list[str]:
             src = step["from"] if isinstance(step["from"], str) else ", ".join(step["from"])
             lines.append(f"device     {step['device']} / network {step['network']}"
                          f"   (from {src})" + ("   envelope" if step["envelope"] else ""))
+            by = step.get("network_by")
+            if isinstance(by, list) and by:
+                lines.append(f"network    {step['network']}: the slowest of {'; '.join(by)}")
         elif stage == "upstream":
             upstream = step["bytes"]
             lines.append(f"upstream   {step['status']} {step['type']}, {upstream:,} bytes")
