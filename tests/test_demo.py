@@ -245,3 +245,47 @@ async def test_demo_pushes_an_event_to_a_device_without_a_stream(demo: Any,
     finally:
         pushed.cancel()
         await messages.aclose()
+
+
+async def test_revisits_cost_nothing_when_nothing_changed(demo: Any) -> None:
+    """The app pattern the README shows: keep each screen and its ETag, follow the member's
+    invalidate events, and revisit only what they name — with If-None-Match and A-IM."""
+    base, s = demo
+    member = {"Authorization": "Bearer " + make_token(DEMO_SECRET, "1001", ["member"], 600),
+              "X-Device-Type": "phone", "Accept-Encoding": "br"}
+    admin = {"Authorization": "Bearer " + make_token(DEMO_SECRET, "ops", ["admin"], 600)}
+    screens = {"dashboard": "/api/v1/members/1001/dashboard",
+               "claims": "/api/v1/members/1001/claims?size=5",
+               "provider": "/api/v1/providers/PRV-001"}
+    held: dict[str, str] = {}
+    for name, path in screens.items():
+        async with s.get(base + path, headers=member) as r:
+            assert r.status == 200, (name, await r.text())
+            held[name] = r.headers["ETag"]
+    claim = None
+    async with s.get(base + screens["claims"], headers={**member, "Accept-Encoding": "identity",
+                                                        "X-Edge-Keymap": "none"}) as r:
+        claim = (await r.json())["items"][0]["id"]
+    async with s.get(f"{base}/events?topic=member:1001", headers=member) as events:
+        assert events.status == 200
+        async with s.post(f"{base}/api/v1/members/1001/claims/{claim}/status", headers=admin,
+                          json={"status": "paid"}) as r:
+            assert r.status == 200, await r.text()
+        named: set[str] = set()
+        async with asyncio.timeout(10):
+            while not named:
+                line = await events.content.readline()
+                if line.startswith(b"data: ") and b'"tags"' in line:
+                    named.update(orjson.loads(line[6:])["data"]["tags"])
+    assert {"member:1001", "claims:1001"} <= named
+    # the provider screen is tagged with nothing the event named: no request at all; asked
+    # anyway, it is a 304 of a few hundred bytes
+    async with s.get(base + screens["provider"],
+                     headers={**member, "If-None-Match": held["provider"]}) as r:
+        assert r.status == 304 and not await r.read()
+    # the dashboard was named: a delta from the version the app holds
+    async with s.get(base + screens["dashboard"], headers={
+            **member, "If-None-Match": held["dashboard"], "A-IM": "json-patch"}) as r:
+        assert r.status == 226, await r.text()
+        assert r.headers["IM"] == "json-patch"
+        assert len(await r.read()) < 1000
