@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .aio import stop as stop_task
 from .config import Config, ConfigError, Route, json_schemas, load_config
 from .config.env import env_problems
+from .errors import os_reason
 
 DEFAULT_CONFIG = "config"
 if TYPE_CHECKING:
@@ -150,12 +151,7 @@ async def _close_sockets_after(edge: EdgeApp, seconds: float) -> None:
     await edge.state.sockets.close()
 
 
-def _why(e: OSError) -> str:
-    """An OS error as a person reads it: `address already in use`."""
-    reason = e.strerror or str(e)
-    if "address already in use" in str(e).lower():
-        reason = "address already in use"
-    return reason[:1].lower() + reason[1:]
+_why = os_reason
 
 
 async def _backend_at_start(edge: EdgeApp, config: Config) -> None:
@@ -411,7 +407,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from yarl import URL
 
     from .demo.services import SERVICES
-    from .demo.upstreams import start_upstreams, stop_upstreams
 
     config = _load_or_exit(args.config, check_env=False)
     jwt_cfg = config.edge.auth.jwt
@@ -531,37 +526,21 @@ broken ones are reported and the last good config keeps serving.
 """, flush=True)
 
     async def main() -> None:
-        try:
-            started = await start_upstreams(ports, host="127.0.0.1")
-        except OSError as e:
-            raise Refused(EXIT_LISTEN, f"cannot start the demo's upstreams: {_why(e)} "
-                          "(their ports: services in edge.yaml)") from None
-        try:
-            pusher = await _demo_push_service(config)
-        except OSError as e:
-            await stop_upstreams(started)
-            raise Refused(EXIT_LISTEN, f"cannot start the demo's push service: {_why(e)} "
-                          "(its port: push.webpush.endpoints in edge.yaml)") from None
+        upstreams = await _demo_upstreams(ports, _demo_push_port(config))
         try:
             await _serve(config, host, port, announce=announce, on_start=tick)
         finally:
-            if pusher is not None:
-                await pusher.cleanup()
-            await stop_upstreams(started)
+            await _stop_child(upstreams)
 
     _install_uvloop()
     asyncio.run(main())
     return 0
 
 
-async def _demo_push_service(config: Config) -> Any:
-    """The demo's Web Push service, on the loopback origin push.webpush.endpoints names
-    (edge/demo/pushservice.py); None when the config has none."""
+def _demo_push_port(config: Config) -> int | None:
+    """The port of the demo's Web Push service: the loopback origin push.webpush.endpoints
+    names (edge/demo/pushservice.py); None when the config has none."""
     import re
-
-    from aiohttp import web
-
-    from .demo.pushservice import push_service_app
 
     push = config.edge.push
     if push is None or push.webpush is None:
@@ -569,11 +548,51 @@ async def _demo_push_service(config: Config) -> Any:
     for origin in push.webpush.endpoints:
         m = re.fullmatch(r"http://127\.0\.0\.1:(\d+)", origin)
         if m:
-            runner = web.AppRunner(push_service_app(), access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", int(m[1])).start()
-            return runner
+            return int(m[1])
     return None
+
+
+async def _demo_upstreams(ports: dict[str, int], push_port: int | None
+                          ) -> asyncio.subprocess.Process:
+    """The demo's upstreams (and push service) in a process of their own, once every port
+    is bound; Refused (exit 3) with its reason when one can't be."""
+    args = ["--ports", ",".join(f"{n}={p}" for n, p in ports.items()), "--child"]
+    if push_port is not None:
+        args += ["--push-port", str(push_port)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge.demo.upstreams", *args, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    said = b""
+    try:
+        async with asyncio.timeout(120):  # the demo data is made first: a few seconds
+            while said.strip() != b"ready":
+                said = await proc.stdout.readline()
+                if not said:  # it ended: why is its last word
+                    break
+                if said.startswith(b"error: "):
+                    break
+    except TimeoutError:
+        said = b"error: not ready after 120 s"
+    if said.strip() != b"ready":
+        await _stop_child(proc)
+        why = said.decode(errors="replace").strip().removeprefix("error: ") or \
+            f"exited with {proc.returncode}"
+        raise Refused(EXIT_LISTEN, f"cannot start the demo's upstreams: {why} (their "
+                      "ports: services and push.webpush.endpoints in edge.yaml)")
+    return proc
+
+
+async def _stop_child(proc: asyncio.subprocess.Process) -> None:
+    """Close its stdin (its cue to stop), then wait; SIGKILL if it lingers."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        async with asyncio.timeout(10):
+            await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 def _key_name(value: str) -> str:

@@ -117,3 +117,11 @@ def problem_response(problem: Problem, *, type_base: str, request_id: str,
                         headers=problem.headers)
     resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+def os_reason(e: OSError) -> str:
+    """An OS error as a person reads it: `address already in use`."""
+    reason = e.strerror or str(e)
+    if "address already in use" in str(e).lower():
+        reason = "address already in use"
+    return reason[:1].lower() + reason[1:]

@@ -212,3 +212,50 @@ def test_demo_with_a_busy_upstream_port_says_so(tmp_path: Path) -> None:
     assert done.returncode == 3, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(
         "edge: cannot start the demo's upstreams: address already in use"), done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_the_demo_upstreams_run_in_their_own_process_and_end_with_it(
+        tmp_path: Path, how: str) -> None:
+    """The edge's process holds only the edge; its demo upstreams never outlive it, even
+    when it is killed outright."""
+    root = tmp_path / "config"
+    shutil.copytree(REPO / "config", root)
+    text = (root / "edge.yaml").read_text()
+    text = re.sub(r"127\.0\.0\.1:91\d\d", lambda m: f"127.0.0.1:{free_port()}", text)
+    (root / "edge.yaml").write_text(text)
+    members = int(re.search(r"members:\n    url: http://127\.0\.0\.1:(\d+)", text)[1])
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("EDGE_JWT_SECRET",
+                                                            "EDGE_REDIS_URL")}
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "demo", "--config", str(root),
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_ready(port, proc)
+        kids = [c for c in _children(proc.pid)
+                if b"edge.demo.upstreams" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(kids) == 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{members}/members/1001",
+                                    timeout=10) as r:
+            assert r.status == 200  # served by that process
+        os.kill(proc.pid, getattr(signal, how))  # the edge alone, not its group
+        proc.wait(30)
+        for _ in range(100):
+            if not Path(f"/proc/{kids[0]}").exists() or \
+                    Path(f"/proc/{kids[0]}/stat").read_text().split(") ")[1][0] == "Z":
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the demo upstreams outlived the edge")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
