@@ -3,9 +3,10 @@ per-app in-memory store whose creation count is exposed at GET /_stats."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, overload
 
 import orjson
 from aiohttp import web
@@ -24,11 +25,13 @@ class ClaimStore:
 
     created: list[Json] = field(default_factory=list)
     by_id: dict[str, Json] = field(default_factory=dict)
+    by_member: dict[str, list[Json]] = field(default_factory=dict)  # oldest first
     changed: dict[str, Json] = field(default_factory=dict)  # dataset claims changed since
 
     def add(self, claim: Json) -> None:
         self.created.append(claim)
         self.by_id[claim["id"]] = claim
+        self.by_member.setdefault(claim["member_id"], []).append(claim)
 
     def current(self, claim: Json) -> Json:
         return self.changed.get(claim["id"], claim)
@@ -37,8 +40,34 @@ class ClaimStore:
 CLAIM_STORE = web.AppKey("claim_store", ClaimStore)
 
 
-def _newest_first(claims: list[Json]) -> list[Json]:
-    return sorted(claims, key=lambda claim: (claim["submitted_at"], claim["id"]), reverse=True)
+class _NewestFirst(Sequence[Json]):
+    """Created claims (newest first: they were made now, after every dataset claim), then
+    the dataset's, as they currently are — a view, so a page costs its own items however
+    many claims were created."""
+
+    def __init__(self, created: list[Json], dataset: Sequence[Json], store: ClaimStore
+                 ) -> None:
+        self.created, self.dataset, self.store = created, dataset, store
+
+    def __len__(self) -> int:
+        return len(self.created) + len(self.dataset)
+
+    def _at(self, index: int) -> Json:
+        made = len(self.created)
+        claim = (self.created[made - 1 - index] if index < made
+                 else self.dataset[index - made])
+        return self.store.current(claim)
+
+    @overload
+    def __getitem__(self, index: int) -> Json: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Json]: ...
+    def __getitem__(self, index: int | slice) -> Json | list[Json]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return self._at(index % len(self))
 
 
 async def list_claims(request: web.Request) -> web.Response:
@@ -48,15 +77,11 @@ async def list_claims(request: web.Request) -> web.Response:
     if status is not None and status not in vocab.CLAIM_STATUSES:
         fail(422, f"status must be one of {', '.join(vocab.CLAIM_STATUSES)}", value=status)
     if member_id is None:
-        pool = data.claims_newest_first
+        pool: Sequence[Json] = _NewestFirst(store.created, data.claims_newest_first, store)
     else:
-        pool = data.claims_by_member.get(member_id, [])
-    created = [c for c in store.created if member_id is None or c["member_id"] == member_id]
-    if created:
-        pool = _newest_first(created + pool)
-    if store.changed:
-        pool = [store.current(claim) for claim in pool]
-    if status is not None:
+        pool = _NewestFirst(store.by_member.get(member_id, []),
+                            data.claims_by_member.get(member_id, []), store)
+    if status is not None:  # a member's claims are few; all claims by status: all of them
         pool = [claim for claim in pool if claim["status"] == status]
     return json_response(paginate(request, pool))
 

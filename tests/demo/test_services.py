@@ -179,6 +179,34 @@ async def test_post_claim_creates_and_counts(client: MakeClient) -> None:
     assert await get_json(http, "/_stats") == {"created": 2}
 
 
+async def test_listing_claims_stays_a_page_however_many_are_created(
+        client: MakeClient) -> None:
+    """Created claims come first, newest first, in the member's list and in all claims;
+    totals and pages count them; other members' creations are not in a member's list."""
+    http = await client(SERVICES["claims"]())
+    before = await get_json(http, "/claims?member_id=1002&size=100")
+    everyone = (await get_json(http, "/claims?size=1"))["total"]
+    other = next(m for m in get_dataset().members if m != "1002")
+    made = []
+    for n in range(60):
+        body = {**NEW_CLAIM, "member_id": "1002" if n % 3 == 0 else other}
+        response = await http.post("/claims", json=body)
+        assert response.status == 201
+        made.append(await response.json())
+    mine = [c["id"] for c in reversed(made) if c["member_id"] == "1002"]
+    page = await get_json(http, "/claims?member_id=1002&size=5&page=2")
+    assert page["total"] == before["total"] + len(mine)
+    assert [c["id"] for c in page["items"]] == mine[5:10]
+    assert len(mine) == 20  # so page 2 of 20 is the dataset's first 20
+    second = await get_json(http, "/claims?member_id=1002&size=20&page=2")
+    assert [c["id"] for c in second["items"]] == [c["id"] for c in before["items"][:20]]
+    first = await get_json(http, "/claims?size=3")
+    assert first["total"] == everyone + 60
+    assert [c["id"] for c in first["items"]] == [c["id"] for c in reversed(made[-3:])]
+    submitted = await get_json(http, "/claims?member_id=1002&status=submitted&size=100")
+    assert {c["id"] for c in submitted["items"]} >= set(mine)
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
