@@ -28,6 +28,7 @@ from .runtime import State, build_runtime, configure_push
 from .server import EdgeServer, Guard
 from .sse.endpoint import relay_purges
 from .sse.hub import Hub
+from .stores import store_sizes
 
 log = logging.getLogger("edge")
 
@@ -90,6 +91,7 @@ class EdgeApp:
                                 state.monotonic)
         state.images = ImagePool(self.metrics, workers=config.edge.images.workers,
                                  masters=config.edge.images.masters)
+        self.metrics.stores.source = lambda: store_sizes(state)
         state.hub = Hub(state.backend, self.metrics)
         state.hub.configure(config.edge.events)
         await state.hub.start()

@@ -44,6 +44,7 @@ from .representation import (
     quoted,
     wanted_delta,
 )
+from .stores import StoreSize
 from .wire import SHARED_ONLY, PassCompression, privatized, varies_on_coding
 
 log = logging.getLogger("edge.cache")
@@ -475,6 +476,14 @@ class ReadyAnswers:
 
     def __init__(self) -> None:
         self.answers: dict[tuple[str | None, ...], Ready] = {}
+        self.max = self.MAX
+        self.evictions = 0
+
+    def size(self) -> StoreSize:
+        """(Bytes: the bodies, which the cache's memory tier holds too.)"""
+        return StoreSize(len(self.answers), self.max,
+                         sum(len(r.body) for r in self.answers.values()), None,
+                         self.evictions)
 
     @staticmethod
     def signature(method: str, raw_path: str, headers: Mapping[str, str],
@@ -486,7 +495,8 @@ class ReadyAnswers:
         return (method, raw_path, get(device_header), *map(get, _SIGNATURE_HEADERS))
 
     def put(self, signature: tuple[str | None, ...], ready: Ready) -> None:
-        if len(self.answers) >= self.MAX:
+        if len(self.answers) >= self.max:
+            self.evictions += len(self.answers)
             self.answers.clear()
         self.answers[signature] = ready
 

@@ -13,6 +13,7 @@ from multidict import CIMultiDictProxy, MultiMapping
 
 from .config import Devices
 from .inputs import NETWORK_HEADERS
+from .stores import StoreSize
 
 SAVE_DATA, ECT, DOWNLINK, RTT, NETWORK_TYPE = NETWORK_HEADERS
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 _ECT = {"slow-2g": "slow", "2g": "slow", "3g": "medium", "4g": "fast"}
 _SPEED = {"slow": 0, "medium": 1, "fast": 2}
+PROFILES = 4096  # device profiles kept, and User-Agents classified
 _DECIMAL = re.compile(r"\d{1,6}(?:\.\d{1,3})?")
 _NETWORK_TYPE = {"2g": "slow", "edge": "slow", "gprs": "slow", "3g": "medium",
                  "4g": "fast", "lte": "fast", "5g": "fast", "wifi": "fast",
@@ -49,8 +51,15 @@ class DeviceClassifier:
         net = cfg.network
         self.downlink = ((net.slow.max_downlink, "slow"), (net.medium.max_downlink, "medium"))
         self.rtt = ((net.slow.min_rtt, "slow"), (net.medium.min_rtt, "medium"))
-        self._by_ua = lru_cache(maxsize=4096)(self._classify_ua)
+        self._by_ua = lru_cache(maxsize=PROFILES)(self._classify_ua)
         self._profiles: dict[tuple[str | None, ...], DeviceProfile] = {}
+        self.max_profiles = PROFILES
+        self.evictions = 0
+
+    def size(self) -> StoreSize:
+        """The profiles kept (one per distinct combination of the headers that decide
+        them); the User-Agent classification cache beside it is bounded the same."""
+        return StoreSize(len(self._profiles), self.max_profiles, evictions=self.evictions)
 
     def _classify_ua(self, ua: str) -> str:
         for pattern, device in self.rules:
@@ -66,7 +75,8 @@ class DeviceClassifier:
                get(NETWORK_TYPE), get(DOWNLINK), get(RTT))
         found = self._profiles.get(key)
         if found is None:
-            if len(self._profiles) >= 4096:
+            if len(self._profiles) >= self.max_profiles:
+                self.evictions += len(self._profiles)
                 self._profiles.clear()
             found = self._profiles[key] = self._classify(*key)
         return found

@@ -40,6 +40,7 @@ from .context import DeviceProfile
 from .errors import Problem
 from .imageworker import Job, masters_supported, memory_file, serve
 from .inputs import HINT_HEADERS, NETWORK_HINTS
+from .stores import StoreSize
 
 log = logging.getLogger("edge.images")
 
@@ -251,10 +252,14 @@ class Masters:
         self.bound = bound if masters_supported() else 0
         self.metrics = metrics
         self.bytes = 0
+        self.evictions = 0
         self._held: OrderedDict[str, _Held] = OrderedDict()
         self.sources: dict[str, tuple[str, str | None, str | None]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._gauges()
+
+    def seen_size(self) -> StoreSize:
+        return StoreSize(len(self._seen), SEEN)
 
     def second(self, key: str) -> bool:
         """Is this the second time (or later) a master is wanted for `key`? (The first is
@@ -310,14 +315,19 @@ class Masters:
         self.bytes -= held.master.nbytes
         if self.sources.get(held.source, ("",))[0] == key:
             del self.sources[held.source]
-        if evicted and self.metrics is not None:
-            self.metrics.image_masters_evictions.inc()
+        if evicted:
+            self.evictions += 1
+            if self.metrics is not None:
+                self.metrics.image_masters_evictions.inc()
 
     def _gauges(self) -> None:
         if self.metrics is not None:
             self.metrics.image_masters_bytes.set(self.bytes)
             self.metrics.image_masters_count.set(len(self._held))
             self.metrics.image_masters_bound.set(self.bound)
+
+    def size(self) -> StoreSize:
+        return StoreSize(len(self._held), None, self.bytes, self.bound, self.evictions)
 
     def resize(self, bound: int) -> None:
         """A new bound (a reload): masters beyond it go now."""

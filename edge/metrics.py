@@ -9,7 +9,7 @@ request. Rare events (errors, retries, reloads, circuit changes) use the library
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import (
@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from .stores import StoreSize
 from .upstream import UpstreamMetrics
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -135,6 +136,37 @@ class _RequestSeries(Collector):
                     cache, limits, checks, streams, events, replays)
 
 
+class StoreSizes(Collector):
+    """`edge_store_*`: every in-memory store's size against its bound, read when scraped
+    (stores.store_sizes; `source` is set once the state exists)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[tuple[str, StoreSize]]] = lambda: ()
+
+    def collect(self) -> Iterable[Metric]:
+        entries = GaugeMetricFamily("edge_store_entries", "Entries an in-memory store holds",
+                                    labels=["store"])
+        max_entries = GaugeMetricFamily("edge_store_max_entries", "The most entries the "
+                                        "store may hold (its configured or fixed bound)",
+                                        labels=["store"])
+        size = GaugeMetricFamily("edge_store_bytes", "Bytes an in-memory store holds "
+                                 "(values; where known)", labels=["store"])
+        max_size = GaugeMetricFamily("edge_store_max_bytes", "The most bytes the store may "
+                                     "hold", labels=["store"])
+        evictions = CounterMetricFamily("edge_store_evictions", "Entries dropped to stay "
+                                        "within the bound", labels=["store"])
+        for name, s in self.source():
+            entries.add_metric([name], s.entries)
+            evictions.add_metric([name], s.evictions)
+            if s.max_entries is not None:
+                max_entries.add_metric([name], s.max_entries)
+            if s.bytes is not None:
+                size.add_metric([name], s.bytes)
+            if s.max_bytes is not None:
+                max_size.add_metric([name], s.max_bytes)
+        yield from (entries, max_entries, size, max_size, evictions)
+
+
 class Metrics(UpstreamMetrics):
     content_type = CONTENT_TYPE_LATEST
 
@@ -142,6 +174,8 @@ class Metrics(UpstreamMetrics):
         self.registry = r = CollectorRegistry()
         self._series = _RequestSeries()
         r.register(self._series)
+        self.stores = StoreSizes()
+        r.register(self.stores)
         self.inflight = Gauge("edge_inflight_requests", "Requests being served", registry=r)
         self.upstream_errors = Counter("edge_upstream_errors", "Failed upstream calls",
                                        ["service", "kind"], registry=r)

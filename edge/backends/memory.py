@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
+from ..stores import StoreSize
 from . import EventId
 
 
@@ -27,12 +28,37 @@ class MemoryBackend:
         self.clock = clock  # for TTLs and rate-limit buckets: intervals, never shared
         # key → (expires at, value); oldest first, so the bound evicts the oldest
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._hashes: dict[str, dict[str, bytes]] = {}
         self._tats: OrderedDict[str, float] = OrderedDict()  # rate-limit buckets
         self.max_buckets = max_entries  # the rate limiter sets its own (rate_limits.max_keys)
         self._epoch = int(time.time() * 1000)  # this process's history: a restart begins another
         self._seq = 0
         self._topics: OrderedDict[str, _Topic] = OrderedDict()
+        # name → fields, most recently written last; `_fields` counts them all
+        self._hashes: OrderedDict[str, dict[str, bytes]] = OrderedDict()
+        self._fields = 0
+        self.evictions = {"backend_keys": 0, "backend_hash_fields": 0,
+                          "rate_limit_buckets": 0, "event_topics": 0}
+
+    def sizes(self) -> Iterator[tuple[str, StoreSize]]:
+        """What this process holds for the edge (idempotency and offline-queue records,
+        push registrations, rate-limit buckets, event history), against the bounds
+        (`backend.memory_max_entries`, `rate_limits.max_keys`; each topic's history is
+        bounded by `events.history`)."""
+        ev = self.evictions
+        yield "backend_keys", StoreSize(len(self._data), self.max_entries,
+                                        sum(len(v[1]) for v in self._data.values()),
+                                        evictions=ev["backend_keys"])
+        yield "backend_hash_fields", StoreSize(
+            self._fields, self.max_entries, sum(len(v) for t in self._hashes.values()
+                                          for v in t.values()),
+            evictions=ev["backend_hash_fields"])
+        yield "rate_limit_buckets", StoreSize(len(self._tats), self.max_buckets,
+                                              evictions=ev["rate_limit_buckets"])
+        yield "event_topics", StoreSize(len(self._topics), self.max_entries,
+                                        evictions=ev["event_topics"])
+        yield "event_history", StoreSize(
+            sum(len(t.events) for t in self._topics.values()), None,
+            sum(len(e[2]) for t in self._topics.values() for e in t.events))
 
     async def ping(self) -> bool:
         return True
@@ -66,10 +92,21 @@ class MemoryBackend:
             self._data.pop(key, None)
 
     async def hash_set(self, name: str, field: str, value: bytes, ttl: float) -> None:
-        table = self._hashes.setdefault(name, {})
+        hashes = self._hashes
+        table = hashes.pop(name, None) or {}
+        hashes[name] = table  # most recently written last
+        if table.pop(field, None) is None:
+            self._fields += 1
         table[field] = value
-        while len(table) > self.max_entries:
-            del table[next(iter(table))]
+        # every field of every hash counts against the bound; the oldest hash's go first
+        while self._fields > self.max_entries:
+            oldest_name = next(iter(hashes))
+            oldest = hashes[oldest_name]
+            del oldest[next(iter(oldest))]
+            self._fields -= 1
+            self.evictions["backend_hash_fields"] += 1
+            if not oldest:
+                del hashes[oldest_name]
 
     async def hash_all(self, name: str) -> dict[str, bytes]:
         return dict(self._hashes.get(name, {}))
@@ -77,7 +114,8 @@ class MemoryBackend:
     async def hash_delete(self, name: str, field: str) -> None:
         table = self._hashes.get(name)
         if table is not None:
-            table.pop(field, None)
+            if table.pop(field, None) is not None:
+                self._fields -= 1
             if not table:
                 del self._hashes[name]
 
@@ -109,6 +147,7 @@ class MemoryBackend:
         if len(tats) > self.max_buckets:
             for _ in range(len(tats) - self.max_buckets):
                 tats.popitem(last=False)  # the longest idle bucket, most likely full again
+                self.evictions["rate_limit_buckets"] += 1
         return True, now, current
 
     async def event_publish(self, topics: list[str], payload: bytes, history: int,
@@ -124,6 +163,7 @@ class MemoryBackend:
                 topic.lost = events.popleft()[0]
         while len(self._topics) > self.max_entries:
             self._topics.popitem(last=False)
+            self.evictions["event_topics"] += 1
         return EventId(self._epoch, self._seq), now
 
     async def event_history(self, topic: str, after: EventId, max_age: float
@@ -157,3 +197,4 @@ class MemoryBackend:
         self._data[key] = (self.clock() + ttl, value)
         while len(self._data) > self.max_entries:
             self._data.popitem(last=False)
+            self.evictions["backend_keys"] += 1

@@ -26,6 +26,7 @@ from aiocache.base import BaseCache
 from aiocache.serializers import NullSerializer
 
 from ..aio import stop
+from ..stores import StoreSize
 from . import Backend, BackendError
 
 log = logging.getLogger("edge.cache")
@@ -53,7 +54,11 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
         self.max_bytes = max_bytes
         self.clock = clock
         self.bytes = 0
+        self.evictions = 0
         self._data: OrderedDict[str, tuple[float, Any, int]] = OrderedDict()
+
+    def size(self) -> StoreSize:
+        return StoreSize(len(self._data), None, self.bytes, self.max_bytes, self.evictions)
 
     def resize(self, max_bytes: int) -> None:
         """A new bound (a config reload); shrinking drops the least recently used at once."""
@@ -63,6 +68,7 @@ class LruBytesCache(BaseCache):  # type: ignore[misc]
     def _trim(self) -> None:
         while self.bytes > self.max_bytes and self._data:
             self._drop(next(iter(self._data)))
+            self.evictions += 1
 
     def lookup(self, key: str) -> Any:
         """A value, or None: aiocache's `get` without its wrappers (timeouts, hooks,

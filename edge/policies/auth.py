@@ -23,6 +23,7 @@ from jwt import PyJWK, PyJWKSet
 from ..config import AllowRule, Auth, Jwt, RouteAuth
 from ..context import Incoming
 from ..errors import Problem
+from ..stores import StoreSize
 
 _BEARER = re.compile(r"^Bearer\s+([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)\s*$",
                      re.IGNORECASE)
@@ -67,6 +68,11 @@ class Verifier:
         # Verified tokens, so an app's every request doesn't pay for a signature check.
         # An entry is only trusted until the token's `exp`; the cache is bounded.
         self._verified: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.max_verified = VERIFIED_CACHE_SIZE
+        self.evictions = 0
+
+    def size(self) -> StoreSize:
+        return StoreSize(len(self._verified), self.max_verified, evictions=self.evictions)
 
     def verify(self, token: str) -> dict[str, Any]:
         hit = self._verified.get(token)
@@ -77,7 +83,8 @@ class Verifier:
         claims = self._verify(token)
         exp = claims.get("exp")
         if isinstance(exp, int | float) and not isinstance(exp, bool):
-            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            if len(self._verified) >= self.max_verified:
+                self.evictions += len(self._verified)
                 self._verified.clear()
             self._verified[token] = (float(exp) + self.cfg.leeway, claims)
         return claims

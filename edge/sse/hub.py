@@ -28,6 +28,7 @@ from ..backends import Backend, BackendError, EventId
 from ..config import Events, TopicRule
 from ..errors import Problem
 from ..push.presence import Presence
+from ..stores import StoreSize
 
 log = logging.getLogger("edge.sse")
 CHANNEL = "ev:live"
@@ -184,6 +185,11 @@ class Hub:
     async def close(self) -> None:
         await stop(self._task)
         await self.presence.close()
+
+    def size(self) -> StoreSize:
+        """Open streams (each with its queue of at most `events.max_queue` events)."""
+        bound = self.settings.max_connections if self.settings is not None else None
+        return StoreSize(len(self.subscribers), bound)
 
     # -- subscribing
     def join(self, topics: frozenset[str], device: str, who: str,

@@ -1,0 +1,49 @@
+"""What each in-memory store holds, against its bound: read at scrape time (so keeping
+count costs the hot paths nothing but an eviction counter), exported as `edge_store_*`
+by metrics.StoreSizes. Every store that can grow with traffic is listed here, with the
+setting (or constant) that bounds it; README's operations section adds them up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .runtime import State
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSize:
+    """One store: entries (and bytes, where they are known) now, its bounds, and how many
+    entries it has dropped to stay within them since the start."""
+
+    entries: int
+    max_entries: int | None = None
+    bytes: int | None = None
+    max_bytes: int | None = None
+    evictions: int = 0
+
+
+def store_sizes(state: State) -> Iterator[tuple[str, StoreSize]]:
+    """Every bounded in-memory store of this instance, by name."""
+    cache = getattr(state, "cache", None)
+    if cache is not None:
+        yield "cache_memory", cache.store.memory.size()
+        yield "ready_answers", cache.ready.size()
+    backend = getattr(state, "backend", None)
+    if backend is not None and hasattr(backend, "sizes"):
+        yield from backend.sizes()
+    runtime = getattr(state, "runtime", None)
+    if runtime is not None:
+        yield "device_profiles", runtime.devices.size()
+        verifier = getattr(runtime, "verifier", None)
+        if verifier is not None:
+            yield "verified_tokens", verifier.size()
+    images = getattr(state, "images", None)
+    if images is not None:
+        yield "image_masters", images.masters.size()
+        yield "image_sources_seen", images.masters.seen_size()
+    hub = getattr(state, "hub", None)
+    if hub is not None:
+        yield "event_streams", hub.size()

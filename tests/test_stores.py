@@ -1,0 +1,138 @@
+"""Every in-memory store reports its size against its bound (`edge_store_*` on /metrics),
+and holds to the bound when filled past it, counting what it drops."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import jwt
+
+from edge.backends.memory import MemoryBackend
+from edge.backends.tiers import LruBytesCache
+from edge.caching import Ready, ReadyAnswers
+from edge.config import Devices, Jwt
+from edge.context import DeviceClassifier
+from edge.policies.auth import Verifier
+
+from .conftest import JWT_SECRET, bearer, catch_all, services_yaml
+
+STORES = {"cache_memory", "ready_answers", "backend_keys", "backend_hash_fields",
+          "rate_limit_buckets", "event_topics", "event_history", "device_profiles",
+          "verified_tokens", "image_masters", "image_sources_seen", "event_streams"}
+
+
+def series(text: str, name: str) -> dict[str, float]:
+    return {m[1]: float(m[2]) for m in re.finditer(
+        rf'^{name}{{store="([a-z_]+)"}} (\S+)$', text, re.M)}
+
+
+async def test_metrics_show_every_store_and_its_bound(make_edge: Any, upstream: Any) -> None:
+    from aiohttp import web
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True}, headers={"Cache-Control": "max-age=60"})
+
+    url = await upstream(catch_all(ok))
+    extra = """
+auth:
+  jwt: {algorithms: [HS256], secret_env: EDGE_JWT_SECRET}
+events:
+  topics: [{topic: public, public: true}]
+  max_connections: 50
+cache: {max_memory: 2MB}
+"""
+    edge = await make_edge(services_yaml({"up": url}, extra), {"r.yaml": """
+routes:
+  - route: GET /x
+    source: {service: up, path: /x}
+    auth: {jwt: optional}
+    cache: {ttl: 60s, scope: public}
+"""}, env={"EDGE_JWT_SECRET": JWT_SECRET})
+    for _ in range(3):
+        assert (await edge.get("/x", headers=bearer("1001"))).status == 200
+        assert (await edge.get("/x")).status == 200
+    text = await (await edge.get("/metrics")).text()
+    entries = series(text, "edge_store_entries")
+    assert set(entries) == STORES
+    assert entries["verified_tokens"] == 1 and entries["device_profiles"] >= 1
+    assert entries["cache_memory"] >= 1
+    bounds = series(text, "edge_store_max_entries")
+    assert bounds["verified_tokens"] == 10_000 and bounds["event_streams"] == 50
+    assert bounds["backend_keys"] == 100_000
+    assert series(text, "edge_store_max_bytes")["cache_memory"] == 2_000_000
+    assert set(series(text, "edge_store_evictions_total")) == STORES
+
+
+class Sized:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def test_the_cache_memory_tier_holds_to_its_bytes() -> None:
+    tier = LruBytesCache(1000)
+    for n in range(100):
+        tier.store(f"k{n:03d}", Sized(46))  # 50 bytes with its key
+    size = tier.size()
+    assert size.bytes is not None and size.bytes <= 1000 == size.max_bytes
+    assert size.entries == 20 and size.evictions == 80
+    assert tier.lookup("k099") is not None and tier.lookup("k000") is None
+
+
+async def test_the_memory_backend_holds_every_table_to_its_bound() -> None:
+    backend = MemoryBackend(max_entries=10)
+    backend.max_buckets = 10
+    for n in range(30):
+        await backend.put(f"idem:{n}", b"x" * 10, 60)
+        await backend.hash_set(f"registrations:{n % 3}", f"device-{n}", b"r", 60)
+        backend.gcra_now([f"bucket:{n}"], [1.0], [5.0])
+        await backend.event_publish([f"topic:{n}"], b"event", 100, 3600, "events")
+    sizes = dict(backend.sizes())
+    for name in ("backend_keys", "backend_hash_fields", "rate_limit_buckets",
+                 "event_topics"):
+        assert sizes[name].entries == 10 == sizes[name].max_entries, name
+        assert sizes[name].evictions == 20, name
+    assert sizes["backend_keys"].bytes == 100
+    assert sizes["event_history"].entries == 10  # one event in each topic kept
+    assert await backend.get("idem:29") is not None and await backend.get("idem:0") is None
+    assert set(await backend.hash_all("registrations:2")) >= {"device-29"}
+    for n in range(30):  # deleting every field leaves nothing behind
+        await backend.hash_delete(f"registrations:{n % 3}", f"device-{n}")
+    assert dict(backend.sizes())["backend_hash_fields"].entries == 0
+    assert not backend._hashes  # no empty tables either
+
+
+def _ready(n: int) -> Ready:
+    return Ready(f"e{n}", b"x" * 100, {}, {}, 0.0, 0.0, (), None, "phone", "fast", 1)
+
+
+def test_fast_lane_answers_hold_to_their_bound() -> None:
+    ready = ReadyAnswers()
+    ready.max = 5
+    for n in range(12):
+        ready.put(("GET", f"/{n}"), _ready(n))
+    size = ready.size()
+    assert size.entries <= 5 == size.max_entries and size.evictions == 10
+    assert size.bytes == 100 * size.entries
+
+
+def test_device_profiles_hold_to_their_bound() -> None:
+    classify = DeviceClassifier(Devices())
+    classify.max_profiles = 8
+    for n in range(20):
+        classify.profile({"User-Agent": f"App/{n} (iPhone)"})
+    size = classify.size()
+    assert size.entries <= 8 == size.max_entries and size.evictions == 16
+
+
+def test_verified_tokens_hold_to_their_bound(tmp_path: Any) -> None:
+    verifier = Verifier(Jwt(algorithms=["HS256"], secret_env="S", required_claims=["exp"]),
+                        tmp_path, {"S": JWT_SECRET})
+    verifier.max_verified = 5
+    for n in range(12):
+        token = jwt.encode({"sub": str(n), "exp": int(time.time()) + 60}, JWT_SECRET,
+                           algorithm="HS256")
+        assert verifier.verify(token)["sub"] == str(n)
+    size = verifier.size()
+    assert size.entries <= 5 == size.max_entries and size.evictions == 10
