@@ -31,6 +31,7 @@ def store_sizes(state: State) -> Iterator[tuple[str, StoreSize]]:
     if cache is not None:
         yield "cache_memory", cache.store.memory.size()
         yield "ready_answers", cache.ready.size()
+        yield "purged_tags", cache.invalidations.size()
     backend = getattr(state, "backend", None)
     if backend is not None and hasattr(backend, "sizes"):
         yield from backend.sizes()

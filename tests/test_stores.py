@@ -18,7 +18,7 @@ from edge.policies.auth import Verifier
 
 from .conftest import JWT_SECRET, bearer, catch_all, services_yaml
 
-STORES = {"cache_memory", "ready_answers", "backend_keys", "backend_hash_fields",
+STORES = {"cache_memory", "ready_answers", "purged_tags", "backend_keys", "backend_hash_fields",
           "rate_limit_buckets", "event_topics", "event_history", "device_profiles",
           "verified_tokens", "image_masters", "image_sources_seen", "event_streams"}
 
@@ -136,3 +136,21 @@ def test_verified_tokens_hold_to_their_bound(tmp_path: Any) -> None:
         assert verifier.verify(token)["sub"] == str(n)
     size = verifier.size()
     assert size.entries <= 5 == size.max_entries and size.evictions == 10
+
+
+async def test_purge_times_hold_to_their_bound_and_never_let_a_purged_entry_back() -> None:
+    from edge.backends.tiers import Invalidations
+
+    now = [1000.0]
+    purges = Invalidations(MemoryBackend(), clock=lambda: now[0])
+    purges.max_tags = 10
+    for n in range(30):
+        now[0] += 1
+        await purges.purge([f"member:{n}"])
+    size = purges.size()
+    assert size.entries <= 10 == size.max_entries and size.evictions >= 20
+    # member:0 was purged at 1001 and its time forgotten: an entry stored before it still
+    # fails, through the floor; one stored after every purge is good
+    assert not purges.valid(("member:0",), 1000.5)
+    assert purges.valid(("member:0",), now[0] + 1)
+    assert not purges.valid(("member:29",), now[0] - 0.5)  # a purge still kept

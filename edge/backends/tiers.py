@@ -34,6 +34,7 @@ PURGE_CHANNEL = "cache:purge"
 PURGE_HASH = "cache:purges"
 NAMESPACE = "cache:"  # entries in the shared backend
 PURGE_MEMORY = 86400.0  # purges older than any entry's lifetime can be forgotten
+PURGES = 100_000  # tags whose purge time is kept (past it: a floor, see Invalidations)
 ALL = "*"
 
 
@@ -195,6 +196,10 @@ class Invalidations:
         self.backend = backend
         self.clock = clock  # the wall clock: purge times are compared across instances
         self.purged_at: dict[str, float] = {}
+        # every entry stored before this was purged: what the tags past PURGES leave
+        self.floor = 0.0
+        self.max_tags = PURGES
+        self.evictions = 0
         self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
         self.on_all: Callable[[], Any] | None = None
@@ -220,7 +225,10 @@ class Invalidations:
         at = self.purged_at
         if not at:
             return True
-        return all(at.get(t, 0.0) < stored_at for t in tags)
+        return stored_at > self.floor and all(at.get(t, 0.0) < stored_at for t in tags)
+
+    def size(self) -> StoreSize:
+        return StoreSize(len(self.purged_at), self.max_tags, evictions=self.evictions)
 
     async def purge(self, tags: list[str]) -> dict[str, Any]:
         """Purge these tags everywhere; returns the event sent to listeners."""
@@ -246,9 +254,17 @@ class Invalidations:
 
     def _apply(self, event: dict[str, Any]) -> None:
         at = float(event["at"])
-        if len(self.purged_at) > 100_000:  # bounded: forget what no entry can predate
-            self.purged_at = {t: a for t, a in self.purged_at.items()
-                              if at - a < PURGE_MEMORY}
+        if len(self.purged_at) > self.max_tags:  # bounded: forget what no entry predates
+            kept = {t: a for t, a in self.purged_at.items() if at - a < PURGE_MEMORY}
+            if len(kept) > self.max_tags // 2:
+                # still too many: the older half goes, and what they purged is covered by
+                # a floor every entry stored before them fails (more misses, never stale)
+                ordered = sorted(kept.items(), key=lambda item: item[1])
+                cut = len(ordered) - self.max_tags // 2
+                self.floor = max(self.floor, ordered[cut - 1][1])
+                kept = dict(ordered[cut:])
+            self.evictions += len(self.purged_at) - len(kept)
+            self.purged_at = kept
         for tag in event["tags"]:
             if at > self.purged_at.get(tag, 0.0):
                 self.purged_at[tag] = at
