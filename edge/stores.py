@@ -48,3 +48,6 @@ def store_sizes(state: State) -> Iterator[tuple[str, StoreSize]]:
     hub = getattr(state, "hub", None)
     if hub is not None:
         yield "event_streams", hub.size()
+    push = getattr(state, "push", None)
+    if push is not None:
+        yield "push_queue", push.size()

@@ -20,7 +20,8 @@ from .conftest import JWT_SECRET, bearer, catch_all, services_yaml
 
 STORES = {"cache_memory", "ready_answers", "purged_tags", "backend_keys", "backend_hash_fields",
           "rate_limit_buckets", "event_topics", "event_history", "device_profiles",
-          "verified_tokens", "image_masters", "image_sources_seen", "event_streams"}
+          "verified_tokens", "image_masters", "image_sources_seen", "event_streams",
+          "push_queue"}
 
 
 def series(text: str, name: str) -> dict[str, float]:

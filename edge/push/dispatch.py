@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..backends import BackendError
 from ..config.models import Push
 from ..errors import Problem
+from ..stores import StoreSize
 from .presence import Presence
 from .providers.base import Notification, Provider, Registration, Result, Urgency
 from .store import Registrations
@@ -94,6 +95,7 @@ class Dispatcher:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._workers: dict[str, list[asyncio.Task[None]]] = {}
         self._timers: set[asyncio.TimerHandle] = set()
+        self.dropped = 0
         self.pending = 0
         metrics.push_queue.set_function(lambda: self.pending)
 
@@ -148,11 +150,17 @@ class Dispatcher:
                 queued += 1
         return queued
 
+    def size(self) -> StoreSize:
+        """Deliveries waiting (`push.queue` at most; more are dropped, not queued)."""
+        bound = self.settings.queue if self.settings is not None else None
+        return StoreSize(self.pending, bound, evictions=self.dropped)
+
     def _put(self, d: Delivery) -> bool:
         settings = self.settings
         queue = self._queues.get(d.reg.platform)
         if settings is None or queue is None or self.pending >= settings.queue:
             self.metrics.push_deliveries.labels(d.reg.platform, "dropped").inc()
+            self.dropped += 1
             return False
         self.pending += 1
         queue.append(d)
