@@ -155,3 +155,23 @@ async def test_purge_times_hold_to_their_bound_and_never_let_a_purged_entry_back
     assert not purges.valid(("member:0",), 1000.5)
     assert purges.valid(("member:0",), now[0] + 1)
     assert not purges.valid(("member:29",), now[0] - 0.5)  # a purge still kept
+
+
+async def test_event_history_holds_to_its_bytes_and_says_what_it_lost() -> None:
+    from edge.backends import EventId
+
+    backend = MemoryBackend()
+    backend.max_history_bytes = 1000
+    first, _ = await backend.event_publish(["member:1"], b"x" * 100, 1000, 3600, "ev")
+    for n in range(2, 40):
+        await backend.event_publish([f"member:{n}"], b"x" * 100, 1000, 3600, "ev")
+    size = dict(backend.sizes())["event_history"]
+    assert size.bytes is not None and size.bytes <= 1000 == size.max_bytes
+    # member:1's history went whole: a client that saw nothing since says so, and is told
+    # it missed something (it refreshes), not that nothing happened
+    history = await backend.event_history("member:1", EventId(first.epoch, first.seq - 1),
+                                          3600)
+    assert history == ([], True)
+    # a topic still kept replays as before
+    last = await backend.event_history("member:39", EventId(first.epoch, 0), 3600)
+    assert last is not None and len(last[0]) == 1 and last[1] is False

@@ -33,6 +33,9 @@ class MemoryBackend:
         self._epoch = int(time.time() * 1000)  # this process's history: a restart begins another
         self._seq = 0
         self._topics: OrderedDict[str, _Topic] = OrderedDict()
+        self.max_history_bytes = 32 * 1024 * 1024  # the hub sets events.history_memory
+        self._history_bytes = 0
+        self._evicted_upto = 0  # the newest seq of a topic dropped whole
         # name → fields, most recently written last; `_fields` counts them all
         self._hashes: OrderedDict[str, dict[str, bytes]] = OrderedDict()
         self._fields = 0
@@ -57,8 +60,8 @@ class MemoryBackend:
         yield "event_topics", StoreSize(len(self._topics), self.max_entries,
                                         evictions=ev["event_topics"])
         yield "event_history", StoreSize(
-            sum(len(t.events) for t in self._topics.values()), None,
-            sum(len(e[2]) for t in self._topics.values() for e in t.events))
+            sum(len(t.events) for t in self._topics.values()), None, self._history_bytes,
+            self.max_history_bytes)
 
     async def ping(self) -> bool:
         return True
@@ -159,10 +162,17 @@ class MemoryBackend:
             self._topics[name] = topic  # most recently used last
             events = topic.events
             events.append((self._seq, now, payload))
+            self._history_bytes += len(payload)
             while len(events) > history or events[0][1] < now - max_age:
-                topic.lost = events.popleft()[0]
-        while len(self._topics) > self.max_entries:
-            self._topics.popitem(last=False)
+                lost = events.popleft()
+                topic.lost = lost[0]
+                self._history_bytes -= len(lost[2])
+        while len(self._topics) > self.max_entries or (
+                self._history_bytes > self.max_history_bytes and len(self._topics) > 1):
+            _, gone = self._topics.popitem(last=False)
+            self._history_bytes -= sum(len(e[2]) for e in gone.events)
+            if gone.events:
+                self._evicted_upto = max(self._evicted_upto, gone.events[-1][0])
             self.evictions["event_topics"] += 1
         return EventId(self._epoch, self._seq), now
 
@@ -171,8 +181,8 @@ class MemoryBackend:
         if after.epoch != self._epoch or after.seq > self._seq:
             return None
         kept = self._topics.get(topic)
-        if kept is None:
-            return [], False
+        if kept is None:  # never published to; or dropped whole, which may have lost some
+            return [], after.seq < self._evicted_upto
         cutoff = time.time() - max_age
         lost = kept.lost
         out = []

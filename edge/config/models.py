@@ -461,6 +461,10 @@ class Events(Model):
     """Events kept per topic for replay."""
     history_age: Duration = 3600.0
     """…and for at most this long."""
+    history_memory: Size = 32 * 1024 * 1024
+    """In memory (no Redis URL): the bytes of history kept across all topics; the
+    topics published to least recently lose theirs first (their streams' clients then
+    get a `refresh` when they reconnect far behind). Redis keeps history per topic."""
     heartbeat: Duration = 15.0
     """Comment lines this often keep idle connections open through proxies."""
     retry: Duration = 3.0

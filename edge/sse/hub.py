@@ -176,6 +176,8 @@ class Hub:
         if self.settings is not None and settings != self.settings:
             self.drain()
         self.settings = settings
+        if settings is not None and hasattr(self.backend, "max_history_bytes"):
+            self.backend.max_history_bytes = settings.history_memory
 
     async def start(self) -> None:
         if self.backend.name != "memory":
