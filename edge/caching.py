@@ -62,7 +62,7 @@ class EdgeCache:
         self.invalidations = Invalidations(backend, clock)
         self.invalidations.on_all = self._forget_memory
         self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
-        self.ready = ReadyAnswers()
+        self.ready = ReadyAnswers(settings.max_memory // 4)
         # told of every purge made here (not those heard from other instances)
         self.on_purge: Callable[[list[str]], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -72,6 +72,7 @@ class EdgeCache:
         apply at once (the entries stay; delta history follows the routes, rebuilt anyway)."""
         self.settings = settings
         self.store.memory.resize(settings.max_memory)
+        self.ready.max_bytes = settings.max_memory // 4
 
     async def start(self) -> None:
         await self.invalidations.start()
@@ -474,15 +475,17 @@ class ReadyAnswers:
 
     MAX = 10_000
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.answers: dict[tuple[str | None, ...], Ready] = {}
         self.max = self.MAX
+        # their bodies: the cache's own while it keeps the entry, theirs alone once it
+        # has let it go; a quarter of cache.max_memory
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self.evictions = 0
 
     def size(self) -> StoreSize:
-        """(Bytes: the bodies, which the cache's memory tier holds too.)"""
-        return StoreSize(len(self.answers), self.max,
-                         sum(len(r.body) for r in self.answers.values()), None,
+        return StoreSize(len(self.answers), self.max, self.bytes, self.max_bytes,
                          self.evictions)
 
     @staticmethod
@@ -495,13 +498,22 @@ class ReadyAnswers:
         return (method, raw_path, get(device_header), *map(get, _SIGNATURE_HEADERS))
 
     def put(self, signature: tuple[str | None, ...], ready: Ready) -> None:
-        if len(self.answers) >= self.max:
+        if len(self.answers) >= self.max or self.bytes + len(ready.body) > self.max_bytes:
             self.evictions += len(self.answers)
-            self.answers.clear()
+            self.clear()
+        old = self.answers.get(signature)
+        if signature[0] != "HEAD":  # (a HEAD shares its GET's answer, body and all)
+            self.bytes += len(ready.body) - (len(old.body) if old is not None else 0)
         self.answers[signature] = ready
+
+    def drop(self, signature: tuple[str | None, ...]) -> None:
+        old = self.answers.pop(signature, None)
+        if old is not None and signature[0] != "HEAD":
+            self.bytes -= len(old.body)
 
     def clear(self) -> None:
         self.answers.clear()
+        self.bytes = 0
 
 
 _SIGNED = frozenset(h.lower() for h in _SIGNATURE_HEADERS)

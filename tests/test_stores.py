@@ -109,13 +109,20 @@ def _ready(n: int) -> Ready:
 
 
 def test_fast_lane_answers_hold_to_their_bound() -> None:
-    ready = ReadyAnswers()
+    ready = ReadyAnswers(max_bytes=10_000)
     ready.max = 5
     for n in range(12):
         ready.put(("GET", f"/{n}"), _ready(n))
+        ready.put(("HEAD", f"/{n}"), ready.answers[("GET", f"/{n}")])
     size = ready.size()
-    assert size.entries <= 5 == size.max_entries and size.evictions == 10
-    assert size.bytes == 100 * size.entries
+    assert size.entries <= 5 == size.max_entries and size.evictions > 0
+    assert size.bytes == 100 * len([s for s in ready.answers if s[0] == "GET"])
+    by_bytes = ReadyAnswers(max_bytes=450)  # four bodies of 100 fit, not five
+    for n in range(12):
+        by_bytes.put(("GET", f"/{n}"), _ready(n))
+        assert by_bytes.bytes <= 450
+    by_bytes.drop(("GET", "/11"))
+    assert by_bytes.size().bytes == 100 * len(by_bytes.answers)
 
 
 def test_device_profiles_hold_to_their_bound() -> None:

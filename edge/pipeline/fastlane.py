@@ -73,7 +73,7 @@ class FastLane:
         now = self.state.clock()
         if (now >= found.fresh_until or found.generation != rt.generation
                 or not self.state.cache.invalidations.valid(found.tags, found.stored_at)):
-            del ready[sig]
+            self.state.cache.ready.drop(sig)
             return None
         route = found.route
         rid = headers.get(rt.rid_header)
