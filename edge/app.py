@@ -86,6 +86,7 @@ class EdgeApp:
         state.backend = open_backend(config.redis_url(), config.edge.backend.memory_max_entries,
                                      calls, state.monotonic)
         state.cache = EdgeCache(config.edge.cache, state.backend, clock=state.clock)
+        state.cache.invalidations.max_tags = config.edge.backend.memory_max_entries
         await state.cache.start()
         state.limiter = Limiter(state.backend, config.edge.rate_limits, self.metrics,
                                 state.monotonic)

@@ -635,8 +635,9 @@ class Backend(Model):
     """Env var holding a Redis URL. When it is set, shared state lives in Redis; otherwise
     everything is in memory (one instance)."""
     memory_max_entries: int = Field(100_000, ge=100)
-    """The in-memory backend keeps at most this many entries (idempotency records, ...);
-    the oldest go first."""
+    """The in-memory backend keeps at most this many entries in each of its tables
+    (idempotency and offline-queue records, push registration fields, event topics); the
+    oldest go first. Also the purge times each instance keeps (with Redis too)."""
     at_start: Literal["degrade", "refuse"] = "degrade"
     """Redis set but not answering when the edge starts: `degrade` serves anyway (rate
     limits as `rate_limits.on_backend_failure` says, cache misses, events on this instance
