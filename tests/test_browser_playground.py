@@ -88,8 +88,8 @@ async def test_the_playground_in_a_browser(demo: Any, tmp_path: Path) -> None:
         problems = await b.wait_for(
             "document.querySelector('[data-testid=problems]')?.textContent")
         assert f"line {line}, col 7" in problems and "prnue" in problems
-        # fixed, and changed: the phone loses the provider's name
-        fixed = original.replace(",provider/name),page,has_more", "),page,has_more")
+        # fixed, and changed: the phone loses the provider
+        fixed = original.replace(",provider(id,name)),page,has_more", "),page,has_more")
         assert fixed != original
         await b.evaluate(f"""(() => {{
             const e = document.getElementById('editor');
