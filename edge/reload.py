@@ -60,6 +60,9 @@ class Reloader:
                       old.generation, e)
             return False
         state.runtime = runtime
+        # the fast lane's answers hold their routes, and through them the old generation
+        # (its verified tokens, profiles, upstream sessions): let it go now
+        state.cache.ready.clear()
         state.limiter.configure(config.edge.rate_limits)
         state.cache.configure(config.edge.cache)
         images = getattr(state, "images", None)

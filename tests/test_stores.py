@@ -182,3 +182,40 @@ async def test_event_history_holds_to_its_bytes_and_says_what_it_lost() -> None:
     # a topic still kept replays as before
     last = await backend.event_history("member:39", EventId(first.epoch, 0), 3600)
     assert last is not None and len(last[0]) == 1 and last[1] is False
+
+
+async def test_a_reload_lets_the_old_generation_go(make_edge: Any, upstream: Any,
+                                                   tmp_path: Any) -> None:
+    """Found by bench/soak.py: the fast lane's answers held their routes, and with them
+    every old config generation (its verified-token cache, device profiles, sessions)."""
+    import gc
+
+    from aiohttp import web
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    url = await upstream(catch_all(ok))
+    routes = {"r.yaml": """
+routes:
+  - route: GET /generations-test
+    source: {service: up, path: /x}
+    auth: {jwt: "off"}
+    shape: {}
+    cache: {ttl: 60s, scope: public}
+"""}
+    edge = await make_edge(services_yaml({"up": url}), routes)
+    for _ in range(2):
+        resp = await edge.get("/generations-test", headers={"Accept-Encoding": "identity"})
+        assert resp.status == 200
+    state = edge.edge.state
+    assert state.cache.ready.answers
+
+    def live() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o).__name__ == "CompiledRoute"
+                   and getattr(o, "name", "") == "GET /generations-test")
+
+    assert live() == 1
+    assert await state.reloader.reload()
+    assert live() == 1  # the new generation's; the old one (its auth, tokens...) is gone
