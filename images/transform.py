@@ -187,14 +187,29 @@ def transform(source: bytes, spec: Spec, limits: Limits) -> Result:
     Raises ImageError: too-large, too-many-pixels (neither decodes anything),
     unsupported-format, corrupt (truncated files included), output-too-large, encode-failed.
     """
+    _check_source(source, limits)
+    _check_format(spec)
+    with _decoded(source, limits, spec) as (im, icc, upright):
+        image = _finish(_resize(_normalize_mode(im), _plan(upright, spec), spec.crop,
+                                _EFFORTS[spec.effort].resample), icc, spec.format)
+    return _result(image, spec, limits)
+
+
+def _check_source(source: bytes, limits: Limits) -> None:
     if len(source) > limits.max_source_bytes:
         raise ImageError(
             "too-large",
             f"source is {len(source)} bytes, over the limit of {limits.max_source_bytes}",
         )
+
+
+def _check_format(spec: Spec) -> None:
     if spec.format not in encodable():
         raise ImageError("unsupported-format", f"this Pillow build can't write {spec.format}")
-    image = _decode(source, spec, limits)
+
+
+def _result(image: Image.Image, spec: Spec, limits: Limits) -> Result:
+    """The finished pixels encoded, within the output limit."""
     body = _encode(image, spec)
     if len(body) > limits.max_output_bytes:
         raise ImageError(
@@ -202,13 +217,8 @@ def transform(source: bytes, spec: Spec, limits: Limits) -> Result:
             f"{spec.format} output is {len(body)} bytes, over the limit of "
             f"{limits.max_output_bytes}",
         )
-    return Result(
-        body=body,
-        content_type=CONTENT_TYPES[spec.format],
-        width=image.width,
-        height=image.height,
-        format=spec.format,
-    )
+    return Result(body=body, content_type=CONTENT_TYPES[spec.format], width=image.width,
+                  height=image.height, format=spec.format)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,50 +241,28 @@ def decode_master(source: bytes, limits: Limits, width: int) -> tuple[Image.Imag
     """``source`` decoded for outputs up to ``width`` px wide (contain): a JPEG reduced by
     libjpeg's draft, any other format box-reduced by a power of two, never below what a
     ``width`` output needs. Raises ImageError as ``transform`` does."""
-    if len(source) > limits.max_source_bytes:
-        raise ImageError(
-            "too-large",
-            f"source is {len(source)} bytes, over the limit of {limits.max_source_bytes}",
-        )
-    try:
-        with _open(source, limits) as im:
-            icc = im.info.get("icc_profile")
-            orientation = _orientation(im)
-            swapped = orientation in _SWAPS_AXES
-            upright = (im.height, im.width) if swapped else (im.width, im.height)
-            plan = _plan(upright, Spec(width=width))
-            if im.format in ("JPEG", "MPO"):
-                _draft(im, plan, swapped=swapped)
-            im.load()
-            if orientation not in (None, 1):
-                ImageOps.exif_transpose(im, in_place=True)
-            image = _normalize_mode(im)
-            factor = _reduction(image.size, (plan.width, plan.height))
-            if factor > 1:
-                image = image.reduce(factor)
-            if isinstance(icc, bytes) and image.mode in ("RGB", "RGBA", "CMYK"):
-                image = _to_srgb(image, icc)
-            if image.mode == "CMYK":
-                image = image.convert("RGB")
-            if image is im:
-                image = im.copy()
-        image.info = {}
-        return image, Master(image.mode, image.size, upright)
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError("too-many-pixels", str(exc)) from exc
-    except Exception as exc:
-        found = sniff(source) or "source"
-        raise ImageError("corrupt", f"can't decode the {found} image: {exc}") from exc
+    _check_source(source, limits)
+    with _decoded(source, limits, Spec(width=width)) as (im, icc, upright):
+        image = _normalize_mode(im)
+        plan = _plan(upright, Spec(width=width))
+        factor = _reduction(image.size, (plan.width, plan.height))
+        if factor > 1:
+            image = image.reduce(factor)
+        if icc is not None and image.mode in ("RGB", "RGBA", "CMYK"):
+            image = _to_srgb(image, icc)
+        if image.mode == "CMYK":
+            image = image.convert("RGB")
+        if image is im:
+            image = im.copy()
+    image.info = {}
+    return image, Master(image.mode, image.size, upright)
 
 
 def render(pixels: Image.Image, master: Master, spec: Spec, limits: Limits) -> Result | None:
     """``spec`` made from a master's pixels, as ``transform`` would make it from the source
     (sizes equal; pixels as from a draft decode, which is what a reduced master is); None
     when the master is too small for it (a larger size than it was made for)."""
-    if spec.format not in encodable():
-        raise ImageError("unsupported-format", f"this Pillow build can't write {spec.format}")
+    _check_format(spec)
     plan = _plan(master.upright, spec)
     # the whole image's size at which the plan's region is at least the output's size
     # (what a draft decode asks libjpeg for)
@@ -286,15 +274,7 @@ def render(pixels: Image.Image, master: Master, spec: Spec, limits: Limits) -> R
     image = pixels.reduce(factor) if factor > 1 else pixels
     image = _finish(_resize(image, plan, spec.crop, _EFFORTS[spec.effort].resample), None,
                     spec.format)
-    body = _encode(image, spec)
-    if len(body) > limits.max_output_bytes:
-        raise ImageError(
-            "output-too-large",
-            f"{spec.format} output is {len(body)} bytes, over the limit of "
-            f"{limits.max_output_bytes}",
-        )
-    return Result(body=body, content_type=CONTENT_TYPES[spec.format], width=image.width,
-                  height=image.height, format=spec.format)
+    return _result(image, spec, limits)
 
 
 def _reduction(size: tuple[int, int], need: tuple[int, int]) -> int:
@@ -307,8 +287,12 @@ def _reduction(size: tuple[int, int], need: tuple[int, int]) -> int:
     return factor
 
 
-def _decode(source: bytes, spec: Spec, limits: Limits) -> Image.Image:
-    """The output pixels: decoded (reduced if JPEG), upright, cropped, resized, in sRGB."""
+@contextmanager
+def _decoded(source: bytes, limits: Limits, spec: Spec
+             ) -> Iterator[tuple[ImageFile.ImageFile, bytes | None, tuple[int, int]]]:
+    """The source decoded for `spec` (reduced by libjpeg's draft when a JPEG is shrunk),
+    turned upright; with its ICC profile and upright size. Every failure inside, the
+    caller's work on the pixels included, is an ImageError."""
     # Pillow raises a zoo of types on bad input (OSError, SyntaxError, ValueError,
     # struct.error, EOFError, zlib.error, ...); anything but ours means the file is bad.
     try:
@@ -316,15 +300,13 @@ def _decode(source: bytes, spec: Spec, limits: Limits) -> Image.Image:
             icc = im.info.get("icc_profile")
             orientation = _orientation(im)
             swapped = orientation in _SWAPS_AXES
-            plan = _plan((im.height, im.width) if swapped else (im.width, im.height), spec)
+            upright = (im.height, im.width) if swapped else (im.width, im.height)
             if im.format in ("JPEG", "MPO"):
-                _draft(im, plan, swapped=swapped)
+                _draft(im, _plan(upright, spec), swapped=swapped)
             im.load()
             if orientation not in (None, 1):
                 ImageOps.exif_transpose(im, in_place=True)
-            image = _resize(_normalize_mode(im), plan, spec.crop,
-                            _EFFORTS[spec.effort].resample)
-        return _finish(image, icc if isinstance(icc, bytes) else None, spec.format)
+            yield im, icc if isinstance(icc, bytes) else None, upright
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
