@@ -368,13 +368,9 @@ class Compression(Model):
     rates equally (browsers and curl send all three) the first here wins. br makes the
     fewest bytes; put zstd first to spend far less CPU for a little more."""
 
-    def quality(self, coding: str) -> int:
-        """The level for `coding`."""
-        return {"br": self.brotli_quality, "zstd": self.zstd_level}.get(coding,
-                                                                         self.gzip_level)
-
     @property
     def levels(self) -> dict[str, int]:
+        """The level for each coding."""
         return {"br": self.brotli_quality, "gzip": self.gzip_level, "zstd": self.zstd_level}
 
     passthrough: bool = True

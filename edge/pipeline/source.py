@@ -160,7 +160,7 @@ class Source(Layer):
             except NotAcceptable:
                 coding = None
             if coding is not None:
-                body = compress(body, coding, quality=comp.quality(coding))
+                body = compress(body, coding, quality=comp.levels[coding])
                 headers["Content-Encoding"] = coding
         return web.Response(body=body, headers=headers), len(body)
 
