@@ -181,3 +181,21 @@ def open_baseline(ap: argparse.ArgumentParser, path: Path | None) -> Baseline | 
                          capture_output=True, text=True, timeout=30, check=False)
     commit = git.stdout.strip() if git.returncode == 0 else "?"
     return Baseline(root, commit, tuple(files.items()))
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields from the 3rd (state) on; None once the process is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of one process so far (0 when unknown or gone)."""
+    fields = proc_stat(pid) if pid is not None else None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK if fields else 0.0

@@ -110,7 +110,7 @@ if __name__ == "images":
 from images import Limits, Spec, transform  # noqa: E402
 
 sys.path[:] = _PATH
-from _common import EDGE_BIN, preflight, settle_rounds  # noqa: E402
+from _common import CLK_TCK, EDGE_BIN, preflight, proc_stat, settle_rounds  # noqa: E402
 from proxy import (  # noqa: E402
     fmt_row,
     free_port,
@@ -346,23 +346,12 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
         return r.status, dict(r.headers.items()), r.read()
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2:].split()  # fields from the 3rd (state) on
-
-
 def group_pids(pgid: int) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (st := _stat(int(entry))) is not None and int(st[2]) == pgid:
+        if entry.isdigit() and (st := proc_stat(int(entry))) is not None and int(st[2]) == pgid:
             pids.append(int(entry))
     return pids
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pgids: Sequence[int]) -> tuple[float, float]:
@@ -371,10 +360,10 @@ def cpu_seconds(pgids: Sequence[int]) -> tuple[float, float]:
     total = lead = 0
     for pgid in pgids:
         for pid in group_pids(pgid):
-            if (st := _stat(pid)) is not None:
+            if (st := proc_stat(pid)) is not None:
                 total += int(st[11]) + int(st[12])
                 lead += (int(st[11]) + int(st[12])) if pid == pgid else 0
-    return total / _TICK, lead / _TICK
+    return total / CLK_TCK, lead / CLK_TCK
 
 
 @dataclass(slots=True)

@@ -45,6 +45,7 @@ from _common import (
     EDGE_BIN,
     Baseline,
     baseline_arg,
+    cpu_seconds,
     open_baseline,
     preflight,
     round_args,
@@ -245,19 +246,6 @@ def edge_process(args: Sequence[str], ready_url: str, log: Path,
         with process(baseline.command("serve", *args), ready_url, log, baseline.env,
                      baseline.root) as running:
             yield running
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far (0 once it is gone)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = raw[raw.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def find_nginx() -> str | None:

@@ -63,11 +63,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import EDGE_BIN, preflight
+from _common import EDGE_BIN, cpu_seconds, preflight
 from _push_service import device_secrets
 from proxy import fetch, fmt_row, free_port, process, write_config
 from sse import KB, log_trouble, post, raise_nofile, rss_kb
-from websocket import cpu_secs
 
 HERE = Path(__file__).resolve().parent
 SERVICE = HERE / "_push_service.py"
@@ -288,12 +287,12 @@ def wait_for(service: str, n: int, deadline: float) -> dict[str, Any]:
 def run_round(edge: str, edge_pid: int, service: str, service_pid: int, key: str, seq: int,
               timeout: float) -> Round:
     post(f"{service}/reset", {}, {})
-    c0, s0 = cpu_secs(edge_pid), cpu_secs(service_pid)
+    c0, s0 = cpu_seconds(edge_pid), cpu_seconds(service_pid)
     queued, t0 = publish(edge, key, "bench:all", seq)
     ack = time.monotonic() - t0
     wait_for(service, queued, t0 + timeout)
     time.sleep(SETTLE)
-    c1, s1 = cpu_secs(edge_pid), cpu_secs(service_pid)
+    c1, s1 = cpu_seconds(edge_pid), cpu_seconds(service_pid)
     got = counts(service)
     n = got["received"]
     last = got["last_at"] - t0 if got["last_at"] is not None else float("nan")

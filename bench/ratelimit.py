@@ -64,7 +64,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from _common import EDGE_BIN, preflight, round_args, settle_rounds
+from _common import EDGE_BIN, cpu_seconds, preflight, round_args, settle_rounds
 from proxy import (
     Series,
     Target,
@@ -91,7 +91,6 @@ DEVICE_HEADER = "X-Device-ID"
 LIMIT_NAME = "bench"
 # what the redis edge stores for that device (edge/policies/ratelimit.py, backends/redis.py)
 REDIS_KEY = f"edge:rl:n:{LIMIT_NAME}|ip=127.0.0.1/d={DEVICE}"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore *_proxy env
 
@@ -130,18 +129,6 @@ def run_wrk(url: str, connections: int, duration: float) -> tuple[WrkResult, int
 
 
 # ------------------------------------------------------------------------- processes
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process so far (0 when unknown or gone)."""
-    if pid is None:
-        return 0.0
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"; utime, stime = 14, 15
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 @contextmanager

@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _common import EDGE_BIN, new_loop, preflight, raise_nofile
+from _common import EDGE_BIN, cpu_seconds, new_loop, preflight, proc_stat, raise_nofile
 from payload import demo_config
-from proxy import ROOT, cpu_seconds, fmt_row, free_port, process
+from proxy import ROOT, fmt_row, free_port, process
 
 from edge.cli import DEMO_APP_KEY, DEMO_IMAGE_KEY, DEMO_PUBLISHER_KEY, DEMO_SECRET, make_token
 from edge.demo.data import get_dataset
@@ -149,11 +149,9 @@ def descendants(pid: int) -> Iterator[tuple[int, str]]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            raw = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        parent[int(entry.name)] = int(raw[raw.rindex(")") + 2:].split()[1])
+        fields = proc_stat(int(entry.name))
+        if fields is not None:
+            parent[int(entry.name)] = int(fields[1])
     below, frontier = set(), {pid}
     while frontier:
         frontier = {p for p, pp in parent.items() if pp in frontier} - below

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import EDGE_BIN, preflight, settle_rounds
+from _common import EDGE_BIN, cpu_seconds, preflight, settle_rounds
 from proxy import fetch, fmt_row, free_port, process, stop
 from sse import KB, log_trouble, raise_nofile, rss_kb
 
@@ -63,7 +63,6 @@ TARGET_RATIO = 0.85
 OPEN_CONCURRENCY = 100  # handshakes at once (listen backlogs: 2048)
 FD_SPARE = 200  # descriptors a process needs besides the sockets
 RAMP = 0.5  # seconds of load before each measured window (sockets open, first messages)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------------------ client
@@ -160,13 +159,6 @@ def edge_config(root: Path, upstream: str, sockets: int) -> Path:
         "                burst: 1000000000, heartbeat: 0s, idle_timeout: 3600s,\n"
         "                compress: false}\n")
     return root
-
-
-def cpu_secs(pid: int) -> float:
-    """User + system CPU time of one process so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
 def fd_count(pid: int) -> int:
@@ -321,9 +313,9 @@ def run_load(cl: WsClient, t: Target, up_pid: int, args: argparse.Namespace,
     mark = cl.read(60 + RAMP)
     if mark.get("mark") != "start":
         raise RuntimeError(f"{t.label}: expected the start mark, got {mark}")
-    s0, u0 = cpu_secs(t.pid), cpu_secs(up_pid)
+    s0, u0 = cpu_seconds(t.pid), cpu_seconds(up_pid)
     mark = cl.read(duration + 10)
-    s1, u1 = cpu_secs(t.pid), cpu_secs(up_pid)
+    s1, u1 = cpu_seconds(t.pid), cpu_seconds(up_pid)
     if mark.get("mark") != "end":
         raise RuntimeError(f"{t.label}: expected the end mark, got {mark}")
     got = cl.read(60)
