@@ -82,8 +82,8 @@ class DeviceClassifier:
         return found
 
     def _classify(self, named: str | None, ua: str | None, save: str | None, ect: str | None,
-                  network_type: str | None, downlink: str | None = None,
-                  rtt: str | None = None) -> DeviceProfile:
+                  network_type: str | None, downlink: str | None,
+                  rtt: str | None) -> DeviceProfile:
         used: list[str] = []
         if named is not None and named.lower() in self.classes:
             device = named.lower()
