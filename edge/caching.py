@@ -44,7 +44,7 @@ from .representation import (
     quoted,
     wanted_delta,
 )
-from .stores import StoreSize
+from .stores import StoreSize, right_sized
 from .wire import SHARED_ONLY, PassCompression, privatized, varies_on_coding
 
 log = logging.getLogger("edge.cache")
@@ -401,8 +401,8 @@ def respond_raw(entry: Entry, request_headers: Mapping[str, str], method: str,
         assert compression is not None
         encoded = entry.variants.get(coding)
         if encoded is None:
-            encoded = entry.variants[coding] = compress(
-                body, coding, quality=compression.quality[coding])
+            encoded = entry.variants[coding] = right_sized(compress(
+                body, coding, quality=compression.quality[coding]))
         body = encoded
         headers["Content-Encoding"] = coding
     return web.Response(status=200, headers=headers, body=body), len(body)

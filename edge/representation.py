@@ -29,6 +29,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from .encoding import FORMATS, compress, parse_qlist
+from .stores import right_sized
 
 Answer = tuple[web.StreamResponse, int]
 # (body, msgpack?, cached?) → the body in the envelope, with this request's metadata
@@ -192,7 +193,7 @@ class Entry:
         out = self._delta(base, kind)
         if len(self.deltas) > 16:
             self.deltas.clear()
-        self.deltas[(base, kind)] = out
+        self.deltas[(base, kind)] = out = None if out is None else right_sized(out)
         return out
 
     def _delta(self, base: str, kind: str) -> bytes | None:
@@ -253,7 +254,7 @@ def encode(status: int, headers: CIMultiDict[str], body: bytes, etag: str, *,
         if encoded is None:
             encoded = compress(body, used, quality=quality[used])
             if variants is not None and wrap is None:
-                variants[used] = encoded
+                variants[used] = encoded = right_sized(encoded)
         body = encoded
         headers["Content-Encoding"] = used
     return web.Response(status=status, headers=headers, body=body), len(body)

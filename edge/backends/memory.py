@@ -8,7 +8,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
-from ..stores import StoreSize
+from ..stores import StoreSize, right_sized
 from . import EventId
 
 
@@ -100,7 +100,7 @@ class MemoryBackend:
         hashes[name] = table  # most recently written last
         if table.pop(field, None) is None:
             self._fields += 1
-        table[field] = value
+        table[field] = right_sized(value)
         # every field of every hash counts against the bound; the oldest hash's go first
         while self._fields > self.max_entries:
             oldest_name = next(iter(hashes))
@@ -157,6 +157,7 @@ class MemoryBackend:
                             max_age: float, channel: str) -> tuple[EventId, float]:
         self._seq += 1
         now = time.time()
+        payload = right_sized(payload)  # kept by every topic it goes to
         for name in topics:
             topic = self._topics.pop(name, None) or _Topic()
             self._topics[name] = topic  # most recently used last
@@ -204,7 +205,7 @@ class MemoryBackend:
 
     def _set(self, key: str, value: bytes, ttl: float) -> None:
         self._data.pop(key, None)
-        self._data[key] = (self.clock() + ttl, value)
+        self._data[key] = (self.clock() + ttl, right_sized(value))
         while len(self._data) > self.max_entries:
             self._data.popitem(last=False)
             self.evictions["backend_keys"] += 1

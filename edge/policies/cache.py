@@ -16,6 +16,7 @@ from ..context import Exchange
 from ..freshness import HEURISTIC_STATUSES, Stored, read_response
 from ..representation import Entry, etag_of, vary_value
 from ..routing import PLACEHOLDER
+from ..stores import right_sized
 
 
 def _seconds(value: float) -> int:
@@ -170,8 +171,8 @@ class RouteCache:
             history.extend(h for h in previous.history if h[0] != etag)
             del history[self.history:]
         stored_at, fresh, stale, store, swr, sie = self._times(started, said, status)
-        entry = Entry(status, list(headers), body, etag, fmt, stored_at, fresh, stale, store,
-                      tags, up_etag, up_last_modified, {}, history)
+        entry = Entry(status, list(headers), right_sized(body), etag, fmt, stored_at, fresh,
+                      stale, store, tags, up_etag, up_last_modified, {}, history)
         entry.swr, entry.sie = swr, sie
         entry.origin_said = said is not None and said.explicit and not self.override
         return entry
