@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import allocator
 from .aio import stop as stop_task
 from .config import Config, ConfigError, Route, json_schemas, load_config
 from .config.env import env_problems
@@ -92,6 +93,7 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
 
     setup_logging()
     log = logging.getLogger("edge")
+    allocator.tune()  # before edge.start() starts threads (allocator.py says why)
     edge = EdgeApp(config)
     await edge.start()
     runner = web.ServerRunner(edge.make_server(), handle_signals=False,
@@ -117,6 +119,8 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    trimmer = allocator.Trimmer()
+    trimmer.start()
     url = f"http://{host}:{runner.addresses[0][1]}"  # the port bound, when asked for 0
     log.info("edge %d listening on %s (%d routes)", os.getpid(), url, len(config.routes))
     extra = on_start(edge) if on_start else None
@@ -134,6 +138,7 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
         log.info("edge %d draining (up to %gs)", os.getpid(), config.edge.drain_timeout)
         edge.drain_streams()  # event streams end now (their clients reconnect elsewhere)
         await stop_task(extra)
+        await trimmer.close()
         # WebSockets get the drain to end on their own, then 1001 (going away) while the
         # server still holds their connections (it cuts what is left at the deadline)
         going_away = asyncio.ensure_future(

@@ -45,6 +45,10 @@ def blockbuster() -> Iterator[BlockBuster]:
         # on stderr under `edge serve`): only warnings and errors, never per request.
         for func in ("io.TextIOWrapper.write", "io.BufferedWriter.write"):
             bb.functions[func].can_block_in("logging/__init__.py", {"emit", "flush"})
+        # /metrics reads the process's own figures from procfs (memory, not a disk)
+        for func in ("io.BufferedReader.read", "os.listdir"):
+            bb.functions[func].can_block_in("prometheus_client/process_collector.py",
+                                            {"collect"})
         yield bb
 
 
