@@ -186,6 +186,14 @@ _STORE_FIELD = {"entries": "entries", "max_entries": "max_entries", "bytes": "by
                 "max_bytes": "max_bytes", "evictions_total": "evictions"}
 
 
+_HEAP_LINE = re.compile(r'^edge_heap_bytes\{kind="([a-z_]+)"\} (\S+)$', re.M)
+
+
+def parse_heap(text: str) -> dict[str, int]:
+    """edge_heap_bytes: the C allocator's in_use, free and mapped bytes (glibc only)."""
+    return {kind: int(float(value)) for kind, value in _HEAP_LINE.findall(text)}
+
+
 def parse_stores(text: str) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for name, store, value in _STORE_LINE.findall(text):
@@ -563,18 +571,20 @@ def report(samples: list[dict[str, Any]], stats: Stats, args: argparse.Namespace
         rows.append([clock(s["t"]), f"{s['requests']:,}", f"{rate:,.0f}", str(s["5xx"]),
                      str(s["failed"]), f"{s['429']:,}", mb(s["edge_rss_kb"]),
                      str(s["edge_fds"]), *cpu, mb(s["upstreams_rss_kb"]),
-                     mb(s["workers_rss_kb"]), str(s["sse_open"]), str(s["config_generation"])])
+                     mb(s["workers_rss_kb"]), str(s["sse_open"]), str(s["config_generation"]),
+                     *(mb(s.get("heap", {}).get(k, 0) // 1024) for k in ("in_use", "free"))])
         prev = s
     lines += table(["time", "requests", "req/s", "5xx", "failed", "429", "edge RSS MB",
                     "fds", "edge CPU%", "bench CPU%", "upstreams MB", "workers MB",
-                    "streams", "config gen"], rows)
+                    "streams", "config gen", "heap used MB", "heap free MB"], rows)
     reloads = (f"a route file is touched every {reload_every:.0f} s" if reload_every > 0
                else "no reloads")
     lines += [f"failed: no answer (timeout, connection lost); edge: the `edge demo` process "
               "alone (VmRSS, /proc/<pid>/fd); CPU%: of one core over the interval; upstreams: "
               "its child running edge.demo.upstreams; workers: its other children (image "
               "workers, which map the decoded masters); streams: event streams held; config "
-              f"gen: /ready's config_generation ({reloads})", ""]
+              f"gen: /ready's config_generation ({reloads}); heap: edge_heap_bytes, the C "
+              "allocator's live blocks and the free memory its heaps keep", ""]
 
     names = list(samples[-1]["stores"])
     lines += ["stores: entries (last rows: the bound, evictions at the end)"]
@@ -653,14 +663,15 @@ async def soak(args: argparse.Namespace, edge: str, cfg: Path, edge_pid: int,
 
         async def sample(t: float) -> dict[str, Any]:
             async with admin.get(f"{edge}/metrics") as r:
-                stores = parse_stores(await r.text())
+                text = await r.text()
+            stores, heap = parse_stores(text), parse_heap(text)
             async with admin.get(f"{edge}/ready") as r:
                 gen = (await r.json()).get("config_generation")
             return {"t": round(t, 1), "requests": st.requests, "5xx": st.errors5xx,
                     "failed": sum(st.failures.values()), "429": st.status[429],
                     "sse_open": st.sse_open, "config_generation": gen,
                     "bench_cpu_s": round(time.process_time(), 2),
-                    **processes(edge_pid), "stores": stores}
+                    **processes(edge_pid), "stores": stores, "heap": heap}
 
         def progress(s: dict[str, Any]) -> None:
             print(f"[{clock(s['t']):>6}] {s['requests']:>9,} requests  5xx {s['5xx']}  "
