@@ -184,6 +184,11 @@ class EdgeCache:
             if entry is not None and self.clock() < entry.fresh_until + entry.sie:
                 return _stale_if_error(entry, p.status, respond, self.clock())
             raise
+        finally:
+            # the shared future holds the leader's exception, whose traceback holds this
+            # frame: without the future here they make no cycle (freed now, not at a
+            # full GC, with the exchange and upstream response the frames hold)
+            pending = None
         status = _status(answer)
         if (status is not None and status >= 500 and entry is not None
                 and self.clock() < entry.fresh_until + entry.sie):
@@ -227,6 +232,7 @@ class EdgeCache:
         finally:
             if self._inflight.get(key) is future:
                 del self._inflight[key]
+            del future  # as in get(): the exception's traceback holds this frame
 
     def _refresh(self, key: str, entry: Entry, fetch: Fetch,
                  storable: Callable[[Entry], bool],

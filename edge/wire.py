@@ -316,7 +316,12 @@ class TeeReply:
         self.headers = resp.headers
         self.content_length = resp.content_length
         self.content_type = resp.content_type
-        self.content = self
+
+    @property
+    def content(self) -> TeeReply:
+        """Itself, read like a response's content (a property: a reference to itself would
+        make each reply a cycle, kept with its upstream response until a full GC)."""
+        return self
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         kept: list[bytes] | None = []
