@@ -461,7 +461,10 @@ class ImagePool:
                 self._rejected(route, value.kind)
                 raise Problem(_STATUS.get(value.kind, "bad-image"),
                               f"{value.kind}: {value.detail}", reason=value.kind)
-            raise value
+            try:
+                raise value
+            finally:  # the traceback holds this frame: not the exception too (a cycle)
+                value = None
         result: Result | None = value
         return result
 

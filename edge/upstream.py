@@ -196,9 +196,9 @@ class Upstream:
         attempt = 0
         while True:
             attempt += 1
+            problem: Problem | None = None  # (before anything here may raise: see below)
             self.breaker.before()
             started = time.perf_counter()
-            problem: Problem | None = None
             try:
                 resp = await self.session.request(method, url, headers=headers, data=body,
                                                   allow_redirects=False, timeout=timeout)
@@ -230,7 +230,10 @@ class Upstream:
                 self.metrics.retry(self.name)
                 await self._backoff(attempt)
                 continue
-            raise problem
+            try:
+                raise problem
+            finally:  # the traceback holds this frame: not the problem too (a cycle)
+                problem = None
 
     async def _backoff(self, attempt: int) -> None:
         r = self.cfg.retries
