@@ -8,11 +8,13 @@ core), and raises its own threshold for serving large blocks from mmap each time
 freed, so in time even megabyte bodies come from the heap. Under `bench/soak.py` that
 showed as RSS growing a few MB a minute with the live data flat.
 
-So, at start (`tune`): two heaps at most, a fixed mmap threshold (128 KiB, what glibc starts
-with: a large body is unmapped when it is freed) and a 4 MiB trim threshold; and every
-`TRIM_EVERY` seconds (`Trimmer`) `malloc_trim(0)`, which returns the free pages inside
-the heaps as well as at their tops. An operator who set `GLIBC_TUNABLES=glibc.malloc.*`
-keeps them: `tune` changes nothing then. Other C libraries (musl) are left as they are.
+So, at start (`tune`): two heaps at most; and every `TRIM_EVERY` seconds (`Trimmer`)
+`malloc_trim(0)`, which returns the free pages inside the heaps as well as at their tops.
+The mmap and trim thresholds stay glibc's own, which adapt: fixing the mmap threshold at
+128 KiB made every request whose buffers pass it (orjson's for a 10 KB document) map and
+unmap them, a third of the uncached route's throughput (bench/cache.py). An operator who
+set `GLIBC_TUNABLES=glibc.malloc.*` keeps them: `tune` changes nothing then. Other C
+libraries (musl) are left as they are.
 
 `heap()` reads the allocator's own figures for `/metrics` (edge_heap_bytes).
 """
@@ -26,14 +28,8 @@ import time
 
 from .aio import stop
 
-# mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-M_ARENA_MAX = -8
-
+M_ARENA_MAX = -8  # mallopt's parameter (malloc.h)
 ARENA_MAX = 2
-MMAP_THRESHOLD = 128 * 1024
-TRIM_THRESHOLD = 4 * 1024 * 1024
 TRIM_EVERY = 30.0  # seconds; a trim took 3-26 ms on a 300 MB heap (bench/soak.py)
 
 
@@ -58,13 +54,11 @@ _LIBC = _glibc()
 
 
 def tune() -> bool:
-    """Set the heap limits above, before the process starts threads. False when the C
+    """Two heaps at most, set before the process starts threads. False when the C
     library is not glibc, or when GLIBC_TUNABLES already says how malloc should behave."""
     if _LIBC is None or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
-    return all(_LIBC.mallopt(param, value) == 1 for param, value in (
-        (M_ARENA_MAX, ARENA_MAX), (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-        (M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
+    return bool(_LIBC.mallopt(M_ARENA_MAX, ARENA_MAX) == 1)
 
 
 def trim() -> float:
