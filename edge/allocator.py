@@ -24,13 +24,12 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
-import time
 
 from .aio import stop
 
 M_ARENA_MAX = -8  # mallopt's parameter (malloc.h)
 ARENA_MAX = 2
-TRIM_EVERY = 30.0  # seconds; a trim took 3-26 ms on a 300 MB heap (bench/soak.py)
+TRIM_EVERY = 30.0  # seconds; one trim took 3-26 ms on a 300 MB heap in bench/soak.py
 
 
 class _MallInfo2(ctypes.Structure):
@@ -61,13 +60,10 @@ def tune() -> bool:
     return bool(_LIBC.mallopt(M_ARENA_MAX, ARENA_MAX) == 1)
 
 
-def trim() -> float:
-    """Give the heaps' free pages back to the system; the seconds it took."""
-    if _LIBC is None:
-        return 0.0
-    t0 = time.perf_counter()
-    _LIBC.malloc_trim(0)
-    return time.perf_counter() - t0
+def trim() -> None:
+    """Give the heaps' free pages back to the system."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def heap() -> dict[str, int]:
@@ -86,7 +82,6 @@ class Trimmer:
     def __init__(self, every: float = TRIM_EVERY) -> None:
         self.every = every
         self.trims = 0
-        self.seconds = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -96,7 +91,7 @@ class Trimmer:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.every)
-            self.seconds += await asyncio.to_thread(trim)
+            await asyncio.to_thread(trim)
             self.trims += 1
 
     async def close(self) -> None:

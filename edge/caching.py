@@ -40,11 +40,12 @@ from .representation import (
     encode,
     if_none_match,
     if_range_holds,
+    kept_variant,
     not_modified,
     quoted,
     wanted_delta,
 )
-from .stores import StoreSize, right_sized
+from .stores import StoreSize
 from .wire import SHARED_ONLY, PassCompression, privatized, varies_on_coding
 
 log = logging.getLogger("edge.cache")
@@ -405,11 +406,7 @@ def respond_raw(entry: Entry, request_headers: Mapping[str, str], method: str,
             return web.Response(status=206, headers=headers, body=part), len(part)
     if coding is not None:
         assert compression is not None
-        encoded = entry.variants.get(coding)
-        if encoded is None:
-            encoded = entry.variants[coding] = right_sized(compress(
-                body, coding, quality=compression.quality[coding]))
-        body = encoded
+        body = kept_variant(entry.variants, body, coding, compression.quality[coding])
         headers["Content-Encoding"] = coding
     return web.Response(status=200, headers=headers, body=body), len(body)
 

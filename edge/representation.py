@@ -226,6 +226,15 @@ def age(entry: Entry, now: float | None = None) -> int:
     return max(0, int((now or time.time()) - entry.stored_at))
 
 
+def kept_variant(variants: dict[str, bytes], body: bytes, coding: str, quality: int) -> bytes:
+    """`body` in `coding`: compressed once, then kept in `variants` (an entry's) at its own
+    length (stores.right_sized: zstd's buffer is sized for the worst case)."""
+    encoded = variants.get(coding)
+    if encoded is None:
+        encoded = variants[coding] = right_sized(compress(body, coding, quality=quality))
+    return encoded
+
+
 def encode(status: int, headers: CIMultiDict[str], body: bytes, etag: str, *,
            conditional: Mapping[str, str] | None, coding: str | None, min_size: int,
            quality: Mapping[str, int], wrap: Wrap | None = None, cached: bool = False,
@@ -250,12 +259,9 @@ def encode(status: int, headers: CIMultiDict[str], body: bytes, etag: str, *,
         if patched is not None:
             return patched
     if used is not None:
-        encoded = variants.get(used) if variants is not None and wrap is None else None
-        if encoded is None:
-            encoded = compress(body, used, quality=quality[used])
-            if variants is not None and wrap is None:
-                variants[used] = encoded = right_sized(encoded)
-        body = encoded
+        body = (kept_variant(variants, body, used, quality[used])
+                if variants is not None and wrap is None
+                else compress(body, used, quality=quality[used]))
         headers["Content-Encoding"] = used
     return web.Response(status=status, headers=headers, body=body), len(body)
 

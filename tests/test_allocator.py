@@ -29,7 +29,7 @@ def test_trim_returns_the_free_pages_inside_a_heap() -> None:
     del blocks
     freed = allocator.heap()["free"]
     before = rss_anon()
-    assert allocator.trim() >= 0.0
+    allocator.trim()
     after = rss_anon()
     assert freed > 40_000_000
     assert before - after > 30_000_000, (before, after)
