@@ -6,7 +6,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from multidict import CIMultiDictProxy, MultiMapping
@@ -40,6 +40,24 @@ class DeviceProfile:
     network_by: tuple[str, ...] = ()  # each hint read and the class it says (for explain)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _classify_ua(rules: tuple[tuple[re.Pattern[str], str], ...], default: str, ua: str) -> str:
+    for pattern, device in rules:
+        if pattern.search(ua):
+            return device
+    return default
+
+
+def _is_trusted(trusted: tuple[Network, ...], ip: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in trusted)
+
+
 class DeviceClassifier:
     """Built once per config from `devices`; `profile(headers)` is cheap per request."""
 
@@ -51,7 +69,10 @@ class DeviceClassifier:
         net = cfg.network
         self.downlink = ((net.slow.max_downlink, "slow"), (net.medium.max_downlink, "medium"))
         self.rtt = ((net.slow.min_rtt, "slow"), (net.medium.min_rtt, "medium"))
-        self._by_ua = lru_cache(maxsize=PROFILES)(self._classify_ua)
+        # (a function of the rules, not a bound method: a cache on self holding self
+        # would make every config generation cyclic garbage, freed only by a full GC)
+        self._by_ua = lru_cache(maxsize=PROFILES)(
+            partial(_classify_ua, tuple(self.rules), self.default))
         self._profiles: dict[tuple[str | None, ...], DeviceProfile] = {}
         self.max_profiles = PROFILES
         self.evictions = 0
@@ -60,12 +81,6 @@ class DeviceClassifier:
         """The profiles kept (one per distinct combination of the headers that decide
         them); the User-Agent classification cache beside it is bounded the same."""
         return StoreSize(len(self._profiles), self.max_profiles, evictions=self.evictions)
-
-    def _classify_ua(self, ua: str) -> str:
-        for pattern, device in self.rules:
-            if pattern.search(ua):
-                return device
-        return self.default
 
     def profile(self, headers: Mapping[str, str]) -> DeviceProfile:
         # Few distinct header combinations exist in a fleet: classify each once.
@@ -128,22 +143,12 @@ def _decimal(raw: str | None) -> float | None:
     return float(raw) if _DECIMAL.fullmatch(raw) else None
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
 class ClientAddress:
     """Works out the real client IP, believing X-Forwarded-For only from trusted proxies."""
 
     def __init__(self, trusted: Sequence[Network]) -> None:
         self.trusted = tuple(trusted)
-        self._cache = lru_cache(maxsize=1024)(self._is_trusted)
-
-    def _is_trusted(self, ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.trusted)
+        self._cache = lru_cache(maxsize=1024)(partial(_is_trusted, self.trusted))
 
     def is_trusted(self, ip: str | None) -> bool:
         return bool(self.trusted) and ip is not None and self._cache(ip)
