@@ -85,6 +85,17 @@ class _Stream(EventSourceResponse):
             self._broken()
             raise
 
+    def stop_streaming(self) -> None:
+        super().stop_streaming()
+        # The cancelled ping task keeps its CancelledError, whose traceback holds the
+        # ping's frame and so this response, its request and connection: a cycle per
+        # stream, freed only by a full collection. Let go of the task once it is done.
+        assert self._ping_task is not None
+        self._ping_task.add_done_callback(self._ping_ended)
+
+    def _ping_ended(self, task: asyncio.Task[None]) -> None:
+        self._ping_task = None
+
 
 def _topics(request: Incoming, settings: Events) -> list[str]:
     topics: list[str] = []
