@@ -8,13 +8,24 @@ core), and raises its own threshold for serving large blocks from mmap each time
 freed, so in time even megabyte bodies come from the heap. Under `bench/soak.py` that
 showed as RSS growing a few MB a minute with the live data flat.
 
-So, at start (`tune`): two heaps at most; and every `TRIM_EVERY` seconds (`Trimmer`)
-`malloc_trim(0)`, which returns the free pages inside the heaps as well as at their tops.
-The mmap and trim thresholds stay glibc's own, which adapt: fixing the mmap threshold at
-128 KiB made every request whose buffers pass it (orjson's for a 10 KB document) map and
-unmap them, a third of the uncached route's throughput (bench/cache.py). An operator who
-set `GLIBC_TUNABLES=glibc.malloc.*` keeps them: `tune` changes nothing then. Other C
-libraries (musl) are left as they are.
+So, at start (`tune`): two heaps at most, and fixed thresholds: blocks from 1 MiB up get
+their own mappings (megabyte bodies and images go back to the system when freed), smaller
+ones come from the heaps, which keep up to 4 MiB free at their tops. Left to glibc, the
+mmap threshold rises with every large block freed, up to 32 MiB, and then megabyte bodies
+come from the heaps too: bench/soak.py's RSS rose ~40 MB higher and swung 17% (heap free
+42 MB against 8). A threshold as low as 128 KiB made every request whose buffers pass it
+(orjson's for a 10 KB document) map and unmap them: a third of the uncached route's
+throughput (bench/cache.py); at 1 MiB, bench/cache.py shows no cost against adaptive.
+An operator who set `GLIBC_TUNABLES=glibc.malloc.*` keeps theirs: `tune` changes nothing
+then. Other C libraries (musl) are left as they are.
+
+Then, every `TRIM_EVERY` seconds (`Trimmer`), `malloc_trim(0)`, which returns the free
+pages inside the heaps as well as at their tops; and every `COLLECT_EVERY` seconds, or at
+the first tick after the config generation changed, a full cyclic collection first. The
+edge freezes its start-up objects and collects young objects rarely (cli.py: worth ~10%
+of throughput), and the oldest generation's collection then comes once in hours: each
+reloaded config generation is a graph with cycles (routes, policies, their stores of
+verified tokens and device profiles), and it stayed until then.
 
 `heap()` reads the allocator's own figures for `/metrics` (edge_heap_bytes).
 """
@@ -23,13 +34,19 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import os
+import time
+from collections.abc import Callable
 
 from .aio import stop
 
-M_ARENA_MAX = -8  # mallopt's parameter (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt's parameters (malloc.h)
 ARENA_MAX = 2
+MMAP_THRESHOLD = 1024 * 1024  # bytes: blocks this large get their own mapping
+TRIM_THRESHOLD = 4 * 1024 * 1024  # bytes kept free at a heap's top before it shrinks
 TRIM_EVERY = 30.0  # seconds; one trim took 3-26 ms on a 300 MB heap in bench/soak.py
+COLLECT_EVERY = 300.0  # seconds between full cyclic collections at most
 
 
 class _MallInfo2(ctypes.Structure):
@@ -57,7 +74,9 @@ def tune() -> bool:
     library is not glibc, or when GLIBC_TUNABLES already says how malloc should behave."""
     if _LIBC is None or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
-    return bool(_LIBC.mallopt(M_ARENA_MAX, ARENA_MAX) == 1)
+    return all(_LIBC.mallopt(param, value) == 1 for param, value in (
+        (M_ARENA_MAX, ARENA_MAX), (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        (M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
 
 
 def trim() -> None:
@@ -76,23 +95,37 @@ def heap() -> dict[str, int]:
 
 
 class Trimmer:
-    """Trims every `every` seconds, in a thread (malloc_trim holds one heap's lock at a
-    time; the event loop keeps running)."""
+    """Every `every` seconds: a full cyclic collection when one is due (on the loop: the
+    finalizers it runs may touch loop objects), then a trim in a thread (malloc_trim holds
+    one heap's lock at a time; the event loop keeps running). A collection is due
+    `collect_every` seconds after the last, or when `generation()` changed since: a reload
+    leaves the old config's graph to collect. Without glibc it only collects."""
 
-    def __init__(self, every: float = TRIM_EVERY) -> None:
+    def __init__(self, every: float = TRIM_EVERY, collect_every: float = COLLECT_EVERY,
+                 generation: Callable[[], int] = lambda: 0) -> None:
         self.every = every
+        self.collect_every = collect_every
+        self.generation = generation
         self.trims = 0
+        self.collections = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if _LIBC is not None and self._task is None:
+        if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        collected_at, generation = time.monotonic(), self.generation()
         while True:
             await asyncio.sleep(self.every)
-            await asyncio.to_thread(trim)
-            self.trims += 1
+            now = time.monotonic()
+            if now - collected_at >= self.collect_every or self.generation() != generation:
+                collected_at, generation = now, self.generation()
+                gc.collect()
+                self.collections += 1
+            if _LIBC is not None:
+                await asyncio.to_thread(trim)
+                self.trims += 1
 
     async def close(self) -> None:
         task, self._task = self._task, None
