@@ -15,7 +15,8 @@ publishes onto fresh topics, from ever new simulated apps (device id, User-Agent
 hints, address, token), plus `--streams` (50) event streams reconnecting now and then and a
 config reload (a route file touched) every `--reload-every` s. 429s are a normal outcome;
 5xx and failed requests are errors. `--max-entries N` lowers backend.memory_max_entries and
-rate_limits.max_keys (100,000) in the copy, so those stores fill within a run.
+rate_limits.max_keys (100,000) to N in the copy, and events.history_memory to N x 20 bytes,
+so those stores fill within a run.
 
 Every 10 s it samples the edge process's VmRSS and open fds, the demo upstreams' process
 RSS (the edge's child running edge.demo.upstreams) and every edge_store_* series on
@@ -58,6 +59,9 @@ from images import sign
 SAMPLE_EVERY = 10.0  # seconds between samples
 FLAT = 0.05  # RSS max - min over the last third, as a share of its mean
 AT_BOUND = 0.95  # a store at >= this share of its bound has reached it
+# --max-entries N: the event history's bytes (32 MB by default, ~100 B an event here, at
+# ~6 publishes a second) bounded at N x this, so that it too fills within the run
+HISTORY_BYTES_PER_ENTRY = 20
 CLIENTS_KEPT = 4096  # recent simulated apps a request may come from again
 NEW_CLIENT = 0.25  # share of requests from an app never seen before
 
@@ -98,7 +102,8 @@ def soak_config(tmp: Path, max_entries: int | None) -> tuple[Path, str]:
     """payload.demo_config's copy of config/, then: rate limits back on for loopback (the
     demo's own per-device and per-IP limits apply), loopback trusted as a proxy (so each
     simulated app's X-Forwarded-For is its address), the reload watcher back on; with
-    `max_entries`, backend.memory_max_entries and rate_limits.max_keys set to it."""
+    `max_entries`, backend.memory_max_entries and rate_limits.max_keys set to it, and
+    events.history_memory to `HISTORY_BYTES_PER_ENTRY` bytes per entry."""
     cfg, _ = demo_config(ROOT / "config", tmp / "config")
     path = cfg / "edge.yaml"
     text = path.read_text()
@@ -107,7 +112,9 @@ def soak_config(tmp: Path, max_entries: int | None) -> tuple[Path, str]:
              (r"^(  watch: )false", r"\g<1>true")]
     if max_entries is not None:
         edits += [(r"^backend:\n", f"backend:\n  memory_max_entries: {max_entries}\n"),
-                  (r"^rate_limits:\n", f"rate_limits:\n  max_keys: {max_entries}\n")]
+                  (r"^rate_limits:\n", f"rate_limits:\n  max_keys: {max_entries}\n"),
+                  (r"^events:\n", "events:\n  history_memory: "
+                                  f"{max_entries * HISTORY_BYTES_PER_ENTRY}\n")]
     for pattern, repl in edits:
         text, n = re.subn(pattern, repl, text, count=1, flags=re.M)
         if n != 1:
@@ -732,8 +739,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds between the table's rows (60; runs up to 120 s: 10)")
     ap.add_argument("--max-entries", type=int, metavar="N",
                     help="set backend.memory_max_entries and rate_limits.max_keys (100,000 "
-                    "by default) to N in the copied config, so those stores reach their "
-                    "bounds within a run (at least 100)")
+                    "by default) to N and events.history_memory to N x 20 bytes in the copied "
+                    "config, so those stores reach their bounds within a run (at least 100)")
     ap.add_argument("--seed", type=int, default=1, help="the workload's random seed (1)")
     ap.add_argument("--json", action="store_true", help="also one JSON line: the samples")
     args = ap.parse_args(argv)
