@@ -1,31 +1,30 @@
-"""The C allocator under the edge, told to give memory back.
+"""The C allocator under the edge, told to give memory back; and the cyclic GC's
+oldest generation, collected on a schedule.
 
 CPython keeps objects of up to 512 bytes in its own arenas and hands everything larger
 (bodies, cached answers, header blocks) to the C library's malloc. glibc's malloc keeps
 what is freed for reuse: a heap that bodies of every size come and go in ends up mostly
-free and still resident, and it keeps one heap per thread that has allocated (eight per
-core), and raises its own threshold for serving large blocks from mmap each time one is
-freed, so in time even megabyte bodies come from the heap. Under `bench/soak.py` that
-showed as RSS growing a few MB a minute with the live data flat.
+free and still resident, with one heap per thread that has allocated (eight per core).
+Under `bench/soak.py` that showed as RSS growing a few MB a minute with the live data flat.
 
 So, at start (`tune`): two heaps at most, and fixed thresholds: blocks from 1 MiB up get
 their own mappings (megabyte bodies and images go back to the system when freed), smaller
 ones come from the heaps, which keep up to 4 MiB free at their tops. Left to glibc, the
-mmap threshold rises with every large block freed, up to 32 MiB, and then megabyte bodies
-come from the heaps too: bench/soak.py's RSS rose ~40 MB higher and swung 17% (heap free
-42 MB against 8). A threshold as low as 128 KiB made every request whose buffers pass it
-(orjson's for a 10 KB document) map and unmap them: a third of the uncached route's
-throughput (bench/cache.py); at 1 MiB, bench/cache.py shows no cost against adaptive.
-An operator who set `GLIBC_TUNABLES=glibc.malloc.*` keeps theirs: `tune` changes nothing
-then. Other C libraries (musl) are left as they are.
+mmap threshold rises with every large block freed, up to 32 MiB, and megabyte bodies then
+come from the heaps: the soak's RSS rose ~40 MB higher and swung 17% (heap free 42 MB
+against 8). At 128 KiB, every request whose buffers pass it (orjson's for a 10 KB
+document) mapped and unmapped them: a third of the uncached route's throughput
+(bench/cache.py); at 1 MiB, bench/cache.py shows no cost against adaptive. An operator
+who set `GLIBC_TUNABLES=glibc.malloc.*` keeps theirs: `tune` changes nothing then. Other
+C libraries (musl) are left as they are.
 
-Then, every `TRIM_EVERY` seconds (`Trimmer`), `malloc_trim(0)`, which returns the free
-pages inside the heaps as well as at their tops; and every `COLLECT_EVERY` seconds, or at
-the first tick after the config generation changed, a full cyclic collection first. The
-edge freezes its start-up objects and collects young objects rarely (cli.py: worth ~10%
-of throughput), and the oldest generation's collection then comes once in hours: each
-reloaded config generation is a graph with cycles (routes, policies, their stores of
-verified tokens and device profiles), and it stayed until then.
+Then every `TRIM_EVERY` seconds (`Trimmer`) `malloc_trim(0)`, which returns the free
+pages inside the heaps as well as at their tops; and every `COLLECT_EVERY` seconds a full
+cyclic collection before it. The edge freezes its start-up objects and collects young
+objects rarely (cli.py: worth ~10% of throughput), so left to its thresholds the oldest
+generation was collected once in hours, and whatever made a cycle (an event stream that
+ended, a retired config generation: both fixed where they were made, tests/test_no_cycles.py)
+stayed until then.
 
 `heap()` reads the allocator's own figures for `/metrics` (edge_heap_bytes).
 """
@@ -37,7 +36,6 @@ import ctypes
 import gc
 import os
 import time
-from collections.abc import Callable
 
 from .aio import stop
 
@@ -95,17 +93,15 @@ def heap() -> dict[str, int]:
 
 
 class Trimmer:
-    """Every `every` seconds: a full cyclic collection when one is due (on the loop: the
-    finalizers it runs may touch loop objects), then a trim in a thread (malloc_trim holds
-    one heap's lock at a time; the event loop keeps running). A collection is due
-    `collect_every` seconds after the last, or when `generation()` changed since: a reload
-    leaves the old config's graph to collect. Without glibc it only collects."""
+    """Every `every` seconds: a full cyclic collection when `collect_every` seconds have
+    passed since the last (on the loop: the finalizers it runs may touch loop objects),
+    then a trim in a thread (malloc_trim holds one heap's lock at a time; the event loop
+    keeps running). Without glibc it only collects."""
 
-    def __init__(self, every: float = TRIM_EVERY, collect_every: float = COLLECT_EVERY,
-                 generation: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, every: float = TRIM_EVERY, collect_every: float = COLLECT_EVERY
+                 ) -> None:
         self.every = every
         self.collect_every = collect_every
-        self.generation = generation
         self.trims = 0
         self.collections = 0
         self._task: asyncio.Task[None] | None = None
@@ -115,12 +111,11 @@ class Trimmer:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        collected_at, generation = time.monotonic(), self.generation()
+        collected_at = time.monotonic()
         while True:
             await asyncio.sleep(self.every)
-            now = time.monotonic()
-            if now - collected_at >= self.collect_every or self.generation() != generation:
-                collected_at, generation = now, self.generation()
+            if time.monotonic() - collected_at >= self.collect_every:
+                collected_at = time.monotonic()
                 gc.collect()
                 self.collections += 1
             if _LIBC is not None:

@@ -119,7 +119,7 @@ async def _serve(config: Config, host: str, port: int, *, reuse_port: bool = Fal
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    trimmer = allocator.Trimmer(generation=lambda: edge.state.runtime.generation)
+    trimmer = allocator.Trimmer()
     trimmer.start()
     url = f"http://{host}:{runner.addresses[0][1]}"  # the port bound, when asked for 0
     log.info("edge %d listening on %s (%d routes)", os.getpid(), url, len(config.routes))

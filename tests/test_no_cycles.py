@@ -108,23 +108,20 @@ class Node:
         self.me = self
 
 
-async def test_the_trimmer_collects_at_its_first_tick_after_a_reload() -> None:
-    generation = 1
-    trimmer = allocator.Trimmer(every=0.01, collect_every=3600,
-                                generation=lambda: generation)
+async def test_the_trimmer_collects_what_the_rare_gc_leaves() -> None:
+    trimmer = allocator.Trimmer(every=0.01, collect_every=0.1)
     gc.collect()
     gc.disable()  # as rare as the oldest generation's collections are in the edge
     try:
-        trimmer.start()
         node = weakref.ref(Node())
+        trimmer.start()
         await asyncio.sleep(0.05)
         assert node() is not None and trimmer.collections == 0
-        generation = 2
         for _ in range(300):
             if trimmer.collections:
                 break
             await asyncio.sleep(0.01)
-        assert trimmer.collections == 1 and node() is None
+        assert trimmer.collections >= 1 and node() is None
         await trimmer.close()
     finally:
         gc.enable()
