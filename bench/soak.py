@@ -757,8 +757,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds between the table's rows (60; runs up to 120 s: 10)")
     ap.add_argument("--max-entries", type=int, metavar="N",
                     help="set backend.memory_max_entries and rate_limits.max_keys (100,000 "
-                    "by default) to N and events.history_memory to N x 20 bytes in the copied "
-                    "config, so those stores reach their bounds within a run (at least 100)")
+                    "by default) to N and events.history_memory to N x "
+                    f"{HISTORY_BYTES_PER_ENTRY} bytes in the copied config, so those stores "
+                    "reach their bounds within a run (at least 100)")
     ap.add_argument("--seed", type=int, default=1, help="the workload's random seed (1)")
     ap.add_argument("--json", action="store_true", help="also one JSON line: the samples")
     args = ap.parse_args(argv)

@@ -3,18 +3,22 @@ and holds to the bound when filled past it, counting what it drops."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+import tracemalloc
 from typing import Any
 
 import jwt
+import orjson
 
 from edge.backends.memory import MemoryBackend
 from edge.backends.tiers import LruBytesCache
 from edge.caching import Ready, ReadyAnswers
-from edge.config import Devices, Jwt
+from edge.config import CachePolicy, CacheSettings, Devices, Jwt
 from edge.context import DeviceClassifier
 from edge.policies.auth import Verifier
+from edge.policies.cache import RouteCache
 
 from .conftest import JWT_SECRET, bearer, catch_all, services_yaml
 
@@ -229,14 +233,6 @@ def test_stores_keep_bytes_at_their_length() -> None:
     payload holds 4 KB): what a store keeps is copied to its own length, so the bytes a
     gauge counts are the bytes it holds (bench/soak.py found the event history at ~4 KB
     an event while its gauge said 60 B)."""
-    import asyncio
-    import tracemalloc
-
-    import orjson
-
-    from edge.config import CachePolicy, CacheSettings
-    from edge.policies.cache import RouteCache
-
     backend = MemoryBackend(max_entries=10_000)
     route = RouteCache(CachePolicy(ttl="60s"), "r", False, CacheSettings())
     n = 1000
